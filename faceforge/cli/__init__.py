@@ -1,0 +1,41 @@
+"""The ``faceforge`` command: one entry point, one module per group of subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from faceforge.errors import FaceforgeError
+
+# Each module exposes ``register(subparsers)`` adding its subcommands with ``func=handler``.
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "faceforge.cli.train_commands",
+    "faceforge.cli.deploy_commands",
+    "faceforge.cli.eval_commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="faceforge", description="Train, evaluate and deploy face recognition models."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; expected errors print a one-line message and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FaceforgeError as exc:
+        print(f"faceforge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"faceforge {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,352 @@
+"""Deploy subcommands: ``align``, ``verify``, ``enroll``, ``search``, ``export``.
+
+Each handler parses nothing itself: argparse fills a namespace, the handler calls the library
+(:mod:`faceforge.inference`) and prints a short, human-readable answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from faceforge.errors import DataError
+
+if TYPE_CHECKING:
+    from faceforge.inference.pipeline import FacePipeline
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="faceforge checkpoint (.pt), exported ONNX model (.onnx), or insightface "
+        "backbone.pth together with --arch",
+    )
+    parser.add_argument("--arch", help="architecture of an insightface backbone.pth (iresnet50..)")
+    parser.add_argument(
+        "--embedding-size", type=int, default=512, help="embedding size of --arch weights"
+    )
+    parser.add_argument("--flip", action="store_true", help="add the mirrored view (flip TTA)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="PyTorch compute precision (auto: bf16 on CPUs with native bf16, fp16 on CUDA)",
+    )
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="inputs are already aligned face crops: skip detection",
+    )
+    parser.add_argument(
+        "--fallback",
+        choices=("letterbox", "stretch", "center-crop"),
+        help="fit images where no face is found (or all images with --aligned) this way "
+        "instead of failing",
+    )
+    parser.add_argument(
+        "--selection",
+        choices=("best", "largest", "central"),
+        default="best",
+        help="which face to use when an image shows several",
+    )
+    parser.add_argument("--mtcnn-weights", help="folder with pnet.pt, rnet.pt, onet.pt")
+
+
+def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="cosine-similarity threshold (default: the model's stored best 10-fold threshold)",
+    )
+    parser.add_argument(
+        "--eval-set", help="evaluation set whose stored threshold to use (e.g. lfw, synthetic)"
+    )
+
+
+def _pipeline(args: argparse.Namespace) -> FacePipeline:
+    from faceforge.inference.pipeline import FacePipeline
+
+    return FacePipeline.load(
+        args.checkpoint,
+        arch=args.arch,
+        embedding_size=args.embedding_size,
+        aligned=args.aligned,
+        mtcnn_weights=args.mtcnn_weights,
+        device=args.device,
+        flip=args.flip,
+        precision=args.precision,
+        selection=args.selection,
+        fallback=args.fallback,
+        threshold=getattr(args, "threshold", None),
+        eval_set=getattr(args, "eval_set", None),
+    )
+
+
+def read_pairs_file(path: str | Path) -> list[tuple[Path, Path]]:
+    """``path_a, path_b`` rows of a CSV/TSV (extra columns ignored, a header row allowed);
+    relative paths are resolved against the file's folder."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read pairs file ({exc.strerror or exc})") from None
+    delimiter = "\t" if "\t" in text.split("\n", 1)[0] else ","
+    pairs = []
+    for number, row in enumerate(csv.reader(text.splitlines(), delimiter=delimiter), 1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 2:
+            raise DataError(f"{path}:{number}: expected 'path_a{delimiter}path_b', got {row!r}")
+        a, b = (path.parent / row[0].strip(), path.parent / row[1].strip())
+        if number == 1 and not a.exists() and not b.exists():
+            continue  # header
+        pairs.append((a, b))
+    if not pairs:
+        raise DataError(f"{path}: no pairs found")
+    return pairs
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if (args.pairs is None) == (len(args.images) != 2):
+        if args.pairs is None:
+            raise DataError("verify needs two images, or --pairs FILE")
+        raise DataError("give either two images or --pairs FILE, not both")
+    pipeline = _pipeline(args)
+    threshold = pipeline.threshold
+    if args.pairs is None:
+        result = pipeline.verify(args.images[0], args.images[1])
+        decision = "same person" if result.same else "different people"
+        print(f"similarity {result.similarity:.4f}: {decision}")
+        print(f"threshold  {threshold.cosine:.4f} ({threshold.source})")
+        return 0
+    pairs = read_pairs_file(args.pairs)
+    images = [str(p) for pair in pairs for p in pair]
+    unique = list(dict.fromkeys(images))
+    embeddings, errors = pipeline.try_embed(unique)
+    row = {image: i for i, image in enumerate(unique)}
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["image_a", "image_b", "similarity", "same", "error"])
+    counts = {"same": 0, "different": 0, "failed": 0}
+    for a, b in pairs:
+        error = errors[row[str(a)]] or errors[row[str(b)]]
+        if error:
+            counts["failed"] += 1
+            writer.writerow([a, b, "", "", error])
+            continue
+        similarity = float(embeddings[row[str(a)]] @ embeddings[row[str(b)]])
+        same = threshold.accepts(similarity)
+        counts["same" if same else "different"] += 1
+        writer.writerow([a, b, f"{similarity:.4f}", int(same), ""])
+    print(
+        f"{len(pairs)} pairs: {counts['same']} same, {counts['different']} different, "
+        f"{counts['failed']} failed; threshold {threshold.cosine:.4f} ({threshold.source})",
+        file=sys.stderr,
+    )
+    return 1 if counts["failed"] else 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from faceforge.inference.gallery import iter_people, load_or_create
+
+    pipeline = _pipeline(args)
+    embedder = pipeline.embedder
+    gallery = load_or_create(
+        args.gallery,
+        embedder.embedding_size,
+        embedder.fingerprint,
+        model=embedder.description,
+        index_type=args.index,
+        mode=args.mode,
+    )
+    for name in args.remove:
+        gallery.remove(name)
+        print(f"removed {name}")
+    enrolled = skipped = 0
+    for name, files in iter_people(args.people_dir) if args.people_dir else []:
+        embeddings, errors = pipeline.try_embed(files)
+        for error in errors:
+            if error:
+                skipped += 1
+                print(f"skipped: {error}", file=sys.stderr)
+        good = embeddings[[e is None for e in errors]]
+        if len(good) == 0:
+            print(f"{name}: no usable image, not enrolled", file=sys.stderr)
+            continue
+        gallery.add(name, good)
+        enrolled += len(good)
+    gallery.save(args.gallery)
+    print(
+        f"gallery {args.gallery}: {len(gallery)} people; added {enrolled} images, skipped {skipped}"
+    )
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from faceforge.inference.gallery import Gallery
+
+    gallery = Gallery.load(args.gallery)
+    pipeline = _pipeline(args)
+    for image in args.images:
+        result = pipeline.search(image, gallery, top_k=args.top_k)
+        print(f"{image}: {result.identity}")
+        for rank, match in enumerate(result.matches, 1):
+            print(f"  {rank}. {match.name}  {match.score:.4f}")
+    threshold = pipeline.threshold
+    print(f"threshold {threshold.cosine:.4f} ({threshold.source})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from faceforge.inference.export import (
+        PARITY_TOLERANCE,
+        export_checkpoint,
+        load_calibration_faces,
+        quantize_int8,
+    )
+
+    if args.int8 and not args.calibration:
+        raise DataError("--int8 needs --calibration DIR (aligned face images)")
+    report = export_checkpoint(args.checkpoint, args.onnx, opset=args.opset)
+    ok = report.max_abs_diff <= PARITY_TOLERANCE
+    print(f"wrote {report.path}")
+    print(
+        f"parity: max |onnx - torch| = {report.max_abs_diff:.2e} on {report.num_check_images} "
+        f"synthetic faces (embedding values up to {report.max_abs_value:.3g}; limit "
+        f"{PARITY_TOLERANCE:.0e}): {'OK' if ok else 'FAILED'}"
+    )
+    if args.int8:
+        from faceforge.inference.embedder import OnnxEmbedder
+
+        size = OnnxEmbedder(report.path).input_size
+        faces = load_calibration_faces(args.calibration, size)
+        int8_path = args.int8_output or report.path.with_suffix(".int8.onnx")
+        quant = quantize_int8(report.path, int8_path, faces)
+        print(f"wrote {quant.path} (calibrated on {len(faces)} images)")
+        print(
+            f"verification accuracy on {quant.num_pairs} synthetic pairs: fp32 "
+            f"{quant.fp32_accuracy:.4f}, int8 {quant.int8_accuracy:.4f} "
+            f"(change {quant.accuracy_change:+.4f})"
+        )
+    return 0 if ok else 1
+
+
+def _align(args: argparse.Namespace) -> int:
+    from faceforge.inference.align_dataset import AlignOptions, align_dataset
+
+    options = AlignOptions(
+        size=(args.size, args.width or args.size),
+        template=args.template,
+        multiple=args.multiple,
+        no_face=args.no_face,
+        min_face_size=args.min_face_size,
+        mtcnn_weights=args.mtcnn_weights,
+        device=args.device,
+    )
+    report = align_dataset(
+        args.src,
+        args.dst,
+        options,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(report.summary())
+    if report.skipped:
+        print(f"skipped files are listed in {Path(args.dst) / 'align_report.tsv'}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the deploy subcommands to the ``faceforge`` parser."""
+    p = subparsers.add_parser(
+        "align",
+        help="detect and align every image of a folder dataset",
+        description="Detect faces with MTCNN, align them to the ArcFace template and mirror "
+        "SRC's folder structure into DST. Skipped files are listed in DST/align_report.tsv.",
+    )
+    p.add_argument("src", help="image folder (e.g. <identity>/<image>.jpg)")
+    p.add_argument("dst", help="output folder")
+    p.add_argument("--size", type=int, default=112, help="output height (and width)")
+    p.add_argument("--width", type=int, help="output width if not square (96 for 112x96)")
+    p.add_argument("--template", default="arcface")
+    p.add_argument(
+        "--multiple",
+        choices=("best", "largest", "central", "skip"),
+        default="largest",
+        help="policy for images with several faces",
+    )
+    p.add_argument(
+        "--no-face",
+        choices=("skip", "center-crop", "letterbox", "stretch"),
+        default="skip",
+        help="policy for images without a detected face",
+    )
+    p.add_argument("--min-face-size", type=float, default=20.0, help="in pixels")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--overwrite", action="store_true", help="redo images already aligned")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--mtcnn-weights", help="folder with pnet.pt, rnet.pt, onet.pt")
+    p.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto")
+    p.set_defaults(func=_align)
+
+    p = subparsers.add_parser(
+        "verify",
+        help="are two photos the same person?",
+        description="Print the cosine similarity, the decision and the threshold used.",
+    )
+    p.add_argument("images", nargs="*", help="two image files")
+    p.add_argument("--pairs", help="CSV/TSV of path_a,path_b rows; prints one result per row")
+    _add_model_options(p)
+    _add_threshold_options(p)
+    p.set_defaults(func=_verify)
+
+    p = subparsers.add_parser(
+        "enroll",
+        help="add people (one folder per person) to a face gallery",
+        description="Embed every image of PEOPLE_DIR/<name>/ and add <name> to the gallery in "
+        "--gallery (created if missing; must have been built with the same model).",
+    )
+    p.add_argument("people_dir", nargs="?", help="folder of per-person image folders")
+    p.add_argument("--gallery", required=True, help="gallery folder")
+    p.add_argument("--remove", action="append", default=[], help="remove this person first")
+    p.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat")
+    p.add_argument(
+        "--mode",
+        choices=("mean", "all"),
+        default="mean",
+        help="store each person's mean embedding or every image",
+    )
+    _add_model_options(p)
+    p.set_defaults(func=_enroll)
+
+    p = subparsers.add_parser(
+        "search",
+        help="identify faces against a gallery",
+        description="Print the top matches of each image and the identity decided "
+        "('unknown' when the best match is below the threshold).",
+    )
+    p.add_argument("images", nargs="+", help="query images")
+    p.add_argument("--gallery", required=True, help="gallery folder made by enroll")
+    p.add_argument("--top-k", type=int, default=5)
+    _add_model_options(p)
+    _add_threshold_options(p)
+    p.set_defaults(func=_search)
+
+    p = subparsers.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (optionally int8)",
+        description="Write an ONNX model with a dynamic batch axis and the preprocessing in its "
+        "metadata, then print the parity against PyTorch.",
+    )
+    p.add_argument("--checkpoint", required=True, help="faceforge checkpoint")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--int8", action="store_true", help="also write a static-int8 model")
+    p.add_argument("--calibration", help="folder of aligned faces for int8 calibration")
+    p.add_argument("--int8-output", help="int8 model path (default: <onnx>.int8.onnx)")
+    p.set_defaults(func=_export)

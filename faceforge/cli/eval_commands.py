@@ -1,0 +1,218 @@
+"""``faceforge eval`` (1:1 verification sets) and ``faceforge identify-bench`` (MegaFace-style).
+
+Handlers only gather inputs and print: the work is done by :mod:`faceforge.evaluation`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from faceforge.errors import DataError
+from faceforge.evaluation.image_loading import RESIZE_MODES
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _sets(args: argparse.Namespace, loaded: Any) -> list[Any]:
+    """Every requested verification set; all files are checked before anything is decoded."""
+    from faceforge.evaluation.bin_format import load_bin
+    from faceforge.evaluation.pairs import read_lfw_pairs, read_pair_list
+
+    missing = [str(p) for p in args.bin if not Path(p).is_file()]
+    if missing:
+        raise DataError("verification .bin file(s) not found: " + ", ".join(missing))
+    if args.pairs and not args.images:
+        raise DataError("--pairs needs --images (the folder with <name>/<name>_NNNN.jpg)")
+    pair_lists = [(Path(p).stem, read_lfw_pairs(p, args.images)) for p in args.pairs]
+    pair_lists += [(Path(p).stem, read_pair_list(p, args.root)) for p in args.pair_list]
+    if not (args.bin or pair_lists or args.synthetic):
+        raise DataError("nothing to evaluate: give --bin, --pairs, --pair-list or --synthetic")
+
+    size = tuple(loaded.preprocess.input_size)
+    taken: set[str] = set()
+    sets = []
+    if args.synthetic:
+        from faceforge.data.build import synthetic_verification_set
+
+        print("rendering the checkpoint config's held-out synthetic pairs ...")
+        sets.append(synthetic_verification_set(loaded.config))
+        taken.add(sets[-1].name)
+    for path in args.bin:
+        vset = load_bin(path, image_size=size, resize=args.resize)
+        vset.name = _unique_name(vset.name, taken)
+        sets.append(vset)
+    for name, plist in pair_lists:
+        sets.append(plist.load(_unique_name(name, taken), size, args.resize))
+    return sets
+
+
+def _recorded(metrics: dict[str, Any], name: str) -> str:
+    stored = metrics.get(name)
+    if isinstance(stored, dict) and isinstance(stored.get("accuracy"), (int, float)):
+        return f"  (checkpoint recorded {100 * stored['accuracy']:.4f})"
+    return ""
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from faceforge.evaluation.report import format_result, plot_roc, write_json
+    from faceforge.evaluation.run import evaluate_model
+    from faceforge.device import resolve_device
+    from faceforge.train.checkpoint import load_backbone
+
+    loaded = load_backbone(args.checkpoint)
+    sets = _sets(args, loaded)
+    device = resolve_device(args.device)
+    batch_size = args.batch_size or loaded.config.eval.batch_size
+    results = {}
+    for vset in sets:
+        result = evaluate_model(
+            loaded.backbone,
+            vset,
+            preprocess=loaded.preprocess,
+            batch_size=batch_size,
+            flip=not args.no_flip,
+            folds=args.folds,
+            device=device,
+            precision=args.precision,
+            progress=not args.quiet,
+        )
+        results[vset.name] = result
+        print(format_result(vset.name, result) + _recorded(loaded.metrics, vset.name))
+    meta = {
+        "checkpoint": str(args.checkpoint),
+        "backbone": loaded.config.model.backbone,
+        "flip": not args.no_flip,
+        "precision": args.precision,
+        "folds": args.folds,
+    }
+    if args.json:
+        write_json(args.json, results, meta)
+        print(f"wrote {args.json}")
+    if args.roc:
+        plot_roc(args.roc, results)
+        print(f"wrote {args.roc}")
+    return 0
+
+
+def _identify_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from faceforge.evaluation.identification import NpyFolder, megaface, open_npy
+
+    if args.probe_embeddings:
+        if not (args.probe_labels and args.distractor_embeddings):
+            raise DataError("--probe-embeddings needs --probe-labels and --distractor-embeddings")
+        probes = open_npy(args.probe_embeddings)
+        labels = open_npy(args.probe_labels)
+        path = Path(args.distractor_embeddings)
+        distractors = NpyFolder(path) if path.is_dir() else open_npy(path)
+        result = megaface(probes, labels, distractors)
+    elif args.checkpoint:
+        from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
+        from faceforge.device import resolve_device
+        from faceforge.train.checkpoint import load_backbone
+
+        loaded = load_backbone(args.checkpoint)
+        result = run_synthetic_megaface(
+            loaded.backbone,
+            loaded.preprocess,
+            seed=loaded.config.data.synthetic.seed,
+            num_identities=args.identities,
+            images_per_identity=args.images_per_identity,
+            num_distractors=args.distractors,
+            flip=args.flip,
+            device=resolve_device(args.device),
+            precision=args.precision,
+            progress=not args.quiet,
+        )
+    else:
+        raise DataError("give --checkpoint (synthetic faces) or --probe-embeddings (.npy)")
+    ranks = ", ".join(f"rank-{k} {100 * v:.2f}" for k, v in result.rank_accuracy.items())
+    tars = ", ".join(f"TAR@FAR={k:g} {100 * v:.2f}" for k, v in result.tar_at_far.items())
+    print(
+        f"{result.num_probes} probes of {result.num_identities} identities, "
+        f"{result.num_distractors} distractors, {result.num_searches} searches: {ranks}; {tars}"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="compute precision (auto: bf16 on CPUs with native bf16, fp16 on CUDA)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", help="write the results to this JSON file")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``eval`` and ``identify-bench`` to the ``faceforge`` parser."""
+    p = subparsers.add_parser(
+        "eval",
+        help="1:1 verification accuracy (insightface protocol) of a checkpoint",
+        description="10-fold accuracy with flip TTA, XNorm, VR@FAR=1e-3, AUC, EER and "
+        "TAR@FAR on insightface .bin files, LFW pairs.txt, CSV/TSV pair lists or the "
+        "checkpoint's synthetic held-out pairs. Example: faceforge eval --checkpoint "
+        "runs/quickstart/last.pt --bin lfw.bin cfp_fp.bin agedb_30.bin --roc roc.png",
+    )
+    p.add_argument("--checkpoint", required=True, help="faceforge checkpoint (.pt)")
+    p.add_argument("--bin", nargs="+", default=[], help="insightface .bin verification sets")
+    p.add_argument("--pairs", nargs="+", default=[], help="LFW-style pairs.txt file(s)")
+    p.add_argument("--images", help="image folder of --pairs (<name>/<name>_NNNN.<ext>)")
+    p.add_argument(
+        "--pair-list", nargs="+", default=[], help="CSV/TSV pair lists: path_a,path_b,same"
+    )
+    p.add_argument("--root", help="folder relative --pair-list paths start from")
+    p.add_argument(
+        "--synthetic", action="store_true", help="the checkpoint config's synthetic held-out pairs"
+    )
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        help="fit images that are not the model's input size (default: require it)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, help="images per batch (default: the config's eval.batch_size)"
+    )
+    p.add_argument("--no-flip", action="store_true", help="no flip test-time augmentation")
+    p.add_argument("--folds", type=int, default=10, help="cross-validation folds (default 10)")
+    p.add_argument("--roc", help="write ROC curves (log FAR axis) to this PNG")
+    _add_runtime_options(p)
+    p.set_defaults(func=_eval)
+
+    p = subparsers.add_parser(
+        "identify-bench",
+        help="MegaFace-style 1:N identification with distractors",
+        description="Rank-1/5/10 identification and TAR@FAR=1e-6 verification of probes "
+        "hidden among distractors: synthetic faces embedded by --checkpoint, or precomputed "
+        "embeddings (.npy). Example: faceforge identify-bench --checkpoint last.pt "
+        "--distractors 100000",
+    )
+    p.add_argument("--checkpoint", help="faceforge checkpoint: embed synthetic faces")
+    p.add_argument("--distractors", type=int, default=10_000, help="synthetic distractor count")
+    p.add_argument("--identities", type=int, default=80, help="synthetic probe identities")
+    p.add_argument(
+        "--images-per-identity", type=int, default=5, help="synthetic photos per probe identity"
+    )
+    p.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+    p.add_argument("--probe-embeddings", help="(N, D) .npy of probe embeddings")
+    p.add_argument("--probe-labels", help="(N,) .npy of probe identity labels")
+    p.add_argument(
+        "--distractor-embeddings", help="(M, D) .npy, or a folder of .npy files, of distractors"
+    )
+    _add_runtime_options(p)
+    p.set_defaults(func=_identify_bench)

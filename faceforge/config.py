@@ -1,0 +1,310 @@
+"""Typed, frozen training configuration loaded from YAML with dotted command-line overrides.
+
+Every section is a frozen dataclass, so a typo in a YAML key or an override is an error that
+names the key instead of silently becoming a new setting (the EasyDict trap).
+
+>>> cfg = load_config(None, ["optim.lr=0.05", "head.type=cosface"])
+>>> cfg.optim.lr, cfg.head.type
+(0.05, 'cosface')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from faceforge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Synthetic-faces source used when ``data.source == 'synthetic'``."""
+
+    num_identities: int = 300
+    images_per_identity: int = 24
+    seed: int = 0
+    #: held-out verification identities (never used for training) and pair count
+    val_identities: int = 600
+    val_pairs: int = 6000
+    #: render the training images once and keep them in memory instead of on every access
+    cache: bool = True
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training images come from and how they are loaded."""
+
+    #: synthetic | folder | list
+    source: str = "synthetic"
+    #: image folder root (folder) or list file (list: ``path label`` lines)
+    path: str = ""
+    #: root that relative paths in a list file are resolved against (default: its folder)
+    root: str = ""
+    image_size: int = 112
+    num_workers: int = 0
+    #: skip unreadable images (counted and reported) instead of stopping with an error
+    skip_corrupt: bool = False
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentations (all operate on uint8 HWC RGB before normalisation)."""
+
+    hflip: float = 0.5
+    brightness: float = 0.0
+    contrast: float = 0.0
+    #: resize by a factor in [1, 1 + random_crop_scale] then crop back to image_size
+    random_crop_scale: float = 0.0
+    cutout_prob: float = 0.0
+    cutout_size: int = 32
+    #: probability of blanking the upper or lower half of the face (occlusion robustness)
+    half_face_prob: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone architecture; names come from :func:`faceforge.models.build_backbone`."""
+
+    backbone: str = "mobilefacenet"
+    embedding_size: int = 512
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Classification head: a (normalised) linear layer followed by a margin.
+
+    type: softmax | normface | arcface | cosface | sphereface | combined. Angular margins are
+    in radians everywhere (arcface ``margin``, combined ``m2``); cosface ``margin`` is on the
+    cosine; sphereface ``margin`` is the integer multiplier of the angle.
+    """
+
+    type: str = "arcface"
+    scale: float = 64.0
+    margin: float = 0.5
+    easy_margin: bool = False
+    #: combined margin cos(m1 * theta + m2) - m3 (insightface's "combined")
+    m1: float = 1.0
+    m2: float = 0.3
+    m3: float = 0.2
+    #: SphereFace lambda annealing: lambda = max(lambda_min, base * (1 + gamma * it) ** -power)
+    sphere_base: float = 1000.0
+    sphere_gamma: float = 0.12
+    sphere_power: float = 1.0
+    sphere_lambda_min: float = 5.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Losses composed on top of the head's logits and the embeddings."""
+
+    #: focal loss exponent; 0 means plain cross-entropy
+    focal_gamma: float = 0.0
+    label_smoothing: float = 0.0
+    #: weight of the center loss (0 disables it); the seeds' recipe uses 0.005
+    center_weight: float = 0.0
+    #: the centers' own SGD learning rate (as in Wen et al. 2016)
+    center_lr: float = 0.5
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and learning-rate schedule."""
+
+    #: sgd | adamw
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    #: exclude BatchNorm/PReLU weights and biases from weight decay
+    no_decay_bn_bias: bool = True
+    #: cosine | step | poly | constant
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    #: step schedule: multiply by ``gamma`` at these fractions of the total steps
+    milestones: tuple[float, ...] = (0.5, 0.75, 0.9)
+    gamma: float = 0.1
+    #: poly schedule exponent
+    power: float = 2.0
+    #: clip the global gradient norm (0 disables)
+    grad_clip: float = 5.0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Periodic verification during training."""
+
+    #: evaluate every N steps (0: only at the end)
+    every: int = 0
+    #: include the synthetic held-out pairs (synthetic source) in the evaluation sets
+    synthetic_pairs: bool = True
+    #: insightface .bin verification sets evaluated beside the synthetic pairs
+    bins: tuple[str, ...] = ()
+    batch_size: int = 128
+    flip: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training run itself."""
+
+    output_dir: str = "runs/quickstart"
+    epochs: int = 1
+    #: if > 0, overrides epochs
+    max_steps: int = 0
+    batch_size: int = 64
+    seed: int = 0
+    #: auto | cpu | cuda
+    device: str = "auto"
+    #: none | bf16 | fp16 (fp16 only on CUDA, with a GradScaler)
+    amp: str = "none"
+    channels_last: bool = False
+    #: run the training forward through torch.compile (slow first step, faster after)
+    compile: bool = False
+    log_every: int = 20
+    save_every: int = 0
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a training run needs; saved inside every checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a YAML/override value to the field's declared type, or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(annotation, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        (item_type, _) = typing.get_args(annotation)
+        return tuple(_coerce(v, item_type, key) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"unknown config key {dotted!r}; known keys here: {known}")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists) suitable for YAML and safe checkpoints."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a :class:`Config` from :func:`config_to_dict` output, validating every key."""
+    return _build(Config, values)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b=value`` and parse the value as YAML (so ``0.1``, ``true``, ``[1, 2]`` work)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+    return key.strip(), value
+
+
+def builtin_config_path(name: str) -> Path:
+    """Path of a recipe shipped in ``faceforge/configs`` (``quickstart`` -> quickstart.yaml)."""
+    return Path(__file__).parent / "configs" / f"{name}.yaml"
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config (a file path or the name of a shipped recipe), apply overrides.
+
+    Unknown keys, wrong types and malformed overrides raise :class:`ConfigError`.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.exists() and builtin_config_path(str(path)).exists():
+            file = builtin_config_path(str(path))
+        if not file.exists():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: top level must be a mapping of sections")
+        values = loaded
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(values, key, value)
+    return _build(Config, values)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (what the run actually used)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -1,0 +1,110 @@
+"""Training dataset: reader -> resize -> augment -> uint8 CHW tensor, reproducibly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from faceforge.data.readers import Reader
+from faceforge.data.transforms import Compose, resize_to
+from faceforge.errors import DataError
+
+
+class FaceDataset(Dataset):
+    """Samples are ``(image uint8 (3, S, S), label)``; with ``skip_corrupt`` an unreadable
+    image yields ``None`` (dropped and counted by :func:`collate_faces`) instead of raising.
+
+    Augmentation randomness is seeded by ``(seed, epoch, index)``; call :meth:`set_epoch`.
+    """
+
+    def __init__(
+        self,
+        reader: Reader,
+        transform: Compose,
+        image_size: int = 112,
+        seed: int = 0,
+        skip_corrupt: bool = False,
+    ) -> None:
+        self.reader = reader
+        self.transform = transform
+        self.image_size = image_size
+        self.seed = seed
+        self.skip_corrupt = skip_corrupt
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        try:
+            image = self.reader.load(index)
+        except DataError:
+            if self.skip_corrupt:
+                return None
+            raise
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image = self.transform(resize_to(image, self.image_size), rng)
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return tensor, int(self.reader.labels[index])
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # uint8 (N, 3, S, S)
+    labels: torch.Tensor  # int64 (N,)
+    skipped: int  # unreadable samples dropped from this batch
+
+
+def collate_faces(samples: Sequence[tuple[torch.Tensor, int] | None]) -> Batch:
+    """Stack samples, dropping the ``None`` of skipped corrupt images and counting them."""
+    kept = [s for s in samples if s is not None]
+    skipped = len(samples) - len(kept)
+    if not kept:
+        return Batch(torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), skipped)
+    images = torch.stack([s[0] for s in kept])
+    labels = torch.tensor([s[1] for s in kept], dtype=torch.long)
+    return Batch(images, labels, skipped)
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation per epoch seeded by ``(seed, epoch)``, sharded by rank, optionally
+    starting after ``start`` samples of this rank's share (exact mid-epoch resume).
+
+    Every rank gets ``ceil(n / world_size)`` indices (the permutation is padded by wrapping),
+    so ranks step in lockstep.
+    """
+
+    def __init__(self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.size = size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.start = 0
+
+    @property
+    def per_rank(self) -> int:
+        return -(-self.size // self.world_size)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch = epoch
+        self.start = start
+
+    def indices(self) -> np.ndarray:
+        perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        total = self.per_rank * self.world_size
+        perm = np.resize(perm, total)  # wraps around to pad
+        return perm[self.rank : total : self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices()[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start

@@ -1,0 +1,8 @@
+"""Storage readers: each yields decoded uint8 RGB images and integer labels by index."""
+
+from faceforge.data.readers.base import Reader
+from faceforge.data.readers.folder import ImageFolderReader
+from faceforge.data.readers.list_file import ListFileReader
+from faceforge.data.readers.synthetic import SyntheticReader
+
+__all__ = ["ImageFolderReader", "ListFileReader", "Reader", "SyntheticReader"]

@@ -1,0 +1,38 @@
+"""List-file datasets: one ``relative/path.jpg label`` line per image (insightface/paddle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.data.readers.file_list import FileListReader
+from faceforge.errors import DataError
+
+
+class ListFileReader(FileListReader):
+    """Paths are resolved against ``root`` (default: the list file's folder); separators may
+    be spaces or tabs; blank lines and ``#`` comments are ignored."""
+
+    def __init__(self, list_file: str | Path, root: str | Path | None = None) -> None:
+        list_file = Path(list_file)
+        if not list_file.is_file():
+            raise DataError(f"list file {str(list_file)!r} does not exist")
+        base = Path(root) if root else list_file.parent
+        paths: list[Path] = []
+        labels: list[int] = []
+        for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            parts = text.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise DataError(f"{list_file}:{number}: expected 'path label', got {text!r}")
+            label = int(parts[1])
+            if label < 0:
+                raise DataError(f"{list_file}:{number}: label must be >= 0, got {label}")
+            paths.append(base / parts[0])
+            labels.append(label)
+        if not paths:
+            raise DataError(f"list file {str(list_file)!r} has no samples")
+        super().__init__(paths, np.asarray(labels, dtype=np.int64))

@@ -1,0 +1,25 @@
+"""Exceptions raised for bad user input; each message says what to fix."""
+
+
+class FaceforgeError(Exception):
+    """Base class for every error faceforge raises on purpose."""
+
+
+class ConfigError(FaceforgeError, ValueError):
+    """A config file or override is malformed or names an unknown key."""
+
+
+class DataError(FaceforgeError):
+    """An image, list or record file cannot be read or has the wrong content."""
+
+
+class FormatError(DataError):
+    """A file does not follow the format it claims (truncated, unsafe, wrong layout)."""
+
+
+class CheckpointError(FaceforgeError):
+    """A checkpoint is missing, incompatible or cannot be loaded safely."""
+
+
+class TrainingError(FaceforgeError):
+    """Training cannot continue (for example the loss became NaN or infinite)."""

@@ -1,0 +1,254 @@
+"""The deploy pipeline in one object: detect, align, embed, verify (1:1) and search (1:N).
+
+>>> pipeline = FacePipeline.load("checkpoint.pt")  # doctest: +SKIP
+>>> result = pipeline.verify("a.jpg", "b.jpg")  # doctest: +SKIP
+>>> result.similarity, result.same, result.threshold.cosine  # doctest: +SKIP
+(0.71, True, 0.29)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceforge.data.image_io import read_image
+from faceforge.errors import DataError
+from faceforge.evaluation.image_loading import RESIZE_MODES, fit_image
+from faceforge.inference.align import norm_crop
+from faceforge.inference.detection import SELECTION_POLICIES, Detection, Detector, select_face
+from faceforge.inference.embedder import Embedder, load_embedder
+from faceforge.inference.gallery import Gallery, Match
+from faceforge.inference.threshold import Threshold, resolve_threshold
+
+ImageLike = str | Path | np.ndarray
+
+#: images decoded and detected together (bounds memory for long lists)
+CHUNK = 32
+
+#: the answer of a search whose best match is below the threshold
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A 1:1 decision: cosine similarity, whether it passes, and the threshold used."""
+
+    similarity: float
+    same: bool
+    threshold: Threshold
+
+
+@dataclass(frozen=True)
+class Identification:
+    """A 1:N answer: the best candidates and the identity decided (or ``"unknown"``)."""
+
+    identity: str
+    matches: list[Match]
+    threshold: Threshold
+
+
+def _as_image(image: ImageLike, index: int) -> tuple[np.ndarray, str]:
+    """An HxWx3 uint8 RGB array (from a file, or an RGB / RGBA / grayscale array) and a name
+    for messages (the path, or ``image <i>``)."""
+    if isinstance(image, (str, Path)):
+        return read_image(image), str(image)
+    name = f"image {index}"
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = np.ascontiguousarray(array[:, :, :3])  # RGBA: drop alpha
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise DataError(f"{name}: expected uint8 (H, W, 3) RGB, got {array.dtype} {array.shape}")
+    return array, name
+
+
+class FacePipeline:
+    """Detect, align and embed faces with one model; verify pairs and search galleries.
+
+    ``detector=None`` treats inputs as pre-cropped faces: they are fitted to the model input
+    by ``fallback`` (``letterbox``/``stretch``/``center-crop``; ``None`` requires the exact
+    input size). With a detector, ``selection`` picks one face per image (``best`` score,
+    ``largest``, ``central``) and ``fallback`` handles images where no face is found (``None``
+    raises a DataError naming the image).
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        detector: Detector | None = None,
+        *,
+        selection: str = "best",
+        fallback: str | None = None,
+        threshold: float | None = None,
+        eval_set: str | None = None,
+    ) -> None:
+        if selection not in SELECTION_POLICIES:
+            raise ValueError(f"selection must be one of {SELECTION_POLICIES}, got {selection!r}")
+        if fallback is not None and fallback not in RESIZE_MODES:
+            raise ValueError(f"fallback must be one of {RESIZE_MODES} or None, got {fallback!r}")
+        self.embedder = embedder
+        self.detector = detector
+        self.selection = selection
+        self.fallback = fallback
+        self._threshold = threshold
+        self._eval_set = eval_set
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path,
+        *,
+        arch: str | None = None,
+        embedding_size: int = 512,
+        aligned: bool = False,
+        mtcnn_weights: str | Path | None = None,
+        device: str | None = None,
+        flip: bool = False,
+        precision: str = "auto",
+        **options: Any,
+    ) -> FacePipeline:
+        """A pipeline for a checkpoint / ONNX / insightface model (see
+        :func:`~faceforge.inference.embedder.load_embedder`) with an MTCNN detector, or none
+        when the inputs are ``aligned`` crops; ``options`` go to the constructor."""
+        from faceforge.inference.mtcnn import MTCNN
+
+        embedder = load_embedder(
+            model,
+            arch=arch,
+            embedding_size=embedding_size,
+            device=device,
+            flip=flip,
+            precision=precision,
+        )
+        detector = None if aligned else MTCNN.from_weights(mtcnn_weights, device=device)
+        return cls(embedder, detector, **options)
+
+    @property
+    def threshold(self) -> Threshold:
+        """The decision threshold: explicit, else the model's stored evaluation threshold."""
+        return resolve_threshold(self._threshold, self.embedder.metrics, self._eval_set)
+
+    # ------------------------------------------------------------------ steps
+    def detect(self, image: ImageLike) -> list[Detection]:
+        """All faces in one image, best first (DataError without a detector)."""
+        if self.detector is None:
+            raise DataError("this pipeline has no face detector (it expects cropped faces)")
+        return self.detector.detect(_as_image(image, 0)[0])
+
+    def align(self, image: ImageLike, detection: Detection | None = None) -> np.ndarray:
+        """The aligned crop of one face (the selected one unless ``detection`` is given)."""
+        if detection is not None:
+            return self._crop(_as_image(image, 0)[0], detection)
+        return self.align_batch([image])[0]
+
+    def align_batch(self, images: Sequence[ImageLike]) -> np.ndarray:
+        """Aligned uint8 (N, H, W, 3) crops, one per image; the first failure raises."""
+        crops = []
+        for result in self._align_all(images):
+            if isinstance(result, DataError):
+                raise result
+            crops.append(result)
+        return self._stack(crops)
+
+    def _align_all(self, images: Sequence[ImageLike]) -> list[np.ndarray | DataError]:
+        """Crop or error for every image, decoding and detecting ``CHUNK`` images at a time."""
+        results: list[np.ndarray | DataError] = []
+        for start in range(0, len(images), CHUNK):
+            results.extend(self._align_chunk(images[start : start + CHUNK], start))
+        return results
+
+    def _align_chunk(self, images: Sequence[ImageLike], start: int) -> list[np.ndarray | DataError]:
+        loaded: list[tuple[np.ndarray, str] | DataError] = []
+        for offset, image in enumerate(images):
+            try:
+                loaded.append(_as_image(image, start + offset))
+            except DataError as exc:
+                loaded.append(exc)
+        arrays = [item[0] for item in loaded if not isinstance(item, DataError)]
+        detections = iter(self.detector.detect_batch(arrays) if self.detector else [])
+        results: list[np.ndarray | DataError] = []
+        for item in loaded:
+            if isinstance(item, DataError):
+                results.append(item)
+                continue
+            array, name = item
+            faces = next(detections) if self.detector else []
+            try:
+                results.append(self._face_crop(array, name, faces))
+            except DataError as exc:
+                results.append(exc)
+        return results
+
+    def _face_crop(self, array: np.ndarray, name: str, faces: list[Detection]) -> np.ndarray:
+        face = select_face(faces, array.shape, self.selection)
+        if face is not None:
+            return self._crop(array, face)
+        if self.detector is None or self.fallback is not None:
+            return fit_image(array, self.embedder.input_size, self.fallback, name)
+        raise DataError(
+            f"{name}: no face found; for photos that are already face crops choose a "
+            f"fallback ({', '.join(RESIZE_MODES)})"
+        )
+
+    def _crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        template = self.embedder.preprocess.template
+        return norm_crop(image, detection.landmarks, self.embedder.input_size, template)
+
+    def _stack(self, crops: list[np.ndarray]) -> np.ndarray:
+        if not crops:
+            return np.zeros((0, *self.embedder.input_size, 3), np.uint8)
+        return np.stack(crops)
+
+    def embed(self, images: Sequence[ImageLike]) -> np.ndarray:
+        """Unit-length (N, D) embeddings of the selected face of each image."""
+        return self.embedder.embed(self.align_batch(images))
+
+    def try_embed(self, images: Sequence[ImageLike]) -> tuple[np.ndarray, list[str | None]]:
+        """Like :meth:`embed` but never raises for one bad image: rows of failed images are
+        NaN and their error message is returned in the second list (``None`` for success)."""
+        results = self._align_all(images)
+        errors = [str(r) if isinstance(r, DataError) else None for r in results]
+        good = [r for r in results if not isinstance(r, DataError)]
+        out = np.full((len(results), self.embedder.embedding_size), np.nan, np.float32)
+        if good:
+            out[[e is None for e in errors]] = self.embedder.embed(self._stack(good))
+        return out, errors
+
+    # --------------------------------------------------------------- decisions
+    def verify(self, image_a: ImageLike, image_b: ImageLike) -> Verification:
+        """Are these two photos the same person?"""
+        return self.verify_pairs([(image_a, image_b)])[0]
+
+    def verify_pairs(self, pairs: Sequence[tuple[ImageLike, ImageLike]]) -> list[Verification]:
+        """Decisions for many pairs; each distinct image path is embedded once."""
+        threshold = self.threshold
+        flat = [image for pair in pairs for image in pair]
+        keys = [str(x) if isinstance(x, (str, Path)) else f"#{i}" for i, x in enumerate(flat)]
+        first: dict[str, ImageLike] = {}
+        for key, image in zip(keys, flat, strict=True):
+            first.setdefault(key, image)
+        embeddings = self.embed(list(first.values()))
+        row = {key: i for i, key in enumerate(first)}
+        results = []
+        for a, b in zip(keys[0::2], keys[1::2], strict=True):
+            similarity = float(embeddings[row[a]] @ embeddings[row[b]])
+            results.append(Verification(similarity, threshold.accepts(similarity), threshold))
+        return results
+
+    def enroll(self, gallery: Gallery, name: str, images: Sequence[ImageLike]) -> None:
+        """Add ``name`` with these photos to ``gallery`` (checked against this model)."""
+        gallery.check_model(self.embedder.fingerprint, self.embedder.embedding_size)
+        gallery.add(name, self.embed(images))
+
+    def search(self, image: ImageLike, gallery: Gallery, top_k: int = 5) -> Identification:
+        """Who is this? The top ``top_k`` gallery people and the decision."""
+        gallery.check_model(self.embedder.fingerprint, self.embedder.embedding_size)
+        threshold = self.threshold
+        matches = gallery.search(self.embed([image]), top_k)[0]
+        known = bool(matches) and threshold.accepts(matches[0].score)
+        return Identification(matches[0].name if known else UNKNOWN, matches, threshold)

@@ -1,0 +1,9 @@
+"""Training losses composed on top of a head's logits and the embeddings."""
+
+from __future__ import annotations
+
+from faceforge.losses.center import CenterLoss
+from faceforge.losses.composite import CompositeLoss, build_loss
+from faceforge.losses.focal import FocalLoss, focal_cross_entropy
+
+__all__ = ["CenterLoss", "CompositeLoss", "FocalLoss", "build_loss", "focal_cross_entropy"]

@@ -1,0 +1,69 @@
+"""The training loss: a classification term on the head's logits plus optional center loss."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from faceforge.config import LossConfig
+from faceforge.errors import ConfigError
+from faceforge.losses.center import CenterLoss
+from faceforge.losses.focal import FocalLoss
+
+
+class CompositeLoss(nn.Module):
+    """``classification(logits, labels) [+ center(embeddings, labels)]``.
+
+    ``forward`` returns the total and its parts by name (``ce`` or ``focal``, and ``center``
+    when enabled) as floats; each part is its weighted contribution, so the parts add up to
+    the total. Parameters owned by the loss (the centers) are optimised through
+    :meth:`param_groups`, and its state dict belongs in checkpoints.
+    """
+
+    def __init__(self, classification: FocalLoss, center: CenterLoss | None = None) -> None:
+        super().__init__()
+        self.classification = classification
+        self.center = center
+
+    def forward(
+        self, logits: Tensor, embeddings: Tensor, labels: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
+        total = self.classification(logits, labels)
+        parts = {self.classification.name: float(total.detach())}
+        if self.center is not None:
+            center = self.center(embeddings, labels)
+            parts["center"] = float(center.detach())
+            total = total + center
+        return total, parts
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer param groups the trainer must add for the loss's own parameters
+        (empty without center loss); these parameters must not be in any other group."""
+        return self.center.param_groups() if self.center is not None else []
+
+
+def build_loss(cfg: LossConfig, embedding_size: int, num_classes: int) -> CompositeLoss:
+    """Build the training loss from ``cfg``; e.g. the seeds' MobileFaceNet recipe is
+    ``LossConfig(focal_gamma=2.0, center_weight=0.005)`` on an ArcFace head.
+
+    Out-of-range settings raise :class:`~faceforge.errors.ConfigError`.
+
+    >>> import torch
+    >>> loss = build_loss(LossConfig(focal_gamma=2.0, center_weight=0.005), 8, num_classes=3)
+    >>> total, parts = loss(torch.zeros(2, 3), torch.zeros(2, 8), torch.tensor([0, 2]))
+    >>> sorted(parts)
+    ['center', 'focal']
+    """
+    if cfg.focal_gamma < 0.0:
+        raise ConfigError(
+            f"loss.focal_gamma must be >= 0 (0 = cross-entropy); got {cfg.focal_gamma}"
+        )
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise ConfigError(f"loss.label_smoothing must be in [0, 1); got {cfg.label_smoothing}")
+    if cfg.center_weight < 0.0:
+        raise ConfigError(f"loss.center_weight must be >= 0 (0 disables); got {cfg.center_weight}")
+    center = None
+    if cfg.center_weight > 0.0:
+        if cfg.center_lr <= 0.0:
+            raise ConfigError(f"loss.center_lr must be > 0 (typically 0.5); got {cfg.center_lr}")
+        center = CenterLoss(num_classes, embedding_size, cfg.center_weight, cfg.center_lr)
+    return CompositeLoss(FocalLoss(cfg.focal_gamma, cfg.label_smoothing), center)

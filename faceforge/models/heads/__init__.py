@@ -1,0 +1,23 @@
+"""Classification heads for training: a (cosine) FC layer followed by a margin."""
+
+from __future__ import annotations
+
+from faceforge.models.heads.base import Head
+from faceforge.models.heads.build import build_head, head_names
+from faceforge.models.heads.classifier import CosineClassifier, MarginHead, SoftmaxHead
+from faceforge.models.heads.margins import ArcFace, CombinedMargin, CosFace, NormFace
+from faceforge.models.heads.sphereface import SphereFaceHead
+
+__all__ = [
+    "ArcFace",
+    "CombinedMargin",
+    "CosFace",
+    "CosineClassifier",
+    "Head",
+    "MarginHead",
+    "NormFace",
+    "SoftmaxHead",
+    "SphereFaceHead",
+    "build_head",
+    "head_names",
+]

@@ -1,0 +1,18 @@
+"""Weight initialisation shared by the backbones."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def init_weights(model: nn.Module) -> None:
+    """He-normal (fan-out) convolutions, identity batch norms; linear layers keep PyTorch's
+    default. He et al. 2015, https://arxiv.org/abs/1502.01852."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.affine:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)

@@ -1,0 +1,44 @@
+"""Backbone registry and the public factory :func:`build_backbone`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from faceforge.models import iresnet, mobilefacenet
+from faceforge.registry import Registry
+
+BACKBONES: Registry[nn.Module] = Registry.of(
+    "backbone",
+    {
+        "mobilefacenet": mobilefacenet.mobilefacenet,
+        "iresnet18": iresnet.iresnet18,
+        "iresnet34": iresnet.iresnet34,
+        "iresnet50": iresnet.iresnet50,
+        "iresnet100": iresnet.iresnet100,
+        "iresnet200": iresnet.iresnet200,
+        "se_iresnet50": iresnet.se_iresnet50,
+    },
+)
+
+
+def backbone_names() -> list[str]:
+    """Sorted names accepted by :func:`build_backbone`."""
+    return BACKBONES.names()
+
+
+def build_backbone(name: str, embedding_size: int = 512, **kwargs: Any) -> nn.Module:
+    """Build a face embedding backbone by name.
+
+    Every backbone maps float (N, 3, 112, 112) images in [-1, 1] to raw, unnormalised
+    (N, embedding_size) embeddings. ``kwargs`` go to the architecture (all accept
+    ``dropout``, applied just before the final embedding layer). An unknown name raises a
+    ``KeyError`` listing the available ones.
+
+    >>> import torch
+    >>> model = build_backbone("mobilefacenet", embedding_size=128).eval()
+    >>> model(torch.zeros(2, 3, 112, 112)).shape
+    torch.Size([2, 128])
+    """
+    return BACKBONES.get(name)(embedding_size=embedding_size, **kwargs)

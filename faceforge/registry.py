@@ -1,0 +1,47 @@
+"""A tiny name -> factory registry; modules fill it by explicit import."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to factories. Registering a name twice raises, looking up a missing name
+    raises a ``KeyError`` that lists what is available."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Callable[..., T]] = {}
+
+    @classmethod
+    def of(cls, kind: str, factories: dict[str, Callable[..., T]]) -> Registry[T]:
+        """A registry filled with ``factories`` (explicit, import-order independent)."""
+        registry = cls(kind)
+        for name, factory in factories.items():
+            registry.register(name)(factory)
+        return registry
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def add(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._entries[name] = factory
+            return factory
+
+        return add
+
+    def get(self, name: str) -> Callable[..., T]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries))
+            raise KeyError(f"unknown {self.kind} {name!r}; available: {known}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries

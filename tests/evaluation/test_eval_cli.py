@@ -1,0 +1,170 @@
+"""``faceforge eval`` and ``faceforge identify-bench`` end to end on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from faceforge.cli import main
+from faceforge.config import config_to_dict, load_config
+from faceforge.data.build import synthetic_verification_set
+from faceforge.evaluation.bin_format import write_bin
+from faceforge.evaluation.identification import megaface
+from faceforge.evaluation.run import evaluate_model
+from faceforge.evaluation.verification_set import VerificationSet
+from faceforge.models import Preprocess, build_backbone
+from faceforge.train.checkpoint import load_backbone, save_checkpoint
+
+OVERRIDES = [
+    "model.embedding_size=32",
+    "data.synthetic.val_identities=10",
+    "data.synthetic.val_pairs=20",
+]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A random-init MobileFaceNet checkpoint whose stored metrics come from evaluate_model,
+    as the trainer stores them."""
+    torch.manual_seed(0)
+    cfg = load_config(None, OVERRIDES)
+    model = build_backbone("mobilefacenet", embedding_size=32).eval()
+    recorded = evaluate_model(model, synthetic_verification_set(cfg), batch_size=128)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(
+        path,
+        {
+            "backbone": model.state_dict(),
+            "config": config_to_dict(cfg),
+            "preprocess": Preprocess().to_dict(),
+            "metrics": {"synthetic": recorded.to_dict()},
+        },
+    )
+    return path, recorded
+
+
+def test_eval_reproduces_the_recorded_synthetic_accuracy(checkpoint, capsys, tmp_path):
+    path, recorded = checkpoint
+    out = tmp_path / "r.json"
+    assert (
+        main(["eval", "--checkpoint", str(path), "--synthetic", "--quiet", "--json", str(out)]) == 0
+    )
+    line = capsys.readouterr().out.strip().splitlines()[-2]
+    acc = f"{100 * recorded.accuracy:.4f}"
+    assert line.startswith(f"synthetic average acc: {acc} +- ")
+    assert line.endswith(f"(checkpoint recorded {acc})")
+    assert json.loads(out.read_text())["sets"]["synthetic"]["accuracy"] == recorded.accuracy
+
+
+def test_eval_bin_and_pairs_with_json_and_roc(checkpoint, tmp_path, capsys):
+    path, _ = checkpoint
+    full = synthetic_verification_set(load_config(None, OVERRIDES))
+    vset = VerificationSet("toy", full.images[:16], full.issame[:8])
+    write_bin(tmp_path / "toy.bin", vset, ext=".png")
+    images = tmp_path / "images"
+    lines = []
+    for i in range(4):  # an LFW-style folder from the first pairs
+        for j, name in enumerate((f"P{i}a", f"P{i}b")):
+            (images / name).mkdir(parents=True)
+            write_path = images / name / f"{name}_0001.png"
+            cv2.imwrite(str(write_path), vset.images[2 * i + j][:, :, ::-1])
+        lines.append(f"P{i}a\t1\tP{i}b\t1")
+    (tmp_path / "pairs.txt").write_text("4\n" + "\n".join(lines) + "\n")
+    argv = [
+        "eval",
+        "--checkpoint",
+        str(path),
+        "--bin",
+        str(tmp_path / "toy.bin"),
+        "--pairs",
+        str(tmp_path / "pairs.txt"),
+        "--images",
+        str(images),
+        "--folds",
+        "2",
+        "--precision",
+        "fp32",
+        "--quiet",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--roc",
+        str(tmp_path / "roc.png"),
+    ]
+    assert main(argv) == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert set(data["sets"]) == {"toy", "pairs"}
+    loaded = load_backbone(path)
+    expected = evaluate_model(loaded.backbone, vset, precision="fp32", folds=2)
+    assert data["sets"]["toy"]["accuracy"] == expected.accuracy
+    assert data["sets"]["pairs"]["num_pairs"] == 4
+    assert data["meta"]["precision"] == "fp32"
+    assert (tmp_path / "roc.png").stat().st_size > 0
+    assert "toy average acc:" in capsys.readouterr().out
+
+
+def test_eval_reports_missing_files_before_any_work(checkpoint, tmp_path, capsys):
+    path, _ = checkpoint
+    (tmp_path / "pairs.csv").write_text("a.jpg,b.jpg,1\n")
+    argv = [
+        "eval",
+        "--checkpoint",
+        str(path),
+        "--bin",
+        str(tmp_path / "lfw.bin"),
+        str(tmp_path / "cfp.bin"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "lfw.bin" in err and "cfp.bin" in err
+    assert (
+        main(["eval", "--checkpoint", str(path), "--pair-list", str(tmp_path / "pairs.csv")]) == 2
+    )
+    assert "a.jpg" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(path)]) == 2
+    assert "nothing to evaluate" in capsys.readouterr().err
+
+
+def test_identify_bench_with_embeddings(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    probes = np.repeat(rng.normal(size=(6, 16)), 3, 0) + 0.5 * rng.normal(size=(18, 16))
+    labels = np.repeat(np.arange(6), 3)
+    distractors = rng.normal(size=(500, 16)).astype(np.float32)
+    for name, array in [("p.npy", probes), ("l.npy", labels), ("d.npy", distractors)]:
+        np.save(tmp_path / name, array)
+    argv = [
+        "identify-bench",
+        "--probe-embeddings",
+        str(tmp_path / "p.npy"),
+        "--probe-labels",
+        str(tmp_path / "l.npy"),
+        "--distractor-embeddings",
+        str(tmp_path / "d.npy"),
+        "--json",
+        str(tmp_path / "m.json"),
+    ]
+    assert main(argv) == 0
+    expected = megaface(probes, labels, distractors).to_dict()
+    assert json.loads((tmp_path / "m.json").read_text()) == json.loads(json.dumps(expected))
+    assert "18 probes of 6 identities, 500 distractors" in capsys.readouterr().out
+
+
+def test_identify_bench_with_synthetic_faces(checkpoint, capsys):
+    path, _ = checkpoint
+    argv = [
+        "identify-bench",
+        "--checkpoint",
+        str(path),
+        "--distractors",
+        "20",
+        "--identities",
+        "3",
+        "--images-per-identity",
+        "2",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    assert "6 probes of 3 identities, 20 distractors, 6 searches" in capsys.readouterr().out

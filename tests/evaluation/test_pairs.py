@@ -1,0 +1,121 @@
+"""LFW pairs.txt and CSV/TSV pair lists: parsing, missing-file reports, loading, .bin export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from faceforge.errors import DataError
+from faceforge.evaluation.bin_format import load_bin, write_bin
+from faceforge.evaluation.pairs import PairList, read_lfw_pairs, read_pair_list
+
+
+def _write_image(path: Path, value: int, size: int = 112) -> np.ndarray:
+    rgb = np.zeros((size, size, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = value, 255 - value, (value * 7) % 256
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), rgb[:, :, ::-1])
+    return rgb
+
+
+@pytest.fixture
+def lfw_dir(tmp_path):
+    images = tmp_path / "images"
+    _write_image(images / "Ann_Lee" / "Ann_Lee_0001.png", 10)
+    _write_image(images / "Ann_Lee" / "Ann_Lee_0002.png", 20)
+    _write_image(images / "Bob" / "Bob_0003.bmp", 30)
+    return images
+
+
+@pytest.mark.parametrize("header", ["10 300\n", "300\n", ""])
+def test_lfw_pairs_parsing(tmp_path, lfw_dir, header):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"{header}Ann_Lee\t1\t2\nAnn_Lee\t2\tBob\t3\n")
+    plist = read_lfw_pairs(pairs, lfw_dir)
+    assert plist.issame.tolist() == [True, False]
+    assert [p.name for p in plist.paths] == [
+        "Ann_Lee_0001.png",
+        "Ann_Lee_0002.png",
+        "Ann_Lee_0002.png",
+        "Bob_0003.bmp",
+    ]
+    vset = plist.load("mini")
+    assert vset.images.shape == (4, 112, 112, 3)
+    assert vset.images[3, 0, 0].tolist() == [30, 225, 210]
+
+
+def test_missing_files_are_all_named_before_decoding(tmp_path, lfw_dir):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("Ann_Lee 1 7\nCarl 1 Ann_Lee 2\n")
+    with pytest.raises(DataError, match="2 image file") as info:
+        read_lfw_pairs(pairs, lfw_dir)
+    assert "Ann_Lee_0007" in str(info.value) and "Carl_0001" in str(info.value)
+
+
+def test_missing_file_listing_is_capped(tmp_path, lfw_dir):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("".join(f"Nobody {2 * i + 1} {2 * i + 2}\n" for i in range(15)))
+    with pytest.raises(DataError, match=r"(?s)30 image file.*and 10 more") as info:
+        read_lfw_pairs(pairs, lfw_dir)
+    assert str(info.value).count("Nobody_") == 20
+
+
+def test_malformed_line_names_its_number(tmp_path, lfw_dir):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("300\nAnn_Lee 1 2\nAnn_Lee one 2\n")
+    with pytest.raises(DataError, match=r"pairs.txt:3"):
+        read_lfw_pairs(pairs, lfw_dir)
+
+
+def test_csv_with_header_and_tsv_without(tmp_path, lfw_dir):
+    (tmp_path / "list.csv").write_text(
+        "path_a,path_b,same\nAnn_Lee/Ann_Lee_0001.png,Ann_Lee/Ann_Lee_0002.png,1\n"
+        f"Ann_Lee/Ann_Lee_0001.png,{lfw_dir / 'Bob' / 'Bob_0003.bmp'},false\n"
+    )
+    plist = read_pair_list(tmp_path / "list.csv", root=lfw_dir)
+    assert plist.issame.tolist() == [True, False]
+    assert plist.paths[3] == lfw_dir / "Bob" / "Bob_0003.bmp"
+    (lfw_dir / "list.tsv").write_text("Ann_Lee/Ann_Lee_0002.png\tBob/Bob_0003.bmp\t0\textra\n")
+    plist = read_pair_list(lfw_dir / "list.tsv")  # relative to the list's own folder
+    assert plist.issame.tolist() == [False] and plist.paths[0].is_file()
+
+
+def test_csv_errors(tmp_path, lfw_dir):
+    (tmp_path / "bad.csv").write_text("a.png,b.png,1\na.png,b.png,maybe\n")
+    with pytest.raises(DataError, match=r"bad.csv:2"):
+        read_pair_list(tmp_path / "bad.csv")
+    (tmp_path / "missing.csv").write_text("a.png,b.png,1\n")
+    with pytest.raises(DataError, match=r"(?s)2 image file.*a\.png"):
+        read_pair_list(tmp_path / "missing.csv")
+
+
+def test_pairs_to_bin_round_trip(tmp_path, lfw_dir):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("Ann_Lee 1 2\nAnn_Lee 1 Bob 3\n")
+    vset = read_lfw_pairs(pairs, lfw_dir).load("mini")
+    write_bin(tmp_path / "mini.bin", vset, ext=".png")
+    back = load_bin(tmp_path / "mini.bin")
+    np.testing.assert_array_equal(back.images, vset.images)
+    np.testing.assert_array_equal(back.issame, vset.issame)
+
+
+def test_real_lfw_view1_pairs(shared_data):
+    root = shared_data / "lfw-view1"
+    plist = read_lfw_pairs(root / "pairsDevTest.txt", root / "images")
+    assert len(plist) == 1000 and plist.issame.sum() == 500
+    assert plist.issame[:500].all() and not plist.issame[500:].any()
+    assert plist.paths[0] == root / "images" / "Abdullah_Gul" / "Abdullah_Gul_0013.jpg"
+    few = PairList(plist.paths[:4] + plist.paths[-2:], plist.issame[[0, 1, -1]])
+    vset = few.load("lfw-few", resize="letterbox")
+    assert vset.images.shape == (6, 112, 112, 3)
+    bgr = cv2.imread(str(plist.paths[-1]))
+    expected = cv2.resize(bgr, (112, 112), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+    np.testing.assert_array_equal(vset.images[-1], expected)
+
+
+def test_real_celeba_pair_list(shared_data):
+    plist = read_pair_list(shared_data / "celeba-wild-pairs.tsv", shared_data / "celeba-wild")
+    assert len(plist) == 2000 and plist.issame.sum() == 1000

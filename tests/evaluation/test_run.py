@@ -1,0 +1,46 @@
+"""evaluate_model: the batched path gives insightface's numbers on the model's embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from faceforge.evaluation.run import evaluate_model
+from faceforge.evaluation.verification import evaluate
+from faceforge.evaluation.verification_set import VerificationSet
+from faceforge.models import build_backbone
+
+
+def _structured_pairs(n_pairs: int) -> VerificationSet:
+    """Pairs of smooth random 'faces': same pairs are small perturbations of one image."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (2 * n_pairs, 14, 14, 3)).astype(np.float32)
+    base = np.repeat(np.repeat(base, 8, 1), 8, 2)
+    issame = np.arange(n_pairs) % 2 == 0
+    base[1::2][issame] = base[0::2][issame] + rng.normal(0, 20, base[1::2][issame].shape)
+    return VerificationSet("toy", np.clip(base, 0, 255).astype(np.uint8), issame)
+
+
+def test_matches_plain_forward_and_restores_training_mode():
+    torch.manual_seed(0)
+    model = build_backbone("mobilefacenet", embedding_size=32).train()
+    vset = _structured_pairs(10)
+    result = evaluate_model(model, vset, precision="fp32", batch_size=8)
+    assert model.training
+
+    model.eval()
+    x = torch.from_numpy((vset.images.astype(np.float32) / 255 - 0.5) / 0.5).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        plain, mirrored = model(x).double().numpy(), model(x.flip(3)).double().numpy()
+    summed = plain + mirrored
+    expected = evaluate(summed[0::2], summed[1::2], vset.issame)
+    assert result.accuracy == expected.accuracy
+    assert result.best_threshold == pytest.approx(expected.best_threshold)
+    norms = np.r_[np.linalg.norm(plain, axis=1), np.linalg.norm(mirrored, axis=1)]
+    assert result.xnorm == pytest.approx(norms.mean(), rel=1e-4)
+    assert result.extra["name"] == "toy" and result.extra["flip"] is True
+
+    no_flip = evaluate_model(model, vset, precision="fp32", flip=False, folds=5)
+    expected = evaluate(plain[0::2], plain[1::2], vset.issame, folds=5)
+    assert no_flip.accuracy == expected.accuracy

@@ -1,0 +1,138 @@
+"""FacePipeline on real photos: detection + alignment end to end, odd inputs, decisions."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from faceforge.data.image_io import read_image
+from faceforge.errors import CheckpointError, DataError
+from faceforge.inference.align import ARCFACE_TEMPLATE, estimate_norm
+from faceforge.inference.embedder import load_embedder
+from faceforge.inference.gallery import Gallery
+from faceforge.inference.pipeline import UNKNOWN, FacePipeline
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_checkpoint: Path, mtcnn) -> FacePipeline:
+    return FacePipeline(load_embedder(tiny_checkpoint, device="cpu"), mtcnn)
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """Insert an EXIF APP1 segment holding only the orientation tag (TIFF 6.0 / EXIF 2.3)."""
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
+    app1 = b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(tiff)) + b"Exif\x00\x00" + tiff
+    return jpeg[:2] + app1 + jpeg[2:]
+
+
+def test_aligned_crop_has_its_landmarks_where_the_transform_sends_them(
+    pipeline: FacePipeline, mtcnn, lfw_images: list[Path]
+) -> None:
+    for path in lfw_images[:2]:
+        crop = pipeline.align(path)
+        assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+        landmarks = pipeline.detect(path)[0].landmarks
+        matrix = estimate_norm(landmarks)
+        sent = landmarks @ matrix[:, :2].T + matrix[:, 2]
+        assert np.abs(sent - ARCFACE_TEMPLATE).max() < 8  # a similarity fits a face roughly
+        # detecting again inside the aligned crop finds the landmarks where they were sent
+        again = mtcnn.detect(crop)
+        assert again, path
+        assert np.abs(again[0].landmarks - sent).max() < 2.5, (path, again[0].landmarks, sent)
+
+
+def test_exif_rotated_photo_is_upright(
+    pipeline: FacePipeline, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    upright = read_image(lfw_images[0])
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # the camera stored it sideways
+    _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(stored, cv2.COLOR_RGB2BGR))
+    path = tmp_path / "sideways.jpg"
+    path.write_bytes(with_exif_orientation(jpeg.tobytes(), 6))  # 6: rotate 90 CW to view
+    decoded = read_image(path)
+    assert decoded.shape == upright.shape
+    assert np.abs(decoded.astype(int) - upright).mean() < 3  # only JPEG loss
+    face = pipeline.detect(path)[0]
+    assert face.landmarks[2, 1] > face.landmarks[:2, 1].max()  # nose below the eyes
+
+
+def test_grayscale_rgba_and_16_bit_inputs(
+    pipeline: FacePipeline, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    image = read_image(lfw_images[0])
+    reference = pipeline.detect(image)[0].landmarks
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    assert pipeline.align(gray).shape == (112, 112, 3)
+    bgra = cv2.cvtColor(image, cv2.COLOR_RGB2BGRA)
+    bgra[:20, :, 3] = 0  # a transparent band: alpha is dropped, not composited
+    cv2.imwrite(str(tmp_path / "rgba.png"), bgra)
+    deep = cv2.cvtColor(image, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    for name in ("rgba.png", "deep.png"):
+        landmarks = pipeline.detect(tmp_path / name)[0].landmarks
+        np.testing.assert_allclose(landmarks, reference, atol=0.5)
+    rgba_array = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+    np.testing.assert_array_equal(pipeline.align(rgba_array), pipeline.align(image))
+    with pytest.raises(DataError, match="uint8"):
+        pipeline.align(image.astype(np.float32))
+
+
+def test_same_photo_verifies_and_decisions_use_the_stored_threshold(
+    pipeline: FacePipeline, lfw_images: list[Path]
+) -> None:
+    result = pipeline.verify(lfw_images[0], lfw_images[0])
+    assert result.similarity == pytest.approx(1.0, abs=1e-5) and result.same
+    assert result.threshold.cosine == 0.5  # squared distance 1.0 -> cosine 1 - 1/2
+    results = pipeline.verify_pairs(
+        [(lfw_images[0], lfw_images[1]), (lfw_images[1], lfw_images[2])]
+    )
+    embeddings = pipeline.embed(lfw_images[:3])
+    assert results[0].similarity == pytest.approx(float(embeddings[0] @ embeddings[1]), abs=1e-5)
+    assert results[1].similarity == pytest.approx(float(embeddings[1] @ embeddings[2]), abs=1e-5)
+    assert [r.same for r in results] == [r.similarity > 0.5 for r in results]
+
+
+def test_no_face_and_broken_files(
+    tiny_checkpoint: Path, mtcnn, pipeline: FacePipeline, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    blank = np.full((120, 100, 3), 90, np.uint8)
+    with pytest.raises(DataError, match="no face found"):
+        pipeline.embed([blank])
+    lenient = FacePipeline(pipeline.embedder, mtcnn, fallback="center-crop")
+    assert lenient.align(blank).shape == (112, 112, 3)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    embeddings, errors = pipeline.try_embed([lfw_images[0], broken, blank])
+    assert errors[0] is None and "broken.jpg" in errors[1] and "no face" in errors[2]
+    assert np.isfinite(embeddings[0]).all() and np.isnan(embeddings[1:]).all()
+    np.testing.assert_allclose(embeddings[0], pipeline.embed([lfw_images[0]])[0], atol=1e-6)
+
+
+def test_pre_cropped_faces_without_detector(pipeline: FacePipeline) -> None:
+    chips = FacePipeline(pipeline.embedder, None)
+    with pytest.raises(DataError, match="resize mode"):
+        chips.align(np.zeros((150, 150, 3), np.uint8))
+    assert chips.align(np.zeros((112, 112, 3), np.uint8)).shape == (112, 112, 3)
+    with pytest.raises(DataError, match="no face detector"):
+        chips.detect(np.zeros((112, 112, 3), np.uint8))
+
+
+def test_enroll_and_search(pipeline: FacePipeline, lfw_images: list[Path]) -> None:
+    embedder = pipeline.embedder
+    gallery = Gallery(embedder.embedding_size, embedder.fingerprint, mode="all")
+    pipeline.enroll(gallery, "first", lfw_images[:1])
+    pipeline.enroll(gallery, "second", lfw_images[1:2])
+    found = pipeline.search(lfw_images[1], gallery, top_k=2)
+    assert found.identity == "second" and [m.name for m in found.matches] == ["second", "first"]
+    strict = FacePipeline(embedder, pipeline.detector, threshold=0.999)
+    assert strict.search(lfw_images[2], gallery).identity == UNKNOWN
+    other = Gallery(embedder.embedding_size, "another-model")
+    with pytest.raises(CheckpointError, match="fingerprint"):
+        pipeline.search(lfw_images[0], other)
