@@ -62,15 +62,16 @@ def _recorded(metrics: dict[str, Any], name: str) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from faceforge.device import resolve_device
     from faceforge.evaluation.report import format_result, plot_roc, write_json
     from faceforge.evaluation.run import evaluate_model
-    from faceforge.device import resolve_device
     from faceforge.train.checkpoint import load_backbone
 
     loaded = load_backbone(args.checkpoint)
     sets = _sets(args, loaded)
     device = resolve_device(args.device)
     batch_size = args.batch_size or loaded.config.eval.batch_size
+    flip = loaded.config.eval.flip if args.flip is None else args.flip
     results = {}
     for vset in sets:
         result = evaluate_model(
@@ -78,7 +79,7 @@ def _eval(args: argparse.Namespace) -> int:
             vset,
             preprocess=loaded.preprocess,
             batch_size=batch_size,
-            flip=not args.no_flip,
+            flip=flip,
             folds=args.folds,
             device=device,
             precision=args.precision,
@@ -89,7 +90,7 @@ def _eval(args: argparse.Namespace) -> int:
     meta = {
         "checkpoint": str(args.checkpoint),
         "backbone": loaded.config.model.backbone,
-        "flip": not args.no_flip,
+        "flip": flip,
         "precision": args.precision,
         "folds": args.folds,
     }
@@ -116,8 +117,8 @@ def _identify_bench(args: argparse.Namespace) -> int:
         distractors = NpyFolder(path) if path.is_dir() else open_npy(path)
         result = megaface(probes, labels, distractors)
     elif args.checkpoint:
-        from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
         from faceforge.device import resolve_device
+        from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
         from faceforge.train.checkpoint import load_backbone
 
         loaded = load_backbone(args.checkpoint)
@@ -188,7 +189,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-size", type=int, help="images per batch (default: the config's eval.batch_size)"
     )
-    p.add_argument("--no-flip", action="store_true", help="no flip test-time augmentation")
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        help="flip test-time augmentation (default: the config's eval.flip, normally on)",
+    )
     p.add_argument("--folds", type=int, default=10, help="cross-validation folds (default 10)")
     p.add_argument("--roc", help="write ROC curves (log FAR axis) to this PNG")
     _add_runtime_options(p)

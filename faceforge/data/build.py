@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from faceforge.config import Config
 from faceforge.data.readers import ImageFolderReader, ListFileReader, Reader, SyntheticReader
 from faceforge.data.synthetic import SyntheticFaces
@@ -19,7 +21,7 @@ def build_reader(cfg: Config) -> Reader:
             syn.num_identities,
             syn.images_per_identity,
             cache=syn.cache,
-            progress=cfg.train.progress,
+            workers=render_workers(),
         )
     if not data.path:
         raise ConfigError(f"data.source={data.source!r} needs data.path")
@@ -33,4 +35,10 @@ def build_reader(cfg: Config) -> Reader:
 def synthetic_verification_set(cfg: Config) -> VerificationSet:
     """The held-out synthetic pairs of a config (identities never seen in training)."""
     syn = cfg.data.synthetic
-    return SyntheticFaces(syn.seed).verification_set(syn.val_identities, syn.val_pairs)
+    faces = SyntheticFaces(syn.seed)
+    return faces.verification_set(syn.val_identities, syn.val_pairs, workers=render_workers())
+
+
+def render_workers() -> int:
+    """Processes used to pre-render synthetic images: every core (rendering is CPU-bound)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -12,9 +12,7 @@ does.
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from faceforge.data.image_io import encode_image
 from faceforge.errors import FormatError
 from faceforge.evaluation.image_loading import load_images
 from faceforge.evaluation.verification_set import VerificationSet
+from faceforge.files import atomic_open
 
 #: the globals a verification ``.bin`` may reference (numpy 1.x and 2.x module names)
 _ALLOWED_GLOBALS = frozenset(
@@ -170,13 +169,5 @@ def write_bin(
         labels = [bool(v) for v in data[1]]
         if len(entries) != 2 * len(labels):
             raise FormatError(f"{len(entries)} images for {len(labels)} pairs")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump((entries, labels), f, protocol=4)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        pickle.dump((entries, labels), f, protocol=4)

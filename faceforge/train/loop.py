@@ -163,8 +163,10 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------
 
-    def evaluate(self) -> dict[str, VerificationResult]:
-        """Verification accuracy of the current backbone on every configured set."""
+    def evaluate(self, flip: bool | None = None) -> dict[str, VerificationResult]:
+        """Verification accuracy of the current backbone on every configured set
+        (``flip`` overrides ``eval.flip``)."""
+        flip = self.cfg.eval.flip if flip is None else flip
         results = {}
         was_training = self.backbone.training
         for vset in self.verification_sets:
@@ -173,7 +175,7 @@ class Trainer:
                 vset,
                 preprocess=self.preprocess,
                 batch_size=self.cfg.eval.batch_size,
-                flip=self.cfg.eval.flip,
+                flip=flip,
                 device=self.device,
             )
         self.backbone.train(was_training)

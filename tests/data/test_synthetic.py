@@ -52,3 +52,11 @@ def test_verification_set_layout() -> None:
     # each fold: 2 same then 2 different
     assert vset.issame.tolist() == [True, True, False, False] * 10
     assert HELD_OUT_OFFSET > 1_000_000
+
+
+def test_parallel_rendering_matches_serial() -> None:
+    faces = SyntheticFaces(4)
+    jobs = [(i % 7, i) for i in range(300)]
+    parallel = faces.render_many(jobs, workers=2)
+    assert parallel.shape == (300, 112, 112, 3)
+    assert np.array_equal(parallel[::37], np.stack([faces.render(i, k) for i, k in jobs[::37]]))

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from inference_helpers import primed_model, single_thread, write_checkpoint
+from inference_helpers import primed_model, write_checkpoint
 
 from faceforge.errors import CheckpointError
-
-
-@pytest.fixture()
-def one_torch_thread() -> Iterator[None]:
-    """Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
-    with single_thread():
-        yield
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +54,7 @@ def group_photo(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    with single_thread():
-        return primed_model()
+    return primed_model()
 
 
 @pytest.fixture(scope="session")
@@ -77,5 +68,4 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
     """``tiny_checkpoint`` exported to ONNX (the :class:`ExportReport`)."""
     from faceforge.inference.export import export_checkpoint
 
-    with single_thread():
-        return export_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+    return export_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx")

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP threads
-    waiting for a busy core make them several times slower: run them single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def primed_model(name: str = "mobilefacenet", embedding_size: int = 32, seed: int = 0):

@@ -12,8 +12,6 @@ from faceforge.data.image_io import encode_image, read_image
 from faceforge.errors import DataError
 from faceforge.inference.align_dataset import REPORT_FILE, AlignOptions, align_dataset
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture()
 def dataset(tmp_path: Path, lfw_images: list[Path], group_photo: Path, mtcnn) -> Path:

@@ -11,8 +11,6 @@ import faceforge.cli as cli
 from faceforge.data.image_io import read_image
 from faceforge.inference.gallery import Gallery
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture()
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, mtcnn):

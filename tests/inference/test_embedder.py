@@ -23,8 +23,6 @@ from faceforge.inference.embedder import (
 from faceforge.inference.export import synthetic_faces
 from faceforge.models import Preprocess
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def by_hand(model, faces: np.ndarray, preprocess: Preprocess, flip: bool = False) -> np.ndarray:
     """Normalised embeddings computed directly from the backbone and the preprocessing."""

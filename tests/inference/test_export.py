@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 import torch
 from inference_helpers import prime_batch_norms
 from torch import nn
@@ -23,8 +22,6 @@ from faceforge.inference.export import (
     synthetic_faces,
 )
 from faceforge.models import Preprocess
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_parity_on_realistic_embeddings(tiny_onnx) -> None:

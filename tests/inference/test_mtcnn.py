@@ -15,8 +15,6 @@ from faceforge.errors import CheckpointError, DataError
 from faceforge.inference.detection import Detection, Detector, select_face
 from faceforge.inference.mtcnn import MTCNN, find_mtcnn_weights, pyramid_scales
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def assert_plausible(face: Detection) -> None:
     """Eyes above the nose above the mouth, left/right in order, all inside the box."""

@@ -16,8 +16,6 @@ from faceforge.inference.embedder import load_embedder
 from faceforge.inference.gallery import Gallery
 from faceforge.inference.pipeline import UNKNOWN, FacePipeline
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture(scope="module")
 def pipeline(tiny_checkpoint: Path, mtcnn) -> FacePipeline:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
 
 from faceforge.data.synthetic import SyntheticFaces
 
@@ -19,15 +18,15 @@ class SyntheticReader:
         num_identities: int,
         per_identity: int,
         cache: bool = False,
-        progress: bool = False,
+        workers: int = 1,
     ) -> None:
         self.faces = faces
         self.per_identity = per_identity
         self.labels = np.repeat(np.arange(num_identities, dtype=np.int64), per_identity)
         self._images: np.ndarray | None = None
         if cache:
-            indices = tqdm(range(len(self.labels)), desc="rendering", disable=not progress)
-            self._images = np.stack([self._render(i) for i in indices])
+            jobs = [divmod(i, per_identity) for i in range(len(self.labels))]
+            self._images = faces.render_many(jobs, workers)
 
     @property
     def num_classes(self) -> int:
