@@ -21,18 +21,39 @@ def _unique_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _sets(args: argparse.Namespace, loaded: Any) -> list[Any]:
-    """Every requested verification set; all files are checked before anything is decoded."""
-    from faceforge.evaluation.bin_format import load_bin
+def _pair_lists(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """``(name, PairList)`` of every ``--pairs`` and ``--pair-list`` file, files checked."""
     from faceforge.evaluation.pairs import read_lfw_pairs, read_pair_list
 
-    missing = [str(p) for p in args.bin if not Path(p).is_file()]
-    if missing:
-        raise DataError("verification .bin file(s) not found: " + ", ".join(missing))
     if args.pairs and not args.images:
         raise DataError("--pairs needs --images (the folder with <name>/<name>_NNNN.jpg)")
     pair_lists = [(Path(p).stem, read_lfw_pairs(p, args.images)) for p in args.pairs]
     pair_lists += [(Path(p).stem, read_pair_list(p, args.root)) for p in args.pair_list]
+    return pair_lists
+
+
+def _pack_bin(args: argparse.Namespace) -> int:
+    """Write one insightface ``.bin`` from a pairs file over an image folder."""
+    from faceforge.evaluation.bin_format import write_bin
+
+    pair_lists = _pair_lists(args)
+    if len(pair_lists) != 1:
+        raise DataError("pack-bin takes exactly one --pairs or --pair-list file")
+    name, plist = pair_lists[0]
+    vset = plist.load(name, (args.size, args.size), args.resize)
+    write_bin(args.output, vset, ext=args.ext)
+    print(f"wrote {args.output}: {len(vset.issame)} pairs ({int(vset.issame.sum())} same)")
+    return 0
+
+
+def _sets(args: argparse.Namespace, loaded: Any) -> list[Any]:
+    """Every requested verification set; all files are checked before anything is decoded."""
+    from faceforge.evaluation.bin_format import load_bin
+
+    missing = [str(p) for p in args.bin if not Path(p).is_file()]
+    if missing:
+        raise DataError("verification .bin file(s) not found: " + ", ".join(missing))
+    pair_lists = _pair_lists(args)
     if not (args.bin or pair_lists or args.synthetic):
         raise DataError("nothing to evaluate: give --bin, --pairs, --pair-list or --synthetic")
 
@@ -198,6 +219,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--roc", help="write ROC curves (log FAR axis) to this PNG")
     _add_runtime_options(p)
     p.set_defaults(func=_eval)
+
+    p = subparsers.add_parser(
+        "pack-bin",
+        help="write an insightface .bin verification set from a pairs file",
+        description="Decode the images of an LFW pairs.txt (with --images) or a CSV/TSV pair "
+        "list (with --root) and write them as an insightface .bin (pickle of encoded images "
+        "and issame flags). Example: faceforge pack-bin lfw.bin --pairs pairs.txt "
+        "--images lfw-112x112/",
+    )
+    p.add_argument("output", help="the .bin file to write")
+    p.add_argument("--pairs", nargs=1, default=[], help="LFW-style pairs.txt")
+    p.add_argument("--images", help="image folder of --pairs (<name>/<name>_NNNN.<ext>)")
+    p.add_argument("--pair-list", nargs=1, default=[], help="CSV/TSV pair list")
+    p.add_argument("--root", help="folder relative --pair-list paths start from")
+    p.add_argument("--size", type=int, default=112, help="image side in the .bin (default 112)")
+    p.add_argument("--resize", choices=RESIZE_MODES, help="fit images of another size")
+    p.add_argument("--ext", choices=(".jpg", ".png"), default=".jpg", help="image encoding")
+    p.set_defaults(func=_pack_bin)
 
     p = subparsers.add_parser(
         "identify-bench",

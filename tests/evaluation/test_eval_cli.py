@@ -168,3 +168,54 @@ def test_identify_bench_with_synthetic_faces(checkpoint, capsys):
     ]
     assert main(argv) == 0
     assert "6 probes of 3 identities, 20 distractors, 6 searches" in capsys.readouterr().out
+
+
+def test_pack_bin_from_lfw_pairs_round_trips(tmp_path) -> None:
+    from faceforge.evaluation.bin_format import load_bin
+
+    rng = np.random.default_rng(0)
+    images = {}
+    for name in ("Ann_Lee", "Bo_Chen"):
+        (tmp_path / "lfw" / name).mkdir(parents=True)
+        for n in (1, 2):
+            img = rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)
+            images[(name, n)] = img
+            cv2.imwrite(str(tmp_path / "lfw" / name / f"{name}_{n:04d}.png"), img[:, :, ::-1])
+    (tmp_path / "pairs.txt").write_text("2\nAnn_Lee 1 2\nAnn_Lee 2 Bo_Chen 1\n")
+    out = tmp_path / "mini.bin"
+    code = main(
+        [
+            "pack-bin",
+            str(out),
+            "--pairs",
+            str(tmp_path / "pairs.txt"),
+            "--images",
+            str(tmp_path / "lfw"),
+            "--ext",
+            ".png",
+        ]
+    )
+    assert code == 0
+    vset = load_bin(out)
+    assert vset.issame.tolist() == [True, False]
+    expected = [("Ann_Lee", 1), ("Ann_Lee", 2), ("Ann_Lee", 2), ("Bo_Chen", 1)]
+    for got, key in zip(vset.images, expected, strict=True):
+        assert np.array_equal(got, images[key])
+
+
+def test_pack_bin_reports_missing_images(tmp_path, capsys) -> None:
+    (tmp_path / "lfw").mkdir()
+    (tmp_path / "pairs.txt").write_text("Nobody_Here 1 2\n")
+    code = main(
+        [
+            "pack-bin",
+            str(tmp_path / "x.bin"),
+            "--pairs",
+            str(tmp_path / "pairs.txt"),
+            "--images",
+            str(tmp_path / "lfw"),
+        ]
+    )
+    assert code == 2
+    assert "Nobody_Here" in capsys.readouterr().err
+    assert not (tmp_path / "x.bin").exists()
