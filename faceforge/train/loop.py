@@ -76,6 +76,8 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         self.precision = resolve_precision(cfg.train.amp, self.device)
         self.preprocess = Preprocess(input_size=(cfg.data.image_size, cfg.data.image_size))
+        self._mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1)
         self.output_dir = Path(cfg.train.output_dir)
         torch.manual_seed(cfg.train.seed)
 
@@ -123,9 +125,7 @@ class Trainer:
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> float in [-1, 1] on the device (cheap there, even on GPU)."""
         x = images.to(self.device, non_blocking=True).float()
-        mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1)
-        x = (x / 255.0 - mean) / std
+        x = (x / 255.0 - self._mean) / self._std
         if self.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
