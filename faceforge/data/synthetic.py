@@ -32,6 +32,8 @@ from faceforge.evaluation.verification_set import VerificationSet
 #: identities used for held-out verification pairs start here, far from training ids
 HELD_OUT_OFFSET = 10_000_000
 CANVAS = 112
+#: photos per task when rendering in worker processes (smaller sets render in-process)
+RENDER_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -408,9 +410,9 @@ class SyntheticFaces:
     def render_many(self, jobs: Sequence[tuple[int, int]], workers: int = 1) -> np.ndarray:
         """Render ``(identity, index)`` photos into one (N, 112, 112, 3) array, in ``workers``
         processes when > 1 (rendering is pure CPU work in numpy/OpenCV)."""
-        if workers <= 1 or len(jobs) < 256:
-            return np.stack([self.render(i, k) for i, k in jobs])
-        chunks = [jobs[start : start + 256] for start in range(0, len(jobs), 256)]
+        if workers <= 1 or len(jobs) < RENDER_CHUNK:
+            return _render_chunk(self.seed, jobs)
+        chunks = [jobs[i : i + RENDER_CHUNK] for i in range(0, len(jobs), RENDER_CHUNK)]
         # spawn, not fork: forking a process whose thread pools (OpenMP, OpenCV) are running
         # can deadlock the children
         context = multiprocessing.get_context("spawn")

@@ -171,10 +171,7 @@ class BatchEmbedder:
         if micro_batch is None:
             micro_batch = CPU_MICRO_BATCH if self.device.type == "cpu" else 1 << 30
         self.micro_batch = micro_batch
-        std = torch.tensor(self.preprocess.std, dtype=torch.float32, device=self.device) * 255
-        mean = torch.tensor(self.preprocess.mean, dtype=torch.float32, device=self.device) * 255
-        self._scale = (1 / std).view(1, 3, 1, 1)
-        self._shift = (mean / std).view(1, 3, 1, 1)
+        self._scale, self._shift = self.preprocess.affine(self.device)
 
     def _input(self, images: np.ndarray) -> torch.Tensor:
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -41,3 +42,10 @@ class Preprocess:
         x = images.astype(np.float32) / 255.0
         x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def affine(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)`` of shape (1, 3, 1, 1) with ``pixel * scale - shift`` equal to
+        :meth:`normalize` for uint8 pixels: one multiply-add per pixel on any device."""
+        std = torch.tensor(self.std, dtype=torch.float32, device=device) * 255
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=device) * 255
+        return (1 / std).view(1, 3, 1, 1), (mean / std).view(1, 3, 1, 1)

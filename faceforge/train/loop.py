@@ -76,8 +76,7 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         self.precision = resolve_precision(cfg.train.amp, self.device)
         self.preprocess = Preprocess(input_size=(cfg.data.image_size, cfg.data.image_size))
-        self._mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(self.preprocess.std, device=self.device).view(1, 3, 1, 1)
+        self._scale, self._shift = self.preprocess.affine(self.device)
         self.output_dir = Path(cfg.train.output_dir)
         torch.manual_seed(cfg.train.seed)
 
@@ -124,8 +123,7 @@ class Trainer:
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> float in [-1, 1] on the device (cheap there, even on GPU)."""
-        x = images.to(self.device, non_blocking=True).float()
-        x = (x / 255.0 - self._mean) / self._std
+        x = images.to(self.device, non_blocking=True).float().mul_(self._scale).sub_(self._shift)
         if self.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
