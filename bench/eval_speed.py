@@ -17,9 +17,9 @@ import time
 import numpy as np
 import torch
 
+from faceforge.core.batch_embed import BatchEmbedder
 from faceforge.evaluation.identification import megaface
 from faceforge.evaluation.verification import evaluate_embeddings
-from faceforge.inference.batch_embed import BatchEmbedder
 from faceforge.models import build_backbone
 
 

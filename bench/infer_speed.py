@@ -26,10 +26,11 @@ import cv2
 import numpy as np
 import torch
 
+from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError
-from faceforge.inference.embedder import OnnxEmbedder, TorchEmbedder
+from faceforge.inference.embedding import OnnxEmbedder, TorchEmbedder
 from faceforge.inference.export import export_onnx, synthetic_faces
-from faceforge.models import Preprocess, build_backbone
+from faceforge.models import build_backbone
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -62,7 +63,7 @@ def detection_images() -> dict[str, np.ndarray]:
 
 
 def bench_detection(repeats: int) -> None:
-    from faceforge.inference.mtcnn import MTCNN
+    from faceforge.inference.detection.mtcnn import MTCNN
 
     try:
         detector = MTCNN.from_weights(device="cpu")
@@ -138,7 +139,7 @@ def main() -> None:
         bench_detection(args.repeats)
     faces = synthetic_faces(args.images)
     if args.checkpoint:
-        from faceforge.train.checkpoint import load_backbone
+        from faceforge.core.checkpoint import load_backbone
 
         loaded = load_backbone(args.checkpoint)
         models = {loaded.config.model.backbone: loaded.backbone}

@@ -163,8 +163,8 @@ class TrainConfig:
     seed: int = 0
     #: auto | cpu | cuda
     device: str = "auto"
-    #: none | bf16 | fp16 (fp16 only on CUDA, with a GradScaler)
-    amp: str = "none"
+    #: fp32 | bf16 | fp16 | auto (fp16 on CUDA with a GradScaler; see core/precision.py)
+    amp: str = "fp32"
     channels_last: bool = False
     #: run the training forward through torch.compile (slow first step, faster after)
     compile: bool = False

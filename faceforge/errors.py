@@ -9,6 +9,12 @@ class ConfigError(FaceforgeError, ValueError):
     """A config file or override is malformed or names an unknown key."""
 
 
+class UnknownChoiceError(ConfigError, KeyError):
+    """A name that is not in a registry; the message lists the valid choices."""
+
+    __str__ = Exception.__str__  # a plain message, not KeyError's quoted repr
+
+
 class DataError(FaceforgeError):
     """An image, list or record file cannot be read or has the wrong content."""
 

@@ -1,16 +1,23 @@
-"""A tiny name -> factory registry; modules fill it by explicit import."""
+"""A tiny name -> factory registry; modules fill it by explicit import.
+
+Every configurable choice (backbones, heads, data sources, optimizers, schedules, precisions,
+detectors, gallery indexes, resize modes) is one registry, so an unknown name fails the same
+way everywhere: with the valid choices listed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from faceforge.errors import UnknownChoiceError
+
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
     """Maps names to factories. Registering a name twice raises, looking up a missing name
-    raises a ``KeyError`` that lists what is available."""
+    raises :class:`~faceforge.errors.UnknownChoiceError` (a ``KeyError``) listing the choices."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -33,12 +40,16 @@ class Registry(Generic[T]):
 
         return add
 
-    def get(self, name: str) -> Callable[..., T]:
+    def get(self, name: str, field: str | None = None) -> Callable[..., T]:
+        """The factory registered as ``name``; ``field`` (e.g. ``data.source``) is named in
+        the error when ``name`` is unknown."""
         try:
             return self._entries[name]
-        except KeyError:
-            known = ", ".join(sorted(self._entries))
-            raise KeyError(f"unknown {self.kind} {name!r}; available: {known}") from None
+        except (KeyError, TypeError):
+            what = f"{field}={name!r}" if field else repr(name)
+            raise UnknownChoiceError(
+                f"unknown {self.kind} {what}; valid choices: {', '.join(self.names())}"
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the optional real-photo data in ../shared/data."""
+"""Shared fixtures: the optional real-photo data in ../shared/data, the real MTCNN weights,
+tiny primed models and their checkpoint / ONNX export."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import primed_model, write_checkpoint
+
+from faceforge.errors import CheckpointError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -28,3 +32,64 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def mtcnn():
+    """The pretrained MTCNN (skips when facenet-pytorch's weight files are not installed)."""
+    from faceforge.inference.detection.mtcnn import MTCNN, find_mtcnn_weights
+
+    try:
+        find_mtcnn_weights()
+    except CheckpointError as exc:
+        pytest.skip(f"MTCNN weights unavailable: {exc}")
+    return MTCNN.from_weights(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def lfw_images(shared_data: Path) -> list[Path]:
+    """Four LFW photos (250x250, one person each, roughly centred)."""
+    names = ["AJ_Cook", "Aaron_Guiel", "Abdullah_Gul", "Adam_Sandler"]
+    paths = [sorted((shared_data / "lfw-view1" / "images" / n).glob("*.jpg"))[0] for n in names]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        pytest.skip(f"LFW photos missing: {missing}")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def chip_images(shared_data: Path) -> list[Path]:
+    """Three 150x150 dlib face chips of different people."""
+    root = shared_data / "photos" / "dlib_johns"
+    paths = [sorted(d.glob("*.jpg"))[0] for d in sorted(root.iterdir())[:3]]
+    if len(paths) < 3:
+        pytest.skip(f"dlib chips missing in {root}")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def group_photo(shared_data: Path) -> Path:
+    """A portrait with two more people in the background (660x440)."""
+    path = shared_data / "photos" / "deepface_tests" / "id05" / "img62.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return primed_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> Path:
+    """MobileFaceNet (32-d) checkpoint whose stored threshold is cosine 0.5."""
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", tiny_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
+    """``tiny_checkpoint`` exported to ONNX (the :class:`ExportReport`)."""
+    from faceforge.inference.export import export_checkpoint
+
+    return export_checkpoint(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx")

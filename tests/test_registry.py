@@ -20,5 +20,5 @@ def test_duplicate_name_raises() -> None:
 
 
 def test_missing_name_lists_available() -> None:
-    with pytest.raises(KeyError, match="unknown thing 'z'; available: a, b"):
+    with pytest.raises(KeyError, match="unknown thing 'z'; valid choices: a, b"):
         Registry.of("thing", {"a": int, "b": int}).get("z")

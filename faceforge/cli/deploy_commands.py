@@ -151,7 +151,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from faceforge.inference.gallery import iter_people, load_or_create
+    from faceforge.inference.matching.gallery import iter_people, load_or_create
 
     pipeline = _pipeline(args)
     embedder = pipeline.embedder
@@ -187,7 +187,7 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from faceforge.inference.gallery import Gallery
+    from faceforge.inference.matching.gallery import Gallery
 
     gallery = Gallery.load(args.gallery)
     pipeline = _pipeline(args)
@@ -220,7 +220,7 @@ def _export(args: argparse.Namespace) -> int:
         f"{PARITY_TOLERANCE:.0e}): {'OK' if ok else 'FAILED'}"
     )
     if args.int8:
-        from faceforge.inference.embedder import OnnxEmbedder
+        from faceforge.inference.embedding import OnnxEmbedder
 
         size = OnnxEmbedder(report.path).input_size
         faces = load_calibration_faces(args.calibration, size)
@@ -236,7 +236,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _align(args: argparse.Namespace) -> int:
-    from faceforge.inference.align_dataset import AlignOptions, align_dataset
+    from faceforge.prepare.align_folder import AlignOptions, align_dataset
 
     options = AlignOptions(
         size=(args.size, args.width or args.size),

@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from faceforge.core.images import RESIZE_MODES
 from faceforge.errors import DataError
-from faceforge.evaluation.image_loading import RESIZE_MODES
 
 
 def _unique_name(name: str, taken: set[str]) -> str:
@@ -61,10 +61,10 @@ def _sets(args: argparse.Namespace, loaded: Any) -> list[Any]:
     taken: set[str] = set()
     sets = []
     if args.synthetic:
-        from faceforge.data.build import synthetic_verification_set
+        from faceforge.data.synthetic import synthetic_verification_set
 
         print("rendering the checkpoint config's held-out synthetic pairs ...")
-        sets.append(synthetic_verification_set(loaded.config))
+        sets.append(synthetic_verification_set(loaded.config.data.synthetic))
         taken.add(sets[-1].name)
     for path in args.bin:
         vset = load_bin(path, image_size=size, resize=args.resize)
@@ -83,10 +83,10 @@ def _recorded(metrics: dict[str, Any], name: str) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from faceforge.core.checkpoint import load_backbone
     from faceforge.device import resolve_device
     from faceforge.evaluation.report import format_result, plot_roc, write_json
     from faceforge.evaluation.run import evaluate_model
-    from faceforge.train.checkpoint import load_backbone
 
     loaded = load_backbone(args.checkpoint)
     sets = _sets(args, loaded)
@@ -138,9 +138,9 @@ def _identify_bench(args: argparse.Namespace) -> int:
         distractors = NpyFolder(path) if path.is_dir() else open_npy(path)
         result = megaface(probes, labels, distractors)
     elif args.checkpoint:
+        from faceforge.core.checkpoint import load_backbone
         from faceforge.device import resolve_device
         from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
-        from faceforge.train.checkpoint import load_backbone
 
         loaded = load_backbone(args.checkpoint)
         result = run_synthetic_megaface(

@@ -10,14 +10,14 @@ OVERRIDE_HELP = "dotted config overrides, e.g. optim.lr=0.05 train.max_steps=100
 
 
 def _train(args: argparse.Namespace) -> int:
-    from faceforge.data.build import synthetic_verification_set
+    from faceforge.data.synthetic import synthetic_verification_set
     from faceforge.evaluation.bin_format import load_bin
     from faceforge.train.loop import Trainer
 
     cfg = load_config(args.config, args.overrides)
     sets = [load_bin(path) for path in cfg.eval.bins]
     if cfg.data.source == "synthetic" and cfg.eval.synthetic_pairs:
-        sets.insert(0, synthetic_verification_set(cfg))
+        sets.insert(0, synthetic_verification_set(cfg.data.synthetic))
     trainer = Trainer(cfg, sets)
     if args.resume:
         trainer.resume(args.resume)

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.core.images import load_images
 from faceforge.data.image_io import encode_image
+from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import FormatError
-from faceforge.evaluation.image_loading import load_images
-from faceforge.evaluation.verification_set import VerificationSet
 from faceforge.files import atomic_open
 
 #: the globals a verification ``.bin`` may reference (numpy 1.x and 2.x module names)
@@ -139,7 +139,7 @@ def load_bin(
     """Read and decode a ``.bin`` into a :class:`VerificationSet` named after the file.
 
     Images of another size than ``image_size`` need a ``resize`` mode (see
-    :func:`faceforge.evaluation.image_loading.fit_image`); a corrupt image raises DataError
+    :func:`faceforge.core.images.fit_image`); a corrupt image raises DataError
     naming its index.
     """
     path = Path(path)

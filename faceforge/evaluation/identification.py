@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.core.vectors import l2_normalize
 from faceforge.errors import DataError
 
 RANKS: tuple[int, ...] = (1, 5, 10)
@@ -37,13 +38,6 @@ FPIR_TARGETS: tuple[float, ...] = (1e-1, 1e-2, 1e-3)
 MEGAFACE_FAR_TARGETS: tuple[float, ...] = (1e-6,)
 #: cap on the per-probe top-k scores kept (probes x k float32), about 1 GB
 MAX_KEPT_SCORES = 1 << 28
-
-
-def normalized_float32(embeddings: np.ndarray) -> np.ndarray:
-    """Rows L2-normalised as contiguous float32 (zero rows stay zero), ready for FAISS."""
-    x = np.ascontiguousarray(embeddings, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms == 0, 1, norms)
 
 
 # ------------------------------------------------------------------------- gallery / probe
@@ -102,8 +96,8 @@ def identify(
         raise DataError("the gallery is empty")
     order = np.argsort(gallery_ids, kind="stable")
     identities, starts = np.unique(gallery_ids[order], return_index=True)
-    gallery = normalized_float32(gallery)[order]
-    probes = normalized_float32(probes)
+    gallery = l2_normalize(gallery, np.float32)[order]
+    probes = l2_normalize(probes, np.float32)
     position = np.searchsorted(identities, probe_ids)
     mated = (position < len(identities)) & (
         identities[np.minimum(position, len(identities) - 1)] == probe_ids
@@ -237,7 +231,7 @@ def megaface(
             raise DataError("pass num_distractors when the distractors are a stream of blocks")
         num_distractors = len(distractors)
     source = [distractors] if isinstance(distractors, np.ndarray) else distractors
-    x = normalized_float32(probes)
+    x = l2_normalize(probes, np.float32)
     num_impostor = len(x) * num_distractors
     # the global top-(FAR * impostors + 1) scores are among each probe's own top that many
     keep = max(max(ranks), *(math.floor(f * num_impostor * (1 + 1e-12)) + 1 for f in far_targets))
@@ -251,7 +245,7 @@ def megaface(
     top = _TopK(len(x), keep)
     seen = 0
     for block in _chunks(source, chunk_size):
-        block = normalized_float32(block)
+        block = l2_normalize(block, np.float32)
         if block.ndim != 2 or block.shape[1] != x.shape[1]:
             raise DataError(
                 f"distractor embeddings have shape {block.shape}, probes are {x.shape[1]}-d"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from faceforge.core.images import load_images
 from faceforge.data.image_io import IMAGE_EXTENSIONS
+from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import DataError
-from faceforge.evaluation.image_loading import load_images
-from faceforge.evaluation.verification_set import VerificationSet
 
 #: how many missing files an error message lists before summarising the rest
 MAX_LISTED = 20

@@ -11,10 +11,10 @@ import time
 import torch
 from torch import nn
 
+from faceforge.core.batch_embed import embed_image_views
+from faceforge.core.preprocess import Preprocess
+from faceforge.data.verification_set import VerificationSet
 from faceforge.evaluation.verification import VerificationResult, evaluate_embeddings
-from faceforge.evaluation.verification_set import VerificationSet
-from faceforge.inference.batch_embed import embed_image_views
-from faceforge.models.preprocess import Preprocess
 
 
 def evaluate_model(
@@ -32,7 +32,7 @@ def evaluate_model(
     """insightface's verification test of ``model`` on ``vset`` ("Accuracy-Flip" by default).
 
     Embeds every image (and its mirror image with ``flip``) through
-    :func:`~faceforge.inference.batch_embed.embed_image_views`, then scores the pairs with
+    :func:`~faceforge.core.batch_embed.embed_image_views`, then scores the pairs with
     :func:`~faceforge.evaluation.verification.evaluate_embeddings` (``xnorm`` filled in).
     ``result.extra`` records the set's name, ``flip`` and the embedding throughput.
     The caller's model is left unchanged (weights and train/eval mode).

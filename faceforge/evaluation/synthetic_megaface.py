@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceforge.core.batch_embed import BatchEmbedder
+from faceforge.core.preprocess import Preprocess
 from faceforge.data.synthetic import HELD_OUT_OFFSET, SyntheticFaces
 from faceforge.evaluation.identification import MegaFaceResult, megaface
-from faceforge.inference.batch_embed import BatchEmbedder
-from faceforge.models.preprocess import Preprocess
 
 #: first identity number of synthetic distractors (apart from training and held-out ids)
 DISTRACTOR_OFFSET = 20_000_000

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.core.vectors import l2_normalize
 from faceforge.errors import DataError
 
 #: Accuracy thresholds on the squared distance (insightface ``np.arange(0, 4, 0.01)``).
@@ -101,13 +102,6 @@ def _plain(value: float | None) -> float | None:
     if value is None or not np.isfinite(value):
         return None
     return float(value)
-
-
-def l2_normalize(embeddings: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm, in float64; all-zero rows stay zero."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms == 0, 1.0, norms)
 
 
 def xnorm(*embeddings: np.ndarray) -> float:

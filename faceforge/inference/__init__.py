@@ -1,4 +1,5 @@
-"""Deploy: detect, align, embed, verify two photos, search a gallery, export to ONNX.
+"""Deploy, in the order a photo flows: ``detection`` -> ``alignment`` -> ``embedding`` ->
+``matching`` (thresholds, galleries); ``pipeline`` runs them all, ``export`` writes ONNX.
 
 >>> from faceforge.inference import FacePipeline
 >>> pipeline = FacePipeline.load("checkpoint.pt")  # doctest: +SKIP
@@ -8,14 +9,13 @@ True
 
 from __future__ import annotations
 
-from faceforge.inference.align import estimate_norm, norm_crop, template_points
+from faceforge.inference.alignment import estimate_norm, norm_crop, template_points
 from faceforge.inference.detection import Detection, Detector, select_face
-from faceforge.inference.embedder import Embedder, OnnxEmbedder, TorchEmbedder, load_embedder
-from faceforge.inference.gallery import Gallery, Match
-from faceforge.inference.mtcnn import MTCNN
+from faceforge.inference.detection.mtcnn import MTCNN
+from faceforge.inference.detection.scrfd import SCRFD
+from faceforge.inference.embedding import Embedder, OnnxEmbedder, TorchEmbedder, load_embedder
+from faceforge.inference.matching import Gallery, Match, Threshold
 from faceforge.inference.pipeline import FacePipeline, Identification, Verification
-from faceforge.inference.scrfd import SCRFD
-from faceforge.inference.threshold import Threshold
 
 __all__ = [
     "MTCNN",

@@ -2,7 +2,7 @@
 
 The exported graph has a dynamic batch axis, uses an opset ONNX Runtime's CPU provider runs
 natively, and carries the model's preprocessing, evaluation metrics and weight fingerprint
-in its ``metadata_props`` (read back by :class:`~faceforge.inference.embedder.OnnxEmbedder`,
+in its ``metadata_props`` (read back by :class:`~faceforge.inference.embedding.OnnxEmbedder`,
 so an ONNX model is a drop-in replacement for its checkpoint, galleries included).
 
 Parity is measured on synthetic face photos (or your own aligned faces), not random noise,
@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError, DataError
 from faceforge.files import atomic_write_bytes
-from faceforge.inference.embedder import (
+from faceforge.inference.embedding import (
     META_BACKBONE,
     META_FINGERPRINT,
     META_METRICS,
@@ -36,7 +37,6 @@ from faceforge.inference.embedder import (
     model_input,
     state_dict_fingerprint,
 )
-from faceforge.models.preprocess import Preprocess
 
 #: opset 17 runs on every ONNX Runtime >= 1.14 CPU build with all ops the backbones use
 DEFAULT_OPSET = 17
@@ -166,8 +166,8 @@ def load_calibration_faces(
     folder: str | Path, size: tuple[int, int], limit: int = 256
 ) -> np.ndarray:
     """Up to ``limit`` aligned faces from ``folder`` (recursively; resized when needed)."""
+    from faceforge.core.images import load_images
     from faceforge.data.image_io import IMAGE_EXTENSIONS
-    from faceforge.evaluation.image_loading import load_images
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -225,7 +225,7 @@ def quantize_int8(
 def _fit(faces: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if faces.shape[1:3] == tuple(size):
         return faces
-    from faceforge.evaluation.image_loading import fit_image
+    from faceforge.core.images import fit_image
 
     return np.stack([fit_image(f, size, "stretch", "synthetic face") for f in faces])
 
@@ -248,7 +248,7 @@ def export_checkpoint(
     checkpoint: str | Path, onnx_path: str | Path, *, opset: int = DEFAULT_OPSET
 ) -> ExportReport:
     """Export a faceforge checkpoint's backbone with its preprocessing and metrics."""
-    from faceforge.train.checkpoint import load_backbone
+    from faceforge.core.checkpoint import load_backbone
 
     loaded = load_backbone(checkpoint)
     return export_onnx(

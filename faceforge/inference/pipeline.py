@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.core.images import RESIZE_MODES, fit_image
 from faceforge.data.image_io import read_image
 from faceforge.errors import DataError
-from faceforge.evaluation.image_loading import RESIZE_MODES, fit_image
-from faceforge.inference.align import norm_crop
-from faceforge.inference.detection import SELECTION_POLICIES, Detection, Detector, select_face
-from faceforge.inference.embedder import Embedder, load_embedder
-from faceforge.inference.gallery import Gallery, Match
-from faceforge.inference.threshold import Threshold, resolve_threshold
+from faceforge.inference.alignment import norm_crop
+from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
+from faceforge.inference.embedding import Embedder, load_embedder
+from faceforge.inference.matching.gallery import Gallery, Match
+from faceforge.inference.matching.threshold import Threshold, resolve_threshold
 
 ImageLike = str | Path | np.ndarray
 
@@ -113,9 +113,9 @@ class FacePipeline:
         **options: Any,
     ) -> FacePipeline:
         """A pipeline for a checkpoint / ONNX / insightface model (see
-        :func:`~faceforge.inference.embedder.load_embedder`) with an MTCNN detector, or none
+        :func:`~faceforge.inference.embedding.load_embedder`) with an MTCNN detector, or none
         when the inputs are ``aligned`` crops; ``options`` go to the constructor."""
-        from faceforge.inference.mtcnn import MTCNN
+        from faceforge.inference.detection.mtcnn import MTCNN
 
         embedder = load_embedder(
             model,

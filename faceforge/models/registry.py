@@ -34,7 +34,7 @@ def build_backbone(name: str, embedding_size: int = 512, **kwargs: Any) -> nn.Mo
     Every backbone maps float (N, 3, 112, 112) images in [-1, 1] to raw, unnormalised
     (N, embedding_size) embeddings. ``kwargs`` go to the architecture (all accept
     ``dropout``, applied just before the final embedding layer). An unknown name raises a
-    ``KeyError`` listing the available ones.
+    :class:`~faceforge.errors.UnknownChoiceError` listing the available ones.
 
     >>> import torch
     >>> model = build_backbone("mobilefacenet", embedding_size=128).eval()

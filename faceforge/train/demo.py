@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from faceforge.config import Config
-from faceforge.data.build import synthetic_verification_set
+from faceforge.data.synthetic import synthetic_verification_set
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.models import count_macs, count_parameters
 from faceforge.train.curves import plot_training_curves
@@ -43,7 +43,7 @@ def run_demo(cfg: Config, log: Callable[[str], None] = print) -> DemoReport:
         f"rendering {cfg.data.synthetic.val_pairs} held-out synthetic pairs "
         f"({cfg.data.synthetic.val_identities} identities never used for training)"
     )
-    vset = synthetic_verification_set(cfg)
+    vset = synthetic_verification_set(cfg.data.synthetic)
     trainer = Trainer(cfg, [vset], log=log)
     log(
         f"training {cfg.model.backbone} + {cfg.head.type} on {len(trainer.dataset)} images of "

@@ -19,21 +19,21 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from faceforge.config import Config, config_to_dict, save_config
-from faceforge.data.build import build_reader
+from faceforge.core.checkpoint import load_checkpoint, save_checkpoint
+from faceforge.core.precision import resolve_precision
+from faceforge.core.preprocess import Preprocess
 from faceforge.data.dataset import Batch, EpochSampler, FaceDataset, collate_faces
+from faceforge.data.sources import build_reader
 from faceforge.data.transforms import build_train_transform
+from faceforge.data.verification_set import VerificationSet
 from faceforge.device import resolve_device
 from faceforge.errors import CheckpointError, ConfigError, TrainingError
 from faceforge.evaluation.run import evaluate_model
 from faceforge.evaluation.verification import VerificationResult
-from faceforge.evaluation.verification_set import VerificationSet
 from faceforge.losses import build_loss
 from faceforge.models import build_backbone
 from faceforge.models.heads import build_head
-from faceforge.models.preprocess import Preprocess
-from faceforge.train.checkpoint import load_checkpoint, save_checkpoint
 from faceforge.train.optim import build_optimizer, build_scheduler
-from faceforge.train.precision import resolve_precision
 from faceforge.train.tensorboard import ScalarLogger
 
 
@@ -80,7 +80,7 @@ class Trainer:
         self.output_dir = Path(cfg.train.output_dir)
         torch.manual_seed(cfg.train.seed)
 
-        reader = build_reader(cfg)
+        reader = build_reader(cfg.data)
         self.dataset = FaceDataset(
             reader,
             build_train_transform(cfg.augment),

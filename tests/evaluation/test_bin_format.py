@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import DataError, FormatError
 from faceforge.evaluation.bin_format import load_bin, read_bin, write_bin
-from faceforge.evaluation.verification_set import VerificationSet
 
 
 def _faces(n_pairs: int, size: int = 112, seed: int = 0) -> VerificationSet:

@@ -11,13 +11,14 @@ import torch
 
 from faceforge.cli import main
 from faceforge.config import config_to_dict, load_config
-from faceforge.data.build import synthetic_verification_set
+from faceforge.core.checkpoint import load_backbone, save_checkpoint
+from faceforge.core.preprocess import Preprocess
+from faceforge.data.synthetic import synthetic_verification_set
+from faceforge.data.verification_set import VerificationSet
 from faceforge.evaluation.bin_format import write_bin
 from faceforge.evaluation.identification import megaface
 from faceforge.evaluation.run import evaluate_model
-from faceforge.evaluation.verification_set import VerificationSet
-from faceforge.models import Preprocess, build_backbone
-from faceforge.train.checkpoint import load_backbone, save_checkpoint
+from faceforge.models import build_backbone
 
 OVERRIDES = [
     "model.embedding_size=32",
@@ -33,7 +34,7 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     cfg = load_config(None, OVERRIDES)
     model = build_backbone("mobilefacenet", embedding_size=32).eval()
-    recorded = evaluate_model(model, synthetic_verification_set(cfg), batch_size=128)
+    recorded = evaluate_model(model, synthetic_verification_set(cfg.data.synthetic), batch_size=128)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(
         path,
@@ -62,7 +63,7 @@ def test_eval_reproduces_the_recorded_synthetic_accuracy(checkpoint, capsys, tmp
 
 def test_eval_bin_and_pairs_with_json_and_roc(checkpoint, tmp_path, capsys):
     path, _ = checkpoint
-    full = synthetic_verification_set(load_config(None, OVERRIDES))
+    full = synthetic_verification_set(load_config(None, OVERRIDES).data.synthetic)
     vset = VerificationSet("toy", full.images[:16], full.issame[:8])
     write_bin(tmp_path / "toy.bin", vset, ext=".png")
     images = tmp_path / "images"

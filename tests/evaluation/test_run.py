@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from faceforge.data.verification_set import VerificationSet
 from faceforge.evaluation.run import evaluate_model
 from faceforge.evaluation.verification import evaluate
-from faceforge.evaluation.verification_set import VerificationSet
 from faceforge.models import build_backbone
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import faceforge.cli as cli
 from faceforge.data.image_io import read_image
-from faceforge.inference.gallery import Gallery
+from faceforge.inference.matching.gallery import Gallery
 
 
 @pytest.fixture()

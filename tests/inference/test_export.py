@@ -9,11 +9,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from inference_helpers import prime_batch_norms
+from model_helpers import prime_batch_norms
 from torch import nn
 
+from faceforge.core.preprocess import Preprocess
 from faceforge.data.image_io import encode_image
-from faceforge.inference.embedder import META_METRICS, META_PREPROCESS, load_embedder
+from faceforge.inference.embedding import META_METRICS, META_PREPROCESS, load_embedder
 from faceforge.inference.export import (
     PARITY_TOLERANCE,
     export_onnx,
@@ -21,7 +22,6 @@ from faceforge.inference.export import (
     quantize_int8,
     synthetic_faces,
 )
-from faceforge.models import Preprocess
 
 
 def test_parity_on_realistic_embeddings(tiny_onnx) -> None:

@@ -11,9 +11,9 @@ import pytest
 
 from faceforge.data.image_io import read_image
 from faceforge.errors import CheckpointError, DataError
-from faceforge.inference.align import ARCFACE_TEMPLATE, estimate_norm
-from faceforge.inference.embedder import load_embedder
-from faceforge.inference.gallery import Gallery
+from faceforge.inference.alignment import ARCFACE_TEMPLATE, estimate_norm
+from faceforge.inference.embedding import load_embedder
+from faceforge.inference.matching.gallery import Gallery
 from faceforge.inference.pipeline import UNKNOWN, FacePipeline
 
 

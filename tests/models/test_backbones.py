@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from faceforge.models import Preprocess, backbone_names, build_backbone, count_macs
+from faceforge.core.preprocess import Preprocess
+from faceforge.models import backbone_names, build_backbone, count_macs
 from faceforge.models.complexity import count_parameters
 
 #: 512-d embeddings. iresnet18/50/100 are insightface's published arcface_torch figures.
@@ -61,7 +62,7 @@ def test_registry_lists_every_backbone() -> None:
 
 
 def test_unknown_name_lists_available_backbones() -> None:
-    with pytest.raises(KeyError, match=r"resnet9.*available: iresnet100.*mobilefacenet"):
+    with pytest.raises(KeyError, match=r"resnet9.*valid choices: iresnet100.*mobilefacenet"):
         build_backbone("resnet9")
 
 

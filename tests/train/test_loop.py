@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from faceforge.config import Config, load_config
+from faceforge.core.checkpoint import load_backbone, load_checkpoint
 from faceforge.data.synthetic import SyntheticFaces
 from faceforge.errors import CheckpointError, TrainingError
-from faceforge.train.checkpoint import load_backbone, load_checkpoint
 from faceforge.train.loop import Trainer
 
 

@@ -1,0 +1,78 @@
+"""Compute precision, one vocabulary for training and inference: ``fp32 | bf16 | fp16 | auto``.
+
+Mixed precision is applied by the caller (the training step, the batch embedder), never
+inside models. ``auto`` picks fp16 on CUDA, bf16 on a CPU that computes it natively
+(AVX512-BF16 / AMX) and fp32 otherwise; fp16 needs CUDA and falls back to bf16 elsewhere.
+
+>>> resolve_precision("fp32", torch.device("cpu")).dtype is None
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from faceforge.registry import Registry
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (else bf16 is emulated and slow)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def _fp32(device: torch.device) -> torch.dtype | None:
+    return None
+
+
+def _bf16(device: torch.device) -> torch.dtype | None:
+    return torch.bfloat16
+
+
+def _fp16(device: torch.device) -> torch.dtype | None:
+    if device.type == "cuda":
+        return torch.float16
+    warnings.warn("fp16 autocast needs CUDA; using bf16 on this device", stacklevel=3)
+    return torch.bfloat16
+
+
+def _auto(device: torch.device) -> torch.dtype | None:
+    if device.type == "cuda":
+        return torch.float16
+    return torch.bfloat16 if native_bf16(device) else None
+
+
+#: precision name -> autocast dtype on a device (``None``: plain fp32)
+PRECISIONS: Registry[torch.dtype | None] = Registry.of(
+    "precision", {"fp32": _fp32, "bf16": _bf16, "fp16": _fp16, "auto": _auto}
+)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a forward pass runs on ``device_type``: ``dtype`` None means plain fp32."""
+
+    device_type: str
+    dtype: torch.dtype | None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling is needed for fp16 only; a disabled scaler is a no-op pass-through."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    """The :class:`Precision` that ``name`` (see :data:`PRECISIONS`) means on ``device``."""
+    return Precision(device.type, PRECISIONS.get(name)(device))

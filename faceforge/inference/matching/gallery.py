@@ -1,0 +1,370 @@
+"""A face gallery for 1:N identification: enrolled people, a FAISS index, persisted safely.
+
+Embeddings are L2-normalised, so inner product is cosine similarity. The index is exact
+(``flat``) by default; ``ivf`` (inverted lists) and ``hnsw`` (graph) trade exactness for speed
+on large galleries. Each person is stored either as the normalised mean of their embeddings
+(``mode="mean"``, one vector per person) or as every embedding (``mode="all"``, a query
+scores a person by their closest image).
+
+The gallery keeps every enrolled embedding, so people can be added or removed without
+re-embedding anyone: flat and IVF indexes are updated in place (FAISS ``IndexIDMap2``); an
+HNSW graph cannot delete vectors and is rebuilt from the stored embeddings after a removal.
+
+On disk a gallery is a folder with ``gallery.json`` (model fingerprint, embedding size, index
+settings, people) and one data file ``gallery-<generation>.npz`` (embeddings and the
+serialised index). A save writes a new data file, then atomically replaces ``gallery.json``
+to point at it: an interrupted save leaves the previous gallery intact.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from faceforge.core.vectors import l2_normalize
+from faceforge.errors import CheckpointError, DataError, FormatError
+from faceforge.files import atomic_write_bytes
+
+GALLERY_FORMAT = "faceforge-gallery"
+GALLERY_VERSION = 1
+METADATA_FILE = "gallery.json"
+INDEX_TYPES = ("flat", "ivf", "hnsw")
+MODES = ("mean", "all")
+
+
+@dataclass(frozen=True)
+class Match:
+    """One gallery person returned by a search, with their cosine similarity to the query."""
+
+    name: str
+    score: float
+
+
+class Gallery:
+    """Enrolled people searchable by face embedding.
+
+    >>> gallery = Gallery(embedding_size=512, fingerprint=embedder.fingerprint)  # doctest: +SKIP
+    >>> gallery.add("alice", embedder.embed(alice_faces))  # doctest: +SKIP
+    >>> gallery.search(embedder.embed(query), top_k=1)  # doctest: +SKIP
+    [[Match(name='alice', score=0.83)]]
+    """
+
+    def __init__(
+        self,
+        embedding_size: int,
+        fingerprint: str,
+        *,
+        index_type: str = "flat",
+        mode: str = "mean",
+        model: str = "",
+        nlist: int = 0,
+        nprobe: int = 8,
+        hnsw_m: int = 32,
+    ) -> None:
+        if index_type not in INDEX_TYPES:
+            raise ValueError(f"index type must be one of {INDEX_TYPES}, got {index_type!r}")
+        if mode not in MODES:
+            raise ValueError(f"gallery mode must be one of {MODES}, got {mode!r}")
+        self.embedding_size = int(embedding_size)
+        self.fingerprint = fingerprint
+        self.index_type = index_type
+        self.mode = mode
+        self.model = model
+        #: IVF list count; 0 picks about sqrt(number of vectors) when the index is built
+        self.nlist = nlist
+        self.nprobe = nprobe
+        self.hnsw_m = hnsw_m
+        self._embeddings: dict[str, np.ndarray] = {}
+        self._ids: dict[str, list[int]] = {}
+        self._owner: dict[int, str] = {}
+        self._next_id = 0
+        self._index: faiss.Index | None = None
+        self._generation = 0
+
+    # ----------------------------------------------------------------- people
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._embeddings)
+
+    def __len__(self) -> int:
+        return len(self._embeddings)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._embeddings
+
+    def num_images(self, name: str) -> int:
+        return len(self._embeddings[name])
+
+    def check_model(self, fingerprint: str, embedding_size: int, where: str = "gallery") -> None:
+        """Raise CheckpointError unless embeddings of this model can be compared with ours."""
+        if fingerprint != self.fingerprint or embedding_size != self.embedding_size:
+            raise CheckpointError(
+                f"{where} was built with model {self.model or '?'} (fingerprint "
+                f"{self.fingerprint}, {self.embedding_size}-d embeddings) but this model has "
+                f"fingerprint {fingerprint} and {embedding_size}-d embeddings; embeddings of "
+                "different models are not comparable: use the original model or enroll again"
+            )
+
+    def add(self, name: str, embeddings: np.ndarray) -> None:
+        """Enroll ``name`` with (k, D) embeddings, or add them to an enrolled person."""
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if embeddings.ndim == 1:
+            embeddings = embeddings[None]
+        dim = self.embedding_size
+        if embeddings.ndim != 2 or embeddings.shape[1] != dim or not len(embeddings):
+            raise DataError(f"{name}: expected (k >= 1, {dim}) embeddings, got {embeddings.shape}")
+        if not name or not name.strip():
+            raise DataError("a gallery person needs a non-empty name")
+        embeddings = l2_normalize(embeddings).astype(np.float32)
+        previous = self._embeddings.get(name, embeddings[:0])
+        self._embeddings[name] = np.concatenate([previous, embeddings])
+        if self.mode == "mean":
+            self._drop_from_index(name)  # the person's mean changes: replace its vector
+            self._insert(name, self._index_vectors(name))
+        else:
+            self._ids.setdefault(name, [])
+            self._insert(name, embeddings)
+
+    def _insert(self, name: str, vectors: np.ndarray) -> None:
+        ids = list(range(self._next_id, self._next_id + len(vectors)))
+        self._next_id += len(vectors)
+        self._ids[name].extend(ids)
+        self._owner.update(dict.fromkeys(ids, name))
+        if self._index is not None:
+            self._index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (DataError if not enrolled)."""
+        if name not in self._embeddings:
+            raise DataError(f"{name!r} is not in the gallery")
+        self._drop_from_index(name)
+        del self._embeddings[name], self._ids[name]
+
+    def _index_vectors(self, name: str) -> np.ndarray:
+        """What the index holds for ``name``: every embedding, or their normalised mean."""
+        embeddings = self._embeddings[name]
+        if self.mode == "all":
+            return embeddings
+        return l2_normalize(embeddings.mean(axis=0, keepdims=True)).astype(np.float32)
+
+    def _drop_from_index(self, name: str) -> None:
+        ids = self._ids.get(name, [])
+        for i in ids:
+            del self._owner[i]
+        if self._index is not None and ids:
+            if self.index_type == "hnsw":
+                self._index = None  # HNSW cannot delete: rebuilt from embeddings when needed
+            else:
+                self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+        self._ids[name] = []
+
+    # ------------------------------------------------------------------ index
+    def _build_index(self) -> faiss.Index:
+        vectors = [self._index_vectors(n) for n in self.names]
+        ids = [np.asarray(self._ids[n], dtype=np.int64) for n in self.names]
+        data = np.concatenate(vectors) if vectors else np.zeros((0, self.embedding_size), "f4")
+        dim = self.embedding_size
+        if self.index_type == "flat":
+            inner: faiss.Index = faiss.IndexFlatIP(dim)
+        elif self.index_type == "hnsw":
+            inner = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            nlist = self.nlist or max(1, int(np.sqrt(len(data))))
+            if len(data) < nlist:
+                raise DataError(
+                    f"an IVF index with {nlist} lists needs at least {nlist} enrolled vectors, "
+                    f"the gallery has {len(data)}; use the flat index or fewer lists"
+                )
+            quantizer = faiss.IndexFlatIP(dim)
+            inner = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            inner.train(data)
+            inner.nprobe = min(self.nprobe, nlist)
+            self.nlist = nlist
+        index = faiss.IndexIDMap2(inner)
+        if len(data):
+            index.add_with_ids(data, np.concatenate(ids))
+        return index
+
+    def _ensure_index(self) -> faiss.Index:
+        if self._index is None:
+            self._index = self._build_index()
+        return self._index
+
+    def search(self, queries: np.ndarray, top_k: int = 5) -> list[list[Match]]:
+        """For each query embedding, up to ``top_k`` people by decreasing cosine similarity."""
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim == 1:
+            queries = queries[None]
+        if queries.ndim != 2 or queries.shape[1] != self.embedding_size:
+            raise DataError(
+                f"query embeddings must be (n, {self.embedding_size}), got {queries.shape}"
+            )
+        if not self._embeddings:
+            return [[] for _ in queries]
+        index = self._ensure_index()
+        per_person = max(len(ids) for ids in self._ids.values())
+        k = min(index.ntotal, top_k * per_person)
+        scores, ids = index.search(l2_normalize(queries).astype(np.float32), k)
+        results = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            best: dict[str, float] = {}
+            for score, i in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
+                if i >= 0 and self._owner[i] not in best:
+                    best[self._owner[i]] = score
+            ranked = sorted(best.items(), key=lambda item: -item[1])[:top_k]
+            results.append([Match(name, score) for name, score in ranked])
+        return results
+
+    # ------------------------------------------------------------ persistence
+    def _metadata(self, data_file: str) -> dict[str, Any]:
+        return {
+            "format": GALLERY_FORMAT,
+            "version": GALLERY_VERSION,
+            "model": {
+                "fingerprint": self.fingerprint,
+                "embedding_size": self.embedding_size,
+                "description": self.model,
+            },
+            "index": {
+                "type": self.index_type,
+                "nlist": self.nlist,
+                "nprobe": self.nprobe,
+                "hnsw_m": self.hnsw_m,
+            },
+            "mode": self.mode,
+            "data_file": data_file,
+            "people": {name: self.num_images(name) for name in self.names},
+        }
+
+    def save(self, directory: str | Path) -> None:
+        """Persist to ``directory`` (created if needed); crash-safe, see the module docs."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        index = self._ensure_index()
+        names = self.names
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            names=np.asarray(names, dtype=str),
+            counts=np.asarray([self.num_images(n) for n in names], dtype=np.int64),
+            embeddings=np.concatenate([self._embeddings[n] for n in names])
+            if names
+            else np.zeros((0, self.embedding_size), np.float32),
+            ids=np.asarray([i for n in names for i in self._ids[n]], dtype=np.int64),
+            next_id=np.asarray(self._next_id, dtype=np.int64),
+            index=faiss.serialize_index(index),
+        )
+        previous = _existing_generation(directory)
+        self._generation = max(self._generation, previous) + 1
+        data_file = f"gallery-{self._generation:06d}.npz"
+        atomic_write_bytes(directory / data_file, buffer.getvalue())
+        metadata = json.dumps(self._metadata(data_file), indent=2, sort_keys=True).encode()
+        atomic_write_bytes(directory / METADATA_FILE, metadata)
+        for stale in directory.glob("gallery-*.npz"):
+            if stale.name != data_file:
+                stale.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Gallery:
+        """Read a gallery saved by :meth:`save` (FormatError if it is not one or is damaged)."""
+        directory = Path(directory)
+        meta_path = directory / METADATA_FILE
+        if not meta_path.is_file():
+            raise DataError(f"{directory}: no gallery here ({METADATA_FILE} missing); enroll first")
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format") != GALLERY_FORMAT:
+                raise KeyError("format")
+            if meta["version"] > GALLERY_VERSION:
+                raise FormatError(
+                    f"{meta_path}: gallery format version {meta['version']} is newer than this "
+                    f"faceforge understands ({GALLERY_VERSION}); upgrade faceforge"
+                )
+            settings = meta["index"]
+            gallery = cls(
+                meta["model"]["embedding_size"],
+                meta["model"]["fingerprint"],
+                index_type=settings["type"],
+                mode=meta["mode"],
+                model=meta["model"].get("description", ""),
+                nlist=settings["nlist"],
+                nprobe=settings["nprobe"],
+                hnsw_m=settings["hnsw_m"],
+            )
+            data_path = directory / meta["data_file"]
+            people = meta["people"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"{meta_path}: not a faceforge gallery file ({exc})") from None
+        try:
+            with np.load(data_path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"{data_path}: cannot read gallery data ({exc})") from None
+        gallery._restore(arrays, people, data_path)
+        gallery._generation = int(data_path.stem.split("-")[-1])
+        return gallery
+
+    def _restore(self, arrays: dict[str, np.ndarray], people: dict[str, int], source: Path) -> None:
+        names = [str(n) for n in arrays["names"]]
+        counts = arrays["counts"].tolist()
+        if dict(zip(names, counts, strict=True)) != people:
+            raise FormatError(f"{source}: data does not match {METADATA_FILE} (damaged gallery)")
+        embeddings, ids = arrays["embeddings"], arrays["ids"].tolist()
+        per_index = counts if self.mode == "all" else [1] * len(names)
+        start_e = start_i = 0
+        for name, count, entries in zip(names, counts, per_index, strict=True):
+            self._embeddings[name] = embeddings[start_e : start_e + count].astype(np.float32)
+            self._ids[name] = ids[start_i : start_i + entries]
+            self._owner.update(dict.fromkeys(self._ids[name], name))
+            start_e += count
+            start_i += entries
+        self._next_id = int(arrays["next_id"])
+        self._index = faiss.deserialize_index(arrays["index"])
+        if self._index.ntotal != len(self._owner):
+            raise FormatError(f"{source}: index size does not match the enrolled people")
+        if self.index_type == "ivf":
+            faiss.extract_index_ivf(self._index).nprobe = min(self.nprobe, self.nlist)
+
+
+def _existing_generation(directory: Path) -> int:
+    numbers = [int(p.stem.split("-")[-1]) for p in directory.glob("gallery-*.npz")]
+    return max(numbers, default=0)
+
+
+def load_or_create(
+    directory: str | Path,
+    embedding_size: int,
+    fingerprint: str,
+    *,
+    model: str = "",
+    **settings: Any,
+) -> Gallery:
+    """The gallery in ``directory`` checked against the model, or a new empty one."""
+    directory = Path(directory)
+    if (directory / METADATA_FILE).is_file():
+        gallery = Gallery.load(directory)
+        gallery.check_model(fingerprint, embedding_size, f"gallery {directory}")
+        return gallery
+    return Gallery(embedding_size, fingerprint, model=model, **settings)
+
+
+def iter_people(people_dir: str | Path) -> Iterable[tuple[str, list[Path]]]:
+    """``(name, image files)`` for each sub-folder of ``people_dir`` (sorted)."""
+    from faceforge.data.image_io import IMAGE_EXTENSIONS
+
+    people_dir = Path(people_dir)
+    if not people_dir.is_dir():
+        raise DataError(f"{people_dir}: not a folder of per-person image folders")
+    for folder in sorted(p for p in people_dir.iterdir() if p.is_dir()):
+        files = sorted(
+            f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if files:
+            yield folder.name, files

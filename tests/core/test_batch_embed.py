@@ -1,0 +1,145 @@
+"""Batched embedding: same numbers as a plain forward pass, flip TTA, bf16 accuracy, no side
+effects on the caller's model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from faceforge.core.batch_embed import (
+    embed_image_views,
+    embed_images,
+    fold_batchnorm,
+    inference_copy,
+    iter_embedding_views,
+)
+from faceforge.core.precision import native_bf16
+from faceforge.core.preprocess import Preprocess
+from faceforge.errors import ConfigError, DataError
+from faceforge.evaluation.verification import evaluate_embeddings
+from faceforge.models import build_backbone
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_backbone("mobilefacenet", embedding_size=64)
+    for module in model.modules():  # non-trivial BatchNorm statistics, so folding matters
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 112, 112, 3), np.uint8)
+
+
+def _reference(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    x = (images.astype(np.float32) - 127.5) / 127.5  # insightface's ((x / 255) - 0.5) / 0.5
+    with torch.no_grad():
+        return model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+
+
+def test_fp32_matches_plain_forward_and_flip_sums_views():
+    model, images = _model(), _images(5)
+    ref = _reference(model, images)
+    out = embed_images(model, images, precision="fp32", batch_size=2)
+    assert out.dtype == np.float32 and out.shape == (5, 64)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    mirrored = _reference(model, images[:, :, ::-1])
+    flipped = embed_images(model, images, precision="fp32", flip=True)
+    np.testing.assert_allclose(flipped, ref + mirrored, rtol=1e-4, atol=2e-4 * np.abs(ref).max())
+    _, views = embed_image_views(model, images, precision="fp32", flip=True)
+    np.testing.assert_allclose(views, mirrored, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_bgr_preprocess_and_custom_normalisation():
+    model, images = _model(), _images(2)
+    pre = Preprocess(color="BGR", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    x = images[:, :, :, ::-1].astype(np.float32) / 255.0
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    out = embed_images(model, images, pre, precision="fp32", channels_last=False)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_callers_model_is_untouched():
+    model = _model().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    embed_images(model, _images(4), precision="fp32")
+    assert model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    prepared = inference_copy(model, torch.device("cpu"))
+    assert not prepared.training and model.training
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+
+
+class _Branchy(torch.nn.Module):
+    """conv->bn (foldable), conv feeding bn and a skip (not foldable), linear->bn1d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = torch.nn.Conv2d(4, 4, 1), torch.nn.BatchNorm2d(4)
+        self.fc, self.bn3 = torch.nn.Linear(4, 5), torch.nn.BatchNorm1d(5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn1(self.conv1(x))
+        y = self.conv2(x)
+        x = self.bn2(y) + y
+        return self.bn3(self.fc(x.mean((2, 3))))
+
+
+def test_fold_batchnorm_keeps_the_function():
+    torch.manual_seed(0)
+    model = _Branchy()
+    for bn in (model.bn1, model.bn2, model.bn3):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 2)
+        bn.bias.data.uniform_(-1, 1)
+    model.eval()
+    folded = fold_batchnorm(model)
+    remaining = [n for n, m in folded.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert remaining == ["bn2"]  # conv2's output is also used by the skip
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in folded.modules())
+    x = torch.randn(3, 3, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
+    assert isinstance(model.bn1, torch.nn.BatchNorm2d)  # the original is untouched
+
+
+def test_iterator_of_batches_equals_one_array():
+    model, images = _model(), _images(6)
+    parts = [p for p, _ in iter_embedding_views(model, [images[:4], images[4:]], precision="fp32")]
+    np.testing.assert_allclose(
+        np.concatenate(parts), embed_images(model, images, precision="fp32"), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_bad_inputs_raise():
+    model = _model()
+    with pytest.raises(DataError, match="96x96 but the model expects 112x112"):
+        embed_images(model, np.zeros((1, 96, 96, 3), np.uint8))
+    with pytest.raises(DataError, match="uint8"):
+        embed_images(model, np.zeros((1, 112, 112, 3), np.float32))
+    with pytest.raises(ConfigError, match="precision"):
+        embed_images(model, _images(1), precision="int8")
+
+
+def test_bf16_matches_fp32_verification_accuracy():
+    synthetic = pytest.importorskip("faceforge.data.synthetic")
+    if not native_bf16(torch.device("cpu")):
+        pytest.skip("this CPU has no native bfloat16")
+    vset = synthetic.SyntheticFaces(seed=0).verification_set(num_identities=30, num_pairs=40)
+    model = _model()
+    fp32 = embed_image_views(model, vset.images, precision="fp32", flip=True)
+    bf16 = embed_image_views(model, vset.images, precision="bf16", flip=True)
+    for a, b in zip(fp32, bf16, strict=True):
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cos.min() > 0.99
+    acc32 = evaluate_embeddings(fp32[0], vset.issame, flipped=fp32[1]).accuracy
+    acc16 = evaluate_embeddings(bf16[0], vset.issame, flipped=bf16[1]).accuracy
+    assert abs(acc32 - acc16) <= 1e-3

@@ -1,0 +1,126 @@
+"""MTCNN with the real pretrained weights on real photos: face counts, landmark plausibility,
+batching, huge images and the weight-loading failure modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from faceforge.data.image_io import read_image
+from faceforge.errors import CheckpointError, DataError
+from faceforge.inference.detection.base import Detection, Detector, select_face
+from faceforge.inference.detection.mtcnn import MTCNN, find_mtcnn_weights, pyramid_scales
+
+
+def assert_plausible(face: Detection) -> None:
+    """Eyes above the nose above the mouth, left/right in order, all inside the box."""
+    (lex, ley), (rex, rey), (nx, ny), (mlx, mly), (mrx, mry) = face.landmarks
+    assert max(ley, rey) < ny < min(mly, mry)
+    assert lex < nx < rex and mlx < mrx and lex < rex
+    x1, y1, x2, y2 = face.box
+    margin = 0.05 * (x2 - x1)
+    inside = (face.landmarks[:, 0] > x1 - margin) & (face.landmarks[:, 0] < x2 + margin)
+    inside &= (face.landmarks[:, 1] > y1 - margin) & (face.landmarks[:, 1] < y2 + margin)
+    assert inside.all(), (face.box, face.landmarks)
+
+
+def test_is_a_detector(mtcnn: MTCNN) -> None:
+    assert isinstance(mtcnn, Detector)
+
+
+def test_lfw_photos_have_one_dominant_centred_face(mtcnn: MTCNN, lfw_images: list[Path]) -> None:
+    for path in lfw_images:
+        faces = mtcnn.detect(read_image(path))
+        assert faces, path
+        main = faces[0]
+        assert main.score > 0.99
+        assert np.hypot(main.center[0] - 125, main.center[1] - 125) < 30, (path, main.box)
+        assert all(main.area > 4 * other.area for other in faces[1:]), path
+        assert_plausible(main)
+
+
+def test_face_chips_have_exactly_one_face(mtcnn: MTCNN, chip_images: list[Path]) -> None:
+    for path in chip_images:
+        faces = mtcnn.detect(read_image(path))
+        assert len(faces) == 1, (path, [f.box for f in faces])
+        assert_plausible(faces[0])
+        # a chip is mostly face: the eyes are at least a quarter of the width apart
+        assert faces[0].landmarks[1, 0] - faces[0].landmarks[0, 0] > 150 / 4
+
+
+def test_group_photo_has_several_faces(mtcnn: MTCNN, group_photo: Path) -> None:
+    image = read_image(group_photo)
+    faces = mtcnn.detect(image)
+    confident = [f for f in faces if f.score > 0.9]
+    assert len(confident) >= 2
+    assert [f.score for f in faces] == sorted((f.score for f in faces), reverse=True)
+    main = select_face(faces, image.shape, "largest")
+    assert select_face(faces, image.shape, "central") is main
+    assert main.area > 1.5 * max(f.area for f in faces if f is not main)
+    assert_plausible(main)
+
+
+def test_batch_equals_single_images(
+    mtcnn: MTCNN, lfw_images: list[Path], chip_images: list[Path]
+) -> None:
+    images = [read_image(p) for p in (lfw_images[0], chip_images[0], lfw_images[1])]
+    batched = mtcnn.detect_batch(images)
+    for image, found in zip(images, batched, strict=True):
+        single = mtcnn.detect(image)
+        assert len(single) == len(found)
+        for a, b in zip(single, found, strict=True):
+            np.testing.assert_allclose(a.box, b.box, atol=1e-3)
+            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
+
+
+def test_huge_image_is_downscaled_and_mapped_back(mtcnn: MTCNN, lfw_images: list[Path]) -> None:
+    image = read_image(lfw_images[0])
+    reference = mtcnn.detect(image)[0]
+    factor = 8.0
+    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    small_limit = MTCNN.from_weights(max_image_size=640)
+    face = small_limit.detect(big)[0]
+    # the eyes of the big image's face are where the small image's eyes are, times 8
+    np.testing.assert_allclose(face.landmarks / factor, reference.landmarks, atol=4.0)
+
+
+def test_no_face_and_bad_input(mtcnn: MTCNN) -> None:
+    assert mtcnn.detect(np.full((200, 300, 3), 128, np.uint8)) == []
+    assert mtcnn.detect(np.zeros((8, 8, 3), np.uint8)) == []  # smaller than any face
+    assert mtcnn.detect_batch([]) == []
+    with pytest.raises(DataError, match="uint8"):
+        mtcnn.detect(np.zeros((100, 100), np.uint8))
+
+
+def test_pyramid_scales() -> None:
+    scales = pyramid_scales(250, 250, 20, 0.709)
+    assert scales[0] == pytest.approx(0.6)
+    assert np.allclose(np.diff(np.log(scales)), np.log(0.709))
+    assert 250 * scales[-1] >= 12 > 250 * scales[-1] * 0.709
+
+
+def test_missing_weights_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="pip install --no-deps facenet-pytorch"):
+        find_mtcnn_weights(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [({"conv1.weight": torch.zeros(1)}, "do not fit"), ({"conv1": "x"}, "state dict")],
+)
+def test_bad_weight_files_are_refused(tmp_path: Path, content: dict, message: str) -> None:
+    for name in ("pnet.pt", "rnet.pt", "onet.pt"):
+        torch.save(content, tmp_path / name)
+    with pytest.raises(CheckpointError, match=message):
+        MTCNN.from_weights(tmp_path)
+
+
+def test_unsafe_pickle_is_refused(tmp_path: Path) -> None:
+    for name in ("pnet.pt", "rnet.pt", "onet.pt"):
+        torch.save({"conv1.weight": Path("not allowed")}, tmp_path / name)
+    with pytest.raises(CheckpointError, match="safely"):
+        MTCNN.from_weights(tmp_path)

@@ -1,0 +1,94 @@
+"""Alignment: the similarity fit is checked against an independent linear least-squares
+solution (the closed form scikit-image's estimate reduces to for 2-D similarities)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceforge.errors import DataError
+from faceforge.inference.alignment import (
+    ARCFACE_TEMPLATE,
+    estimate_norm,
+    norm_crop,
+    template_points,
+    umeyama_similarity,
+)
+
+
+def lstsq_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Solve x' = a x - b y + tx, y' = b x + a y + ty for (a, b, tx, ty) by least squares."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(src, dst, strict=True):
+        rows.append([x, -y, 1, 0])
+        rhs.append(u)
+        rows.append([y, x, 0, 1])
+        rhs.append(v)
+    a, b, tx, ty = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0]
+    return np.array([[a, -b, tx], [b, a, ty]])
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def random_landmarks(rng: np.random.Generator, noise: float) -> np.ndarray:
+    angle = rng.uniform(-0.6, 0.6)
+    scale = rng.uniform(0.5, 3.0)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = scale * ARCFACE_TEMPLATE @ rot.T + rng.uniform(0, 300, size=2)
+    return points + rng.normal(scale=noise, size=points.shape)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("size", [(112, 112), (112, 96), (224, 224), (128, 128)])
+def test_estimate_norm_matches_closed_form(seed: int, size: tuple[int, int]) -> None:
+    landmarks = random_landmarks(np.random.default_rng(seed), noise=3.0)
+    expected = lstsq_similarity(landmarks, template_points(size))
+    np.testing.assert_allclose(estimate_norm(landmarks, size), expected, atol=1e-4)
+
+
+def test_exact_similarity_is_recovered() -> None:
+    src = random_landmarks(np.random.default_rng(7), noise=0.0)
+    truth = np.array([[0.8, -0.3, 12.0], [0.3, 0.8, -4.0]])
+    np.testing.assert_allclose(umeyama_similarity(src, apply(truth, src)), truth, atol=1e-9)
+
+
+def test_no_reflection_for_mirrored_points() -> None:
+    landmarks = ARCFACE_TEMPLATE * np.array([-1.0, 1.0]) + 200  # left-right mirrored face
+    matrix = estimate_norm(landmarks)
+    assert np.linalg.det(matrix[:, :2]) > 0
+    np.testing.assert_allclose(matrix, lstsq_similarity(landmarks, ARCFACE_TEMPLATE), atol=1e-6)
+
+
+def test_templates() -> None:
+    np.testing.assert_allclose(template_points((112, 112)), ARCFACE_TEMPLATE)
+    shift = np.array([8.0, 0.0])
+    np.testing.assert_allclose(template_points((112, 96)), ARCFACE_TEMPLATE - shift)
+    np.testing.assert_allclose(template_points((224, 192)), (ARCFACE_TEMPLATE - shift) * 2)
+    np.testing.assert_allclose(template_points((128, 128)), ARCFACE_TEMPLATE + shift)
+    np.testing.assert_allclose(template_points((256, 256)), (ARCFACE_TEMPLATE + shift) * 2)
+    with pytest.raises(ValueError, match="no arcface template"):
+        template_points((100, 100))
+    with pytest.raises(ValueError, match="unknown alignment template"):
+        template_points((112, 112), "dlib")
+
+
+def test_norm_crop_puts_landmarks_on_the_template() -> None:
+    rng = np.random.default_rng(3)
+    landmarks = random_landmarks(rng, noise=0.0)
+    image = np.zeros((500, 500, 3), np.uint8)
+    for x, y in np.round(landmarks).astype(int):
+        image[y - 1 : y + 2, x - 1 : x + 2] = 255  # 3x3 white dots at the landmarks
+    crop = norm_crop(image, np.round(landmarks))
+    assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+    for x, y in ARCFACE_TEMPLATE:
+        assert crop[round(y), round(x)].max() > 100, (x, y)
+    assert crop[5, 5].max() == 0  # black background stays black
+
+
+def test_bad_landmarks_raise() -> None:
+    with pytest.raises(DataError, match="single point"):
+        estimate_norm(np.ones((5, 2)))
+    with pytest.raises(ValueError, match=r"\(5, 2\)"):
+        estimate_norm(np.ones((4, 2)))

@@ -1,0 +1,53 @@
+"""Helpers shared by the deploy tests: tiny models with realistic outputs, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def primed_model(name: str = "mobilefacenet", embedding_size: int = 32, seed: int = 0):
+    """A randomly initialised backbone whose batch-norm statistics were estimated on synthetic
+    faces, so its embeddings have a trained model's scale (a fresh MobileFaceNet in eval mode
+    outputs values near 1e-5, which would make absolute tolerances meaningless)."""
+    from faceforge.models import build_backbone
+
+    torch.manual_seed(seed)
+    return prime_batch_norms(build_backbone(name, embedding_size=embedding_size), seed)
+
+
+def prime_batch_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Set every batch norm's statistics to those of 16 synthetic faces; eval mode."""
+    from faceforge.core.preprocess import Preprocess
+    from faceforge.inference.export import synthetic_faces
+
+    batch = torch.from_numpy(Preprocess().normalize(synthetic_faces(16, seed=seed)))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: one pass gives the batch statistics
+    with torch.no_grad():
+        model.train()(batch)
+    for norm in norms:
+        norm.momentum = 0.1
+    return model.eval()
+
+
+def write_checkpoint(path: Path, model, preprocess=None, metrics=None) -> Path:
+    """A faceforge checkpoint of ``model`` (a MobileFaceNet of embedding size 32)."""
+    from faceforge.config import Config, ModelConfig, config_to_dict
+    from faceforge.core.checkpoint import save_checkpoint
+    from faceforge.core.preprocess import Preprocess
+
+    config = Config(model=ModelConfig(backbone="mobilefacenet", embedding_size=32))
+    save_checkpoint(
+        path,
+        {
+            "config": config_to_dict(config),
+            "backbone": model.state_dict(),
+            "preprocess": (preprocess or Preprocess()).to_dict(),
+            "metrics": metrics if metrics is not None else {"synthetic": {"best_threshold": 1.0}},
+        },
+    )
+    return path
