@@ -3,8 +3,9 @@
     python bench/train_speed.py                 # MobileFaceNet, batch 64
     python bench/train_speed.py --backbone iresnet18 --batch-size 32 --compile
 
-Every row runs faceforge's own :meth:`Trainer.train_step` (forward, ArcFace head, loss,
-backward, SGD) on the same pre-rendered synthetic batches, so rows differ only in the option.
+Every row runs faceforge's own :func:`faceforge.train.engine.train_step` (forward, ArcFace
+head, loss, backward, SGD) on the same pre-rendered synthetic batches, so rows differ only in
+the option.
 A second table measures the input pipeline alone: JPEG decoding + augmentation with 0, 1 and 2
 loader workers. Figures depend on the machine and its load: compare rows of one run only.
 """
@@ -27,11 +28,12 @@ from faceforge.data.dataset import FaceDataset, collate_faces
 from faceforge.data.readers import ImageFolderReader
 from faceforge.data.synthetic import SyntheticFaces
 from faceforge.data.transforms import build_train_transform
-from faceforge.train.loop import Trainer
+from faceforge.train.engine import train_step
+from faceforge.train.main import setup
 
 OPTIONS = {
-    "eager fp32": ["train.amp=none", "train.channels_last=false"],
-    "channels_last": ["train.amp=none", "train.channels_last=true"],
+    "eager fp32": ["train.amp=fp32", "train.channels_last=false"],
+    "channels_last": ["train.amp=fp32", "train.channels_last=true"],
     "bf16 autocast": ["train.amp=bf16", "train.channels_last=false"],
     "channels_last + bf16": ["train.amp=bf16", "train.channels_last=true"],
 }
@@ -51,15 +53,15 @@ def time_training(args: argparse.Namespace, overrides: list[str], output: Path) 
             *overrides,
         ],
     )
-    trainer = Trainer(cfg, log=lambda _: None)
-    batches = list(trainer._loader(epoch=0, start_sample=0))
+    run, state = setup(cfg, log=lambda _: None)
+    batches = list(run.loader(epoch=0))
     for batch in batches[: args.warmup]:
-        trainer.train_step(batch)
+        train_step(run, state, batch)
     started = time.perf_counter()
     images = 0
     for i in range(args.steps):
         batch = batches[i % len(batches)]
-        trainer.train_step(batch)
+        train_step(run, state, batch)
         images += len(batch.labels)
     return images / (time.perf_counter() - started)
 

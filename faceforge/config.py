@@ -10,6 +10,7 @@ names the key instead of silently becoming a new setting (the EasyDict trap).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -212,6 +213,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # YAML 1.1 reads exponents without a dot (5e-4, 1e-3) as strings
+        with contextlib.suppress(ValueError, TypeError):
             return float(value)
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if annotation is str:

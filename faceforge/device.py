@@ -12,7 +12,12 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     machine without it is an error that says so (instead of a deep CUDA traceback)."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"unknown device {device!r}; use auto, cpu, cuda or cuda:<index>"
+        ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {str(device)!r} requested but no CUDA device is available")
     return resolved

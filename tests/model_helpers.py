@@ -36,18 +36,14 @@ def prime_batch_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def write_checkpoint(path: Path, model, preprocess=None, metrics=None) -> Path:
     """A faceforge checkpoint of ``model`` (a MobileFaceNet of embedding size 32)."""
-    from faceforge.config import Config, ModelConfig, config_to_dict
-    from faceforge.core.checkpoint import save_checkpoint
+    from faceforge.config import Config, ModelConfig
+    from faceforge.core.checkpoint import Checkpoint
     from faceforge.core.preprocess import Preprocess
 
-    config = Config(model=ModelConfig(backbone="mobilefacenet", embedding_size=32))
-    save_checkpoint(
-        path,
-        {
-            "config": config_to_dict(config),
-            "backbone": model.state_dict(),
-            "preprocess": (preprocess or Preprocess()).to_dict(),
-            "metrics": metrics if metrics is not None else {"synthetic": {"best_threshold": 1.0}},
-        },
-    )
+    Checkpoint(
+        config=Config(model=ModelConfig(backbone="mobilefacenet", embedding_size=32)),
+        backbone=model.state_dict(),
+        preprocess=preprocess or Preprocess(),
+        metrics=metrics if metrics is not None else {"synthetic": {"best_threshold": 1.0}},
+    ).save(path)
     return path

@@ -27,6 +27,15 @@ def test_defaults_and_overrides() -> None:
     assert cfg.model == Config().model
 
 
+def test_numbers_in_any_yaml_notation(tmp_path: Path) -> None:
+    """YAML 1.1 reads 5e-4 (no dot) as a string; faceforge still takes it as a number."""
+    assert load_config(None, ["optim.lr=5e-4"]).optim.lr == 5e-4
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("optim:\n  lr: 1e-3\n  weight_decay: 5E-4\n")
+    cfg = load_config(recipe)
+    assert (cfg.optim.lr, cfg.optim.weight_decay) == (1e-3, 5e-4)
+
+
 def test_integer_given_for_float_is_coerced() -> None:
     assert load_config(None, ["optim.lr=1"]).optim.lr == 1.0
     assert isinstance(load_config(None, ["optim.lr=1"]).optim.lr, float)

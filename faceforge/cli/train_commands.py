@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from faceforge.config import load_config
-
 OVERRIDE_HELP = "dotted config overrides, e.g. optim.lr=0.05 train.max_steps=100"
 
 
 def _train(args: argparse.Namespace) -> int:
     from faceforge.data.synthetic import synthetic_verification_set
     from faceforge.evaluation.bin_format import load_bin
-    from faceforge.train.loop import Trainer
+    from faceforge.train.main import train
+    from faceforge.train.recipe import load_recipe
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_recipe(args.config, args.overrides)
     sets = [load_bin(path) for path in cfg.eval.bins]
     if cfg.data.source == "synthetic" and cfg.eval.synthetic_pairs:
         sets.insert(0, synthetic_verification_set(cfg.data.synthetic))
-    trainer = Trainer(cfg, sets)
-    if args.resume:
-        trainer.resume(args.resume)
-    summary = trainer.fit()
+    summary = train(cfg, sets, resume=args.resume)
     print(
         f"done: {summary.steps} steps, {summary.images_per_second:.1f} images/s, "
         f"final loss {summary.final_loss:.4f}; checkpoints in {cfg.train.output_dir}"
@@ -33,8 +29,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from faceforge.train.demo import print_report, run_demo
+    from faceforge.train.recipe import load_recipe
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_recipe(args.config, args.overrides)
     report = run_demo(cfg)
     print_report(report, cfg)
     return 0

@@ -14,8 +14,9 @@ class CompositeLoss(nn.Module):
     """``classification(logits, labels) [+ center(embeddings, labels)]``.
 
     ``forward`` returns the total and its parts by name (``ce`` or ``focal``, and ``center``
-    when enabled) as floats; each part is its weighted contribution, so the parts add up to
-    the total. Parameters owned by the loss (the centers) are optimised through
+    when enabled) as detached 0-d tensors (no host synchronisation in the training step: the
+    loop turns them into numbers only when it logs); each part is its weighted
+    contribution, so the parts add up to the total. Parameters owned by the loss (the centers) are optimised through
     :meth:`param_groups`, and its state dict belongs in checkpoints.
     """
 
@@ -26,12 +27,12 @@ class CompositeLoss(nn.Module):
 
     def forward(
         self, logits: Tensor, embeddings: Tensor, labels: Tensor
-    ) -> tuple[Tensor, dict[str, float]]:
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         total = self.classification(logits, labels)
-        parts = {self.classification.name: float(total.detach())}
+        parts = {self.classification.name: total.detach()}
         if self.center is not None:
             center = self.center(embeddings, labels)
-            parts["center"] = float(center.detach())
+            parts["center"] = center.detach()
             total = total + center
         return total, parts
 

@@ -20,7 +20,8 @@ from faceforge.data.synthetic import synthetic_verification_set
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.models import count_macs, count_parameters
 from faceforge.train.curves import plot_training_curves
-from faceforge.train.loop import Trainer, TrainSummary
+from faceforge.train.engine import evaluate
+from faceforge.train.main import TrainSummary, fit, setup
 
 
 @dataclass
@@ -44,24 +45,24 @@ def run_demo(cfg: Config, log: Callable[[str], None] = print) -> DemoReport:
         f"({cfg.data.synthetic.val_identities} identities never used for training)"
     )
     vset = synthetic_verification_set(cfg.data.synthetic)
-    trainer = Trainer(cfg, [vset], log=log)
+    run, state = setup(cfg, log=log)
     log(
-        f"training {cfg.model.backbone} + {cfg.head.type} on {len(trainer.dataset)} images of "
-        f"{trainer.dataset.reader.num_classes} identities for {trainer.total_steps} steps "
-        f"(device {trainer.device}, amp {cfg.train.amp}, channels_last {cfg.train.channels_last})"
+        f"training {cfg.model.backbone} + {cfg.head.type} on {len(run.dataset)} images of "
+        f"{run.dataset.reader.num_classes} identities for {run.total_steps} steps "
+        f"(device {run.device}, amp {cfg.train.amp}, channels_last {cfg.train.channels_last})"
     )
     # a random network scores near chance with or without flip TTA: skip it to save time
-    random_init = trainer.evaluate(flip=False)[vset.name]
+    random_init = evaluate(run, [vset], flip=False)[vset.name]
     log(f"random init: {100 * random_init.accuracy:.2f}% on the held-out pairs")
-    trainer.history.append({"step": 0.0, f"{vset.name}/accuracy": random_init.accuracy})
-    summary = trainer.fit()
+    state.history.append({"step": 0.0, f"{vset.name}/accuracy": random_init.accuracy})
+    summary = fit(run, state, [vset])
     curves = plot_training_curves(summary.history, Path(cfg.train.output_dir) / "curves.png")
     return DemoReport(
         random_init=random_init,
         trained=summary.results[vset.name],
         summary=summary,
-        parameters=count_parameters(trainer.backbone),
-        gmacs=count_macs(trainer.backbone) / 1e9,
+        parameters=count_parameters(run.backbone),
+        gmacs=count_macs(run.backbone) / 1e9,
         checkpoint=Path(cfg.train.output_dir) / "last.pt",
         curves=curves,
         wall_seconds=time.perf_counter() - started,

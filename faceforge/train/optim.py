@@ -1,4 +1,8 @@
-"""Optimizers and learning-rate schedules (warmup + cosine / step / poly / constant)."""
+"""Optimizers (``optim.name``) and learning-rate schedules (``optim.schedule``) by name.
+
+Every schedule is a multiplier of the base learning rate after a linear warmup; one
+:class:`~torch.optim.lr_scheduler.LambdaLR` steps it once per training step.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import torch
 from torch import nn
 
 from faceforge.config import OptimConfig
-from faceforge.errors import ConfigError
+from faceforge.registry import Registry
 
 
 def decay_groups(modules: list[nn.Module], cfg: OptimConfig) -> list[dict]:
@@ -27,40 +31,66 @@ def decay_groups(modules: list[nn.Module], cfg: OptimConfig) -> list[dict]:
     return groups
 
 
+def _sgd(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def _adamw(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+#: ``optim.name`` -> optimizer over parameter groups
+OPTIMIZERS: Registry[torch.optim.Optimizer] = Registry.of(
+    "optimizer", {"sgd": _sgd, "adamw": _adamw}
+)
+
+
 def build_optimizer(
     cfg: OptimConfig, modules: list[nn.Module], extra_groups: list[dict] = ()
 ) -> torch.optim.Optimizer:
-    """SGD (momentum) or AdamW over ``modules``; ``extra_groups`` keep their own settings
-    (for example the center-loss centers with their own learning rate)."""
+    """``cfg.name`` over ``modules``; ``extra_groups`` keep their own settings (for example
+    the center-loss centers with their own learning rate)."""
     groups = decay_groups(modules, cfg) + list(extra_groups)
-    if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ConfigError(f"unknown optim.name {cfg.name!r}; use sgd or adamw")
+    return OPTIMIZERS.get(cfg.name, "optim.name")(groups, cfg)
+
+
+# Each schedule maps (config, step, total steps, progress in [0, 1] after warmup) to a factor.
+Schedule = Callable[[OptimConfig, int, int, float], float]
+
+
+def _cosine(cfg: OptimConfig, step: int, total: int, progress: float) -> float:
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _poly(cfg: OptimConfig, step: int, total: int, progress: float) -> float:
+    return (1 - progress) ** cfg.power
+
+
+def _step(cfg: OptimConfig, step: int, total: int, progress: float) -> float:
+    passed = sum(step >= m * total for m in cfg.milestones)
+    return cfg.gamma**passed
+
+
+def _constant(cfg: OptimConfig, step: int, total: int, progress: float) -> float:
+    return 1.0
+
+
+#: ``optim.schedule`` -> learning-rate multiplier after warmup
+SCHEDULES: Registry[float] = Registry.of(
+    "schedule", {"cosine": _cosine, "step": _step, "poly": _poly, "constant": _constant}
+)
 
 
 def lr_factor(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
     """Multiplier of the base learning rate at a step: linear warmup, then the schedule."""
+    schedule = SCHEDULES.get(cfg.schedule, "optim.schedule")
     warmup = cfg.warmup_steps
-    if cfg.schedule not in ("cosine", "step", "poly", "constant"):
-        raise ConfigError(
-            f"unknown optim.schedule {cfg.schedule!r}; use cosine, step, poly or constant"
-        )
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        span = max(1, total_steps - warmup)
-        progress = min(1.0, (step - warmup) / span)
-        if cfg.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        if cfg.schedule == "poly":
-            return (1 - progress) ** cfg.power
-        if cfg.schedule == "step":
-            passed = sum(step >= m * total_steps for m in cfg.milestones)
-            return cfg.gamma**passed
-        return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return schedule(cfg, step, total_steps, progress)
 
     return factor
 

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, safe loading, and rebuilding the backbone alone."""
+"""Checkpoints: typed round trip, atomic writes, safe loading, format version, content hash."""
 
 from __future__ import annotations
 
@@ -9,24 +9,57 @@ from pathlib import Path
 import pytest
 import torch
 
-from faceforge.config import config_to_dict, load_config
-from faceforge.core.checkpoint import load_backbone, load_checkpoint, save_checkpoint
+from faceforge import __version__
+from faceforge.config import Config, config_to_dict, load_config
+from faceforge.core.checkpoint import VERSION, Checkpoint, content_hash, load_backbone
 from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError
 from faceforge.models import build_backbone
 
 
+def _model(embedding_size: int = 128) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_backbone("mobilefacenet", embedding_size=embedding_size).eval()
+
+
+def _checkpoint(step: int = 0, **fields) -> Checkpoint:
+    cfg = load_config(None, ["model.embedding_size=128"])
+    return Checkpoint(config=cfg, backbone=_model().state_dict(), step=step, **fields)
+
+
+def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    optimizer = {"state": {0: {"momentum_buffer": torch.ones(3)}}, "param_groups": [{"lr": 0.1}]}
+    saved = _checkpoint(
+        step=7,
+        preprocess=Preprocess(mean=(0.4, 0.5, 0.6)),
+        metrics={"lfw": {"accuracy": 0.99, "best_threshold": 1.2}},
+        head={"weight": torch.randn(4, 128)},
+        optimizer=optimizer,
+        best_accuracy=0.99,
+        history=[{"step": 1.0, "loss": 3.5}],
+    )
+    saved.save(tmp_path / "a.pt")
+    loaded = Checkpoint.load(tmp_path / "a.pt")
+    assert loaded.config == saved.config and loaded.preprocess == saved.preprocess
+    assert (loaded.step, loaded.best_accuracy, loaded.history) == (7, 0.99, saved.history)
+    assert loaded.metrics == saved.metrics
+    assert torch.equal(loaded.head["weight"], saved.head["weight"])
+    assert torch.equal(loaded.optimizer["state"][0]["momentum_buffer"], torch.ones(3))
+    raw = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert (raw["version"], raw["faceforge_version"]) == (VERSION, __version__)
+
+
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "ck" / "a.pt"
-    save_checkpoint(path, {"step": 1})
-    save_checkpoint(path, {"step": 2})
-    assert load_checkpoint(path)["step"] == 2
+    _checkpoint(step=1).save(path)
+    _checkpoint(step=2).save(path)
+    assert Checkpoint.load(path).step == 2
     assert os.listdir(path.parent) == ["a.pt"]
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
     path = tmp_path / "a.pt"
-    save_checkpoint(path, {"step": 1})
+    _checkpoint(step=1).save(path)
     before = path.read_bytes()
 
     class Unsaveable:
@@ -34,7 +67,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        save_checkpoint(path, {"step": 2, "bad": Unsaveable()})
+        _checkpoint(step=2, history=[{"bad": Unsaveable()}]).save(path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["a.pt"]
 
@@ -49,49 +82,110 @@ def test_refuses_code_and_foreign_files(tmp_path: Path) -> None:
     with open(evil, "wb") as f:
         pickle.dump({"kind": "faceforge-checkpoint", "x": _Exploit()}, f, protocol=2)
     with pytest.raises(CheckpointError, match="cannot load"):
-        load_checkpoint(evil)
+        Checkpoint.load(evil)
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
     foreign = tmp_path / "backbone.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, foreign)
     with pytest.raises(CheckpointError, match="not a faceforge checkpoint"):
-        load_checkpoint(foreign)
+        Checkpoint.load(foreign)
     truncated = tmp_path / "t.pt"
-    save_checkpoint(truncated, {"step": 1})
+    _checkpoint().save(truncated)
     truncated.write_bytes(truncated.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="cannot load"):
-        load_checkpoint(truncated)
+        Checkpoint.load(truncated)
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_checkpoint(tmp_path / "nope.pt")
+        Checkpoint.load(tmp_path / "nope.pt")
+
+
+def _rewrite(path: Path, **changes) -> None:
+    payload = torch.load(path, weights_only=True)
+    payload.update(changes)
+    torch.save(payload, path)
+
+
+def test_a_newer_format_version_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "new.pt"
+    _checkpoint().save(path)
+    _rewrite(path, version=VERSION + 1)
+    with pytest.raises(CheckpointError, match=f"format version {VERSION + 1}.*upgrade faceforge"):
+        Checkpoint.load(path)
+
+
+def test_a_flipped_weight_bit_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "a.pt"
+    _checkpoint().save(path)
+    payload = torch.load(path, weights_only=True)
+    weight = next(v for v in payload["backbone"].values() if v.dtype == torch.float32)
+    weight.view(torch.int32).view(-1)[0] ^= 1 << 3  # one bit of one float
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Checkpoint.load(path)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_backbone(path)
+
+
+def test_a_bit_flipped_on_disk_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "a.pt"
+    _checkpoint().save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1 << 4  # the middle of the file: tensor bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        Checkpoint.load(path)
+
+
+def test_a_changed_plain_value_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "a.pt"
+    _checkpoint(step=3).save(path)
+    _rewrite(path, step=4)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Checkpoint.load(path)
+
+
+def test_faceforge_0_1_checkpoints_still_load(tmp_path: Path) -> None:
+    """Version 0 files (no version, no hash) as faceforge 0.1 wrote them."""
+    cfg = load_config(None, ["model.embedding_size=128"])
+    model = _model()
+    legacy = {
+        "kind": "faceforge-checkpoint",
+        "faceforge_version": "0.1.0",
+        "backbone": model.state_dict(),
+        "config": config_to_dict(cfg),
+        "preprocess": Preprocess().to_dict(),
+        "metrics": {"synthetic": {"accuracy": 0.9}},
+        "step": 5,
+    }
+    torch.save(legacy, tmp_path / "old.pt")
+    loaded = load_backbone(tmp_path / "old.pt")
+    assert loaded.config == cfg and loaded.metrics["synthetic"]["accuracy"] == 0.9
+    assert Checkpoint.load(tmp_path / "old.pt").step == 5
+
+
+def test_content_hash_is_order_independent_and_sees_every_value() -> None:
+    a = {"x": torch.arange(3), "y": [1, 2.5, "s"]}
+    b = {"y": [1, 2.5, "s"], "x": torch.arange(3)}
+    assert content_hash(a) == content_hash(b)
+    assert content_hash(a) != content_hash({**a, "x": torch.arange(3).float()})
+    assert content_hash(a) != content_hash({**a, "y": [1, 2.5]})
+    assert content_hash(a) != content_hash({**a, "x": torch.arange(3).reshape(3, 1)})
 
 
 def test_checkpoint_alone_rebuilds_the_backbone(tmp_path: Path) -> None:
-    cfg = load_config(None, ["model.embedding_size=128"])
-    torch.manual_seed(0)
-    model = build_backbone("mobilefacenet", embedding_size=128).eval()
+    model = _model()
     pre = Preprocess(mean=(0.4, 0.5, 0.6))
-    save_checkpoint(
-        tmp_path / "m.pt",
-        {
-            "backbone": model.state_dict(),
-            "config": config_to_dict(cfg),
-            "preprocess": pre.to_dict(),
-            "metrics": {"synthetic": {"accuracy": 0.9}},
-        },
-    )
+    _checkpoint(preprocess=pre, metrics={"synthetic": {"accuracy": 0.9}}).save(tmp_path / "m.pt")
     loaded = load_backbone(tmp_path / "m.pt")
     x = torch.randn(2, 3, 112, 112)
     with torch.no_grad():
         assert torch.equal(loaded.backbone(x), model(x))
     assert not loaded.backbone.training
-    assert loaded.config == cfg and loaded.preprocess == pre
+    assert loaded.config.model.embedding_size == 128 and loaded.preprocess == pre
     assert loaded.metrics["synthetic"]["accuracy"] == 0.9
 
 
 def test_wrong_weights_are_reported(tmp_path: Path) -> None:
     cfg = load_config(None, ["model.embedding_size=128"])
-    model = build_backbone("mobilefacenet", embedding_size=512)
-    save_checkpoint(
-        tmp_path / "m.pt", {"backbone": model.state_dict(), "config": config_to_dict(cfg)}
-    )
+    Checkpoint(config=cfg, backbone=_model(512).state_dict()).save(tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         load_backbone(tmp_path / "m.pt")
+    assert isinstance(Checkpoint.load(tmp_path / "m.pt").config, Config)

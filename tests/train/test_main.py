@@ -1,0 +1,119 @@
+"""The training main on tiny synthetic data: steps, exact resume, NaN guard, evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from faceforge.config import Config, load_config
+from faceforge.core.checkpoint import Checkpoint, load_backbone
+from faceforge.data.synthetic import SyntheticFaces
+from faceforge.errors import CheckpointError, TrainingError
+from faceforge.train.build import TrainingRun
+from faceforge.train.engine import train_step
+from faceforge.train.main import fit, save, setup
+
+
+def tiny_config(tmp_path: Path, *extra: str) -> Config:
+    return load_config(
+        None,
+        [
+            "data.synthetic.num_identities=4",
+            "data.synthetic.images_per_identity=4",
+            "model.embedding_size=64",
+            "head.scale=16",
+            "head.margin=0.2",
+            "train.batch_size=4",
+            "train.max_steps=4",
+            "train.log_every=1",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "augment.hflip=0.5",
+            "augment.cutout_prob=0.5",
+            f"train.output_dir={tmp_path}",
+            *extra,
+        ],
+    )
+
+
+def quiet_setup(cfg: Config, resume: Path | None = None):
+    return setup(cfg, resume, log=lambda _: None)
+
+
+def weights(run: TrainingRun) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in run.backbone.state_dict().items()}
+
+
+def test_two_steps_change_the_weights_and_write_checkpoints(tmp_path: Path) -> None:
+    run, state = quiet_setup(tiny_config(tmp_path, "train.max_steps=2"))
+    before = weights(run)
+    summary = fit(run, state)
+    assert summary.steps == 2
+    assert torch.isfinite(torch.tensor(summary.final_loss))
+    changed = [k for k, v in weights(run).items() if not torch.equal(v, before[k])]
+    assert any("weight" in k for k in changed)
+    ckpt = Checkpoint.load(tmp_path / "last.pt")
+    assert ckpt.step == 2 and ckpt.config.train.max_steps == 2
+    assert (tmp_path / "config.yaml").is_file()
+    assert load_backbone(tmp_path / "last.pt").config.model.embedding_size == 64
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    straight, straight_state = quiet_setup(tiny_config(tmp_path / "a"))
+    fit(straight, straight_state)
+    # the same 4-step run interrupted after 2 steps (mid-epoch), then resumed
+    interrupted, state = quiet_setup(tiny_config(tmp_path / "b"))
+    batches = iter(interrupted.loader(epoch=0, start_sample=0))
+    train_step(interrupted, state, next(batches))
+    train_step(interrupted, state, next(batches))
+    save(interrupted, state, "last.pt")
+    continued, resumed = quiet_setup(tiny_config(tmp_path / "b"), tmp_path / "b" / "last.pt")
+    assert resumed.step == 2
+    fit(continued, resumed)
+    for module in ("backbone", "head", "loss"):
+        expected = getattr(straight.model_without_ddp, module).state_dict()
+        for key, value in getattr(continued.model_without_ddp, module).state_dict().items():
+            assert torch.equal(value, expected[key]), f"{module}.{key}"
+    lr = continued.optimizer.param_groups[0]["lr"]
+    assert lr == straight.optimizer.param_groups[0]["lr"]
+
+
+def test_resume_refuses_another_architecture(tmp_path: Path) -> None:
+    fit(*quiet_setup(tiny_config(tmp_path, "train.max_steps=1")))
+    with pytest.raises(CheckpointError, match="model.embedding_size=64"):
+        quiet_setup(tiny_config(tmp_path / "x", "model.embedding_size=32"), tmp_path / "last.pt")
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    fit(*quiet_setup(tiny_config(tmp_path, "train.max_steps=1")))
+    good = (tmp_path / "last.pt").read_bytes()
+    broken, state = quiet_setup(tiny_config(tmp_path, "train.max_steps=3"), tmp_path / "last.pt")
+    with torch.no_grad():
+        next(broken.model_without_ddp.head.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingError, match=r"loss became nan at step 1; the last good checkpoint"):
+        fit(broken, state)
+    assert (tmp_path / "last.pt").read_bytes() == good
+
+
+def test_evaluation_and_best_checkpoint(tmp_path: Path) -> None:
+    vset = SyntheticFaces(9).verification_set(num_identities=10, num_pairs=20)
+    cfg = tiny_config(tmp_path, "train.max_steps=2", "eval.every=1", "eval.batch_size=8")
+    summary = fit(*quiet_setup(cfg), [vset])
+    assert set(summary.results) == {"synthetic"}
+    accuracies = [h["synthetic/accuracy"] for h in summary.history if "synthetic/accuracy" in h]
+    assert len(accuracies) == 2  # after step 1 and at the end
+    assert summary.best_accuracy == max(accuracies)
+    stored = Checkpoint.load(tmp_path / "best.pt").metrics["synthetic"]
+    assert 0.0 <= stored["accuracy"] <= 1.0 and "best_threshold" in stored
+
+
+def test_the_global_rng_is_seeded_by_setup_not_by_construction(tmp_path: Path) -> None:
+    torch.manual_seed(123)
+    first = weights(quiet_setup(tiny_config(tmp_path))[0])
+    torch.manual_seed(456)
+    second = weights(quiet_setup(tiny_config(tmp_path))[0])
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    other_seed = weights(quiet_setup(tiny_config(tmp_path, "train.seed=1"))[0])
+    assert not all(torch.equal(first[k], other_seed[k]) for k in first)

@@ -1,0 +1,42 @@
+"""Recipes are checked at load time: every named choice against its registry, the device."""
+
+from __future__ import annotations
+
+import pytest
+
+from faceforge.cli import main
+from faceforge.config import builtin_config_path
+from faceforge.errors import ConfigError, UnknownChoiceError
+from faceforge.train.recipe import CHOICES, load_recipe
+
+SHIPPED = sorted(p.stem for p in builtin_config_path("quickstart").parent.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_recipe_names_valid_choices(name: str) -> None:
+    load_recipe(name)
+
+
+@pytest.mark.parametrize(("section", "key"), list(CHOICES))
+def test_an_unknown_choice_names_the_field_and_the_valid_choices(section: str, key: str) -> None:
+    registry = CHOICES[(section, key)]
+    with pytest.raises(UnknownChoiceError) as error:
+        load_recipe("quickstart", [f"{section}.{key}=nonsense"])
+    message = str(error.value)
+    assert f"{section}.{key}='nonsense'" in message
+    assert f"valid choices: {', '.join(registry.names())}" in message
+
+
+def test_a_typo_in_data_source_fails_before_anything_is_built() -> None:
+    with pytest.raises(ConfigError, match=r"data.source='foldr'; valid choices: folder, list"):
+        load_recipe(None, ["data.source=foldr"])
+
+
+def test_device_and_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        load_recipe(None, ["train.device=gpu"])
+    assert load_recipe(None, ["optim.lr=5e-4"]).optim.lr == 5e-4
+    assert main(["train", "model.backbone=resnet50"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("faceforge train: error: unknown backbone model.backbone='resnet50'")
+    assert len(err.splitlines()) == 1
