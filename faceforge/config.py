@@ -170,7 +170,9 @@ class TrainConfig:
     #: run the training forward through torch.compile (slow first step, faster after)
     compile: bool = False
     log_every: int = 20
+    #: write last.pt every N steps (0: off) and every ``save_minutes`` of training (0: off)
     save_every: int = 0
+    save_minutes: float = 10.0
     tensorboard: bool = True
     progress: bool = True
 
@@ -294,10 +296,11 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         file = Path(path)
         if not file.exists() and builtin_config_path(str(path)).exists():
             file = builtin_config_path(str(path))
-        if not file.exists():
-            raise ConfigError(f"config file {str(path)!r} not found")
+        if not file.is_file():
+            what = "is a folder, not a YAML file" if file.is_dir() else "not found"
+            raise ConfigError(f"config file {str(path)!r} {what}")
         try:
-            loaded = yaml.safe_load(file.read_text()) or {}
+            loaded = yaml.safe_load(file.read_text(errors="replace")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{file}: not valid YAML ({exc})") from None
         if not isinstance(loaded, dict):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from faceforge.errors import FaceforgeError
+from faceforge.errors import FaceforgeError, TrainingInterrupted
 
 # Each module exposes ``register(subparsers)`` adding its subcommands with ``func=handler``.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -33,8 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except TrainingInterrupted as exc:
+        print(f"faceforge {args.command}: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except FaceforgeError as exc:
         print(f"faceforge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable or full output folders, vanished files
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"faceforge {args.command}: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"faceforge {args.command}: interrupted", file=sys.stderr)

@@ -17,10 +17,10 @@ def _train(args: argparse.Namespace) -> int:
     sets = [load_bin(path) for path in cfg.eval.bins]
     if cfg.data.source == "synthetic" and cfg.eval.synthetic_pairs:
         sets.insert(0, synthetic_verification_set(cfg.data.synthetic))
-    summary = train(cfg, sets, resume=args.resume)
+    summary = train(cfg, sets, resume=args.resume, overwrite=args.overwrite)
     print(
         f"done: {summary.steps} steps, {summary.images_per_second:.1f} images/s, "
-        f"final loss {summary.final_loss:.4f}; checkpoints in {cfg.train.output_dir}"
+        f"final loss {summary.final_loss:.4f}; checkpoints in {summary.output_dir}"
     )
     for name, result in summary.results.items():
         print(f"{name}: accuracy {100 * result.accuracy:.2f} +- {100 * result.accuracy_std:.2f}")
@@ -45,7 +45,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "faceforge train --config configs/casia_mobilefacenet_arcface.yaml optim.lr=0.05",
     )
     train.add_argument("--config", help="YAML file or shipped recipe name (e.g. quickstart)")
-    train.add_argument("--resume", help="checkpoint (last.pt) to continue exactly from")
+    train.add_argument(
+        "--resume",
+        help="checkpoint (last.pt) to continue exactly from; overrides given with it (lr, "
+        "steps, evaluation, output) apply, architecture changes are refused",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into train.output_dir even if it holds a run (default: a new numbered "
+        "folder, e.g. runs/quickstart-2)",
+    )
     train.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     train.set_defaults(func=_train)
 

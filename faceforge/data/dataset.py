@@ -14,9 +14,17 @@ from faceforge.data.transforms import Compose, resize_to
 from faceforge.errors import DataError
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """Stands in for a sample whose image could not be decoded (``skip_corrupt``)."""
+
+    index: int
+
+
 class FaceDataset(Dataset):
     """Samples are ``(image uint8 (3, S, S), label)``; with ``skip_corrupt`` an unreadable
-    image yields ``None`` (dropped and counted by :func:`collate_faces`) instead of raising.
+    image yields :class:`Unreadable` (dropped and reported by :func:`collate_faces`) instead
+    of raising.
 
     Augmentation randomness is seeded by ``(seed, epoch, index)``; call :meth:`set_epoch`.
     """
@@ -42,12 +50,12 @@ class FaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.reader)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | Unreadable:
         try:
             image = self.reader.load(index)
         except DataError:
             if self.skip_corrupt:
-                return None
+                return Unreadable(index)
             raise
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image = self.transform(resize_to(image, self.image_size), rng)
@@ -59,13 +67,14 @@ class FaceDataset(Dataset):
 class Batch:
     images: torch.Tensor  # uint8 (N, 3, S, S)
     labels: torch.Tensor  # int64 (N,)
-    skipped: int  # unreadable samples dropped from this batch
+    #: dataset indices of unreadable samples dropped from this batch
+    skipped: tuple[int, ...] = ()
 
 
-def collate_faces(samples: Sequence[tuple[torch.Tensor, int] | None]) -> Batch:
-    """Stack samples, dropping the ``None`` of skipped corrupt images and counting them."""
-    kept = [s for s in samples if s is not None]
-    skipped = len(samples) - len(kept)
+def collate_faces(samples: Sequence[tuple[torch.Tensor, int] | Unreadable]) -> Batch:
+    """Stack samples, dropping the :class:`Unreadable` ones and recording their indices."""
+    kept = [s for s in samples if not isinstance(s, Unreadable)]
+    skipped = tuple(s.index for s in samples if isinstance(s, Unreadable))
     if not kept:
         return Batch(torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), skipped)
     images = torch.stack([s[0] for s in kept])

@@ -16,8 +16,9 @@ class CompositeLoss(nn.Module):
     ``forward`` returns the total and its parts by name (``ce`` or ``focal``, and ``center``
     when enabled) as detached 0-d tensors (no host synchronisation in the training step: the
     loop turns them into numbers only when it logs); each part is its weighted
-    contribution, so the parts add up to the total. Parameters owned by the loss (the centers) are optimised through
-    :meth:`param_groups`, and its state dict belongs in checkpoints.
+    contribution, so the parts add up to the total. Parameters owned by the loss (the
+    centers) are optimised through :meth:`param_groups`, and its state dict belongs in
+    checkpoints.
     """
 
     def __init__(self, classification: FocalLoss, center: CenterLoss | None = None) -> None:

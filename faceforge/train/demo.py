@@ -56,14 +56,15 @@ def run_demo(cfg: Config, log: Callable[[str], None] = print) -> DemoReport:
     log(f"random init: {100 * random_init.accuracy:.2f}% on the held-out pairs")
     state.history.append({"step": 0.0, f"{vset.name}/accuracy": random_init.accuracy})
     summary = fit(run, state, [vset])
-    curves = plot_training_curves(summary.history, Path(cfg.train.output_dir) / "curves.png")
+    output_dir = Path(summary.output_dir)
+    curves = plot_training_curves(summary.history, output_dir / "curves.png")
     return DemoReport(
         random_init=random_init,
         trained=summary.results[vset.name],
         summary=summary,
         parameters=count_parameters(run.backbone),
         gmacs=count_macs(run.backbone) / 1e9,
-        checkpoint=Path(cfg.train.output_dir) / "last.pt",
+        checkpoint=output_dir / "last.pt",
         curves=curves,
         wall_seconds=time.perf_counter() - started,
         same_pairs=int(vset.issame.sum()),

@@ -8,7 +8,9 @@ and gloo on CPU, created in :meth:`Distributed.setup` (never at import time).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -16,6 +18,8 @@ from torch import nn
 
 from faceforge.device import resolve_device
 from faceforge.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,14 @@ class Distributed:
         """Join the process group (NCCL on CUDA, gloo on CPU) when there is more than one."""
         if self.enabled and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    def from_main(self, compute: Callable[[], T]) -> T:
+        """``compute()`` on rank 0, its result shared with every rank (one decision, e.g.
+        the output folder, for the whole job)."""
+        value = [compute() if self.is_main else None]
+        if self.enabled:
+            dist.broadcast_object_list(value, src=0)
+        return value[0]
 
     def barrier(self) -> None:
         if self.enabled and dist.is_initialized():

@@ -6,15 +6,15 @@ evaluations belong to :mod:`faceforge.train.main`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from faceforge.data.dataset import Batch
 from faceforge.data.verification_set import VerificationSet
-from faceforge.errors import TrainingError
+from faceforge.errors import FaceforgeError, TrainingError
 from faceforge.evaluation.run import evaluate_model
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.train.build import TrainingRun
@@ -23,10 +23,11 @@ from faceforge.train.state import TrainState
 
 @dataclass
 class Counts:
-    """Images trained on, and unreadable images skipped (``data.skip_corrupt``)."""
+    """Images trained on, and the dataset indices of unreadable images skipped
+    (``data.skip_corrupt``; a bad file counts once however many epochs meet it)."""
 
     images: int = 0
-    skipped: int = 0
+    skipped: set[int] = field(default_factory=set)
 
 
 def train_step(run: TrainingRun, state: TrainState, batch: Batch) -> dict[str, Tensor]:
@@ -61,8 +62,8 @@ def train_one_epoch(
     """Train through ``epoch`` from where ``state.step`` stands, yielding each step's losses;
     stops early at ``run.total_steps``."""
     offset = state.step - epoch * run.steps_per_epoch
-    for batch in run.loader(epoch, offset * run.cfg.train.batch_size):
-        counts.skipped += batch.skipped
+    for batch in _worker_errors_unwrapped(run.loader(epoch, offset * run.cfg.train.batch_size)):
+        counts.skipped.update(batch.skipped)
         if len(batch.labels) == 0:
             continue
         parts = train_step(run, state, batch)
@@ -70,6 +71,20 @@ def train_one_epoch(
         yield parts
         if state.step >= run.total_steps:
             return
+
+
+def _worker_errors_unwrapped(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """Batches as they come; a faceforge error raised in a loader worker process (which
+    PyTorch re-raises with the worker's whole traceback as its message) is re-raised with
+    the original one-line message."""
+    try:
+        yield from batches
+    except FaceforgeError as exc:
+        message = str(exc)
+        if not message.startswith("Caught "):
+            raise
+        last = message.rstrip().splitlines()[-1]
+        raise type(exc)(last.split(": ", 1)[-1]) from None
 
 
 def evaluate(

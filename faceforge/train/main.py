@@ -1,11 +1,16 @@
 """The training ``main``: check, seed, build, resume, then train with periodic evaluation and
 checkpoints. Works unchanged in one process or under ``torchrun`` (rank 0 logs and writes).
 
+Nothing is lost and nothing poisoned: ``last.pt`` is written every ``train.save_every``
+steps and ``train.save_minutes`` minutes, on Ctrl-C / SIGTERM (at the next step boundary) and
+on any error once training has started, but never with non-finite weights.
+
 >>> summary = train(load_recipe("quickstart", ["train.max_steps=10"]))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,13 +20,23 @@ import torch
 from torch import Tensor
 
 from faceforge.config import Config
+from faceforge.core.checkpoint import Checkpoint
 from faceforge.data.verification_set import VerificationSet
+from faceforge.errors import TrainingError, TrainingInterrupted
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.train.build import TrainingRun, build_run
 from faceforge.train.distributed import Distributed
 from faceforge.train.engine import Counts, evaluate, train_one_epoch
+from faceforge.train.interrupts import StopRequests
 from faceforge.train.recipe import check_config
-from faceforge.train.state import TrainState, restore, to_checkpoint
+from faceforge.train.runs import choose_output_dir
+from faceforge.train.state import (
+    TrainState,
+    check_resumable,
+    restore,
+    to_checkpoint,
+    weights_are_finite,
+)
 
 
 @dataclass
@@ -37,6 +52,7 @@ class TrainSummary:
     best_accuracy: float | None = None
     skipped_images: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    output_dir: str = ""
 
 
 def setup(
@@ -44,21 +60,39 @@ def setup(
     resume: str | Path | None = None,
     log: Callable[[str], None] = print,
     dist: Distributed | None = None,
+    overwrite: bool = False,
 ) -> tuple[TrainingRun, TrainState]:
-    """Check the config, seed the global RNG from ``train.seed``, build the run and, with
-    ``resume``, restore a checkpoint into it."""
+    """Check the config, the resume file and the output folder (all before anything heavy is
+    built), seed the global RNG from ``train.seed``, build the run and restore ``resume``.
+
+    A new run whose ``train.output_dir`` already holds a run goes to the next numbered
+    folder unless ``overwrite``; a resumed run takes the settings of ``cfg`` that may change
+    (learning rate, steps, evaluation, output) and refuses the others.
+    """
     check_config(cfg)
+    dist = dist or Distributed.from_env()
+    dist.setup(dist.device(cfg.train.device))
+    ckpt = Checkpoint.load(resume) if resume is not None else None
+    changes = check_resumable(ckpt.config, cfg, resume) if ckpt else []
+    cfg = dist.from_main(lambda: choose_output_dir(cfg, ckpt is not None, overwrite))
     torch.manual_seed(cfg.train.seed)
-    run = build_run(cfg, dist or Distributed.from_env(), log)
-    if resume is None:
+    run = build_run(cfg, dist, log)
+    if ckpt is None:
         return run, TrainState()
-    state = restore(run, resume)
+    state = restore(run, ckpt, resume)
     run.report.log(f"resumed from {resume} at step {state.step}/{run.total_steps}")
+    if changes:
+        run.report.log("settings changed for the resumed run: " + "; ".join(changes))
     return run, state
 
 
 def save(run: TrainingRun, state: TrainState, name: str) -> Path:
-    """Write ``output_dir/name`` (rank 0 only)."""
+    """Write ``output_dir/name`` (rank 0 only); refuses non-finite weights."""
+    if not weights_are_finite(run):
+        raise TrainingError(
+            f"the weights became non-finite by step {state.step}; {name} was not written, the "
+            "last one saved is kept. Lower optim.lr or raise optim.warmup_steps, then resume."
+        )
     return run.report.save(to_checkpoint(run, state), name)
 
 
@@ -87,17 +121,23 @@ def record_evaluation(
     return results
 
 
-class _Speed:
-    """Images per second since the last reading."""
+class _Clock:
+    """Wall time of the run: training speed windows, time spent evaluating, last save."""
 
     def __init__(self) -> None:
-        self.start, self.images = time.perf_counter(), 0
+        self.started = self.window = self.saved = time.perf_counter()
+        self.window_images = 0
+        self.eval_seconds = 0.0
 
-    def read(self, images: int) -> float:
+    def speed(self, images: int) -> float:
+        """Images per second since the last call."""
         now = time.perf_counter()
-        speed = (images - self.images) / max(now - self.start, 1e-9)
-        self.start, self.images = now, images
+        speed = (images - self.window_images) / max(now - self.window, 1e-9)
+        self.window, self.window_images = now, images
         return speed
+
+    def minutes_since_save(self) -> float:
+        return (time.perf_counter() - self.saved) / 60
 
 
 def _log_step(run: TrainingRun, state: TrainState, parts: dict[str, Tensor], speed: float) -> None:
@@ -108,47 +148,95 @@ def _log_step(run: TrainingRun, state: TrainState, parts: dict[str, Tensor], spe
     state.history.append({"step": float(state.step), "loss": values["loss"], "lr": lr})
 
 
+def _after_step(
+    run: TrainingRun, state: TrainState, sets: Sequence[VerificationSet], clock: _Clock
+) -> None:
+    """Evaluate and save when their cadence says so."""
+    cfg = run.cfg
+    every, save_every, minutes = cfg.eval.every, cfg.train.save_every, cfg.train.save_minutes
+    if every and state.step % every == 0 and state.step < run.total_steps:
+        started = time.perf_counter()
+        record_evaluation(run, state, sets)
+        clock.eval_seconds += time.perf_counter() - started
+    by_steps = save_every and state.step % save_every == 0
+    if by_steps or (minutes and clock.minutes_since_save() >= minutes):
+        save(run, state, "last.pt")
+        clock.saved = time.perf_counter()
+
+
+def _train_to_the_end(
+    run: TrainingRun,
+    state: TrainState,
+    sets: Sequence[VerificationSet],
+    counts: Counts,
+    clock: _Clock,
+    stop: StopRequests,
+) -> float:
+    """The loop over epochs and steps; returns the last loss."""
+    last_loss = torch.tensor(float("nan"))
+    while state.step < run.total_steps:
+        for parts in train_one_epoch(run, state, state.step // run.steps_per_epoch, counts):
+            last_loss = parts["loss"]
+            if state.step % run.cfg.train.log_every == 0 or state.step == run.total_steps:
+                _log_step(run, state, parts, clock.speed(counts.images))
+            else:
+                run.report.advance()
+            _after_step(run, state, sets, clock)
+            if stop.signum is not None:
+                path = save(run, state, "last.pt")
+                raise TrainingInterrupted(
+                    f"stopped by {signal.Signals(stop.signum).name} at step {state.step}/"
+                    f"{run.total_steps}; saved {path}: continue with --resume {path}",
+                    stop.signum,
+                )
+    return float(last_loss)
+
+
+def _save_on_the_way_out(run: TrainingRun, state: TrainState) -> None:
+    """After an unexpected stop: keep the progress if the weights are sound."""
+    try:
+        path = save(run, state, "last.pt")
+    except Exception as exc:  # the original error matters more than this one
+        run.report.log(f"could not save the progress: {exc}")
+    else:
+        run.report.log(f"saved {path} at step {state.step}: continue with --resume {path}")
+
+
 def fit(
     run: TrainingRun, state: TrainState, sets: Sequence[VerificationSet] = ()
 ) -> TrainSummary:
     """Train to ``run.total_steps``, evaluating every ``eval.every`` steps and at the end;
-    writes ``last.pt`` (every ``train.save_every`` steps and at the end) and ``best.pt``."""
-    cfg = run.cfg
+    writes ``last.pt`` (periodically, when stopped, at the end) and ``best.pt``."""
     run.report.start(state.step, run.total_steps)
     run.model.train()
-    started, speed, counts = time.perf_counter(), _Speed(), Counts()
-    eval_seconds, last_loss, results = 0.0, torch.tensor(float("nan")), {}
-    while state.step < run.total_steps:
-        epoch = state.step // run.steps_per_epoch
-        for parts in train_one_epoch(run, state, epoch, counts):
-            last_loss = parts["loss"]
-            if state.step % cfg.train.log_every == 0 or state.step == run.total_steps:
-                _log_step(run, state, parts, speed.read(counts.images))
-            else:
-                run.report.advance()
-            if cfg.eval.every and state.step % cfg.eval.every == 0 and state.step < run.total_steps:
-                eval_started = time.perf_counter()
-                record_evaluation(run, state, sets)
-                eval_seconds += time.perf_counter() - eval_started
-            if cfg.train.save_every and state.step % cfg.train.save_every == 0:
-                save(run, state, "last.pt")
-    run.report.end_progress()
-    train_seconds = time.perf_counter() - started - eval_seconds
-    if sets:
-        results = record_evaluation(run, state, sets)
-    save(run, state, "last.pt")
-    run.report.close()
+    clock, counts = _Clock(), Counts()
+    try:
+        with StopRequests() as stop:
+            try:
+                final_loss = _train_to_the_end(run, state, sets, counts, clock, stop)
+            except TrainingError:
+                raise  # non-finite (never saved) or already saved on a signal
+            except BaseException:
+                _save_on_the_way_out(run, state)
+                raise
+        run.report.end_progress()
+        train_seconds = time.perf_counter() - clock.started - clock.eval_seconds
+        results = record_evaluation(run, state, sets) if sets else {}
+        save(run, state, "last.pt")
+    finally:
+        run.report.close()
     if counts.skipped:
-        run.report.log(f"skipped {counts.skipped} unreadable images (data.skip_corrupt=true)")
+        run.report.log(f"skipped {len(counts.skipped)} unreadable images (data.skip_corrupt=true)")
     return TrainSummary(
         steps=state.step,
         images_per_second=counts.images / max(train_seconds, 1e-9),
-        wall_seconds=time.perf_counter() - started,
-        final_loss=float(last_loss),
+        wall_seconds=time.perf_counter() - clock.started,
+        final_loss=final_loss,
         results=results,
         best_accuracy=state.best_accuracy,
-        skipped_images=counts.skipped,
+        skipped_images=len(counts.skipped),
         history=state.history,
+        output_dir=run.cfg.train.output_dir,
     )
 
 
@@ -157,7 +245,8 @@ def train(
     sets: Sequence[VerificationSet] = (),
     resume: str | Path | None = None,
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> TrainSummary:
     """Train ``cfg`` from scratch (or from ``resume``), evaluating on ``sets``."""
-    run, state = setup(cfg, resume, log)
+    run, state = setup(cfg, resume, log, overwrite=overwrite)
     return fit(run, state, sets)

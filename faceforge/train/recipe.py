@@ -1,39 +1,105 @@
-"""Load a training recipe and check every choice in it before anything heavy is built.
+"""Load a training recipe and check it whole before anything heavy is built.
 
 :func:`faceforge.config.load_config` checks keys and types; :func:`check_config` checks each
 named choice against its registry (so ``data.source=foldr`` fails at once, listing
-``folder, list, synthetic``) and the device.
+``folder, list, synthetic``), every number against its range, the head and loss settings
+(by building them at toy size) and the device. Each failure is one
+:class:`~faceforge.errors.ConfigError` naming the field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from faceforge.config import Config, load_config
 from faceforge.core.precision import PRECISIONS
 from faceforge.data.sources import DATA_SOURCES
 from faceforge.device import resolve_device
-from faceforge.models.heads.build import HEADS
+from faceforge.errors import ConfigError
+from faceforge.losses import build_loss
+from faceforge.models.heads.build import HEADS, build_head
 from faceforge.models.registry import BACKBONES
 from faceforge.registry import Registry
 from faceforge.train.optim import OPTIMIZERS, SCHEDULES
 
 #: config field -> the registry its value must name
-CHOICES: dict[tuple[str, str], Registry] = {
-    ("data", "source"): DATA_SOURCES,
-    ("model", "backbone"): BACKBONES,
-    ("head", "type"): HEADS,
-    ("optim", "name"): OPTIMIZERS,
-    ("optim", "schedule"): SCHEDULES,
-    ("train", "amp"): PRECISIONS,
+CHOICES: dict[str, Registry] = {
+    "data.source": DATA_SOURCES,
+    "model.backbone": BACKBONES,
+    "head.type": HEADS,
+    "optim.name": OPTIMIZERS,
+    "optim.schedule": SCHEDULES,
+    "train.amp": PRECISIONS,
 }
 
 
+def _positive(x: float) -> bool:
+    return x > 0
+
+
+def _non_negative(x: float) -> bool:
+    return x >= 0
+
+
+def _probability(x: float) -> bool:
+    return 0 <= x <= 1
+
+
+#: field -> (test, what the value must be)
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "data.image_size": (lambda x: x == 112, "112 (the backbones end on a 7x7 feature map)"),
+    "data.num_workers": (_non_negative, ">= 0"),
+    "data.synthetic.num_identities": (lambda x: x >= 2, ">= 2 (one identity teaches nothing)"),
+    "data.synthetic.images_per_identity": (_positive, ">= 1"),
+    "data.synthetic.val_identities": (lambda x: x >= 2, ">= 2"),
+    "data.synthetic.val_pairs": (lambda x: x > 0 and x % 20 == 0, "a positive multiple of 20"),
+    "augment.hflip": (_probability, "a probability in [0, 1]"),
+    "augment.cutout_prob": (_probability, "a probability in [0, 1]"),
+    "augment.half_face_prob": (_probability, "a probability in [0, 1]"),
+    "augment.brightness": (_probability, "in [0, 1]"),
+    "augment.contrast": (_probability, "in [0, 1]"),
+    "augment.random_crop_scale": (_non_negative, ">= 0"),
+    "augment.cutout_size": (_positive, ">= 1"),
+    "model.embedding_size": (_positive, ">= 1"),
+    "model.dropout": (lambda x: 0 <= x < 1, "in [0, 1)"),
+    "optim.lr": (_positive, "> 0"),
+    "optim.momentum": (lambda x: 0 <= x < 1, "in [0, 1)"),
+    "optim.weight_decay": (_non_negative, ">= 0"),
+    "optim.warmup_steps": (_non_negative, ">= 0"),
+    "optim.milestones": (lambda m: all(0 < x < 1 for x in m), "fractions in (0, 1)"),
+    "optim.gamma": (_positive, "> 0"),
+    "optim.grad_clip": (_non_negative, ">= 0 (0 disables clipping)"),
+    "eval.every": (_non_negative, ">= 0 (0: only at the end)"),
+    "eval.batch_size": (_positive, ">= 1"),
+    "train.epochs": (_positive, ">= 1"),
+    "train.max_steps": (_non_negative, ">= 0 (0: use train.epochs)"),
+    "train.batch_size": (_positive, ">= 1"),
+    "train.log_every": (_positive, ">= 1"),
+    "train.save_every": (_non_negative, ">= 0 (0: by time only)"),
+    "train.save_minutes": (_non_negative, ">= 0 (0: by steps only)"),
+}
+
+
+def field_value(cfg: Config, dotted: str) -> Any:
+    """``field_value(cfg, "optim.lr")`` is ``cfg.optim.lr``."""
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def check_config(cfg: Config) -> Config:
-    """Raise :class:`~faceforge.errors.ConfigError` naming the first invalid choice."""
-    for (section, key), registry in CHOICES.items():
-        registry.get(getattr(getattr(cfg, section), key), f"{section}.{key}")
+    """Raise :class:`~faceforge.errors.ConfigError` naming the first invalid setting."""
+    for name, registry in CHOICES.items():
+        registry.get(field_value(cfg, name), name)
+    for name, (test, expected) in RANGES.items():
+        value = field_value(cfg, name)
+        if not test(value):
+            raise ConfigError(f"{name}={value!r}: must be {expected}")
+    build_head(cfg.head, embedding_size=8, num_classes=2)
+    build_loss(cfg.loss, embedding_size=8, num_classes=2)
     resolve_device(cfg.train.device)
     return cfg
 

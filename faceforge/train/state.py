@@ -8,12 +8,13 @@ from typing import Any
 
 import torch
 
+from faceforge.config import Config, config_to_dict
 from faceforge.core.checkpoint import Checkpoint
 from faceforge.errors import CheckpointError
 from faceforge.train.build import TrainingRun
 
-#: settings a checkpoint's weights depend on: resuming with other values cannot work
-ARCHITECTURE_KEYS = (("model", "backbone"), ("model", "embedding_size"))
+#: settings the stored weights depend on: a resumed run cannot change them
+FIXED_ON_RESUME = ("model.backbone", "model.embedding_size", "head.type")
 
 
 @dataclass
@@ -25,6 +26,15 @@ class TrainState:
     #: the last evaluation per set, as stored in checkpoints (thresholds for deployment)
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+def weights_are_finite(run: TrainingRun) -> bool:
+    """Whether every parameter and floating buffer (BatchNorm statistics) is finite: a
+    checkpoint is never written otherwise. One device synchronisation."""
+    tensors = [
+        t for t in run.model_without_ddp.state_dict().values() if t.is_floating_point()
+    ]
+    return bool(torch.stack([t.isfinite().all() for t in tensors]).all())
 
 
 def to_checkpoint(run: TrainingRun, state: TrainState) -> Checkpoint:
@@ -50,28 +60,61 @@ def to_checkpoint(run: TrainingRun, state: TrainState) -> Checkpoint:
     )
 
 
-def restore(run: TrainingRun, path: str | Path) -> TrainState:
-    """Load ``path`` into ``run``; training then continues bit-exactly. Refuses a checkpoint
-    of another architecture, naming the setting that differs."""
-    ckpt = Checkpoint.load(path, map_location=run.device)
-    for section, key in ARCHITECTURE_KEYS:
-        saved = getattr(getattr(ckpt.config, section), key)
-        wanted = getattr(getattr(run.cfg, section), key)
-        if saved != wanted:
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resumable(saved: Config, wanted: Config, path: str | Path) -> list[str]:
+    """The settings ``wanted`` changes from the checkpoint's, as ``key: old -> new`` lines;
+    raises CheckpointError when one of them is fixed (:data:`FIXED_ON_RESUME`)."""
+    old, new = _flat(config_to_dict(saved)), _flat(config_to_dict(wanted))
+    changed = [key for key in new if old.get(key) != new[key]]
+    for key in changed:
+        if key in FIXED_ON_RESUME:
             raise CheckpointError(
-                f"{path}: trained with {section}.{key}={saved!r}, the config says {wanted!r}"
+                f"{path}: trained with {key}={old.get(key)!r}, the config says {new[key]!r}; "
+                "that cannot change when resuming (start a new run instead)"
             )
+    return [f"{key}: {old.get(key)!r} -> {new[key]!r}" for key in changed]
+
+
+def restore(run: TrainingRun, ckpt: Checkpoint, path: str | Path) -> TrainState:
+    """Load ``ckpt`` into ``run``: weights, optimizer state, step and RNG continue exactly,
+    while the run's own config supplies the hyperparameters (learning rates, momentum, weight
+    decay, schedule length), so settings changed for the resumed run take effect."""
     model = run.model_without_ddp
+    hyper = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
     try:
         model.backbone.load_state_dict(ckpt.backbone)
         model.head.load_state_dict(ckpt.head)
         model.loss.load_state_dict(ckpt.loss)
         run.optimizer.load_state_dict(ckpt.optimizer)
     except (RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: does not fit this run ({exc})") from None
-    run.scheduler.load_state_dict(ckpt.scheduler)
+        raise CheckpointError(
+            f"{path}: does not fit this run (another number of classes or losses?): "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
+    for group, fresh in zip(run.optimizer.param_groups, hyper, strict=True):
+        group.update(fresh)
+    _resume_schedule(run.scheduler, ckpt.scheduler)
     run.scaler.load_state_dict(ckpt.scaler)
     torch.set_rng_state(ckpt.rng["torch"].cpu())
     if "cuda" in ckpt.rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt.rng["cuda"])
     return TrainState(ckpt.step, ckpt.best_accuracy, dict(ckpt.metrics), list(ckpt.history))
+
+
+def _resume_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR, saved: dict) -> None:
+    """Continue the saved schedule position with this run's base rates and schedule."""
+    scheduler.load_state_dict(saved)
+    groups = scheduler.optimizer.param_groups
+    scheduler.base_lrs = [group["initial_lr"] for group in groups]
+    for group, base, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in groups]

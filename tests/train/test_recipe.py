@@ -17,19 +17,42 @@ def test_every_shipped_recipe_names_valid_choices(name: str) -> None:
     load_recipe(name)
 
 
-@pytest.mark.parametrize(("section", "key"), list(CHOICES))
-def test_an_unknown_choice_names_the_field_and_the_valid_choices(section: str, key: str) -> None:
-    registry = CHOICES[(section, key)]
+@pytest.mark.parametrize("name", list(CHOICES))
+def test_an_unknown_choice_names_the_field_and_the_valid_choices(name: str) -> None:
+    registry = CHOICES[name]
     with pytest.raises(UnknownChoiceError) as error:
-        load_recipe("quickstart", [f"{section}.{key}=nonsense"])
+        load_recipe("quickstart", [f"{name}=nonsense"])
     message = str(error.value)
-    assert f"{section}.{key}='nonsense'" in message
+    assert f"{name}='nonsense'" in message
     assert f"valid choices: {', '.join(registry.names())}" in message
 
 
 def test_a_typo_in_data_source_fails_before_anything_is_built() -> None:
     with pytest.raises(ConfigError, match=r"data.source='foldr'; valid choices: folder, list"):
         load_recipe(None, ["data.source=foldr"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.batch_size=0", "train.batch_size=0: must be >= 1"),
+        ("optim.lr=-1", "optim.lr=-1.0: must be > 0"),
+        ("model.embedding_size=0", "model.embedding_size=0: must be >= 1"),
+        ("data.image_size=50", "data.image_size=50: must be 112"),
+        ("augment.hflip=2.0", "augment.hflip=2.0: must be a probability"),
+        ("data.synthetic.num_identities=1", "num_identities=1: must be >= 2"),
+        ("head.margin=2.0", "head.margin for arcface"),
+        ("loss.focal_gamma=-1", "loss.focal_gamma must be >= 0"),
+    ],
+)
+def test_out_of_range_values_fail_at_load(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_recipe("quickstart", [override])
+
+
+def test_a_folder_given_as_config_is_one_clear_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="is a folder, not a YAML file"):
+        load_recipe(tmp_path)
 
 
 def test_device_and_numbers(capsys: pytest.CaptureFixture[str]) -> None:

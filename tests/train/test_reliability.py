@@ -1,0 +1,170 @@
+"""Training never loses work or keeps garbage: finite checkpoints only, saves on errors and
+signals, resume applies what may change, runs never overwrite each other."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from test_main import quiet_setup, tiny_config
+
+from faceforge.core.checkpoint import Checkpoint
+from faceforge.errors import CheckpointError, ConfigError, DataError, TrainingError
+from faceforge.train import engine, main
+from faceforge.train.main import fit, train
+
+
+def _all_finite(path: Path) -> bool:
+    ckpt = Checkpoint.load(path)
+    tensors = [*ckpt.backbone.values(), *ckpt.head.values()]
+    return all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
+
+
+def test_non_finite_weights_are_never_written(tmp_path: Path) -> None:
+    cfg = tiny_config(
+        tmp_path, "optim.lr=1e8", "optim.grad_clip=0", "train.save_every=1", "train.max_steps=30"
+    )
+    with pytest.raises(TrainingError, match="non-finite|loss became"):
+        fit(*quiet_setup(cfg))
+    if (tmp_path / "last.pt").exists():
+        assert _all_finite(tmp_path / "last.pt")
+
+
+def test_an_error_after_training_started_saves_the_progress(tmp_path, monkeypatch) -> None:
+    real_step = engine.train_step
+
+    def failing_step(run, state, batch):
+        if state.step == 2:
+            raise DataError("img_0042.jpg: not a readable image")
+        return real_step(run, state, batch)
+
+    monkeypatch.setattr(engine, "train_step", failing_step)
+    with pytest.raises(DataError, match="img_0042"):
+        fit(*quiet_setup(tiny_config(tmp_path, "train.max_steps=4")))
+    assert Checkpoint.load(tmp_path / "last.pt").step == 2
+
+
+def test_resume_applies_new_learning_rate_and_steps(tmp_path: Path) -> None:
+    fit(*quiet_setup(tiny_config(tmp_path, "train.max_steps=2", "optim.schedule=constant")))
+    cfg = tiny_config(
+        tmp_path, "train.max_steps=3", "optim.schedule=constant", "optim.lr=0.05"
+    )
+    logged: list[str] = []
+    summary = train(cfg, resume=tmp_path / "last.pt", log=logged.append)
+    assert summary.steps == 3
+    ckpt = Checkpoint.load(tmp_path / "last.pt")
+    assert ckpt.optimizer["param_groups"][0]["lr"] == pytest.approx(0.05)
+    assert ckpt.config.optim.lr == 0.05
+    written = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert written["optim"]["lr"] == 0.05 and written["train"]["max_steps"] == 3
+    assert any("optim.lr: 0.1 -> 0.05" in line for line in logged)
+
+
+def test_resume_refuses_a_changed_head_and_other_classes(tmp_path: Path) -> None:
+    fit(*quiet_setup(tiny_config(tmp_path, "train.max_steps=1")))
+    with pytest.raises(CheckpointError, match="head.type='arcface'.*cannot change"):
+        quiet_setup(tiny_config(tmp_path, "head.type=cosface"), tmp_path / "last.pt")
+    more = tiny_config(tmp_path, "data.synthetic.num_identities=5")
+    with pytest.raises(CheckpointError, match="another number of classes"):
+        quiet_setup(more, tmp_path / "last.pt")
+
+
+def test_a_missing_resume_file_fails_before_anything_is_built(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(main, "build_run", lambda *a, **k: pytest.fail("built before checks"))
+    with pytest.raises(CheckpointError, match="does not exist"):
+        quiet_setup(tiny_config(tmp_path), tmp_path / "nope.pt")
+    blocked = tmp_path / "file.txt"
+    blocked.write_text("")
+    with pytest.raises(ConfigError, match="cannot write there"):
+        quiet_setup(tiny_config(blocked / "run"))
+
+
+def test_a_new_run_never_overwrites_an_old_one(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    first = fit(*quiet_setup(tiny_config(folder, "train.max_steps=1")))
+    before = (folder / "last.pt").read_bytes()
+    second = fit(*quiet_setup(tiny_config(folder, "train.max_steps=1")))
+    assert Path(second.output_dir) == tmp_path / "run-2"
+    assert (folder / "last.pt").read_bytes() == before
+    run, _ = main.setup(tiny_config(folder, "train.max_steps=1"), log=print, overwrite=True)
+    assert run.cfg.train.output_dir == first.output_dir == str(folder)
+
+
+def test_checkpoints_are_readable_by_others(tmp_path: Path) -> None:
+    fit(*quiet_setup(tiny_config(tmp_path, "train.max_steps=1")))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    mode = stat.S_IMODE((tmp_path / "last.pt").stat().st_mode)
+    assert mode == 0o666 & ~mask
+
+
+# ------------------------------------------------------------------ killed for real
+
+TINY = [
+    "data.synthetic.num_identities=4",
+    "data.synthetic.images_per_identity=4",
+    "model.embedding_size=16",
+    "head.scale=16",
+    "train.batch_size=4",
+    "train.log_every=1",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "eval.synthetic_pairs=false",
+]
+
+
+def _train_cli(output: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "faceforge", "train", *TINY, f"train.output_dir={output}"]
+    return subprocess.Popen(
+        [*command, *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for_checkpoint(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def _backbone(path: Path) -> dict[str, torch.Tensor]:
+    return Checkpoint.load(path).backbone
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted reference: 60 steps."""
+    out = tmp_path_factory.mktemp("straight")
+    process = _train_cli(out, "train.max_steps=60")
+    assert process.wait(timeout=120) == 0, process.communicate()
+    return out / "last.pt"
+
+
+@pytest.mark.parametrize("kill", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_training_resumes_to_the_same_result(tmp_path, straight_run, kill) -> None:
+    out = tmp_path / "run"
+    process = _train_cli(out, "train.max_steps=60", "train.save_every=3")
+    _wait_for_checkpoint(out / "last.pt", process)
+    process.send_signal(kill)
+    code = process.wait(timeout=60)
+    _, err = process.communicate()
+    step = Checkpoint.load(out / "last.pt").step
+    assert 3 <= step < 60
+    if kill == signal.SIGINT:
+        assert code == 130 and "stopped by SIGINT" in err and "--resume" in err
+    else:
+        assert code == -signal.SIGKILL and step % 3 == 0
+    resumed = _train_cli(out, "train.max_steps=60", f"--resume={out / 'last.pt'}")
+    assert resumed.wait(timeout=120) == 0, resumed.communicate()
+    expected, got = _backbone(straight_run), _backbone(out / "last.pt")
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
