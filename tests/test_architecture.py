@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"inference", "train"},
     {"prepare"},
     {"cli"},
+    {"__main__"},  # python -m faceforge
 ]
 LAYER = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 MAX_LINES = 400

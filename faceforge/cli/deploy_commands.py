@@ -9,13 +9,47 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faceforge.errors import DataError
+from faceforge.core.images import RESIZE_MODES
+from faceforge.core.precision import PRECISIONS
+from faceforge.errors import ConfigError, DataError
+from faceforge.inference.detection.base import SELECTION_POLICIES
+from faceforge.inference.detection.registry import DETECTOR_SPECS
+from faceforge.inference.matching.gallery import MODES
+from faceforge.inference.matching.index import INDEX_TYPES
+from faceforge.prepare.align_folder import MULTIPLE_FACE_POLICIES, NO_FACE_POLICIES
 
 if TYPE_CHECKING:
     from faceforge.inference.pipeline import FacePipeline
+
+
+def _add_detector_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detector",
+        default="mtcnn",
+        metavar="SPEC",
+        help=f"face detector: {DETECTOR_SPECS} (default: mtcnn)",
+    )
+    parser.add_argument(
+        "--mtcnn-weights",
+        metavar="DIR",
+        help="folder with pnet.pt, rnet.pt, onet.pt (short for --detector mtcnn:DIR)",
+    )
+
+
+def _detector_spec(args: argparse.Namespace) -> str:
+    """``--detector``, with ``--mtcnn-weights DIR`` read as ``mtcnn:DIR``."""
+    if args.mtcnn_weights is None:
+        return args.detector
+    if args.detector != "mtcnn":
+        raise ConfigError(
+            f"--mtcnn-weights is short for --detector mtcnn:DIR; it cannot be combined with "
+            f"--detector {args.detector}"
+        )
+    return f"mtcnn:{args.mtcnn_weights}"
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +67,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=PRECISIONS.names(),
         default="auto",
         help="PyTorch compute precision (auto: bf16 on CPUs with native bf16, fp16 on CUDA)",
     )
@@ -44,17 +78,17 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fallback",
-        choices=("letterbox", "stretch", "center-crop"),
+        choices=RESIZE_MODES.names(),
         help="fit images where no face is found (or all images with --aligned) this way "
         "instead of failing",
     )
     parser.add_argument(
         "--selection",
-        choices=("best", "largest", "central"),
+        choices=SELECTION_POLICIES.names(),
         default="best",
         help="which face to use when an image shows several",
     )
-    parser.add_argument("--mtcnn-weights", help="folder with pnet.pt, rnet.pt, onet.pt")
+    _add_detector_options(parser)
 
 
 def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
@@ -75,8 +109,7 @@ def _pipeline(args: argparse.Namespace) -> FacePipeline:
         args.checkpoint,
         arch=args.arch,
         embedding_size=args.embedding_size,
-        aligned=args.aligned,
-        mtcnn_weights=args.mtcnn_weights,
+        detector=None if args.aligned else _detector_spec(args),
         device=args.device,
         flip=args.flip,
         precision=args.precision,
@@ -87,61 +120,38 @@ def _pipeline(args: argparse.Namespace) -> FacePipeline:
     )
 
 
-def read_pairs_file(path: str | Path) -> list[tuple[Path, Path]]:
-    """``path_a, path_b`` rows of a CSV/TSV (extra columns ignored, a header row allowed);
-    relative paths are resolved against the file's folder."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read pairs file ({exc.strerror or exc})") from None
-    delimiter = "\t" if "\t" in text.split("\n", 1)[0] else ","
-    pairs = []
-    for number, row in enumerate(csv.reader(text.splitlines(), delimiter=delimiter), 1):
-        if not row or not "".join(row).strip():
-            continue
-        if len(row) < 2:
-            raise DataError(f"{path}:{number}: expected 'path_a{delimiter}path_b', got {row!r}")
-        a, b = (path.parent / row[0].strip(), path.parent / row[1].strip())
-        if number == 1 and not a.exists() and not b.exists():
-            continue  # header
-        pairs.append((a, b))
-    if not pairs:
-        raise DataError(f"{path}: no pairs found")
-    return pairs
-
-
 def _verify(args: argparse.Namespace) -> int:
     if (args.pairs is None) == (len(args.images) != 2):
         if args.pairs is None:
             raise DataError("verify needs two images, or --pairs FILE")
         raise DataError("give either two images or --pairs FILE, not both")
+    return _verify_two(args) if args.pairs is None else _verify_pairs_file(args)
+
+
+def _verify_two(args: argparse.Namespace) -> int:
+    result = _pipeline(args).verify(args.images[0], args.images[1])
+    decision = "same person" if result.same else "different people"
+    print(f"similarity {result.similarity:.4f}: {decision}")
+    print(f"threshold  {result.threshold.cosine:.4f} ({result.threshold.source})")
+    return 0
+
+
+def _verify_pairs_file(args: argparse.Namespace) -> int:
+    """One CSV row per pair on stdout, a summary on stderr; status 1 when a pair failed."""
+    from faceforge.evaluation.pairs import read_pairs
+
+    pairs = [(pair.a, pair.b) for pair in read_pairs(args.pairs, labelled=False)]
     pipeline = _pipeline(args)
     threshold = pipeline.threshold
-    if args.pairs is None:
-        result = pipeline.verify(args.images[0], args.images[1])
-        decision = "same person" if result.same else "different people"
-        print(f"similarity {result.similarity:.4f}: {decision}")
-        print(f"threshold  {threshold.cosine:.4f} ({threshold.source})")
-        return 0
-    pairs = read_pairs_file(args.pairs)
-    images = [str(p) for pair in pairs for p in pair]
-    unique = list(dict.fromkeys(images))
-    embeddings, errors = pipeline.try_embed(unique)
-    row = {image: i for i, image in enumerate(unique)}
+    results = pipeline.verify_pairs(pairs, report_errors=True)
     writer = csv.writer(sys.stdout)
     writer.writerow(["image_a", "image_b", "similarity", "same", "error"])
-    counts = {"same": 0, "different": 0, "failed": 0}
-    for a, b in pairs:
-        error = errors[row[str(a)]] or errors[row[str(b)]]
-        if error:
-            counts["failed"] += 1
-            writer.writerow([a, b, "", "", error])
-            continue
-        similarity = float(embeddings[row[str(a)]] @ embeddings[row[str(b)]])
-        same = threshold.accepts(similarity)
-        counts["same" if same else "different"] += 1
-        writer.writerow([a, b, f"{similarity:.4f}", int(same), ""])
+    for (a, b), result in zip(pairs, results, strict=True):
+        if result.error:
+            writer.writerow([a, b, "", "", result.error])
+        else:
+            writer.writerow([a, b, f"{result.similarity:.4f}", int(result.same), ""])
+    counts = Counter("failed" if r.error else "same" if r.same else "different" for r in results)
     print(
         f"{len(pairs)} pairs: {counts['same']} same, {counts['different']} different, "
         f"{counts['failed']} failed; threshold {threshold.cosine:.4f} ({threshold.source})",
@@ -151,7 +161,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from faceforge.inference.matching.gallery import iter_people, load_or_create
+    from faceforge.data.image_io import identity_folders
+    from faceforge.inference.matching.gallery import load_or_create
 
     pipeline = _pipeline(args)
     embedder = pipeline.embedder
@@ -167,7 +178,9 @@ def _enroll(args: argparse.Namespace) -> int:
         gallery.remove(name)
         print(f"removed {name}")
     enrolled = skipped = 0
-    for name, files in iter_people(args.people_dir) if args.people_dir else []:
+    for name, files in identity_folders(args.people_dir) if args.people_dir else []:
+        if not files:
+            continue
         embeddings, errors = pipeline.try_embed(files)
         for error in errors:
             if error:
@@ -244,7 +257,7 @@ def _align(args: argparse.Namespace) -> int:
         multiple=args.multiple,
         no_face=args.no_face,
         min_face_size=args.min_face_size,
-        mtcnn_weights=args.mtcnn_weights,
+        detector=_detector_spec(args),
         device=args.device,
     )
     report = align_dataset(
@@ -266,8 +279,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "align",
         help="detect and align every image of a folder dataset",
-        description="Detect faces with MTCNN, align them to the ArcFace template and mirror "
-        "SRC's folder structure into DST. Skipped files are listed in DST/align_report.tsv.",
+        description="Detect faces (MTCNN or SCRFD, see --detector), align them to the ArcFace "
+        "template and mirror SRC's folder structure into DST. Skipped files are listed in "
+        "DST/align_report.tsv.",
     )
     p.add_argument("src", help="image folder (e.g. <identity>/<image>.jpg)")
     p.add_argument("dst", help="output folder")
@@ -276,13 +290,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--template", default="arcface")
     p.add_argument(
         "--multiple",
-        choices=("best", "largest", "central", "skip"),
+        choices=MULTIPLE_FACE_POLICIES.names(),
         default="largest",
         help="policy for images with several faces",
     )
     p.add_argument(
         "--no-face",
-        choices=("skip", "center-crop", "letterbox", "stretch"),
+        choices=NO_FACE_POLICIES.names(),
         default="skip",
         help="policy for images without a detected face",
     )
@@ -290,7 +304,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--overwrite", action="store_true", help="redo images already aligned")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--mtcnn-weights", help="folder with pnet.pt, rnet.pt, onet.pt")
+    _add_detector_options(p)
     p.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto")
     p.set_defaults(func=_align)
 
@@ -314,10 +328,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("people_dir", nargs="?", help="folder of per-person image folders")
     p.add_argument("--gallery", required=True, help="gallery folder")
     p.add_argument("--remove", action="append", default=[], help="remove this person first")
-    p.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat")
+    p.add_argument(
+        "--index", choices=INDEX_TYPES.names(), default="flat", help="FAISS index of the gallery"
+    )
     p.add_argument(
         "--mode",
-        choices=("mean", "all"),
+        choices=MODES,
         default="mean",
         help="store each person's mean embedding or every image",
     )

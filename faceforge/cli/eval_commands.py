@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from faceforge.core.images import RESIZE_MODES
+from faceforge.core.precision import PRECISIONS
 from faceforge.errors import DataError
 
 
@@ -173,7 +174,7 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=PRECISIONS.names(),
         default="auto",
         help="compute precision (auto: bf16 on CPUs with native bf16, fp16 on CUDA)",
     )
@@ -204,7 +205,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--resize",
-        choices=RESIZE_MODES,
+        choices=RESIZE_MODES.names(),
         help="fit images that are not the model's input size (default: require it)",
     )
     p.add_argument(
@@ -234,7 +235,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pair-list", nargs=1, default=[], help="CSV/TSV pair list")
     p.add_argument("--root", help="folder relative --pair-list paths start from")
     p.add_argument("--size", type=int, default=112, help="image side in the .bin (default 112)")
-    p.add_argument("--resize", choices=RESIZE_MODES, help="fit images of another size")
+    p.add_argument("--resize", choices=RESIZE_MODES.names(), help="fit images of another size")
     p.add_argument("--ext", choices=(".jpg", ".png"), default=".jpg", help="image encoding")
     p.set_defaults(func=_pack_bin)
 

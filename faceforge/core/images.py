@@ -1,7 +1,8 @@
 """Decode the images of a verification set in parallel and bring them to the model's size.
 
 Benchmark images are normally pre-aligned at 112x112; anything else must be fitted by an
-explicit ``resize`` mode so a wrong input size never goes unnoticed.
+explicit ``resize`` mode (a :data:`RESIZE_MODES` name) so a wrong input size never goes
+unnoticed.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import numpy as np
 
 from faceforge.data.image_io import decode_image, read_image
 from faceforge.errors import DataError
-
-#: how an image of another size is fitted: keep aspect and pad, distort, or keep aspect and crop
-RESIZE_MODES: tuple[str, ...] = ("letterbox", "stretch", "center-crop")
+from faceforge.registry import Registry
 
 
 def _scaled(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -27,40 +26,58 @@ def _scaled(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
+def stretch(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale each axis independently (distorts the aspect ratio)."""
+    return _scaled(image, width, height)
+
+
+def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale to fit inside, keeping the aspect ratio, and pad the borders with black."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    out = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    out[top : top + new_h, left : left + new_w] = _scaled(image, new_w, new_h)
+    return out
+
+
+def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale to cover, keeping the aspect ratio, and cut out the centre."""
+    h, w = image.shape[:2]
+    scale = max(width / w, height / h)
+    new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
+    scaled = _scaled(image, new_w, new_h)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    return np.ascontiguousarray(scaled[top : top + height, left : left + width])
+
+
+#: resize mode -> function fitting an HxWx3 uint8 image to (height, width)
+RESIZE_MODES: Registry[np.ndarray] = Registry.of(
+    "resize mode", {"letterbox": letterbox, "stretch": stretch, "center-crop": center_crop}
+)
+
+
 def fit_image(
     image: np.ndarray, size: tuple[int, int], resize: str | None, name: str
 ) -> np.ndarray:
-    """Return ``image`` (HxWx3 uint8) at ``size`` (height, width).
+    """Return ``image`` (HxWx3 uint8) at ``size`` (height, width) by the :data:`RESIZE_MODES`
+    function ``resize``.
 
-    ``resize=None`` requires the image to have that size already (DataError otherwise);
-    ``"letterbox"`` scales to fit and pads with black, ``"stretch"`` scales each axis
-    independently, ``"center-crop"`` scales to cover and crops the centre.
+    ``resize=None`` requires the image to have that size already (DataError naming ``name``
+    otherwise); an unknown mode raises :class:`~faceforge.errors.UnknownChoiceError`.
     """
+    fit = RESIZE_MODES.get(resize) if resize is not None else None
     height, width = size
     h, w = image.shape[:2]
     if (h, w) == (height, width):
         return image
-    if resize is None:
+    if fit is None:
         raise DataError(
             f"{name}: image is {w}x{h} but the model expects {width}x{height}; align the faces "
-            f"first or choose a resize mode ({', '.join(RESIZE_MODES)})"
+            f"first or choose a resize mode ({', '.join(RESIZE_MODES.names())})"
         )
-    if resize == "stretch":
-        return _scaled(image, width, height)
-    if resize == "letterbox":
-        scale = min(width / w, height / h)
-        new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-        out = np.zeros((height, width, 3), np.uint8)
-        top, left = (height - new_h) // 2, (width - new_w) // 2
-        out[top : top + new_h, left : left + new_w] = _scaled(image, new_w, new_h)
-        return out
-    if resize == "center-crop":
-        scale = max(width / w, height / h)
-        new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
-        scaled = _scaled(image, new_w, new_h)
-        top, left = (new_h - height) // 2, (new_w - width) // 2
-        return np.ascontiguousarray(scaled[top : top + height, left : left + width])
-    raise DataError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    return fit(image, height, width)
 
 
 def load_images(
@@ -72,11 +89,12 @@ def load_images(
 ) -> np.ndarray:
     """Decode encoded images (bytes) or image files (paths) into uint8 (N, H, W, 3) RGB.
 
-    Decoding runs in a thread pool (OpenCV releases the GIL while decoding). Errors name the
-    offending entry through ``names``.
+    ``resize`` is a :data:`RESIZE_MODES` name or ``None`` (see :func:`fit_image`). Decoding
+    runs in a thread pool (OpenCV releases the GIL while decoding). Errors name the offending
+    entry through ``names``.
     """
-    if resize is not None and resize not in RESIZE_MODES:
-        raise DataError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    if resize is not None:
+        RESIZE_MODES.get(resize)  # an unknown mode fails before anything is decoded
     out = np.empty((len(sources), size[0], size[1], 3), np.uint8)
 
     def load(i: int) -> None:

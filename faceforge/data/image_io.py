@@ -1,4 +1,5 @@
-"""Decoding images into uint8 RGB arrays with errors that name the offending file."""
+"""Finding image files and decoding them into uint8 RGB arrays, with errors that name the
+offending file or folder."""
 
 from __future__ import annotations
 
@@ -10,6 +11,29 @@ import numpy as np
 from faceforge.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def list_images(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+    """Image files (by extension, see :data:`IMAGE_EXTENSIONS`, any case) in ``folder``, and
+    in its sub-folders too when ``recursive``; sorted, so every caller sees the same order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: image folder does not exist")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in candidates if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def identity_folders(root: str | Path) -> list[tuple[str, list[Path]]]:
+    """``(name, image files)`` of every sub-folder of a ``root/<identity>/<image>`` dataset,
+    sorted by name; folders without images are listed too (with no files), so that label
+    numbers follow the folder names."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(
+            f"image folder {str(root)!r} does not exist; expected {root}/<identity>/<image> files"
+        )
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    return [(folder.name, list_images(folder)) for folder in folders]
 
 
 def to_rgb_uint8(image: np.ndarray, name: str) -> np.ndarray:

@@ -6,13 +6,16 @@ pair labels (a list of bools or a numpy bool array). Pickle can call any importa
 while loading, so the file is read with an unpickler that only resolves the few numpy names
 needed to rebuild uint8/bool arrays; anything else (``os.system``, ``builtins.eval``, ...) is
 refused before it can run. Python 2 pickles are read with ``encoding="bytes"`` as insightface
-does.
+does. Blocking code is not enough: before unpickling, the opcode stream is scanned so that a
+crafted file cannot make the unpickler allocate far more than its own size (a memo index of
+2**32 in a 9-byte file asks CPython's unpickler for a 32 GB table).
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -96,17 +99,42 @@ def _labels(issame: Any, source: str) -> np.ndarray:
     return values.astype(bool)
 
 
+#: opcodes that store into the unpickler's memo table at the index given as their argument
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def check_pickle_bounds(data: bytes, source: str) -> None:
+    """Refuse a pickle whose opcodes would allocate beyond what its size justifies.
+
+    Every argument must lie inside the data (``pickletools`` reads lengths without
+    allocating them) and memo indices must stay below the number of opcodes, as in any
+    pickle a real writer produces. Raises FormatError naming the byte offset.
+    """
+    count = 0
+    try:
+        for opcode, argument, offset in pickletools.genops(io.BytesIO(data)):
+            count += 1
+            if opcode.name in _MEMO_PUTS and not 0 <= int(argument) < count:
+                raise FormatError(
+                    f"{source}: not a verification .bin: memo index {argument} at byte "
+                    f"{offset} is out of range for a {len(data)}-byte pickle"
+                )
+    except (ValueError, TypeError) as exc:  # pickletools' words for truncated or bad data
+        raise FormatError(f"{source}: not a readable pickle ({exc})") from None
+
+
 def read_bin(path: str | Path) -> tuple[list[bytes], np.ndarray]:
     """The encoded images and bool labels of a ``.bin``, without decoding the images.
 
-    Raises FormatError for a truncated, malformed or unsafe file.
+    Raises FormatError for a truncated, malformed, unsafe or resource-hungry file.
     """
     path = Path(path)
     source = str(path)
     try:
-        with path.open("rb") as f:
-            payload = _RestrictedUnpickler(f, source).load()
-    except FileNotFoundError:
+        data = path.read_bytes()
+        check_pickle_bounds(data, source)
+        payload = _RestrictedUnpickler(io.BytesIO(data), source).load()
+    except (FileNotFoundError, IsADirectoryError):
         raise FormatError(f"{source}: no such file") from None
     except FormatError:
         raise

@@ -1,21 +1,23 @@
 """Verification pairs over an image folder: LFW ``pairs.txt`` and generic CSV/TSV pair lists.
 
-Both are parsed into a :class:`PairList` whose every file is checked *before* any image is
-decoded, so a typo or an incomplete download is reported at once, by name.
+:func:`read_pairs` is the one CSV/TSV parser, for labelled lists (evaluation) and unlabelled
+ones (``faceforge verify --pairs``). Evaluation lists become a :class:`PairList` whose every
+file is checked *before* any image is decoded, so a typo or an incomplete download is
+reported at once, by name.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from faceforge.core.images import load_images
-from faceforge.data.image_io import IMAGE_EXTENSIONS
+from faceforge.data.image_io import list_images
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import DataError
 
@@ -25,6 +27,8 @@ MAX_LISTED = 20
 # "same" is deliberately not a label: it is the usual header of the label column
 _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no"}
+#: column separators of pair lists, in the order they are looked for in the first line
+DELIMITERS = ("\t", ",", ";", "|")
 
 
 @dataclass
@@ -68,12 +72,8 @@ class _LfwFolder:
         stem = f"{name}_{number:04d}"
         if name not in self._listing:
             folder = self.root / name
-            files = os.listdir(folder) if folder.is_dir() else []
-            self._listing[name] = {
-                os.path.splitext(f)[0]: f
-                for f in sorted(files)
-                if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
-            }
+            files = list_images(folder) if folder.is_dir() else []
+            self._listing[name] = {file.stem: file.name for file in files}
         found = self._listing[name].get(stem)
         return self.root / name / (found or f"{stem}.jpg")
 
@@ -119,18 +119,36 @@ def read_lfw_pairs(pairs_file: str | Path, images_dir: str | Path) -> PairList:
     return PairList(paths, np.array(issame))
 
 
+class Pair(NamedTuple):
+    """One row of a pair list: two image files and, in labelled lists, whether they show the
+    same person."""
+
+    a: Path
+    b: Path
+    same: bool | None = None
+
+
 def _label(value: str) -> bool | None:
     value = value.strip().lower()
     return True if value in _TRUE else False if value in _FALSE else None
 
 
-def read_pair_list(list_file: str | Path, root: str | Path | None = None) -> PairList:
-    """Parse a CSV/TSV list of ``path_a, path_b, same`` rows (extra columns are ignored).
+def _delimiter(text: str) -> str:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return next((d for d in DELIMITERS if d in first), ",")
 
-    The delimiter (comma, tab, semicolon, pipe) is detected; a first row whose third field is
-    not a label (1/0, true/false, yes/no) is taken as a header. Relative
-    paths are resolved against ``root`` (default: the list's folder). Raises DataError for
-    malformed rows and, listing them, for missing images.
+
+def read_pairs(
+    list_file: str | Path, root: str | Path | None = None, *, labelled: bool = True
+) -> list[Pair]:
+    """Parse a CSV/TSV list of ``path_a, path_b[, same]`` rows (extra columns are ignored).
+
+    The delimiter is the first of tab, comma, semicolon, pipe found in the first line.
+    ``labelled`` lists need a third column ``same`` in 1/0, true/false, yes/no; unlabelled
+    lists ignore it. A first row that is not a pair (labelled: no valid label; unlabelled:
+    neither file exists) is taken as a header. Relative paths are resolved against ``root``
+    (default: the list's folder). Files are not checked here. Raises DataError for malformed
+    rows and for a list without pairs.
     """
     list_file = Path(list_file)
     base = Path(root) if root is not None else list_file.parent
@@ -138,29 +156,44 @@ def read_pair_list(list_file: str | Path, root: str | Path | None = None) -> Pai
         text = list_file.read_text()
     except OSError as exc:
         raise DataError(f"{list_file}: cannot read pair list ({exc.strerror or exc})") from None
-    try:
-        dialect = csv.Sniffer().sniff(text[:8192], delimiters=",\t;|")
-    except csv.Error:
-        raise DataError(
-            f"{list_file}: cannot tell the delimiter; expected 'path_a,path_b,same' rows "
-            "separated by commas or tabs"
-        ) from None
-    paths: list[Path] = []
-    issame: list[bool] = []
-    for number, row in enumerate(csv.reader(text.splitlines(), dialect), 1):
-        if not row or not "".join(row).strip():
+    delimiter = _delimiter(text)
+    columns = delimiter.join(["path_a", "path_b", "same"] if labelled else ["path_a", "path_b"])
+    hint = " with same in 1/0/true/false/yes/no" if labelled else ""
+    lines = enumerate(csv.reader(text.splitlines(), delimiter=delimiter), 1)
+    rows = [(number, row) for number, row in lines if "".join(row).strip()]
+    pairs = []
+    for index, (number, row) in enumerate(rows):
+        pair = _pair(row, base, labelled)
+        if index == 0 and (pair is None or _is_header(pair, labelled)):
             continue
-        label = _label(row[2]) if len(row) >= 3 else None
-        if label is None:
-            if number == 1:
-                continue  # header
-            raise DataError(
-                f"{list_file}:{number}: expected 'path_a{dialect.delimiter}path_b"
-                f"{dialect.delimiter}same' with same in 1/0/true/false, got {row!r}"
-            )
-        paths.extend((base / row[0].strip(), base / row[1].strip()))
-        issame.append(label)
-    if not issame:
+        if pair is None:
+            raise DataError(f"{list_file}:{number}: expected '{columns}'{hint}, got {row!r}")
+        pairs.append(pair)
+    if not pairs:
         raise DataError(f"{list_file}: no pairs found")
+    return pairs
+
+
+def _pair(row: list[str], base: Path, labelled: bool) -> Pair | None:
+    """The pair a row holds, or ``None`` when it has too few columns or no valid label."""
+    if len(row) < 2:
+        return None
+    a, b = base / row[0].strip(), base / row[1].strip()
+    if not labelled:
+        return Pair(a, b)
+    same = _label(row[2]) if len(row) >= 3 else None
+    return None if same is None else Pair(a, b, same)
+
+
+def _is_header(pair: Pair, labelled: bool) -> bool:
+    """An unlabelled first row naming two files that do not exist is a header (``a,b``)."""
+    return not labelled and not pair.a.exists() and not pair.b.exists()
+
+
+def read_pair_list(list_file: str | Path, root: str | Path | None = None) -> PairList:
+    """A labelled pair list (see :func:`read_pairs`) with every file checked: DataError
+    listing the missing ones."""
+    pairs = read_pairs(list_file, root, labelled=True)
+    paths = [path for pair in pairs for path in (pair.a, pair.b)]
     _check_missing(paths, str(list_file))
-    return PairList(paths, np.array(issame))
+    return PairList(paths, np.array([pair.same for pair in pairs]))

@@ -1,8 +1,9 @@
-"""Deploy, in the order a photo flows: ``detection`` -> ``alignment`` -> ``embedding`` ->
-``matching`` (thresholds, galleries); ``pipeline`` runs them all, ``export`` writes ONNX.
+"""Deploy, in the order a photo flows: ``detection`` (MTCNN, SCRFD by name) -> ``alignment``
+-> ``embedding`` -> ``matching`` (thresholds, indexes, galleries); ``pipeline`` runs them all,
+``export`` writes ONNX.
 
 >>> from faceforge.inference import FacePipeline
->>> pipeline = FacePipeline.load("checkpoint.pt")  # doctest: +SKIP
+>>> pipeline = FacePipeline.load("checkpoint.pt", detector="mtcnn")  # doctest: +SKIP
 >>> pipeline.verify("a.jpg", "b.jpg").same  # doctest: +SKIP
 True
 """
@@ -10,16 +11,26 @@ True
 from __future__ import annotations
 
 from faceforge.inference.alignment import estimate_norm, norm_crop, template_points
-from faceforge.inference.detection import Detection, Detector, select_face
+from faceforge.inference.detection import (
+    DETECTORS,
+    SELECTION_POLICIES,
+    Detection,
+    Detector,
+    build_detector,
+    select_face,
+)
 from faceforge.inference.detection.mtcnn import MTCNN
 from faceforge.inference.detection.scrfd import SCRFD
 from faceforge.inference.embedding import Embedder, OnnxEmbedder, TorchEmbedder, load_embedder
-from faceforge.inference.matching import Gallery, Match, Threshold
+from faceforge.inference.matching import INDEX_TYPES, Gallery, Match, Threshold
 from faceforge.inference.pipeline import FacePipeline, Identification, Verification
 
 __all__ = [
+    "DETECTORS",
+    "INDEX_TYPES",
     "MTCNN",
     "SCRFD",
+    "SELECTION_POLICIES",
     "Detection",
     "Detector",
     "Embedder",
@@ -31,6 +42,7 @@ __all__ = [
     "Threshold",
     "TorchEmbedder",
     "Verification",
+    "build_detector",
     "estimate_norm",
     "load_embedder",
     "norm_crop",

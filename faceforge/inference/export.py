@@ -167,12 +167,12 @@ def load_calibration_faces(
 ) -> np.ndarray:
     """Up to ``limit`` aligned faces from ``folder`` (recursively; resized when needed)."""
     from faceforge.core.images import load_images
-    from faceforge.data.image_io import IMAGE_EXTENSIONS
+    from faceforge.data.image_io import list_images
 
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: calibration folder does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)[:limit]
+    files = list_images(folder, recursive=True)[:limit]
     if not files:
         raise DataError(f"{folder}: no images for int8 calibration")
     return load_images(files, [str(f) for f in files], size, resize="center-crop")

@@ -20,6 +20,7 @@ from faceforge.data.image_io import read_image
 from faceforge.errors import DataError
 from faceforge.inference.alignment import norm_crop
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
+from faceforge.inference.detection.registry import build_detector
 from faceforge.inference.embedding import Embedder, load_embedder
 from faceforge.inference.matching.gallery import Gallery, Match
 from faceforge.inference.matching.threshold import Threshold, resolve_threshold
@@ -35,11 +36,17 @@ UNKNOWN = "unknown"
 
 @dataclass(frozen=True)
 class Verification:
-    """A 1:1 decision: cosine similarity, whether it passes, and the threshold used."""
+    """A 1:1 decision: cosine similarity, whether it passes, and the threshold used.
+
+    ``error`` says why a pair could not be compared (only from
+    :meth:`FacePipeline.verify_pairs` with ``report_errors``); similarity is then NaN and
+    ``same`` False.
+    """
 
     similarity: float
     same: bool
     threshold: Threshold
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,10 +78,10 @@ class FacePipeline:
     """Detect, align and embed faces with one model; verify pairs and search galleries.
 
     ``detector=None`` treats inputs as pre-cropped faces: they are fitted to the model input
-    by ``fallback`` (``letterbox``/``stretch``/``center-crop``; ``None`` requires the exact
-    input size). With a detector, ``selection`` picks one face per image (``best`` score,
-    ``largest``, ``central``) and ``fallback`` handles images where no face is found (``None``
-    raises a DataError naming the image).
+    by ``fallback`` (a :data:`~faceforge.core.images.RESIZE_MODES` name; ``None`` requires the
+    exact input size). With a detector, ``selection`` (a :data:`SELECTION_POLICIES` name)
+    picks one face per image and ``fallback`` handles images where no face is found (``None``
+    raises a DataError naming the image). Unknown names raise UnknownChoiceError.
     """
 
     def __init__(
@@ -87,10 +94,9 @@ class FacePipeline:
         threshold: float | None = None,
         eval_set: str | None = None,
     ) -> None:
-        if selection not in SELECTION_POLICIES:
-            raise ValueError(f"selection must be one of {SELECTION_POLICIES}, got {selection!r}")
-        if fallback is not None and fallback not in RESIZE_MODES:
-            raise ValueError(f"fallback must be one of {RESIZE_MODES} or None, got {fallback!r}")
+        SELECTION_POLICIES.get(selection, field="selection")
+        if fallback is not None:
+            RESIZE_MODES.get(fallback, field="fallback")
         self.embedder = embedder
         self.detector = detector
         self.selection = selection
@@ -105,18 +111,21 @@ class FacePipeline:
         *,
         arch: str | None = None,
         embedding_size: int = 512,
-        aligned: bool = False,
-        mtcnn_weights: str | Path | None = None,
+        detector: str | None = "mtcnn",
         device: str | None = None,
         flip: bool = False,
         precision: str = "auto",
         **options: Any,
     ) -> FacePipeline:
         """A pipeline for a checkpoint / ONNX / insightface model (see
-        :func:`~faceforge.inference.embedding.load_embedder`) with an MTCNN detector, or none
-        when the inputs are ``aligned`` crops; ``options`` go to the constructor."""
-        from faceforge.inference.detection.mtcnn import MTCNN
+        :func:`~faceforge.inference.embedding.load_embedder`) with the detector a spec names
+        (``mtcnn``, ``mtcnn:DIR``, ``scrfd:PATH.onnx``; see
+        :func:`~faceforge.inference.detection.registry.build_detector`), or none (``None``)
+        when the inputs are aligned crops; ``options`` go to the constructor.
 
+        >>> FacePipeline.load("best.pt", detector="scrfd:det_10g.onnx")  # doctest: +SKIP
+        """
+        built = None if detector is None else build_detector(detector, device=device)
         embedder = load_embedder(
             model,
             arch=arch,
@@ -125,8 +134,7 @@ class FacePipeline:
             flip=flip,
             precision=precision,
         )
-        detector = None if aligned else MTCNN.from_weights(mtcnn_weights, device=device)
-        return cls(embedder, detector, **options)
+        return cls(embedder, built, **options)
 
     @property
     def threshold(self) -> Threshold:
@@ -192,7 +200,7 @@ class FacePipeline:
             return fit_image(array, self.embedder.input_size, self.fallback, name)
         raise DataError(
             f"{name}: no face found; for photos that are already face crops choose a "
-            f"fallback ({', '.join(RESIZE_MODES)})"
+            f"fallback ({', '.join(RESIZE_MODES.names())})"
         )
 
     def _crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
@@ -224,20 +232,32 @@ class FacePipeline:
         """Are these two photos the same person?"""
         return self.verify_pairs([(image_a, image_b)])[0]
 
-    def verify_pairs(self, pairs: Sequence[tuple[ImageLike, ImageLike]]) -> list[Verification]:
-        """Decisions for many pairs; each distinct image path is embedded once."""
+    def verify_pairs(
+        self, pairs: Sequence[tuple[ImageLike, ImageLike]], *, report_errors: bool = False
+    ) -> list[Verification]:
+        """Decisions for many pairs; each distinct image path is embedded once.
+
+        An image that cannot be used raises, unless ``report_errors``: then the pairs it is in
+        come back with its message in :attr:`Verification.error` and the others are decided.
+        """
         threshold = self.threshold
         flat = [image for pair in pairs for image in pair]
         keys = [str(x) if isinstance(x, (str, Path)) else f"#{i}" for i, x in enumerate(flat)]
         first: dict[str, ImageLike] = {}
         for key, image in zip(keys, flat, strict=True):
             first.setdefault(key, image)
-        embeddings = self.embed(list(first.values()))
+        unique = list(first.values())
+        if report_errors:
+            embeddings, errors = self.try_embed(unique)
+        else:
+            embeddings, errors = self.embed(unique), [None] * len(unique)
         row = {key: i for i, key in enumerate(first)}
         results = []
         for a, b in zip(keys[0::2], keys[1::2], strict=True):
+            error = errors[row[a]] or errors[row[b]]
             similarity = float(embeddings[row[a]] @ embeddings[row[b]])
-            results.append(Verification(similarity, threshold.accepts(similarity), threshold))
+            same = error is None and threshold.accepts(similarity)
+            results.append(Verification(similarity, same, threshold, error))
         return results
 
     def enroll(self, gallery: Gallery, name: str, images: Sequence[ImageLike]) -> None:

@@ -2,13 +2,15 @@
 
 This is the step that turns CelebA / LFW / CASIA-style photos into 112x112 training and
 evaluation data. The folder structure (``<identity>/<image>``) is mirrored into the output.
-Images are processed in chunks by worker processes (each with its own detector, one thread
-each); already aligned outputs are kept, so an interrupted run resumes where it stopped.
+Images are processed in chunks by worker processes (each builds its own detector from the
+spec, e.g. ``mtcnn`` or ``scrfd:PATH.onnx``, and runs one thread); already aligned outputs
+are kept, so an interrupted run resumes where it stopped.
 
-Policies: several faces -> keep the ``best``-scoring, ``largest`` or most ``central`` one, or
-``skip`` the image as ambiguous; no face -> ``skip``, or fit the whole image by
-``center-crop`` / ``letterbox`` / ``stretch`` (for photos that are already face crops). Every
-skipped file and its reason is listed in ``align_report.tsv`` in the output folder.
+Policies (:data:`MULTIPLE_FACE_POLICIES`, :data:`NO_FACE_POLICIES`): several faces -> keep
+the ``best``-scoring, ``largest`` or most ``central`` one, or ``skip`` the image as
+ambiguous; no face -> ``skip``, or fit the whole image by ``center-crop`` / ``letterbox`` /
+``stretch`` (for photos that are already face crops). Every skipped file and its reason is
+listed in ``align_report.tsv`` in the output folder.
 """
 
 from __future__ import annotations
@@ -19,14 +21,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faceforge.core.images import RESIZE_MODES, fit_image
-from faceforge.data.image_io import IMAGE_EXTENSIONS, encode_image, read_image
+import numpy as np
+
+from faceforge.core.images import RESIZE_MODES
+from faceforge.data.image_io import IMAGE_EXTENSIONS, encode_image, list_images, read_image
 from faceforge.errors import DataError
 from faceforge.inference.alignment import norm_crop, template_points
-from faceforge.inference.detection.base import SELECTION_POLICIES, select_face
+from faceforge.inference.detection.base import SELECTION_POLICIES, Detection
+from faceforge.inference.detection.registry import build_detector, parse_detector_spec
+from faceforge.registry import Registry
 
-MULTIPLE_FACE_POLICIES = (*SELECTION_POLICIES, "skip")
-NO_FACE_POLICIES = ("skip", *RESIZE_MODES)
+SKIP = "skip"
+
+
+def only_face(faces: Sequence[Detection], image_shape: tuple[int, ...]) -> Detection | None:
+    """The face of an image that shows exactly one; ``None`` makes an ambiguous image skipped."""
+    return faces[0] if len(faces) == 1 else None
+
+
+def leave_out(image: np.ndarray, height: int, width: int) -> np.ndarray | None:
+    """No crop: an image without a detected face is skipped."""
+    return None
+
+
+#: several faces -> a face selection policy, or ``skip`` the image as ambiguous
+MULTIPLE_FACE_POLICIES: Registry[Detection | None] = Registry.of(
+    "multiple-face policy",
+    {
+        **{name: SELECTION_POLICIES.get(name) for name in SELECTION_POLICIES.names()},
+        SKIP: only_face,
+    },
+)
+#: no face -> fit the whole image by a resize mode, or ``skip`` it
+NO_FACE_POLICIES: Registry[np.ndarray | None] = Registry.of(
+    "no-face policy",
+    {**{name: RESIZE_MODES.get(name) for name in RESIZE_MODES.names()}, SKIP: leave_out},
+)
 REPORT_FILE = "align_report.tsv"
 #: output formats written as they are; anything else is saved as PNG
 OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -35,21 +65,23 @@ CHUNK = 16
 
 @dataclass(frozen=True)
 class AlignOptions:
-    """How each image is aligned (picklable: sent to the worker processes)."""
+    """How each image is aligned (picklable: sent to the worker processes). ``multiple`` and
+    ``no_face`` name policies, ``detector`` is a detector spec (see
+    :func:`~faceforge.inference.detection.registry.build_detector`); unknown names raise
+    UnknownChoiceError."""
 
     size: tuple[int, int] = (112, 112)
     template: str = "arcface"
     multiple: str = "largest"
-    no_face: str = "skip"
+    no_face: str = SKIP
     min_face_size: float = 20.0
-    mtcnn_weights: str | None = None
+    detector: str = "mtcnn"
     device: str | None = "cpu"
 
     def __post_init__(self) -> None:
-        if self.multiple not in MULTIPLE_FACE_POLICIES:
-            raise DataError(f"--multiple must be one of {MULTIPLE_FACE_POLICIES}")
-        if self.no_face not in NO_FACE_POLICIES:
-            raise DataError(f"--no-face must be one of {NO_FACE_POLICIES}")
+        MULTIPLE_FACE_POLICIES.get(self.multiple, field="--multiple")
+        NO_FACE_POLICIES.get(self.no_face, field="--no-face")
+        parse_detector_spec(self.detector)
         try:
             template_points(self.size, self.template)
         except ValueError as exc:
@@ -78,15 +110,6 @@ class AlignReport:
         )
 
 
-def list_images(root: Path) -> list[Path]:
-    """Image files under ``root`` (recursively), relative to it, sorted."""
-    return sorted(
-        p.relative_to(root)
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-
-
 def output_path(dst: Path, relative: Path) -> Path:
     suffix = relative.suffix.lower()
     return dst / (relative if suffix in OUTPUT_EXTENSIONS else relative.with_suffix(".png"))
@@ -95,12 +118,13 @@ def output_path(dst: Path, relative: Path) -> Path:
 class _Worker:
     """Aligns chunks of files; one per process, the detector built once."""
 
-    def __init__(self, src: Path, dst: Path, options: AlignOptions) -> None:
-        from faceforge.inference.detection.mtcnn import MTCNN
-
+    def __init__(self, src: Path, dst: Path, options: AlignOptions, threads: int = 0) -> None:
         self.src, self.dst, self.options = src, dst, options
-        self.detector = MTCNN.from_weights(
-            options.mtcnn_weights, device=options.device, min_face_size=options.min_face_size
+        self.detector = build_detector(
+            options.detector,
+            device=options.device,
+            min_face_size=options.min_face_size,
+            threads=threads,
         )
 
     def run(self, chunk: Sequence[Path]) -> list[tuple[str, str, str]]:
@@ -119,21 +143,20 @@ class _Worker:
             results.append(self._save(relative, image, faces))
         return results
 
-    def _save(self, relative: Path, image: Any, faces: list) -> tuple[str, str, str]:
+    def _save(
+        self, relative: Path, image: np.ndarray, faces: list[Detection]
+    ) -> tuple[str, str, str]:
         options = self.options
-        outcome = "aligned"
-        if len(faces) > 1:
-            if options.multiple == "skip":
-                return str(relative), "skipped", f"{len(faces)} faces found"
-            outcome = "several"
-        policy = "best" if options.multiple == "skip" else options.multiple
-        face = select_face(faces, image.shape, policy)
+        face = MULTIPLE_FACE_POLICIES.get(options.multiple)(faces, image.shape)
         if face is not None:
             crop = norm_crop(image, face.landmarks, options.size, options.template)
-        elif options.no_face == "skip":
-            return str(relative), "skipped", "no face found"
+            outcome = "several" if len(faces) > 1 else "aligned"
+        elif faces:
+            return str(relative), "skipped", f"{len(faces)} faces found"
         else:
-            crop = fit_image(image, options.size, options.no_face, str(relative))
+            crop = NO_FACE_POLICIES.get(options.no_face)(image, *options.size)
+            if crop is None:
+                return str(relative), "skipped", "no face found"
             outcome = "fallback"
         target = output_path(self.dst, relative)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +164,7 @@ class _Worker:
         return str(relative), outcome, ""
 
 
-_WORKER: _Worker | None = None
+_WORKER: _Worker | Exception | None = None
 
 
 def _init_worker(src: Path, dst: Path, options: AlignOptions) -> None:
@@ -149,10 +172,15 @@ def _init_worker(src: Path, dst: Path, options: AlignOptions) -> None:
 
     torch.set_num_threads(1)
     global _WORKER
-    _WORKER = _Worker(src, dst, options)
+    try:
+        _WORKER = _Worker(src, dst, options, threads=1)
+    except Exception as exc:  # a pool whose initializer raises restarts it forever
+        _WORKER = exc
 
 
 def _run_chunk(chunk: Sequence[Path]) -> list[tuple[str, str, str]]:
+    if isinstance(_WORKER, Exception):
+        raise _WORKER  # the parent sees why the detector could not be built
     assert _WORKER is not None
     return _WORKER.run(chunk)
 
@@ -180,7 +208,7 @@ def align_dataset(
         raise DataError(f"{src}: source folder does not exist")
     if src.resolve() == dst.resolve():
         raise DataError("the output folder must differ from the source folder")
-    files = list_images(src)
+    files = [path.relative_to(src) for path in list_images(src, recursive=True)]
     if not files:
         raise DataError(f"{src}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
     report = AlignReport()

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from faceforge.core.images import fit_image, load_images
-from faceforge.errors import DataError
+from faceforge.core.images import RESIZE_MODES, fit_image, load_images
+from faceforge.errors import DataError, UnknownChoiceError
 
 
 def _wide() -> np.ndarray:
@@ -34,10 +34,24 @@ def test_stretch_and_center_crop():
 def test_exact_size_passes_and_others_need_a_mode():
     image = np.zeros((112, 112, 3), np.uint8)
     assert fit_image(image, (112, 112), None, "x") is image
-    with pytest.raises(DataError, match="x: image is 100x50"):
+    message = r"x: image is 100x50 .* resize mode \(center-crop, letterbox, stretch\)"
+    with pytest.raises(DataError, match=message):
         fit_image(_wide(), (112, 112), None, "x")
-    with pytest.raises(DataError, match="unknown resize mode"):
+
+
+def test_resize_modes_are_a_registry():
+    assert RESIZE_MODES.names() == ["center-crop", "letterbox", "stretch"]
+    for name in RESIZE_MODES.names():
+        fitted = fit_image(_wide(), (40, 60), name, "w")
+        assert fitted.shape == (40, 60, 3) and fitted.dtype == np.uint8
+        np.testing.assert_array_equal(fitted, RESIZE_MODES.get(name)(_wide(), 40, 60))
+    message = "unknown resize mode 'zoom'; valid choices: center-crop, letterbox, stretch"
+    with pytest.raises(UnknownChoiceError, match=message):
         fit_image(_wide(), (112, 112), "zoom", "x")
+    with pytest.raises(UnknownChoiceError, match="zoom"):  # even when no resizing is needed
+        fit_image(np.zeros((112, 112, 3), np.uint8), (112, 112), "zoom", "x")
+    with pytest.raises(UnknownChoiceError, match="zoom"):  # before anything is decoded
+        load_images([b"not decoded"], ["a"], resize="zoom")
 
 
 def test_load_images_in_threads_matches_serial():

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from faceforge.data.dataset import EpochSampler, FaceDataset, collate_faces
-from faceforge.data.image_io import decode_image, encode_image, read_image
+from faceforge.data.image_io import (
+    decode_image,
+    encode_image,
+    identity_folders,
+    list_images,
+    read_image,
+)
 from faceforge.data.readers import ImageFolderReader, ListFileReader, SyntheticReader
 from faceforge.data.synthetic import SyntheticFaces
 from faceforge.data.transforms import Compose
@@ -44,6 +50,40 @@ def test_empty_or_missing_folder(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     with pytest.raises(DataError, match="no images"):
         ImageFolderReader(tmp_path)
+
+
+def test_list_images_sorted_by_extension_in_any_case(tmp_path: Path) -> None:
+    for name in ("b.PNG", "a.jpg", "c.Jpeg", "notes.txt", "x.jpg/inner.png", "sub/d.webp"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"listing does not decode")
+    (tmp_path / "empty.bmp").mkdir()  # a folder with an image's name is not an image
+    assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG", "c.Jpeg"]
+    nested = list_images(tmp_path, recursive=True)
+    assert [p.relative_to(tmp_path).as_posix() for p in nested] == [
+        "a.jpg",
+        "b.PNG",
+        "c.Jpeg",
+        "sub/d.webp",
+        "x.jpg/inner.png",
+    ]
+    with pytest.raises(DataError, match="missing: image folder does not exist"):
+        list_images(tmp_path / "missing")
+
+
+def test_identity_folders_keep_empty_identities(folder: Path) -> None:
+    (folder / "carol").mkdir()  # no images yet: still a class, so labels stay stable
+    (folder / "readme.md").write_text("not an identity")
+    people = identity_folders(folder)
+    assert [(name, [p.name for p in files]) for name, files in people] == [
+        ("alice", ["0.png", "1.png", "2.png"]),
+        ("bob", ["0.png", "1.png", "2.png"]),
+        ("carol", []),
+    ]
+    reader = ImageFolderReader(folder)
+    assert reader.classes == ["alice", "bob", "carol"] and reader.num_classes == 2
+    assert reader.paths == [path for _, files in people for path in files]
+    with pytest.raises(DataError, match="does not exist; expected"):
+        identity_folders(folder / "nobody")
 
 
 def test_list_file(folder: Path, tmp_path: Path) -> None:
@@ -100,7 +140,7 @@ def test_dataset_skips_and_counts_corrupt_images(folder: Path) -> None:
         strict[4]
     lenient = FaceDataset(reader, Compose(()), skip_corrupt=True)
     batch = collate_faces([lenient[i] for i in range(6)])
-    assert batch.skipped == 1
+    assert batch.skipped == (4,)
     assert batch.images.shape == (5, 3, 112, 112)
     assert batch.labels.tolist() == [0, 0, 0, 1, 1]
 

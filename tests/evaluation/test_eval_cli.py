@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from faceforge.cli import main
-from faceforge.config import config_to_dict, load_config
-from faceforge.core.checkpoint import load_backbone, save_checkpoint
-from faceforge.core.preprocess import Preprocess
+from faceforge.config import load_config
+from faceforge.core.checkpoint import Checkpoint, load_backbone
+from faceforge.core.images import RESIZE_MODES
+from faceforge.core.precision import PRECISIONS
 from faceforge.data.synthetic import synthetic_verification_set
 from faceforge.data.verification_set import VerificationSet
 from faceforge.evaluation.bin_format import write_bin
@@ -36,15 +37,8 @@ def checkpoint(tmp_path_factory):
     model = build_backbone("mobilefacenet", embedding_size=32).eval()
     recorded = evaluate_model(model, synthetic_verification_set(cfg.data.synthetic), batch_size=128)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(
-        path,
-        {
-            "backbone": model.state_dict(),
-            "config": config_to_dict(cfg),
-            "preprocess": Preprocess().to_dict(),
-            "metrics": {"synthetic": recorded.to_dict()},
-        },
-    )
+    metrics = {"synthetic": recorded.to_dict()}
+    Checkpoint(config=cfg, backbone=model.state_dict(), metrics=metrics).save(path)
     return path, recorded
 
 
@@ -220,3 +214,38 @@ def test_pack_bin_reports_missing_images(tmp_path, capsys) -> None:
     assert code == 2
     assert "Nobody_Here" in capsys.readouterr().err
     assert not (tmp_path / "x.bin").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "pack-bin", "identify-bench"])
+def test_choices_come_from_the_registries(command, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    if command != "identify-bench":
+        assert "--resize {" + ",".join(RESIZE_MODES.names()) + "}" in text
+    if command != "pack-bin":
+        assert "--precision {" + ",".join(PRECISIONS.names()) + "}" in text
+
+
+def test_unknown_resize_mode_is_refused_before_any_work(checkpoint, capsys) -> None:
+    path, _ = checkpoint
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--checkpoint", str(path), "--synthetic", "--resize", "zoom"])
+    assert info.value.code == 2
+    assert "invalid choice: 'zoom'" in capsys.readouterr().err
+
+
+def test_pack_bin_from_a_tsv_pair_list_with_header(tmp_path) -> None:
+    from faceforge.evaluation.bin_format import load_bin
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (3, 112, 112, 3), dtype=np.uint8)
+    for i, image in enumerate(images):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), image[:, :, ::-1])
+    (tmp_path / "pairs.tsv").write_text("img_a\timg_b\tsame\n0.png\t1.png\t0\n2.png\t2.png\t1\n")
+    out = tmp_path / "list.bin"
+    argv = ["pack-bin", str(out), "--pair-list", str(tmp_path / "pairs.tsv"), "--ext", ".png"]
+    assert main(argv) == 0
+    vset = load_bin(out)
+    assert vset.issame.tolist() == [False, True]
+    np.testing.assert_array_equal(vset.images, images[[0, 1, 2, 2]])

@@ -1,4 +1,5 @@
-"""LFW pairs.txt and CSV/TSV pair lists: parsing, missing-file reports, loading, .bin export."""
+"""LFW pairs.txt and CSV/TSV pair lists (labelled or not): parsing, missing-file reports,
+loading, .bin export."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from faceforge.errors import DataError
 from faceforge.evaluation.bin_format import load_bin, write_bin
-from faceforge.evaluation.pairs import PairList, read_lfw_pairs, read_pair_list
+from faceforge.evaluation.pairs import Pair, PairList, read_lfw_pairs, read_pair_list, read_pairs
 
 
 def _write_image(path: Path, value: int, size: int = 112) -> np.ndarray:
@@ -119,3 +120,50 @@ def test_real_lfw_view1_pairs(shared_data):
 def test_real_celeba_pair_list(shared_data):
     plist = read_pair_list(shared_data / "celeba-wild-pairs.tsv", shared_data / "celeba-wild")
     assert len(plist) == 2000 and plist.issame.sum() == 1000
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t", ";", "|"])
+def test_one_parser_for_labelled_and_unlabelled_lists(tmp_path, lfw_dir, delimiter):
+    rows = [
+        ["path_a", "path_b", "same"],
+        ["Ann_Lee/Ann_Lee_0001.png", "Ann_Lee/Ann_Lee_0002.png", "yes"],
+        ["", "", ""],
+        ["Ann_Lee/Ann_Lee_0002.png", "Bob/Bob_0003.bmp", "False", "note"],
+    ]
+    listing = lfw_dir / "list.txt"
+    listing.write_text("\n".join(delimiter.join(row) for row in rows) + "\n")
+    first, second = (lfw_dir / "Ann_Lee" / f"Ann_Lee_000{n}.png" for n in (1, 2))
+    bob = lfw_dir / "Bob" / "Bob_0003.bmp"
+    assert read_pairs(listing) == [Pair(first, second, True), Pair(second, bob, False)]
+    # unlabelled: the third column is ignored; the header is the row naming no existing file
+    assert read_pairs(listing, labelled=False) == [Pair(first, second), Pair(second, bob)]
+    assert read_pairs(listing, root=tmp_path, labelled=False)[0].a == tmp_path / rows[1][0]
+
+
+def test_unlabelled_lists(tmp_path, lfw_dir):
+    existing = lfw_dir / "Bob" / "Bob_0003.bmp"
+    listing = tmp_path / "pairs.tsv"
+    listing.write_text(f"{existing}\tmissing_a.jpg\nmissing_b.jpg\tmissing_c.jpg\n")
+    pairs = read_pairs(listing, labelled=False)  # one existing file: not a header
+    assert pairs == [
+        Pair(existing, tmp_path / "missing_a.jpg"),
+        Pair(tmp_path / "missing_b.jpg", tmp_path / "missing_c.jpg"),  # reported when used
+    ]
+    listing.write_text("image_a,image_b\nonly_one_column.jpg\n")
+    with pytest.raises(DataError, match=r"pairs.tsv:2: expected 'path_a,path_b', got \["):
+        read_pairs(listing, labelled=False)
+    listing.write_text("image_a,image_b\n\n")
+    with pytest.raises(DataError, match="no pairs found"):
+        read_pairs(listing, labelled=False)
+    with pytest.raises(DataError, match="cannot read pair list"):
+        read_pairs(tmp_path / "none.csv", labelled=False)
+
+
+def test_labelled_lists_need_the_label(tmp_path):
+    listing = tmp_path / "pairs.csv"
+    listing.write_text("a.png,b.png,1\nc.png,d.png\n")
+    message = r"pairs.csv:2: expected 'path_a,path_b,same' with same in 1/0/true/false/yes/no"
+    with pytest.raises(DataError, match=message):
+        read_pairs(listing)
+    # unlabelled, a first row naming no existing file reads as a header
+    assert read_pairs(listing, labelled=False) == [Pair(tmp_path / "c.png", tmp_path / "d.png")]

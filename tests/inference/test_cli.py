@@ -5,11 +5,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import faceforge.cli as cli
 from faceforge.data.image_io import read_image
+from faceforge.inference.alignment import ARCFACE_TEMPLATE
+from faceforge.inference.detection.mtcnn import find_mtcnn_weights
 from faceforge.inference.matching.gallery import Gallery
+from faceforge.inference.pipeline import FacePipeline
 
 
 @pytest.fixture()
@@ -150,3 +154,93 @@ def test_align_command(run, lfw_images: list[Path], tmp_path: Path) -> None:
     status, out, _ = run("align", src, tmp_path / "dst", "--no-progress")
     assert status == 0 and "aligned 1 images" in out
     assert read_image(tmp_path / "dst" / "person" / lfw_images[0].name).shape == (112, 112, 3)
+
+
+def test_verify_with_scrfd_on_real_photos(
+    run, tiny_checkpoint: Path, lfw_images: list[Path], scrfd_model: Path
+) -> None:
+    detector = f"scrfd:{scrfd_model}"
+    options = ("--checkpoint", tiny_checkpoint, "--detector", detector, "--device", "cpu")
+    status, out, _ = run("verify", lfw_images[0], lfw_images[0], *options)
+    assert status == 0 and "similarity 1.0000: same person" in out
+    status, out, _ = run("verify", lfw_images[0], lfw_images[1], *options)
+    pipeline = FacePipeline.load(tiny_checkpoint, detector=detector, device="cpu")
+    expected = pipeline.verify(lfw_images[0], lfw_images[1]).similarity
+    assert status == 0 and out.startswith(f"similarity {expected:.4f}: ")
+
+
+def test_align_with_scrfd_puts_the_landmarks_on_the_template(
+    run, mtcnn, lfw_images: list[Path], scrfd_model: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    (src / "people").mkdir(parents=True)
+    for path in lfw_images[:2]:
+        shutil.copy(path, src / "people")
+    detector = f"scrfd:{scrfd_model}"
+    status, out, _ = run("align", src, tmp_path / "dst", "--detector", detector, "--no-progress")
+    assert status == 0 and "aligned 2 images" in out
+    for path in lfw_images[:2]:
+        crop = read_image(tmp_path / "dst" / "people" / path.name)
+        assert crop.shape == (112, 112, 3)
+        # an independent detector finds the face's points near the ArcFace template (a
+        # similarity transform fits five points of a turned head only roughly: the nose most)
+        distances = np.linalg.norm(mtcnn.detect(crop)[0].landmarks - ARCFACE_TEMPLATE, axis=1)
+        assert distances.mean() < 4 and distances.max() < 8, (path, distances)
+
+
+def test_mtcnn_weights_means_a_mtcnn_spec(
+    run, tiny_checkpoint: Path, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    weights = find_mtcnn_weights()
+    image = lfw_images[0]
+    status, out, _ = run(
+        "verify", image, image, "--checkpoint", tiny_checkpoint, "--mtcnn-weights", weights
+    )
+    assert status == 0 and "same person" in out
+    status, out, _ = run(
+        "verify", image, image, "--checkpoint", tiny_checkpoint, "--detector", f"mtcnn:{weights}"
+    )
+    assert status == 0 and "same person" in out
+    status, _, err = run(
+        "verify", image, image, "--checkpoint", tiny_checkpoint, "--mtcnn-weights", tmp_path
+    )
+    assert status == 2 and "MTCNN weights" in err and "not found" in err
+    both = ("--mtcnn-weights", weights, "--detector", "scrfd:x.onnx")
+    status, _, err = run("align", tmp_path, tmp_path / "out", *both)
+    assert status == 2 and "cannot be combined with --detector scrfd:x.onnx" in err
+
+
+def test_bad_detector_specs_are_one_line_errors(
+    run, tiny_checkpoint: Path, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    images = (lfw_images[0], lfw_images[1], "--checkpoint", tiny_checkpoint)
+    status, _, err = run("verify", *images, "--detector", "retinaface")
+    assert status == 2
+    assert "unknown detector --detector='retinaface'; valid choices: mtcnn, scrfd" in err
+    status, _, err = run("verify", *images, "--detector", "scrfd")
+    assert status == 2 and "write scrfd:PATH.onnx" in err
+    status, _, err = run("verify", *images, "--detector", f"scrfd:{tmp_path / 'none.onnx'}")
+    assert status == 2 and "none.onnx' does not exist" in err
+    status, _, err = run("align", tmp_path, tmp_path / "out", "--detector", "dlib")
+    assert status == 2 and "valid choices: mtcnn, scrfd" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("verify", ["mtcnn:DIR", "scrfd:PATH.onnx", "{best,central,largest}"]),
+        ("verify", ["{center-crop,letterbox,stretch}", "{auto,bf16,fp16,fp32}"]),
+        ("enroll", ["--detector SPEC", "{flat,hnsw,ivf}", "{mean,all}"]),
+        ("search", ["--detector SPEC", "mtcnn:DIR"]),
+        ("align", ["{best,central,largest,skip}", "{center-crop,letterbox,skip,stretch}"]),
+        ("align", ["--detector SPEC", "scrfd:PATH.onnx"]),
+    ],
+)
+def test_help_shows_the_registered_choices(
+    run, capsys: pytest.CaptureFixture, command: str, shown: list[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        run(command, "--help")
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps long lines
+    for choice in shown:
+        assert choice in text

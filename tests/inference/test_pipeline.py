@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from faceforge.data.image_io import read_image
-from faceforge.errors import CheckpointError, DataError
+from faceforge.errors import CheckpointError, ConfigError, DataError, UnknownChoiceError
 from faceforge.inference.alignment import ARCFACE_TEMPLATE, estimate_norm
+from faceforge.inference.detection.mtcnn import MTCNN
+from faceforge.inference.detection.scrfd import SCRFD
 from faceforge.inference.embedding import load_embedder
 from faceforge.inference.matching.gallery import Gallery
 from faceforge.inference.pipeline import UNKNOWN, FacePipeline
@@ -134,3 +136,42 @@ def test_enroll_and_search(pipeline: FacePipeline, lfw_images: list[Path]) -> No
     other = Gallery(embedder.embedding_size, "another-model")
     with pytest.raises(CheckpointError, match="fingerprint"):
         pipeline.search(lfw_images[0], other)
+
+
+def test_load_builds_the_detector_its_spec_names(
+    tiny_checkpoint: Path, scrfd_model: Path, lfw_images: list[Path]
+) -> None:
+    scrfd = FacePipeline.load(tiny_checkpoint, detector=f"scrfd:{scrfd_model}", device="cpu")
+    assert isinstance(scrfd.detector, SCRFD)
+    assert scrfd.verify(lfw_images[0], lfw_images[0]).similarity == pytest.approx(1.0, abs=1e-5)
+    assert isinstance(FacePipeline.load(tiny_checkpoint, device="cpu").detector, MTCNN)
+    crops = FacePipeline.load(tiny_checkpoint, detector=None, device="cpu")
+    assert crops.detector is None
+    with pytest.raises(UnknownChoiceError, match="valid choices: mtcnn, scrfd"):
+        FacePipeline.load(tiny_checkpoint, detector="dlib", device="cpu")
+    with pytest.raises(ConfigError, match="scrfd:PATH.onnx"):
+        FacePipeline.load(tiny_checkpoint, detector="scrfd", device="cpu")
+
+
+def test_unknown_policies_list_the_choices(pipeline: FacePipeline) -> None:
+    with pytest.raises(UnknownChoiceError, match="selection='biggest'; valid choices: best,"):
+        FacePipeline(pipeline.embedder, selection="biggest")
+    with pytest.raises(UnknownChoiceError, match="fallback='pad'; valid choices: center-crop,"):
+        FacePipeline(pipeline.embedder, fallback="pad")
+
+
+def test_verify_pairs_reports_failures_when_asked(
+    pipeline: FacePipeline, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"garbage")
+    pairs = [(lfw_images[0], lfw_images[1]), (broken, lfw_images[0]), (lfw_images[1], broken)]
+    with pytest.raises(DataError, match="broken.jpg"):
+        pipeline.verify_pairs(pairs)
+    good, *failed = pipeline.verify_pairs(pairs, report_errors=True)
+    expected = pipeline.verify(lfw_images[0], lfw_images[1])
+    assert good.error is None and good.similarity == pytest.approx(expected.similarity, abs=1e-6)
+    assert good.same == expected.same
+    for result in failed:
+        assert "broken.jpg: not a readable image" in result.error
+        assert np.isnan(result.similarity) and not result.same

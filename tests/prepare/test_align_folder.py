@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from faceforge.data.image_io import encode_image, read_image
-from faceforge.errors import DataError
-from faceforge.prepare.align_folder import REPORT_FILE, AlignOptions, align_dataset
+from faceforge.errors import CheckpointError, DataError, UnknownChoiceError
+from faceforge.prepare.align_folder import (
+    MULTIPLE_FACE_POLICIES,
+    NO_FACE_POLICIES,
+    REPORT_FILE,
+    AlignOptions,
+    align_dataset,
+)
 
 
 @pytest.fixture()
@@ -83,7 +89,34 @@ def test_bad_arguments(tmp_path: Path) -> None:
         align_dataset(tmp_path / "empty", tmp_path / "out", progress=False)
     with pytest.raises(DataError, match="must differ"):
         align_dataset(tmp_path / "empty", tmp_path / "empty", progress=False)
-    with pytest.raises(DataError, match="--multiple"):
-        AlignOptions(multiple="random")
     with pytest.raises(DataError, match="no arcface template"):
         AlignOptions(size=(100, 100))
+
+
+def test_policies_and_detectors_are_registered_names() -> None:
+    assert MULTIPLE_FACE_POLICIES.names() == ["best", "central", "largest", "skip"]
+    assert NO_FACE_POLICIES.names() == ["center-crop", "letterbox", "skip", "stretch"]
+    expected = {
+        "multiple": "unknown multiple-face policy --multiple='random'; valid choices: "
+        "best, central, largest, skip",
+        "no_face": "unknown no-face policy --no-face='random'; valid choices: "
+        "center-crop, letterbox, skip, stretch",
+        "detector": "unknown detector --detector='random'; valid choices: mtcnn, scrfd",
+    }
+    for field, message in expected.items():
+        with pytest.raises(UnknownChoiceError) as info:
+            AlignOptions(**{field: "random"})
+        assert str(info.value) == message
+    assert AlignOptions(detector="scrfd:det.onnx").detector == "scrfd:det.onnx"  # built later
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_detector_that_cannot_be_built_fails_the_run(tmp_path: Path, workers: int) -> None:
+    """Worker processes report the error instead of being restarted forever."""
+    (tmp_path / "src" / "p").mkdir(parents=True)
+    image = encode_image(np.zeros((64, 64, 3), np.uint8), ".png")
+    for name in ("a.png", "b.png"):
+        (tmp_path / "src" / "p" / name).write_bytes(image)
+    options = AlignOptions(detector=f"scrfd:{tmp_path / 'missing.onnx'}")
+    with pytest.raises(CheckpointError, match="missing.onnx' does not exist"):
+        align_dataset(tmp_path / "src", tmp_path / "dst", options, workers=workers, progress=False)

@@ -9,12 +9,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from faceforge.registry import Registry
+
 #: order of the five landmarks in :attr:`Detection.landmarks` (subject's left eye is on the
 #: image's right; "left" here means image left, as in insightface and MTCNN)
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-
-#: how to pick one face from several: highest score, biggest box, or closest to the centre
-SELECTION_POLICIES = ("best", "largest", "central")
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,31 @@ class Detector(Protocol):
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]: ...
 
 
+def best_scoring(faces: Sequence[Detection], image_shape: tuple[int, ...]) -> Detection | None:
+    """The face the detector is surest of."""
+    return max(faces, key=lambda d: d.score, default=None)
+
+
+def largest(faces: Sequence[Detection], image_shape: tuple[int, ...]) -> Detection | None:
+    """The face with the biggest box (usually the subject of a portrait)."""
+    return max(faces, key=lambda d: d.area, default=None)
+
+
+def most_central(faces: Sequence[Detection], image_shape: tuple[int, ...]) -> Detection | None:
+    """The face whose box centre is closest to the image centre."""
+    cy, cx = image_shape[0] / 2, image_shape[1] / 2
+    return min(faces, key=lambda d: (d.center[0] - cx) ** 2 + (d.center[1] - cy) ** 2, default=None)
+
+
+#: how to pick one face from several: name -> function of (faces, image shape), None if no face
+SELECTION_POLICIES: Registry[Detection | None] = Registry.of(
+    "face selection policy", {"best": best_scoring, "largest": largest, "central": most_central}
+)
+
+
 def select_face(
     detections: Sequence[Detection], image_shape: tuple[int, ...], policy: str = "best"
 ) -> Detection | None:
-    """Pick one face by ``policy`` (see :data:`SELECTION_POLICIES`); ``None`` if there is none."""
-    if policy not in SELECTION_POLICIES:
-        raise ValueError(f"selection policy must be one of {SELECTION_POLICIES}, got {policy!r}")
-    if not detections:
-        return None
-    if policy == "best":
-        return max(detections, key=lambda d: d.score)
-    if policy == "largest":
-        return max(detections, key=lambda d: d.area)
-    cy, cx = image_shape[0] / 2, image_shape[1] / 2
-    return min(detections, key=lambda d: (d.center[0] - cx) ** 2 + (d.center[1] - cy) ** 2)
+    """Pick one face by ``policy`` (a :data:`SELECTION_POLICIES` name; an unknown one raises
+    :class:`~faceforge.errors.UnknownChoiceError`); ``None`` if there is none."""
+    return SELECTION_POLICIES.get(policy, field="selection")(detections, image_shape)

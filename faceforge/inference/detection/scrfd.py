@@ -48,7 +48,9 @@ def distance_to_points(centers: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 class SCRFD:
     """A :class:`~faceforge.inference.detection.base.Detector` for SCRFD ONNX files with keypoints.
 
-    ``input_size`` (width, height) is used when the graph's input size is dynamic.
+    ``input_size`` (width, height) is used when the graph's input size is dynamic; faces whose
+    box is narrower or shorter than ``min_face_size`` pixels are dropped; ``threads`` bounds
+    ONNX Runtime's intra-op threads (0: its default, one per core).
     """
 
     def __init__(
@@ -58,16 +60,20 @@ class SCRFD:
         input_size: tuple[int, int] = (640, 640),
         score_threshold: float = 0.5,
         nms_threshold: float = 0.4,
+        min_face_size: float = 0.0,
         providers: list[str] | None = None,
+        threads: int = 0,
     ) -> None:
         import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"SCRFD model {str(path)!r} does not exist")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(
-                str(path), providers=providers or ["CPUExecutionProvider"]
+                str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise CheckpointError(f"{path}: not a loadable ONNX model ({exc})") from None
@@ -86,6 +92,7 @@ class SCRFD:
         self.input_size = (width, height) if fixed else tuple(input_size)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
+        self.min_face_size = min_face_size
 
     def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         width, height = self.input_size
@@ -120,8 +127,11 @@ class SCRFD:
         boxes = np.concatenate(all_boxes) / scale
         points = np.concatenate(all_points) / scale
         kept = nms(torch.from_numpy(boxes), torch.from_numpy(scores), self.nms_threshold).numpy()
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         return [
-            Detection(tuple(float(v) for v in boxes[i]), float(scores[i]), points[i]) for i in kept
+            Detection(tuple(float(v) for v in boxes[i]), float(scores[i]), points[i])
+            for i in kept
+            if sides[i] >= self.min_face_size
         ]
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:

@@ -1,8 +1,9 @@
-"""Matching embeddings: decision thresholds (1:1) and FAISS galleries (1:N)."""
+"""Matching embeddings: decision thresholds (1:1), FAISS indexes and galleries (1:N)."""
 
 from __future__ import annotations
 
 from faceforge.inference.matching.gallery import Gallery, Match
+from faceforge.inference.matching.index import INDEX_TYPES, IndexSettings
 from faceforge.inference.matching.threshold import Threshold
 
-__all__ = ["Gallery", "Match", "Threshold"]
+__all__ = ["INDEX_TYPES", "Gallery", "IndexSettings", "Match", "Threshold"]

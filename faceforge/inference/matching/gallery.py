@@ -2,9 +2,9 @@
 
 Embeddings are L2-normalised, so inner product is cosine similarity. The index is exact
 (``flat``) by default; ``ivf`` (inverted lists) and ``hnsw`` (graph) trade exactness for speed
-on large galleries. Each person is stored either as the normalised mean of their embeddings
-(``mode="mean"``, one vector per person) or as every embedding (``mode="all"``, a query
-scores a person by their closest image).
+on large galleries (see :mod:`~faceforge.inference.matching.index`). Each person is stored
+either as the normalised mean of their embeddings (``mode="mean"``, one vector per person) or
+as every embedding (``mode="all"``, a query scores a person by their closest image).
 
 The gallery keeps every enrolled embedding, so people can be added or removed without
 re-embedding anyone: flat and IVF indexes are updated in place (FAISS ``IndexIDMap2``); an
@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,19 @@ import numpy as np
 from faceforge.core.vectors import l2_normalize
 from faceforge.errors import CheckpointError, DataError, FormatError
 from faceforge.files import atomic_write_bytes
+from faceforge.inference.matching.index import (
+    APPEND_ONLY,
+    INDEX_TYPES,
+    IndexSettings,
+    apply_settings,
+    build_index,
+    list_count,
+)
 
 GALLERY_FORMAT = "faceforge-gallery"
 GALLERY_VERSION = 1
 METADATA_FILE = "gallery.json"
-INDEX_TYPES = ("flat", "ivf", "hnsw")
+#: how a person is stored: the mean of their embeddings, or every embedding
 MODES = ("mean", "all")
 
 
@@ -49,6 +56,10 @@ class Match:
 
 class Gallery:
     """Enrolled people searchable by face embedding.
+
+    ``index_type`` is an :data:`~faceforge.inference.matching.index.INDEX_TYPES` name tuned by
+    ``nlist``, ``nprobe`` and ``hnsw_m`` (see :class:`IndexSettings`); ``mode`` is one of
+    :data:`MODES` (see the module docs).
 
     >>> gallery = Gallery(embedding_size=512, fingerprint=embedder.fingerprint)  # doctest: +SKIP
     >>> gallery.add("alice", embedder.embed(alice_faces))  # doctest: +SKIP
@@ -68,8 +79,7 @@ class Gallery:
         nprobe: int = 8,
         hnsw_m: int = 32,
     ) -> None:
-        if index_type not in INDEX_TYPES:
-            raise ValueError(f"index type must be one of {INDEX_TYPES}, got {index_type!r}")
+        INDEX_TYPES.get(index_type, field="index_type")
         if mode not in MODES:
             raise ValueError(f"gallery mode must be one of {MODES}, got {mode!r}")
         self.embedding_size = int(embedding_size)
@@ -77,10 +87,7 @@ class Gallery:
         self.index_type = index_type
         self.mode = mode
         self.model = model
-        #: IVF list count; 0 picks about sqrt(number of vectors) when the index is built
-        self.nlist = nlist
-        self.nprobe = nprobe
-        self.hnsw_m = hnsw_m
+        self.settings = IndexSettings(nlist, nprobe, hnsw_m)
         self._embeddings: dict[str, np.ndarray] = {}
         self._ids: dict[str, list[int]] = {}
         self._owner: dict[int, str] = {}
@@ -159,8 +166,8 @@ class Gallery:
         for i in ids:
             del self._owner[i]
         if self._index is not None and ids:
-            if self.index_type == "hnsw":
-                self._index = None  # HNSW cannot delete: rebuilt from embeddings when needed
+            if self.index_type in APPEND_ONLY:
+                self._index = None  # rebuilt from the stored embeddings when next needed
             else:
                 self._index.remove_ids(np.asarray(ids, dtype=np.int64))
         self._ids[name] = []
@@ -170,26 +177,10 @@ class Gallery:
         vectors = [self._index_vectors(n) for n in self.names]
         ids = [np.asarray(self._ids[n], dtype=np.int64) for n in self.names]
         data = np.concatenate(vectors) if vectors else np.zeros((0, self.embedding_size), "f4")
-        dim = self.embedding_size
-        if self.index_type == "flat":
-            inner: faiss.Index = faiss.IndexFlatIP(dim)
-        elif self.index_type == "hnsw":
-            inner = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        else:
-            nlist = self.nlist or max(1, int(np.sqrt(len(data))))
-            if len(data) < nlist:
-                raise DataError(
-                    f"an IVF index with {nlist} lists needs at least {nlist} enrolled vectors, "
-                    f"the gallery has {len(data)}; use the flat index or fewer lists"
-                )
-            quantizer = faiss.IndexFlatIP(dim)
-            inner = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            inner.train(data)
-            inner.nprobe = min(self.nprobe, nlist)
-            self.nlist = nlist
-        index = faiss.IndexIDMap2(inner)
-        if len(data):
-            index.add_with_ids(data, np.concatenate(ids))
+        ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        index = build_index(self.index_type, data, ids_all, self.settings)
+        # an automatic IVF list count is fixed once chosen
+        self.settings = replace(self.settings, nlist=list_count(index) or self.settings.nlist)
         return index
 
     def _ensure_index(self) -> faiss.Index:
@@ -232,12 +223,7 @@ class Gallery:
                 "embedding_size": self.embedding_size,
                 "description": self.model,
             },
-            "index": {
-                "type": self.index_type,
-                "nlist": self.nlist,
-                "nprobe": self.nprobe,
-                "hnsw_m": self.hnsw_m,
-            },
+            "index": {"type": self.index_type, **asdict(self.settings)},
             "mode": self.mode,
             "data_file": data_file,
             "people": {name: self.num_images(name) for name in self.names},
@@ -329,8 +315,7 @@ class Gallery:
         self._index = faiss.deserialize_index(arrays["index"])
         if self._index.ntotal != len(self._owner):
             raise FormatError(f"{source}: index size does not match the enrolled people")
-        if self.index_type == "ivf":
-            faiss.extract_index_ivf(self._index).nprobe = min(self.nprobe, self.nlist)
+        apply_settings(self._index, self.settings)
 
 
 def _existing_generation(directory: Path) -> int:
@@ -353,18 +338,3 @@ def load_or_create(
         gallery.check_model(fingerprint, embedding_size, f"gallery {directory}")
         return gallery
     return Gallery(embedding_size, fingerprint, model=model, **settings)
-
-
-def iter_people(people_dir: str | Path) -> Iterable[tuple[str, list[Path]]]:
-    """``(name, image files)`` for each sub-folder of ``people_dir`` (sorted)."""
-    from faceforge.data.image_io import IMAGE_EXTENSIONS
-
-    people_dir = Path(people_dir)
-    if not people_dir.is_dir():
-        raise DataError(f"{people_dir}: not a folder of per-person image folders")
-    for folder in sorted(p for p in people_dir.iterdir() if p.is_dir()):
-        files = sorted(
-            f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-        )
-        if files:
-            yield folder.name, files

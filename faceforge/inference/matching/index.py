@@ -1,0 +1,86 @@
+"""FAISS indexes for galleries, by name: ``flat`` (exact), ``ivf`` (inverted lists), ``hnsw``
+(graph). All search by inner product, which is cosine similarity for unit vectors.
+
+Every index is wrapped in an ``IndexIDMap2`` so vectors keep the gallery's ids; flat and IVF
+indexes delete in place, an HNSW graph cannot (see :data:`APPEND_ONLY`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from faceforge.errors import DataError
+from faceforge.registry import Registry
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Tuning of the approximate indexes (``flat`` has none)."""
+
+    #: IVF list count; 0 picks about sqrt(number of vectors) when the index is built
+    nlist: int = 0
+    #: IVF lists visited per query (more: slower, closer to exact)
+    nprobe: int = 8
+    #: HNSW neighbours per node
+    hnsw_m: int = 32
+
+
+def flat_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
+    """Exact search: every query is compared with every vector."""
+    return faiss.IndexFlatIP(vectors.shape[1])
+
+
+def hnsw_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
+    """Approximate search on a navigable small-world graph (fast, cannot delete)."""
+    return faiss.IndexHNSWFlat(vectors.shape[1], settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+
+
+def ivf_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
+    """Approximate search in the ``nprobe`` nearest of ``nlist`` k-means cells, trained on
+    ``vectors`` (DataError when there are fewer vectors than cells)."""
+    dim = vectors.shape[1]
+    nlist = settings.nlist or max(1, int(np.sqrt(len(vectors))))
+    if len(vectors) < nlist:
+        raise DataError(
+            f"an IVF index with {nlist} lists needs at least {nlist} enrolled vectors, "
+            f"the gallery has {len(vectors)}; use the flat index or fewer lists"
+        )
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.train(vectors)
+    index.nprobe = min(settings.nprobe, nlist)
+    return index
+
+
+#: gallery index type -> builder of an empty (trained when needed) index for these vectors
+INDEX_TYPES: Registry[faiss.Index] = Registry.of(
+    "gallery index type", {"flat": flat_index, "ivf": ivf_index, "hnsw": hnsw_index}
+)
+
+#: index types that cannot delete vectors: rebuilt from the stored embeddings after a removal
+APPEND_ONLY = frozenset({"hnsw"})
+
+
+def build_index(
+    index_type: str, vectors: np.ndarray, ids: np.ndarray, settings: IndexSettings
+) -> faiss.Index:
+    """An ID-mapped :data:`INDEX_TYPES` index holding (N, D) float32 ``vectors`` as ``ids``."""
+    index = faiss.IndexIDMap2(INDEX_TYPES.get(index_type, field="--index")(vectors, settings))
+    if len(vectors):
+        index.add_with_ids(vectors, ids)
+    return index
+
+
+def list_count(index: faiss.Index) -> int | None:
+    """The number of IVF lists of ``index`` (``None`` for other index types)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return None if ivf is None else int(ivf.nlist)
+
+
+def apply_settings(index: faiss.Index, settings: IndexSettings) -> None:
+    """Set the search-time knobs of a (deserialised) index from ``settings``."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = min(settings.nprobe, ivf.nlist)

@@ -1,0 +1,76 @@
+"""Gallery index types by name: what each builder makes, and the error for an unknown one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from faceforge.errors import DataError, UnknownChoiceError
+from faceforge.inference.matching.gallery import METADATA_FILE, Gallery
+from faceforge.inference.matching.index import (
+    INDEX_TYPES,
+    IndexSettings,
+    apply_settings,
+    build_index,
+    list_count,
+)
+
+
+def unit_vectors(count: int, dim: int = 8, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_registered_index_types() -> None:
+    assert INDEX_TYPES.names() == ["flat", "hnsw", "ivf"]
+
+
+@pytest.mark.parametrize(
+    ("index_type", "inner"),
+    [("flat", faiss.IndexFlatIP), ("hnsw", faiss.IndexHNSWFlat), ("ivf", faiss.IndexIVFFlat)],
+)
+def test_each_type_finds_a_stored_vector_under_its_id(index_type: str, inner: type) -> None:
+    vectors = unit_vectors(64)
+    ids = np.arange(100, 164, dtype=np.int64)
+    index = build_index(index_type, vectors, ids, IndexSettings(nlist=4, nprobe=4, hnsw_m=8))
+    assert isinstance(faiss.downcast_index(index.index), inner) and index.ntotal == 64
+    scores, found = index.search(vectors[10:11], 1)
+    assert found[0, 0] == 110 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_ivf_list_count_and_search_depth() -> None:
+    vectors = unit_vectors(100)
+    ids = np.arange(100, dtype=np.int64)
+    automatic = build_index("ivf", vectors, ids, IndexSettings(nprobe=64))
+    assert list_count(automatic) == 10  # about sqrt(100)
+    assert faiss.extract_index_ivf(automatic).nprobe == 10  # never more than the lists
+    apply_settings(automatic, IndexSettings(nprobe=3))
+    assert faiss.extract_index_ivf(automatic).nprobe == 3
+    assert list_count(build_index("flat", vectors, ids, IndexSettings())) is None
+    with pytest.raises(DataError, match="needs at least 200 enrolled vectors"):
+        build_index("ivf", vectors, ids, IndexSettings(nlist=200))
+
+
+def test_automatic_ivf_list_count_is_kept_with_the_gallery(tmp_path: Path) -> None:
+    gallery = Gallery(8, "fp", index_type="ivf", mode="all")
+    gallery.add("someone", unit_vectors(49))
+    gallery.save(tmp_path)
+    assert json.loads((tmp_path / METADATA_FILE).read_text())["index"] == {
+        "type": "ivf",
+        "nlist": 7,
+        "nprobe": 8,
+        "hnsw_m": 32,
+    }
+    assert Gallery.load(tmp_path).settings == IndexSettings(nlist=7, nprobe=8, hnsw_m=32)
+
+
+def test_unknown_index_type_lists_the_choices() -> None:
+    message = "unknown gallery index type --index='annoy'; valid choices: flat, hnsw, ivf"
+    with pytest.raises(UnknownChoiceError, match=message):
+        build_index("annoy", unit_vectors(4), np.arange(4), IndexSettings())
+    with pytest.raises(UnknownChoiceError, match="index_type='annoy'; valid choices: flat,"):
+        Gallery(8, "fp", index_type="annoy")
