@@ -69,6 +69,8 @@ class VerificationResult:
     grid_fpr: np.ndarray
     #: mean embedding norm before normalisation (set by :func:`evaluate_embeddings`)
     xnorm: float | None = None
+    #: what makes these numbers less meaningful than they look (e.g. one-class folds)
+    warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, include_roc: bool = False) -> dict[str, Any]:
@@ -87,6 +89,7 @@ class VerificationResult:
             "eer": _plain(self.eer),
             "tar_at_far": {f"{k:g}": _plain(v) for k, v in self.tar_at_far.items()},
             "xnorm": _plain(self.xnorm),
+            "warnings": list(self.warnings),
             **self.extra,
         }
         if include_roc:
@@ -192,6 +195,21 @@ def _rate(count: np.ndarray, total: int) -> np.ndarray:
     return count / total if total else np.zeros(np.shape(count))
 
 
+def fold_warnings(counts: _FoldCounts) -> list[str]:
+    """A warning when some folds hold only one class: their accuracy then measures nothing
+    but the class balance, and the spread over folds means little. This is what a pair list
+    sorted by label (e.g. LFW View 1's pairsDevTest.txt) gives."""
+    one_class = int(np.count_nonzero((counts.num_same == 0) | (counts.num_diff == 0)))
+    if not one_class:
+        return []
+    return [
+        f"{one_class} of {len(counts.num_same)} folds hold only 'same' or only 'different' "
+        "pairs, so the accuracy and its +- mean little (the pair list is probably sorted by "
+        "label): shuffle the pair list, use fewer folds, or use the official LFW View 2 "
+        "pairs.txt (10 balanced folds)"
+    ]
+
+
 def _check_pairs(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray) -> np.ndarray:
     issame = np.asarray(issame)
     if issame.dtype != np.bool_:
@@ -273,6 +291,7 @@ def evaluate(
         thresholds=thresholds,
         grid_tpr=grid_tpr.mean(0),
         grid_fpr=grid_fpr.mean(0),
+        warnings=fold_warnings(counts),
     )
 
 

@@ -112,6 +112,8 @@ def record_evaluation(
             f"step {state.step}: {name} accuracy {100 * result.accuracy:.2f} "
             f"+- {100 * result.accuracy_std:.2f} @ threshold {result.best_threshold:.2f}"
         )
+        for warning in result.warnings:
+            run.report.log(f"warning: {name}: {warning}")
     if results:
         state.history.append(row)
         first = next(iter(results.values())).accuracy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -132,3 +133,22 @@ def test_other_sizes_need_a_resize_mode(tmp_path):
     with pytest.raises(DataError, match="120x120 but the model expects 112x112"):
         load_bin(tmp_path / "big.bin")
     assert load_bin(tmp_path / "big.bin", resize="stretch").images.shape == (2, 112, 112, 3)
+
+
+def test_a_crafted_memo_index_is_refused_without_allocating(tmp_path: Path) -> None:
+    """9 bytes asking CPython's unpickler for a 2**32-entry memo table (~32 GB)."""
+    import resource
+    import time
+
+    evil = tmp_path / "memo.bin"
+    evil.write_bytes(b"\x80\x02N" + b"r\xff\xff\xff\xff" + b".")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(FormatError, match="memo index 4294967295 at byte 3"):
+        read_bin(evil)
+    assert time.perf_counter() - started < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB
+    huge = tmp_path / "len.bin"
+    huge.write_bytes(b"\x80\x02B\xff\xff\xff\x7f")  # a 2 GB bytes object announced, 0 given
+    with pytest.raises(FormatError, match="not a readable pickle"):
+        read_bin(huge)

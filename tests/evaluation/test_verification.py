@@ -263,3 +263,20 @@ def test_bad_input_raises():
 def test_thresholds_grid_is_insightfaces():
     assert len(ACCURACY_THRESHOLDS) == 400
     assert ACCURACY_THRESHOLDS[0] == 0 and ACCURACY_THRESHOLDS[-1] == pytest.approx(3.99)
+
+
+def test_folds_with_one_class_are_flagged() -> None:
+    """A pair list sorted by label (LFW View 1's pairsDevTest.txt: all same, then all
+    different) puts one class in each fold: the result says so."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 16))
+    b = a + rng.normal(size=a.shape)
+    sorted_labels = np.arange(200) < 100
+    flagged = evaluate(a, b, sorted_labels, folds=10)
+    assert len(flagged.warnings) == 1
+    assert flagged.warnings[0].startswith("10 of 10 folds hold only")
+    assert "shuffle the pair list" in flagged.warnings[0]
+    assert flagged.to_dict()["warnings"] == flagged.warnings
+    interleaved = np.arange(200) % 2 == 0
+    assert evaluate(a, b, interleaved, folds=10).warnings == []
+    assert len(evaluate(a, b, sorted_labels, folds=2).warnings) == 1
