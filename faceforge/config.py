@@ -41,9 +41,10 @@ class SyntheticConfig:
 class DataConfig:
     """Where training images come from and how they are loaded."""
 
-    #: synthetic | folder | list
+    #: synthetic | folder | list | recordio | lmdb
     source: str = "synthetic"
-    #: image folder root (folder) or list file (list: ``path label`` lines)
+    #: image folder root (folder), list file (list: ``path label`` lines), folder holding
+    #: train.rec/train.idx/property or a .rec file (recordio), .lmdb database (lmdb)
     path: str = ""
     #: root that relative paths in a list file are resolved against (default: its folder)
     root: str = ""
@@ -51,6 +52,11 @@ class DataConfig:
     num_workers: int = 0
     #: skip unreadable images (counted and reported) instead of stopping with an error
     skip_corrupt: bool = False
+    #: keep loader worker processes alive from one epoch to the next (faster epoch starts)
+    persistent_workers: bool = False
+    #: decode a recordio source on the GPU with NVIDIA DALI when it is installed (CUDA only;
+    #: falls back to the CPU loader with a warning otherwise)
+    dali: bool = False
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -76,6 +82,8 @@ class ModelConfig:
     backbone: str = "mobilefacenet"
     embedding_size: int = 512
     dropout: float = 0.0
+    #: recompute activations in the backward pass (IResNet): far less memory, ~1/3 more time
+    grad_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,10 @@ class HeadConfig:
     sphere_gamma: float = 0.12
     sphere_power: float = 1.0
     sphere_lambda_min: float = 5.0
+    #: Partial FC (An et al. 2021): class centers sharded over the processes of a
+    #: torchrun job, a ``sample_rate`` fraction of each shard's negatives used per step
+    partial_fc: bool = False
+    sample_rate: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -160,13 +172,20 @@ class TrainConfig:
     epochs: int = 1
     #: if > 0, overrides epochs
     max_steps: int = 0
+    #: images per process and step (the global batch is batch_size x processes x accumulate)
     batch_size: int = 64
+    #: batches whose gradients are summed before each optimizer step
+    accumulate: int = 1
     seed: int = 0
     #: auto | cpu | cuda
     device: str = "auto"
     #: fp32 | bf16 | fp16 | auto (fp16 on CUDA with a GradScaler; see core/precision.py)
     amp: str = "fp32"
     channels_last: bool = False
+    #: synchronise BatchNorm statistics across processes (CUDA only)
+    sync_bn: bool = False
+    #: fp16 only: steps skipped for a non-finite loss in a row before training stops
+    max_skipped_steps: int = 50
     #: run the training forward through torch.compile (slow first step, faster after)
     compile: bool = False
     log_every: int = 20

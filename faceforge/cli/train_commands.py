@@ -10,6 +10,7 @@ OVERRIDE_HELP = "dotted config overrides, e.g. optim.lr=0.05 train.max_steps=100
 def _train(args: argparse.Namespace) -> int:
     from faceforge.data.synthetic import synthetic_verification_set
     from faceforge.evaluation.bin_format import load_bin
+    from faceforge.train.distributed import Distributed
     from faceforge.train.main import train
     from faceforge.train.recipe import load_recipe
 
@@ -18,6 +19,8 @@ def _train(args: argparse.Namespace) -> int:
     if cfg.data.source == "synthetic" and cfg.eval.synthetic_pairs:
         sets.insert(0, synthetic_verification_set(cfg.data.synthetic))
     summary = train(cfg, sets, resume=args.resume, overwrite=args.overwrite)
+    if not Distributed.from_env().is_main:
+        return 0
     print(
         f"done: {summary.steps} steps, {summary.images_per_second:.1f} images/s, "
         f"final loss {summary.final_loss:.4f}; checkpoints in {summary.output_dir}"
@@ -47,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", help="YAML file or shipped recipe name (e.g. quickstart)")
     train.add_argument(
         "--resume",
-        help="checkpoint (last.pt) to continue exactly from; overrides given with it (lr, "
+        help="checkpoint (last.pt) to continue exactly from, or 'auto': train.output_dir's "
+        "last.pt if it exists (for torchrun --max-restarts); overrides given with it (lr, "
         "steps, evaluation, output) apply, architecture changes are refused",
     )
     train.add_argument(

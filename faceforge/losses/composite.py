@@ -29,7 +29,14 @@ class CompositeLoss(nn.Module):
     def forward(
         self, logits: Tensor, embeddings: Tensor, labels: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        total = self.classification(logits, labels)
+        return self.combine(self.classification(logits, labels), embeddings, labels)
+
+    def combine(
+        self, classification: Tensor, embeddings: Tensor, labels: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The total from a classification loss computed elsewhere (e.g. by a Partial FC
+        layer's distributed cross-entropy) plus the embedding losses."""
+        total = classification
         parts = {self.classification.name: total.detach()}
         if self.center is not None:
             center = self.center(embeddings, labels)

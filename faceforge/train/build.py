@@ -6,6 +6,7 @@ The flow reads as the folders do: data (reader -> dataset -> sampler -> loader) 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,39 +24,84 @@ from faceforge.data.transforms import build_train_transform
 from faceforge.errors import ConfigError
 from faceforge.losses import CompositeLoss, build_loss
 from faceforge.models import build_backbone
-from faceforge.models.heads import Head, build_head
+from faceforge.models.heads import build_head, build_margin
 from faceforge.train.distributed import Distributed
 from faceforge.train.optim import build_optimizer, build_scheduler
 from faceforge.train.reporting import Reporter
 
 
-class TrainingModel(nn.Module):
-    """backbone -> head -> loss as one module: the unit DDP wraps (so head and center-loss
-    gradients are reduced across ranks too) and the ``model_without_ddp`` checkpoints read.
+class Criterion(nn.Module):
+    """Head -> losses: embeddings and labels in, the training loss and its parts out.
 
-    The backbone runs under the loop's autocast; the head and the losses in float32.
+    With a sharded head (Partial FC) the head itself returns the cross-entropy over all
+    classes of all processes; otherwise it returns logits for the composite loss.
     """
 
-    def __init__(
-        self, backbone: nn.Module, head: Head, loss: CompositeLoss, precision: Precision
-    ) -> None:
+    def __init__(self, head: nn.Module, loss: CompositeLoss, sharded: bool = False) -> None:
         super().__init__()
-        self.backbone = backbone
         self.head = head
         self.loss = loss
+        self.sharded = sharded
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.sharded:
+            return self.loss.combine(self.head(embeddings, labels), embeddings, labels)
+        return self.loss(self.head(embeddings, labels), embeddings, labels)
+
+
+class TrainingModel(nn.Module):
+    """backbone -> criterion: the ``model_without_ddp`` that checkpoints read.
+
+    Under torchrun the backbone and a replicated criterion are each wrapped in DDP (their
+    gradients averaged across processes); a sharded Partial FC head stays unwrapped, since
+    every process holds other classes, and its global-batch loss makes the backbone's
+    gradients a sum over processes instead. The backbone runs under the loop's autocast,
+    the criterion in float32.
+    """
+
+    def __init__(self, backbone: nn.Module, criterion: Criterion, precision: Precision) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.criterion = criterion
         self.precision = precision
+        #: what forward calls (the DDP wrappers when distributed); a plain dict, so the
+        #: wrappers are not registered as submodules (no duplicate state-dict entries)
+        self.parallel: dict[str, nn.Module] = {"backbone": backbone, "criterion": criterion}
+
+    @property
+    def head(self) -> nn.Module:
+        return self.criterion.head
+
+    @property
+    def loss(self) -> CompositeLoss:
+        return self.criterion.loss
+
+    def distribute(self, dist: Distributed, device: torch.device) -> None:
+        """Wrap the parts in DDP when running with more than one process."""
+        sharded = self.criterion.sharded
+        self.parallel["backbone"] = dist.wrap(self.backbone, device, sum_gradients=sharded)
+        if not sharded:
+            self.parallel["criterion"] = dist.wrap(self.criterion, device)
+
+    def no_sync(self) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce (all but the last batch of an accumulated step)."""
+        stack = contextlib.ExitStack()
+        for part in self.parallel.values():
+            if isinstance(part, nn.parallel.DistributedDataParallel):
+                stack.enter_context(part.no_sync())
+        return stack
 
     def forward(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         with self.precision.autocast():
-            embeddings = self.backbone(images)
-        embeddings = embeddings.float()
-        return self.loss(self.head(embeddings, labels), embeddings, labels)
+            embeddings = self.parallel["backbone"](images)
+        return self.parallel["criterion"](embeddings.float(), labels)
 
 
 @dataclass
 class TrainingRun:
-    """The parts of one run; ``model`` is what the step calls (DDP-wrapped when
-    distributed), ``model_without_ddp`` what is saved and evaluated."""
+    """The parts of one run. ``model`` holds the unwrapped parts (``model_without_ddp`` in
+    the torchvision references: what is saved and evaluated) and calls their DDP wrappers
+    when distributed."""
 
     cfg: Config
     dist: Distributed
@@ -63,8 +109,7 @@ class TrainingRun:
     preprocess: Preprocess
     dataset: FaceDataset
     sampler: EpochSampler
-    model_without_ddp: TrainingModel
-    model: nn.Module
+    model: TrainingModel
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -76,8 +121,12 @@ class TrainingRun:
     clipped: list[nn.Parameter]
 
     @property
+    def model_without_ddp(self) -> TrainingModel:
+        return self.model
+
+    @property
     def backbone(self) -> nn.Module:
-        return self.model_without_ddp.backbone
+        return self.model.backbone
 
     def loader(self, epoch: int, start_sample: int = 0) -> DataLoader:
         """The batches of ``epoch``, skipping this rank's first ``start_sample`` samples
@@ -122,20 +171,52 @@ def build_dataset(cfg: Config, dist: Distributed) -> tuple[FaceDataset, EpochSam
     return dataset, sampler
 
 
-def build_model(
-    cfg: Config, num_classes: int, device: torch.device, precision: Precision
-) -> TrainingModel:
-    """Backbone, head and losses on ``device`` (channels-last / compiled as configured)."""
-    emb = cfg.model.embedding_size
-    backbone = build_backbone(cfg.model.backbone, embedding_size=emb, dropout=cfg.model.dropout)
+def build_backbone_for(cfg: Config, device: torch.device, dist: Distributed) -> nn.Module:
+    """The configured backbone on ``device``: SyncBatchNorm, gradient checkpointing,
+    channels-last and torch.compile as asked."""
+    model = cfg.model
+    backbone = build_backbone(
+        model.backbone, embedding_size=model.embedding_size, dropout=model.dropout
+    )
+    if model.grad_checkpointing:
+        if not hasattr(backbone, "set_grad_checkpointing"):
+            raise ConfigError(
+                f"model.grad_checkpointing is not supported by {model.backbone}; "
+                "use an iresnet backbone or turn it off"
+            )
+        backbone.set_grad_checkpointing()
+    if cfg.train.sync_bn and dist.enabled and device.type == "cuda":
+        backbone = nn.SyncBatchNorm.convert_sync_batchnorm(backbone)
     backbone = backbone.to(device)
     if cfg.train.channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)
     if cfg.train.compile:
         backbone.compile()
-    head = build_head(cfg.head, emb, num_classes).to(device)
-    loss = build_loss(cfg.loss, emb, num_classes).to(device)
-    return TrainingModel(backbone, head, loss, precision)
+    return backbone
+
+
+def build_criterion(cfg: Config, num_classes: int, dist: Distributed) -> Criterion:
+    """The head (full, or sharded over the processes with Partial FC) and the losses."""
+    emb = cfg.model.embedding_size
+    loss = build_loss(cfg.loss, emb, num_classes)
+    if not cfg.head.partial_fc:
+        return Criterion(build_head(cfg.head, emb, num_classes), loss)
+    from faceforge.models.heads.partial_fc import PartialFC  # TEMP until helper-4 lands
+
+    head = PartialFC(
+        build_margin(cfg.head), emb, num_classes, cfg.head.sample_rate, dist.rank, dist.world_size
+    )
+    return Criterion(head, loss, sharded=True)
+
+
+def build_model(
+    cfg: Config, num_classes: int, device: torch.device, dist: Distributed, precision: Precision
+) -> TrainingModel:
+    """Backbone, head and losses on ``device``, wrapped for DDP when distributed."""
+    backbone = build_backbone_for(cfg, device, dist)
+    model = TrainingModel(backbone, build_criterion(cfg, num_classes, dist).to(device), precision)
+    model.distribute(dist, device)
+    return model
 
 
 def build_run(cfg: Config, dist: Distributed, log: Callable[[str], None] = print) -> TrainingRun:
@@ -145,14 +226,16 @@ def build_run(cfg: Config, dist: Distributed, log: Callable[[str], None] = print
     dist.setup(device)
     precision = resolve_precision(cfg.train.amp, device)
     dataset, sampler = build_dataset(cfg, dist)
-    steps_per_epoch = len(sampler) // cfg.train.batch_size
+    images_per_step = cfg.train.batch_size * cfg.train.accumulate
+    steps_per_epoch = len(sampler) // images_per_step
     if steps_per_epoch == 0:
         raise ConfigError(
-            f"train.batch_size={cfg.train.batch_size} exceeds the dataset size "
-            f"({len(dataset)} images over {dist.world_size} process(es))"
+            f"train.batch_size={cfg.train.batch_size} x train.accumulate="
+            f"{cfg.train.accumulate} exceeds the dataset size ({len(dataset)} images over "
+            f"{dist.world_size} process(es))"
         )
     total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
-    model = build_model(cfg, dataset.reader.num_classes, device, precision)
+    model = build_model(cfg, dataset.reader.num_classes, device, dist, precision)
     optimizer = build_optimizer(cfg.optim, [model.backbone, model.head], model.loss.param_groups())
     own = {id(p) for p in model.loss.parameters()}
     clipped = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in own]
@@ -163,8 +246,7 @@ def build_run(cfg: Config, dist: Distributed, log: Callable[[str], None] = print
         preprocess=Preprocess(input_size=(cfg.data.image_size, cfg.data.image_size)),
         dataset=dataset,
         sampler=sampler,
-        model_without_ddp=model,
-        model=dist.wrap(model, device),
+        model=model,
         optimizer=optimizer,
         scheduler=build_scheduler(cfg.optim, optimizer, total_steps),
         scaler=precision.grad_scaler(),

@@ -59,7 +59,15 @@ class Distributed:
     def setup(self, device: torch.device) -> None:
         """Join the process group (NCCL on CUDA, gloo on CPU) when there is more than one."""
         if self.enabled and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            store, _, _ = next(dist.rendezvous("env://", self.rank, self.world_size))
+            # torchrun's store outlives a restart: keys of the failed attempt (the old
+            # peers' addresses) must not be read by the new one
+            attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            store = dist.PrefixStore(f"faceforge/attempt{attempt}", store)
+            dist.init_process_group(
+                backend, store=store, rank=self.rank, world_size=self.world_size
+            )
 
     def from_main(self, compute: Callable[[], T]) -> T:
         """``compute()`` on rank 0, its result shared with every rank (one decision, e.g.
@@ -73,13 +81,27 @@ class Distributed:
         if self.enabled and dist.is_initialized():
             dist.barrier()
 
-    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
+    def wrap(
+        self, module: nn.Module, device: torch.device, sum_gradients: bool = False
+    ) -> nn.Module:
         """``DistributedDataParallel(module)`` when distributed, else ``module`` itself (the
-        unwrapped module stays available to the caller as ``model_without_ddp``)."""
+        unwrapped module stays with the caller as ``model_without_ddp``). DDP averages the
+        gradients over processes; ``sum_gradients`` sums them instead, for a loss that is
+        already the mean over the global batch (Partial FC)."""
         if not self.enabled:
             return module
         ids = [device.index] if device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        wrapped = nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        if sum_gradients:
+            wrapped.register_comm_hook(None, _sum_hook)
+        return wrapped
 
 
 _ENV_DEFAULTS = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
+
+
+def _sum_hook(state: object, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """DDP communication hook: all-reduce a gradient bucket by sum (DDP's default divides
+    by the world size)."""
+    work = dist.all_reduce(bucket.buffer(), async_op=True)
+    return work.get_future().then(lambda future: future.value()[0])

@@ -6,6 +6,7 @@ evaluations belong to :mod:`faceforge.train.main`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -30,30 +31,73 @@ class Counts:
     skipped: set[int] = field(default_factory=set)
 
 
-def train_step(run: TrainingRun, state: TrainState, batch: Batch) -> dict[str, Tensor]:
-    """Forward, refuse a non-finite loss, backward, clip, step. Returns the loss and its
-    parts as detached tensors (read them only when logging: reading syncs the device)."""
-    images, labels = run.inputs(batch)
-    loss, parts = run.model(images, labels)
-    if not torch.isfinite(loss):  # checked before the update, so weights are never poisoned
-        last = run.report.output_dir / "last.pt"
-        kept = f"the last good checkpoint {last} is intact" if last.exists() else (
-            "no checkpoint was written yet"
-        )
+def _non_finite(run: TrainingRun, state: TrainState, loss: Tensor) -> TrainingError:
+    last = run.report.output_dir / "last.pt"
+    kept = f"the last good checkpoint {last} is intact" if last.exists() else (
+        "no checkpoint was written yet"
+    )
+    return TrainingError(
+        f"loss became {loss.item()} at step {state.step}; {kept}. Lower optim.lr, "
+        "raise optim.warmup_steps or keep optim.grad_clip > 0, then resume."
+    )
+
+
+def _loss_is_usable(run: TrainingRun, state: TrainState, loss: Tensor) -> bool:
+    """True for a finite loss (one scalar device sync, the guard that keeps non-finite
+    values out of the weights). Under fp16 a non-finite loss skips the step, as loss
+    scaling expects now and then; too many in a row, or any in fp32/bf16, stop training."""
+    if torch.isfinite(loss):
+        state.skipped_in_a_row = 0
+        return True
+    if not run.scaler.is_enabled():
+        raise _non_finite(run, state, loss)
+    state.skipped_steps += 1
+    state.skipped_in_a_row += 1
+    if state.skipped_in_a_row > run.cfg.train.max_skipped_steps:
         raise TrainingError(
-            f"loss became {loss.item()} at step {state.step}; {kept}. Lower optim.lr, "
-            "raise optim.warmup_steps or keep optim.grad_clip > 0, then resume."
+            f"the fp16 loss was non-finite for {state.skipped_in_a_row} steps in a row (step "
+            f"{state.step}); train with train.amp=bf16 or a lower optim.lr, then resume"
         )
+    return False
+
+
+def _backward(
+    run: TrainingRun, state: TrainState, batches: Sequence[Batch]
+) -> dict[str, Tensor] | None:
+    """Gradients summed over ``batches`` (processes synchronised on the last one only) and
+    the mean loss parts; ``None`` when an fp16 loss was non-finite (the step is skipped)."""
+    totals: dict[str, Tensor] = {}
+    for i, batch in enumerate(batches):
+        images, labels = run.inputs(batch)
+        last = i == len(batches) - 1
+        with contextlib.nullcontext() if last else run.model.no_sync():
+            loss, parts = run.model(images, labels)
+            if not _loss_is_usable(run, state, loss):
+                return None
+            run.scaler.scale(loss / len(batches)).backward()
+        for name, value in {"loss": loss.detach(), **parts}.items():
+            totals[name] = totals.get(name, 0) + value / len(batches)
+    return totals
+
+
+def train_step(run: TrainingRun, state: TrainState, *batches: Batch) -> dict[str, Tensor]:
+    """One optimizer step over ``batches`` (``train.accumulate`` of them): forward, refuse
+    a non-finite loss, backward, clip, step. Returns the mean loss and its parts as detached
+    tensors (read them only when logging: reading syncs the device); empty when an fp16
+    step was skipped."""
     run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
-    if run.cfg.optim.grad_clip > 0:
-        run.scaler.unscale_(run.optimizer)
-        torch.nn.utils.clip_grad_norm_(run.clipped, run.cfg.optim.grad_clip)
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
+    totals = _backward(run, state, batches)
+    if totals is None:
+        run.optimizer.zero_grad(set_to_none=True)
+    else:
+        if run.cfg.optim.grad_clip > 0:
+            run.scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(run.clipped, run.cfg.optim.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
     run.scheduler.step()
     state.step += 1
-    return {"loss": loss.detach(), **parts}
+    return totals or {}
 
 
 def train_one_epoch(
@@ -61,13 +105,19 @@ def train_one_epoch(
 ) -> Iterator[dict[str, Tensor]]:
     """Train through ``epoch`` from where ``state.step`` stands, yielding each step's losses;
     stops early at ``run.total_steps``."""
-    offset = state.step - epoch * run.steps_per_epoch
-    for batch in _worker_errors_unwrapped(run.loader(epoch, offset * run.cfg.train.batch_size)):
+    accumulate = run.cfg.train.accumulate
+    offset = (state.step - epoch * run.steps_per_epoch) * run.cfg.train.batch_size * accumulate
+    pending: list[Batch] = []
+    for batch in _worker_errors_unwrapped(run.loader(epoch, offset)):
         counts.skipped.update(batch.skipped)
         if len(batch.labels) == 0:
             continue
-        parts = train_step(run, state, batch)
-        counts.images += len(batch.labels)
+        pending.append(batch)
+        if len(pending) < accumulate:
+            continue
+        parts = train_step(run, state, *pending)
+        counts.images += sum(len(b.labels) for b in pending)
+        pending = []
         yield parts
         if state.step >= run.total_steps:
             return

@@ -29,7 +29,7 @@ from faceforge.train.distributed import Distributed
 from faceforge.train.engine import Counts, evaluate, train_one_epoch
 from faceforge.train.interrupts import StopRequests
 from faceforge.train.recipe import check_config
-from faceforge.train.runs import choose_output_dir
+from faceforge.train.runs import choose_output_dir, resolve_resume
 from faceforge.train.state import (
     TrainState,
     check_resumable,
@@ -63,7 +63,8 @@ def setup(
     overwrite: bool = False,
 ) -> tuple[TrainingRun, TrainState]:
     """Check the config, the resume file and the output folder (all before anything heavy is
-    built), seed the global RNG from ``train.seed``, build the run and restore ``resume``.
+    built), seed the global RNG from ``train.seed``, build the run and restore ``resume``
+    (a checkpoint, or ``"auto"``: the output folder's last.pt if there is one).
 
     A new run whose ``train.output_dir`` already holds a run goes to the next numbered
     folder unless ``overwrite``; a resumed run takes the settings of ``cfg`` that may change
@@ -72,6 +73,7 @@ def setup(
     check_config(cfg)
     dist = dist or Distributed.from_env()
     dist.setup(dist.device(cfg.train.device))
+    resume = resolve_resume(cfg, resume)
     ckpt = Checkpoint.load(resume) if resume is not None else None
     changes = check_resumable(ckpt.config, cfg, resume) if ckpt else []
     cfg = dist.from_main(lambda: choose_output_dir(cfg, ckpt is not None, overwrite))
@@ -146,7 +148,8 @@ def _log_step(run: TrainingRun, state: TrainState, parts: dict[str, Tensor], spe
     values = {name: float(value) for name, value in parts.items()}  # the only host sync
     lr = run.optimizer.param_groups[0]["lr"]
     run.report.advance(loss=f"{values['loss']:.3f}", img_s=f"{speed:.1f}")
-    run.report.scalars("train", {**values, "lr": lr, "images_per_sec": speed}, state.step)
+    extra = {"lr": lr, "images_per_sec": speed, "skipped_steps": state.skipped_steps}
+    run.report.scalars("train", {**values, **extra}, state.step)
     state.history.append({"step": float(state.step), "loss": values["loss"], "lr": lr})
 
 
@@ -178,8 +181,9 @@ def _train_to_the_end(
     last_loss = torch.tensor(float("nan"))
     while state.step < run.total_steps:
         for parts in train_one_epoch(run, state, state.step // run.steps_per_epoch, counts):
-            last_loss = parts["loss"]
-            if state.step % run.cfg.train.log_every == 0 or state.step == run.total_steps:
+            last_loss = parts.get("loss", last_loss)  # empty: an fp16 step skipped
+            logging = state.step % run.cfg.train.log_every == 0 or state.step == run.total_steps
+            if parts and logging:
                 _log_step(run, state, parts, clock.speed(counts.images))
             else:
                 run.report.advance()
@@ -229,6 +233,8 @@ def fit(
         run.report.close()
     if counts.skipped:
         run.report.log(f"skipped {len(counts.skipped)} unreadable images (data.skip_corrupt=true)")
+    if state.skipped_steps:
+        run.report.log(f"skipped {state.skipped_steps} fp16 steps with a non-finite loss")
     return TrainSummary(
         steps=state.step,
         images_per_second=counts.images / max(train_seconds, 1e-9),

@@ -51,3 +51,14 @@ def choose_output_dir(cfg: Config, resuming: bool, overwrite: bool) -> Config:
         return cfg
     train = dataclasses.replace(cfg.train, output_dir=str(folder))
     return dataclasses.replace(cfg, train=train)
+
+
+def resolve_resume(cfg: Config, resume: str | Path | None) -> Path | None:
+    """``resume`` as a path; ``"auto"`` means the output folder's ``last.pt`` when there is
+    one, else a fresh start (what an elastic ``torchrun`` restart needs)."""
+    if resume is None:
+        return None
+    if str(resume) != "auto":
+        return Path(resume)
+    last = Path(cfg.train.output_dir) / "last.pt"
+    return last if last.is_file() else None

@@ -26,6 +26,9 @@ class TrainState:
     #: the last evaluation per set, as stored in checkpoints (thresholds for deployment)
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    #: fp16 steps skipped for a non-finite loss: in all, and in a row up to now
+    skipped_steps: int = 0
+    skipped_in_a_row: int = 0
 
 
 def weights_are_finite(run: TrainingRun) -> bool:

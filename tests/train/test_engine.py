@@ -54,3 +54,59 @@ def test_a_few_center_loss_steps_train_the_centers(tmp_path: Path) -> None:
     assert set(losses[0]) == {"loss", "ce", "center"}
     assert run.model_without_ddp.loss.center.centers.abs().sum() > 0
     assert all(torch.isfinite(parts["loss"]) for parts in losses)
+
+
+def test_accumulated_step_sums_the_batches_gradients(tmp_path: Path) -> None:
+    import copy
+
+    cfg = tiny_config(tmp_path, "train.accumulate=2", "optim.grad_clip=0", "augment.cutout_prob=0")
+    run, state = setup(cfg, log=lambda _: None)
+    assert run.steps_per_epoch == 16 // (4 * 2)
+    batches = list(run.loader(epoch=0))[:2]
+    reference = copy.deepcopy(run.model)
+    expected = []
+    for batch in batches:
+        images, labels = run.inputs(batch)
+        reference.zero_grad()
+        reference(images, labels)[0].backward()
+        expected.append([p.grad.clone() for p in reference.backbone.parameters()])
+    parts = train_step(run, state, *batches)
+    assert state.step == 1 and set(parts) == {"loss", "ce"}
+    for got, first, second in zip(run.backbone.parameters(), *expected, strict=False):
+        torch.testing.assert_close(got.grad, (first + second) / 2, rtol=1e-4, atol=1e-6)
+
+
+def test_fp16_non_finite_loss_skips_the_step_then_stops(tmp_path: Path) -> None:
+    import pytest
+
+    from faceforge.errors import TrainingError
+
+    run, state = setup(tiny_config(tmp_path, "train.max_skipped_steps=2"), log=lambda _: None)
+    run.scaler = torch.amp.GradScaler("cpu", enabled=True)  # what fp16 on CUDA uses
+    batches = iter(run.loader(epoch=0))
+    train_step(run, state, next(batches))
+    before = {k: v.clone() for k, v in run.backbone.named_parameters()}
+    with torch.no_grad():
+        next(run.model.head.parameters()).fill_(float("nan"))
+    assert train_step(run, state, next(batches)) == {}
+    assert train_step(run, state, next(batches)) == {}
+    assert (state.step, state.skipped_steps) == (3, 2)
+    assert all(torch.equal(v, before[k]) for k, v in run.backbone.named_parameters())
+    with pytest.raises(TrainingError, match="non-finite for 3 steps in a row"):
+        train_step(run, state, next(batches))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    from faceforge.models import build_backbone
+
+    torch.manual_seed(0)
+    plain = build_backbone("iresnet18", embedding_size=8).train()
+    checkpointed = build_backbone("iresnet18", embedding_size=8).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.set_grad_checkpointing()
+    x = torch.randn(2, 3, 112, 112)
+    plain(x).square().sum().backward()
+    checkpointed(x).square().sum().backward()
+    for a, b in zip(plain.parameters(), checkpointed.parameters(), strict=True):
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5)

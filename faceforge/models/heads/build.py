@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from torch import nn
+
 from faceforge.config import HeadConfig
 from faceforge.errors import ConfigError
 from faceforge.models.heads.base import Head
@@ -17,35 +19,55 @@ def _softmax(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
     return SoftmaxHead(embedding_size, num_classes)
 
 
-def _normface(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
-    return MarginHead(embedding_size, num_classes, NormFace(cfg.scale))
+def _normface(cfg: HeadConfig) -> nn.Module:
+    return NormFace(cfg.scale)
 
 
-def _arcface(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
+def _arcface(cfg: HeadConfig) -> nn.Module:
     if not 0.0 <= cfg.margin < math.pi / 2:
         raise ConfigError(
             f"head.margin for arcface is an angle in radians in [0, pi/2), "
             f"typically 0.5; got {cfg.margin}"
         )
-    margin = ArcFace(cfg.scale, cfg.margin, cfg.easy_margin)
-    return MarginHead(embedding_size, num_classes, margin)
+    return ArcFace(cfg.scale, cfg.margin, cfg.easy_margin)
 
 
-def _cosface(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
+def _cosface(cfg: HeadConfig) -> nn.Module:
     if cfg.margin < 0.0:
         raise ConfigError(
             f"head.margin for cosface must be >= 0 (typically 0.35); got {cfg.margin}"
         )
-    return MarginHead(embedding_size, num_classes, CosFace(cfg.scale, cfg.margin))
+    return CosFace(cfg.scale, cfg.margin)
 
 
-def _combined(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
+def _combined(cfg: HeadConfig) -> nn.Module:
     if cfg.m1 <= 0.0:
         raise ConfigError(
             f"head.m1 must be > 0 (1.0 disables the multiplicative margin); got {cfg.m1}"
         )
-    margin = CombinedMargin(cfg.scale, cfg.m1, cfg.m2, cfg.m3)
-    return MarginHead(embedding_size, num_classes, margin)
+    return CombinedMargin(cfg.scale, cfg.m1, cfg.m2, cfg.m3)
+
+
+#: margins mapping (cosine, labels) to logits: they run on a full or a sharded classifier
+MARGINS: Registry[nn.Module] = Registry.of(
+    "margin",
+    {"normface": _normface, "arcface": _arcface, "cosface": _cosface, "combined": _combined},
+)
+
+
+def build_margin(cfg: HeadConfig) -> nn.Module:
+    """The margin of ``cfg.type`` alone, for a Partial FC classifier; the head types whose
+    margin needs the whole classifier (softmax, sphereface) are refused."""
+    if cfg.type not in MARGINS:
+        raise ConfigError(
+            f"head.type={cfg.type!r} cannot run with head.partial_fc (it needs the whole "
+            f"classifier); use one of {', '.join(MARGINS.names())}"
+        )
+    return MARGINS.get(cfg.type)(cfg)
+
+
+def _margin_head(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
+    return MarginHead(embedding_size, num_classes, MARGINS.get(cfg.type)(cfg))
 
 
 def _sphereface(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
@@ -69,11 +91,8 @@ HEADS: Registry[Head] = Registry.of(
     "head",
     {
         "softmax": _softmax,
-        "normface": _normface,
-        "arcface": _arcface,
-        "cosface": _cosface,
         "sphereface": _sphereface,
-        "combined": _combined,
+        **dict.fromkeys(MARGINS.names(), _margin_head),
     },
 )
 
