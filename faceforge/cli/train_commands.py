@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from faceforge.errors import ConfigError
+
 OVERRIDE_HELP = "dotted config overrides, e.g. optim.lr=0.05 train.max_steps=100"
 
 
@@ -40,6 +42,31 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    import warnings
+
+    from faceforge.train.plan import plan_memory
+    from faceforge.train.recipe import load_recipe
+
+    cfg = load_recipe(args.config, args.overrides)
+    classes = args.classes
+    if classes is None and cfg.data.source == "synthetic":
+        classes = cfg.data.synthetic.num_identities
+    if classes is None:
+        raise ConfigError("give --classes: the identities of the training set (93431 for MS1MV3)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fp16 is measured as bf16 on this CPU: same size
+        plan = plan_memory(cfg, args.gpus, classes)
+    print(
+        f"{cfg.model.backbone}, {classes:,} classes, {args.gpus} GPU(s) x {plan.batch_per_gpu} "
+        f"images, {cfg.train.amp}, partial_fc={cfg.head.partial_fc} "
+        f"(sample rate {cfg.head.sample_rate:g})"
+    )
+    for name, size in plan.rows():
+        print(f"  {name:<58} {size / 2**30:8.2f} GiB")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train",
@@ -70,3 +97,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--config", default="quickstart", help="recipe (default: quickstart)")
     demo.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     demo.set_defaults(func=_demo)
+
+    plan = subparsers.add_parser(
+        "plan",
+        help="estimate the memory each GPU needs for a recipe",
+        description="Per-GPU memory of backbone (weights, gradients, momentum), activations "
+        "(measured on this CPU at the recipe's precision), classifier shard and logits. "
+        "Example: faceforge plan --config ms1mv3_iresnet50_arcface_pfc --gpus 8 --classes 93431",
+    )
+    plan.add_argument("--config", required=True, help="YAML file or shipped recipe name")
+    plan.add_argument("--gpus", type=int, default=1, help="processes of the torchrun job")
+    plan.add_argument("--classes", type=int, help="identities (default: the synthetic count)")
+    plan.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    plan.set_defaults(func=_plan)

@@ -24,7 +24,7 @@ from faceforge.data.transforms import build_train_transform
 from faceforge.errors import ConfigError
 from faceforge.losses import CompositeLoss, build_loss
 from faceforge.models import build_backbone
-from faceforge.models.heads import build_head, build_margin
+from faceforge.models.heads import PartialFC, build_head, build_margin
 from faceforge.train.distributed import Distributed
 from faceforge.train.optim import build_optimizer, build_scheduler
 from faceforge.train.reporting import Reporter
@@ -201,8 +201,6 @@ def build_criterion(cfg: Config, num_classes: int, dist: Distributed) -> Criteri
     loss = build_loss(cfg.loss, emb, num_classes)
     if not cfg.head.partial_fc:
         return Criterion(build_head(cfg.head, emb, num_classes), loss)
-    from faceforge.models.heads.partial_fc import PartialFC  # TEMP until helper-4 lands
-
     head = PartialFC(
         build_margin(cfg.head), emb, num_classes, cfg.head.sample_rate, dist.rank, dist.world_size
     )

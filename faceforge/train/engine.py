@@ -19,6 +19,7 @@ from faceforge.errors import FaceforgeError, TrainingError
 from faceforge.evaluation.run import evaluate_model
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.train.build import TrainingRun
+from faceforge.train.sharding import clip_gradients
 from faceforge.train.state import TrainState
 
 
@@ -92,7 +93,7 @@ def train_step(run: TrainingRun, state: TrainState, *batches: Batch) -> dict[str
     else:
         if run.cfg.optim.grad_clip > 0:
             run.scaler.unscale_(run.optimizer)
-            torch.nn.utils.clip_grad_norm_(run.clipped, run.cfg.optim.grad_clip)
+            clip_gradients(run, run.cfg.optim.grad_clip)
         run.scaler.step(run.optimizer)
         run.scaler.update()
     run.scheduler.step()

@@ -30,6 +30,7 @@ from faceforge.train.engine import Counts, evaluate, train_one_epoch
 from faceforge.train.interrupts import StopRequests
 from faceforge.train.recipe import check_config
 from faceforge.train.runs import choose_output_dir, resolve_resume
+from faceforge.train.sharding import holds_shards
 from faceforge.train.state import (
     TrainState,
     check_resumable,
@@ -164,9 +165,17 @@ def _after_step(
         record_evaluation(run, state, sets)
         clock.eval_seconds += time.perf_counter() - started
     by_steps = save_every and state.step % save_every == 0
-    if by_steps or (minutes and clock.minutes_since_save() >= minutes):
+    if by_steps or (minutes and _time_to_save(run, state, clock, minutes)):
         save(run, state, "last.pt")
         clock.saved = time.perf_counter()
+
+
+def _time_to_save(run: TrainingRun, state: TrainState, clock: _Clock, minutes: float) -> bool:
+    """Checked at logging steps only, and decided by rank 0 for every process (saving a
+    sharded head is a collective, so all processes must save at the same step)."""
+    if state.step % run.cfg.train.log_every:
+        return False
+    return run.dist.from_main(lambda: clock.minutes_since_save() >= minutes)
 
 
 def _train_to_the_end(
@@ -199,7 +208,11 @@ def _train_to_the_end(
 
 
 def _save_on_the_way_out(run: TrainingRun, state: TrainState) -> None:
-    """After an unexpected stop: keep the progress if the weights are sound."""
+    """After an unexpected stop: keep the progress if the weights are sound (and if this
+    process can save alone: a sharded head needs every process, which may be gone)."""
+    if holds_shards(run):
+        run.report.log("the sharded head needs every process to save: last.pt is kept")
+        return
     try:
         path = save(run, state, "last.pt")
     except Exception as exc:  # the original error matters more than this one

@@ -19,7 +19,7 @@ from faceforge.data.sources import DATA_SOURCES
 from faceforge.device import resolve_device
 from faceforge.errors import ConfigError
 from faceforge.losses import build_loss
-from faceforge.models.heads.build import HEADS, build_head
+from faceforge.models.heads.build import HEADS, build_head, build_margin
 from faceforge.models.registry import BACKBONES
 from faceforge.registry import Registry
 from faceforge.train.optim import OPTIMIZERS, SCHEDULES
@@ -103,8 +103,25 @@ def check_config(cfg: Config) -> Config:
             raise ConfigError(f"{name}={value!r}: must be {expected}")
     build_head(cfg.head, embedding_size=8, num_classes=2)
     build_loss(cfg.loss, embedding_size=8, num_classes=2)
+    if cfg.head.partial_fc:
+        _check_partial_fc(cfg)
     resolve_device(cfg.train.device)
     return cfg
+
+
+def _check_partial_fc(cfg: Config) -> None:
+    """Partial FC computes a plain cross-entropy over the sharded classes itself."""
+    build_margin(cfg.head)
+    extra = {
+        "loss.focal_gamma": cfg.loss.focal_gamma,
+        "loss.label_smoothing": cfg.loss.label_smoothing,
+        "loss.center_weight": cfg.loss.center_weight,
+    }
+    used = [f"{name}={value}" for name, value in extra.items() if value]
+    if used:
+        raise ConfigError(
+            f"head.partial_fc trains with plain cross-entropy; set {', '.join(used)} to 0"
+        )
 
 
 def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:

@@ -12,6 +12,7 @@ from faceforge.config import Config, config_to_dict
 from faceforge.core.checkpoint import Checkpoint
 from faceforge.errors import CheckpointError
 from faceforge.train.build import TrainingRun
+from faceforge.train.sharding import full_head_state, load_head_state
 
 #: settings the stored weights depend on: a resumed run cannot change them
 FIXED_ON_RESUME = ("model.backbone", "model.embedding_size", "head.type")
@@ -46,14 +47,15 @@ def to_checkpoint(run: TrainingRun, state: TrainState) -> Checkpoint:
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
+    head, optimizer = full_head_state(run)
     return Checkpoint(
         config=run.cfg,
         backbone=model.backbone.state_dict(),
         preprocess=run.preprocess,
         metrics=state.metrics,
-        head=model.head.state_dict(),
+        head=head,
         loss=model.loss.state_dict(),
-        optimizer=run.optimizer.state_dict(),
+        optimizer=optimizer,
         scheduler=run.scheduler.state_dict(),
         scaler=run.scaler.state_dict(),
         step=state.step,
@@ -95,10 +97,9 @@ def restore(run: TrainingRun, ckpt: Checkpoint, path: str | Path) -> TrainState:
     hyper = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
     try:
         model.backbone.load_state_dict(ckpt.backbone)
-        model.head.load_state_dict(ckpt.head)
         model.loss.load_state_dict(ckpt.loss)
-        run.optimizer.load_state_dict(ckpt.optimizer)
-    except (RuntimeError, ValueError) as exc:
+        load_head_state(run, ckpt.head, ckpt.optimizer)
+    except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(
             f"{path}: does not fit this run (another number of classes or losses?): "
             f"{str(exc).splitlines()[0]}"

@@ -36,28 +36,49 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _steps(run, state, batch, steps: int = STEPS) -> tuple[list[float], dict[str, torch.Tensor]]:
-    losses = [float(train_step(run, state, batch)["loss"]) for _ in range(steps)]
+def _steps(run, state, batch) -> tuple[list[float], dict[str, torch.Tensor]]:
+    losses = [float(train_step(run, state, batch)["loss"]) for _ in range(STEPS)]
     return losses, {k: v.detach().clone() for k, v in run.backbone.state_dict().items()}
 
 
-def _ddp_worker(rank: int, port: int, out: Path, steps: int = STEPS) -> None:
+def _head_weights(cfg) -> torch.Tensor:
+    """Class centers both set-ups start from (full FC and Partial FC initialise differently)."""
+    generator = torch.Generator().manual_seed(7)
+    shape = (cfg.data.synthetic.num_identities, cfg.model.embedding_size)
+    return torch.randn(shape, generator=generator) * 0.01
+
+
+def _set_head(run, weights: torch.Tensor) -> None:
+    head = run.model.head
+    with torch.no_grad():
+        if hasattr(head, "shard"):
+            head.weight.copy_(head.shard(weights))
+        else:
+            head.fc.weight.copy_(weights)
+
+
+def _ddp_worker(rank: int, port: int, out: Path, extra: tuple[str, ...]) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    cfg = tiny_config(out / f"rank{rank}", *SAME_RUN)
+    cfg = tiny_config(out / f"rank{rank}", *SAME_RUN, *extra)
     run, state = setup(cfg, log=lambda _: None, dist=Distributed(rank, 2, 0))
+    _set_head(run, _head_weights(cfg))
     batch = collate_faces([run.dataset[i] for i in range(4)])  # the same 4 images on both
-    torch.save(_steps(run, state, batch, steps), out / f"ddp{rank}.pt")
+    torch.save(_steps(run, state, batch), out / f"ddp{rank}.pt")
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_equals_one_process_at_the_same_global_batch(tmp_path: Path) -> None:
-    """Two processes of 4 images against one of the same 8 images. Each rank gets the same
-    4 images so that BatchNorm sees the same statistics as the single process (CPU has no
-    SyncBatchNorm; on GPUs train.sync_bn makes BatchNorm global instead)."""
-    mp.spawn(_ddp_worker, args=(_free_port(), tmp_path), nprocs=2)
+@pytest.mark.parametrize("head", ["full", "partial_fc"])
+def test_ddp_equals_one_process_at_the_same_global_batch(tmp_path: Path, head: str) -> None:
+    """Two processes of 4 images against one of the same 8 images with a full classifier.
+    Each rank gets the same 4 images so that BatchNorm sees the same statistics as the
+    single process (CPU has no SyncBatchNorm; on GPUs train.sync_bn makes it global). With
+    Partial FC each process holds half of the class centers (sample rate 1)."""
+    extra = ("head.partial_fc=true",) if head == "partial_fc" else ()
+    mp.spawn(_ddp_worker, args=(_free_port(), tmp_path, extra), nprocs=2)
     cfg = tiny_config(tmp_path / "single", *SAME_RUN)
     run, state = setup(cfg, log=lambda _: None)
+    _set_head(run, _head_weights(cfg))
     batch = collate_faces([run.dataset[i] for i in (0, 1, 2, 3, 0, 1, 2, 3)])
     losses, weights = _steps(run, state, batch)
     for rank in (0, 1):
@@ -106,29 +127,36 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="module")
-def torchrun_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+@pytest.fixture(scope="module", params=["full", "partial_fc"])
+def torchrun_run(request, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, tuple]:
+    head = ("head.partial_fc=true", "head.sample_rate=0.5") if request.param != "full" else ()
     out = tmp_path_factory.mktemp("torchrun") / "run"
-    process = _torchrun(out, "train.max_steps=4")
+    process = _torchrun(out, "train.max_steps=4", *head)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
-    return out, stdout
+    return out, stdout, head
 
 
 def test_torchrun_trains_with_two_processes(torchrun_run) -> None:
-    out, stdout = torchrun_run
+    out, stdout, head = torchrun_run
     ckpt = Checkpoint.load(out / "last.pt")
     assert ckpt.step == 4
+    assert ckpt.head["weight" if head else "fc.weight"].shape == (8, 16)  # all 8 centers
     assert stdout.count("done: 4 steps") == 1  # rank 0 alone reports
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "last.pt"]
 
 
 def test_a_two_process_checkpoint_resumes_in_one_process(torchrun_run, tmp_path) -> None:
-    out, _ = torchrun_run
-    cfg = tiny_config(tmp_path, *TINY, "train.max_steps=6")
+    out, _, head = torchrun_run
+    cfg = tiny_config(tmp_path, *TINY, *head, "train.max_steps=6")
     run, state = setup(cfg, resume=out / "last.pt", log=lambda _: None)
     assert state.step == 4
     assert run.steps_per_epoch == 32 // 4  # one process sees the whole epoch
+    saved = Checkpoint.load(out / "last.pt")
+    weight, key = (
+        (run.model.head.weight, "weight") if head else (run.model.head.fc.weight, "fc.weight")
+    )
+    assert torch.equal(weight, saved.head[key])  # all centers, on one process
 
 
 def test_a_killed_worker_restarts_from_the_last_checkpoint(tmp_path: Path) -> None:

@@ -1,0 +1,80 @@
+"""Checkpoints of a sharded (Partial FC) head: every process holds other class centers, and
+their optimizer momentum. Checkpoints store the whole matrices, gathered from every process,
+so a run can resume on another number of processes (each takes its own rows again)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from faceforge.models.heads import PartialFC
+from faceforge.train.build import TrainingRun
+
+
+def _sharded_head(run: TrainingRun) -> PartialFC | None:
+    head = run.model.head
+    return head if isinstance(head, PartialFC) else None
+
+
+def _weight_index(run: TrainingRun, head: PartialFC) -> int:
+    """Index of the head's weight in the optimizer's state dict (its parameter order)."""
+    params = [p for group in run.optimizer.param_groups for p in group["params"]]
+    return next(i for i, p in enumerate(params) if p is head.weight)
+
+
+def _map_weight_state(optimizer_state: dict[str, Any], index: int, fn: Any) -> dict[str, Any]:
+    """A copy of ``optimizer_state`` with ``fn`` applied to the head weight's row tensors."""
+    state = dict(optimizer_state["state"])
+    if index in state:
+        state[index] = {
+            key: fn(value) if isinstance(value, Tensor) and value.ndim == 2 else value
+            for key, value in state[index].items()
+        }
+    return {**optimizer_state, "state": state}
+
+
+def full_head_state(run: TrainingRun) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The head's state dict and the optimizer's, sharded rows gathered (a collective:
+    every process must call it)."""
+    head = _sharded_head(run)
+    optimizer = run.optimizer.state_dict()
+    if head is None:
+        return run.model.head.state_dict(), optimizer
+    state = {**head.state_dict(), "weight": head.gather(head.weight.detach())}
+    return state, _map_weight_state(optimizer, _weight_index(run, head), head.gather)
+
+
+def load_head_state(run: TrainingRun, head_state: dict, optimizer_state: dict) -> None:
+    """Load a checkpoint's head and optimizer state, taking this process's rows."""
+    head = _sharded_head(run)
+    if head is not None:
+        own_rows = lambda full: head.shard(full).clone()  # noqa: E731 - not a view of all
+        head_state = {**head_state, "weight": own_rows(head_state["weight"])}
+        optimizer_state = _map_weight_state(optimizer_state, _weight_index(run, head), own_rows)
+    run.model.head.load_state_dict(head_state)
+    run.optimizer.load_state_dict(optimizer_state)
+
+
+def holds_shards(run: TrainingRun) -> bool:
+    """Whether saving needs every process (a sharded head in a multi-process run)."""
+    return _sharded_head(run) is not None and run.dist.enabled
+
+
+def clip_gradients(run: TrainingRun, max_norm: float) -> None:
+    """Clip ``run.clipped`` to a global L2 norm of ``max_norm``. With a sharded head the
+    norm covers every process's centers (their squared norms are summed across processes),
+    so all processes scale by the same factor, as one process holding every center would."""
+    head = _sharded_head(run)
+    if head is None or not run.dist.enabled:
+        torch.nn.utils.clip_grad_norm_(run.clipped, max_norm)
+        return
+    replicated = [p.grad for p in run.clipped if p is not head.weight and p.grad is not None]
+    shard = (
+        head.weight.grad.norm() ** 2 if head.weight.grad is not None else head.weight.new_zeros(())
+    )
+    dist.all_reduce(shard)
+    total = (torch.nn.utils.get_total_norm(replicated) ** 2 + shard).sqrt()
+    torch.nn.utils.clip_grads_with_norm_(run.clipped, max_norm, total)
