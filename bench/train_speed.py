@@ -39,11 +39,17 @@ OPTIONS = {
 }
 
 
-def time_training(args: argparse.Namespace, overrides: list[str], output: Path) -> float:
+#: insightface's published per-GPU figures (8 x V100 jobs) to read the CUDA rows against
+INSIGHTFACE_V100 = {"iresnet50": 690, "mobilefacenet": 1500}
+
+
+def time_training(
+    args: argparse.Namespace, overrides: list[str], output: Path, backbone: str = ""
+) -> float:
     cfg = load_config(
         None,
         [
-            f"model.backbone={args.backbone}",
+            f"model.backbone={backbone or args.backbone}",
             f"train.batch_size={args.batch_size}",
             "data.synthetic.num_identities=50",
             f"data.synthetic.images_per_identity={max(2, args.batch_size // 10)}",
@@ -86,6 +92,20 @@ def write_jpegs(root: Path, identities: int, per_identity: int) -> None:
             cv2.imwrite(str(root / f"id{i:04d}" / f"{k}.jpg"), bgr)
 
 
+def cuda_table(args: argparse.Namespace, tmp: Path) -> Table:
+    """Samples/s on one GPU at batch 128, fp16 with loss scaling, channels-last."""
+    table = Table(title=f"CUDA: {torch.cuda.get_device_name()}, batch 128, fp16, per GPU")
+    table.add_column("backbone")
+    table.add_column("samples/s", justify="right")
+    table.add_column("insightface, per V100 (8-GPU job)", justify="right")
+    cuda = argparse.Namespace(**{**vars(args), "batch_size": 128})
+    options = ["train.device=cuda", "train.amp=fp16", "train.channels_last=true"]
+    for backbone, published in INSIGHTFACE_V100.items():
+        speed = time_training(cuda, options, tmp / f"cuda_{backbone}", backbone)
+        table.add_row(backbone, f"{speed:.0f}", str(published))
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="mobilefacenet")
@@ -115,6 +135,10 @@ def main() -> None:
             base = base or speed
             table.add_row(name, f"{speed:.1f}", f"{speed / base:.2f}x")
         console.print(table)
+        if torch.cuda.is_available():
+            console.print(cuda_table(args, Path(tmp)))
+        else:
+            console.print("no CUDA device: the per-GPU fp16 table is skipped")
 
         root = Path(tmp) / "jpegs"
         write_jpegs(root, identities=40, per_identity=25)
