@@ -11,7 +11,7 @@ import csv
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from faceforge.core.images import RESIZE_MODES
 from faceforge.core.precision import PRECISIONS
@@ -23,7 +23,31 @@ from faceforge.inference.matching.index import INDEX_TYPES
 from faceforge.prepare.align_folder import MULTIPLE_FACE_POLICIES, NO_FACE_POLICIES
 
 if TYPE_CHECKING:
+    from faceforge.inference.matching.threshold import Threshold
     from faceforge.inference.pipeline import FacePipeline
+
+
+def _positive(value: int, flag: str) -> int:
+    """``value`` when it is at least 1; a ConfigError naming ``flag`` otherwise."""
+    if value < 1:
+        raise ConfigError(f"{flag} must be a positive number, got {value}")
+    return value
+
+
+def _progress_bar(args: argparse.Namespace, total: int, desc: str) -> Any:
+    """A tqdm bar on stderr counting images (none with --no-progress or nothing to count)."""
+    from tqdm import tqdm
+
+    hidden = args.no_progress or not total
+    return tqdm(total=total, desc=desc, unit="img", disable=hidden, file=sys.stderr)
+
+
+def _decision_threshold(pipeline: FacePipeline) -> Threshold:
+    """The pipeline's threshold, with a one-line warning when it cannot be trusted."""
+    threshold = pipeline.threshold
+    if threshold.warning:
+        print(f"warning: {threshold.warning}", file=sys.stderr)
+    return threshold
 
 
 def _add_detector_options(parser: argparse.ArgumentParser) -> None:
@@ -129,7 +153,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _verify_two(args: argparse.Namespace) -> int:
-    result = _pipeline(args).verify(args.images[0], args.images[1])
+    pipeline = _pipeline(args)
+    _decision_threshold(pipeline)
+    result = pipeline.verify(args.images[0], args.images[1])
     decision = "same person" if result.same else "different people"
     print(f"similarity {result.similarity:.4f}: {decision}")
     print(f"threshold  {result.threshold.cosine:.4f} ({result.threshold.source})")
@@ -142,8 +168,10 @@ def _verify_pairs_file(args: argparse.Namespace) -> int:
 
     pairs = [(pair.a, pair.b) for pair in read_pairs(args.pairs, labelled=False)]
     pipeline = _pipeline(args)
-    threshold = pipeline.threshold
-    results = pipeline.verify_pairs(pairs, report_errors=True)
+    threshold = _decision_threshold(pipeline)
+    images = {str(image) for pair in pairs for image in pair}
+    with _progress_bar(args, len(images), "embedding") as bar:
+        results = pipeline.verify_pairs(pairs, report_errors=True, progress=bar.update)
     writer = csv.writer(sys.stdout)
     writer.writerow(["image_a", "image_b", "similarity", "same", "error"])
     for (a, b), result in zip(pairs, results, strict=True):
@@ -161,55 +189,51 @@ def _verify_pairs_file(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    """Remove and add people under the gallery's lock, so concurrent runs lose nothing."""
     from faceforge.data.image_io import identity_folders
-    from faceforge.inference.matching.gallery import load_or_create
+    from faceforge.inference.matching.gallery import edit_gallery
 
+    folders = identity_folders(args.people_dir) if args.people_dir else []
+    people = [(name, files) for name, files in folders if files]
     pipeline = _pipeline(args)
     embedder = pipeline.embedder
-    gallery = load_or_create(
+    with edit_gallery(
         args.gallery,
         embedder.embedding_size,
         embedder.fingerprint,
         model=embedder.description,
         index_type=args.index,
         mode=args.mode,
-    )
+    ) as gallery:
+        for name in args.remove:
+            gallery.remove(name)
+        with _progress_bar(args, sum(len(files) for _, files in people), "enrolling") as bar:
+            report = pipeline.enroll_people(gallery, people, bar.update)
+    for error in report.skipped:
+        print(f"skipped: {error}", file=sys.stderr)
+    for name in report.left_out:
+        print(f"{name}: no usable image, not enrolled", file=sys.stderr)
     for name in args.remove:
-        gallery.remove(name)
         print(f"removed {name}")
-    enrolled = skipped = 0
-    for name, files in identity_folders(args.people_dir) if args.people_dir else []:
-        if not files:
-            continue
-        embeddings, errors = pipeline.try_embed(files)
-        for error in errors:
-            if error:
-                skipped += 1
-                print(f"skipped: {error}", file=sys.stderr)
-        good = embeddings[[e is None for e in errors]]
-        if len(good) == 0:
-            print(f"{name}: no usable image, not enrolled", file=sys.stderr)
-            continue
-        gallery.add(name, good)
-        enrolled += len(good)
-    gallery.save(args.gallery)
-    print(
-        f"gallery {args.gallery}: {len(gallery)} people; added {enrolled} images, skipped {skipped}"
-    )
+    added, skipped = report.added, len(report.skipped)
+    print(f"gallery {args.gallery}: {len(gallery)} people; added {added} images, skipped {skipped}")
     return 0
 
 
 def _search(args: argparse.Namespace) -> int:
     from faceforge.inference.matching.gallery import Gallery
 
+    top_k = _positive(args.top_k, "--top-k")
     gallery = Gallery.load(args.gallery)
     pipeline = _pipeline(args)
+    embedder = pipeline.embedder
+    gallery.check_model(embedder.fingerprint, embedder.embedding_size, f"gallery {args.gallery}")
+    threshold = _decision_threshold(pipeline)
     for image in args.images:
-        result = pipeline.search(image, gallery, top_k=args.top_k)
+        result = pipeline.search(image, gallery, top_k=top_k)
         print(f"{image}: {result.identity}")
         for rank, match in enumerate(result.matches, 1):
             print(f"  {rank}. {match.name}  {match.score:.4f}")
-    threshold = pipeline.threshold
     print(f"threshold {threshold.cosine:.4f} ({threshold.source})")
     return 0
 
@@ -252,7 +276,7 @@ def _align(args: argparse.Namespace) -> int:
     from faceforge.prepare.align_folder import AlignOptions, align_dataset
 
     options = AlignOptions(
-        size=(args.size, args.width or args.size),
+        size=(args.size, args.size if args.width is None else args.width),
         template=args.template,
         multiple=args.multiple,
         no_face=args.no_face,
@@ -303,7 +327,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-face-size", type=float, default=20.0, help="in pixels")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--overwrite", action="store_true", help="redo images already aligned")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_detector_options(p)
     p.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto")
     p.set_defaults(func=_align)
@@ -315,6 +339,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="*", help="two image files")
     p.add_argument("--pairs", help="CSV/TSV of path_a,path_b rows; prints one result per row")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (--pairs)")
     _add_model_options(p)
     _add_threshold_options(p)
     p.set_defaults(func=_verify)
@@ -337,6 +362,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="mean",
         help="store each person's mean embedding or every image",
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_options(p)
     p.set_defaults(func=_enroll)
 
@@ -348,7 +374,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="+", help="query images")
     p.add_argument("--gallery", required=True, help="gallery folder made by enroll")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=5, help="matches to print per image")
     _add_model_options(p)
     _add_threshold_options(p)
     p.set_defaults(func=_search)

@@ -6,12 +6,14 @@ Handlers only gather inputs and print: the work is done by :mod:`faceforge.evalu
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from faceforge.core.images import RESIZE_MODES
 from faceforge.core.precision import PRECISIONS
-from faceforge.errors import DataError
+from faceforge.errors import ConfigError, DataError
 
 
 def _unique_name(name: str, taken: set[str]) -> str:
@@ -20,6 +22,29 @@ def _unique_name(name: str, taken: set[str]) -> str:
         candidate, n = f"{name}-{n}", n + 1
     taken.add(candidate)
     return candidate
+
+
+def _check_output(path: str | None, flag: str, suffixes: tuple[str, ...] = ()) -> None:
+    """Fail before the work, not after it, when an output file cannot be written there."""
+    if path is None:
+        return
+    target = Path(path)
+    if suffixes and target.suffix.lower() not in suffixes:
+        raise ConfigError(f"{flag} {path}: expected a file name ending in {', '.join(suffixes)}")
+    if target.is_dir():
+        raise DataError(f"{flag} {path}: is a folder; give a file name")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as exc:
+        raise DataError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
+
+
+def _roc_suffixes() -> tuple[str, ...]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return tuple(f".{name}" for name in sorted(FigureCanvasAgg.get_supported_filetypes()))
 
 
 def _pair_lists(args: argparse.Namespace) -> list[tuple[str, Any]]:
@@ -37,11 +62,14 @@ def _pack_bin(args: argparse.Namespace) -> int:
     """Write one insightface ``.bin`` from a pairs file over an image folder."""
     from faceforge.evaluation.bin_format import write_bin
 
+    if args.size < 1:
+        raise ConfigError(f"--size must be a positive number of pixels, got {args.size}")
+    _check_output(args.output, "output")
     pair_lists = _pair_lists(args)
     if len(pair_lists) != 1:
         raise DataError("pack-bin takes exactly one --pairs or --pair-list file")
     name, plist = pair_lists[0]
-    vset = plist.load(name, (args.size, args.size), args.resize)
+    vset = plist.load(name, (args.size, args.size), args.resize, progress=not args.quiet)
     write_bin(args.output, vset, ext=args.ext)
     print(f"wrote {args.output}: {len(vset.issame)} pairs ({int(vset.issame.sum())} same)")
     return 0
@@ -72,7 +100,8 @@ def _sets(args: argparse.Namespace, loaded: Any) -> list[Any]:
         vset.name = _unique_name(vset.name, taken)
         sets.append(vset)
     for name, plist in pair_lists:
-        sets.append(plist.load(_unique_name(name, taken), size, args.resize))
+        vset = plist.load(_unique_name(name, taken), size, args.resize, progress=not args.quiet)
+        sets.append(vset)
     return sets
 
 
@@ -89,6 +118,9 @@ def _eval(args: argparse.Namespace) -> int:
     from faceforge.evaluation.report import format_result, plot_roc, write_json
     from faceforge.evaluation.run import evaluate_model
 
+    _check_output(args.json, "--json")
+    if args.roc:
+        _check_output(args.roc, "--roc", _roc_suffixes())
     loaded = load_backbone(args.checkpoint)
     sets = _sets(args, loaded)
     device = resolve_device(args.device)
@@ -109,6 +141,8 @@ def _eval(args: argparse.Namespace) -> int:
         )
         results[vset.name] = result
         print(format_result(vset.name, result) + _recorded(loaded.metrics, vset.name))
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     meta = {
         "checkpoint": str(args.checkpoint),
         "backbone": loaded.config.model.backbone,
@@ -130,6 +164,7 @@ def _identify_bench(args: argparse.Namespace) -> int:
 
     from faceforge.evaluation.identification import NpyFolder, megaface, open_npy
 
+    _check_output(args.json, "--json")
     if args.probe_embeddings:
         if not (args.probe_labels and args.distractor_embeddings):
             raise DataError("--probe-embeddings needs --probe-labels and --distractor-embeddings")
@@ -237,6 +272,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=112, help="image side in the .bin (default 112)")
     p.add_argument("--resize", choices=RESIZE_MODES.names(), help="fit images of another size")
     p.add_argument("--ext", choices=(".jpg", ".png"), default=".jpg", help="image encoding")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pack_bin)
 
     p = subparsers.add_parser(

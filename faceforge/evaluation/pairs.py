@@ -3,12 +3,14 @@
 :func:`read_pairs` is the one CSV/TSV parser, for labelled lists (evaluation) and unlabelled
 ones (``faceforge verify --pairs``). Evaluation lists become a :class:`PairList` whose every
 file is checked *before* any image is decoded, so a typo or an incomplete download is
-reported at once, by name.
+reported at once, by name. Files are read as UTF-8 (a byte-order mark is dropped) or, failing
+that, Latin-1, so lists written by any editor or spreadsheet parse the same.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,10 @@ _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no"}
 #: column separators of pair lists, in the order they are looked for in the first line
 DELIMITERS = ("\t", ",", ";", "|")
+#: images decoded between two progress updates
+LOAD_CHUNK = 256
+#: control characters no text pair list contains: their presence means binary data
+_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
 @dataclass
@@ -47,10 +53,42 @@ class PairList:
         image_size: tuple[int, int] = (112, 112),
         resize: str | None = None,
         workers: int | None = None,
+        progress: bool = False,
     ) -> VerificationSet:
-        """Decode every image (in parallel) into a :class:`VerificationSet`."""
-        images = load_images(self.paths, [str(p) for p in self.paths], image_size, resize, workers)
+        """Decode every image (in parallel) into a :class:`VerificationSet`, with a progress
+        bar on stderr if ``progress``."""
+        from tqdm import tqdm
+
+        images = np.empty((len(self.paths), *image_size, 3), np.uint8)
+        with tqdm(total=len(self.paths), desc=name, unit="img", disable=not progress) as bar:
+            for start in range(0, len(self.paths), LOAD_CHUNK):
+                chunk = self.paths[start : start + LOAD_CHUNK]
+                names = [str(p) for p in chunk]
+                images[start : start + len(chunk)] = load_images(
+                    chunk, names, image_size, resize, workers
+                )
+                bar.update(len(chunk))
         return VerificationSet(name, images, self.issame)
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The text of a pairs file: UTF-8 (a byte-order mark dropped), else Latin-1; DataError
+    naming the file when it cannot be read or holds binary data."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    binary = _BINARY.search(text)
+    if binary:
+        raise DataError(
+            f"{path}: not a text {what} (binary data at character {binary.start()}); "
+            "expected lines of text in UTF-8 or Latin-1"
+        )
+    return text
 
 
 def _check_missing(paths: Iterable[Path], what: str) -> None:
@@ -86,10 +124,7 @@ def read_lfw_pairs(pairs_file: str | Path, images_dir: str | Path) -> PairList:
     for malformed lines and, listing them, for missing images.
     """
     pairs_file, images_dir = Path(pairs_file), Path(images_dir)
-    try:
-        lines = pairs_file.read_text().splitlines()
-    except OSError as exc:
-        raise DataError(f"{pairs_file}: cannot read pairs file ({exc.strerror or exc})") from None
+    lines = _read_text(pairs_file, "pairs file").splitlines()
     if not images_dir.is_dir():
         raise DataError(f"{images_dir}: image folder does not exist")
     folder = _LfwFolder(images_dir)
@@ -152,10 +187,7 @@ def read_pairs(
     """
     list_file = Path(list_file)
     base = Path(root) if root is not None else list_file.parent
-    try:
-        text = list_file.read_text()
-    except OSError as exc:
-        raise DataError(f"{list_file}: cannot read pair list ({exc.strerror or exc})") from None
+    text = _read_text(list_file, "pair list")
     delimiter = _delimiter(text)
     columns = delimiter.join(["path_a", "path_b", "same"] if labelled else ["path_a", "path_b"])
     hint = " with same in 1/0/true/false/yes/no" if labelled else ""

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from faceforge.core.batch_embed import iter_embedding_views
+from faceforge.core.checkpoint import content_hash
 from faceforge.core.preprocess import Preprocess
 from faceforge.core.vectors import l2_normalize
 from faceforge.device import resolve_device
@@ -59,14 +60,9 @@ def check_preprocess(preprocess: Preprocess, source: str) -> None:
 
 
 def state_dict_fingerprint(state: dict[str, torch.Tensor]) -> str:
-    """Short SHA-256 of parameter names, shapes and values: equal weights, equal fingerprint
-    (so a gallery can tell which model produced its embeddings)."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        tensor = state[key].detach().cpu().contiguous()
-        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    """Short content hash of parameter names, shapes and values: equal weights, equal
+    fingerprint (so a gallery can tell which model produced its embeddings)."""
+    return content_hash(state)[:16]
 
 
 def file_fingerprint(path: Path) -> str:

@@ -93,8 +93,7 @@ def export_onnx(
     """
     import onnx
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _output_file(path)
     model = model.eval().cpu()
     height, width = preprocess.input_size
     dummy = torch.zeros(1, 3, height, width)
@@ -195,7 +194,7 @@ def quantize_int8(
     from faceforge.evaluation.verification import evaluate
 
     fp32 = OnnxEmbedder(fp32_path)
-    int8_path = Path(int8_path)
+    int8_path = _output_file(int8_path)
     batches = (
         model_input(calibration_faces[i : i + batch_size], fp32.preprocess)
         for i in range(0, len(calibration_faces), batch_size)
@@ -220,6 +219,15 @@ def quantize_int8(
         embeddings = embedder.embed(faces)
         accuracy[name] = evaluate(embeddings[0::2], embeddings[1::2], pairs.issame).accuracy
     return QuantizationReport(int8_path, accuracy["fp32"], accuracy["int8"], len(pairs))
+
+
+def _output_file(path: str | Path) -> Path:
+    """``path`` with its folder created; DataError when it names a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give the name of the .onnx file to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _fit(faces: np.ndarray, size: tuple[int, int]) -> np.ndarray:

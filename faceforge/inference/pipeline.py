@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from faceforge.inference.matching.gallery import Gallery, Match
 from faceforge.inference.matching.threshold import Threshold, resolve_threshold
 
 ImageLike = str | Path | np.ndarray
+#: called with the number of images just finished
+Progress = Callable[[int], None]
 
 #: images decoded and detected together (bounds memory for long lists)
 CHUNK = 32
@@ -56,6 +58,18 @@ class Identification:
     identity: str
     matches: list[Match]
     threshold: Threshold
+
+
+@dataclass
+class Enrollment:
+    """What :meth:`FacePipeline.enroll_people` did."""
+
+    #: images whose embeddings were added
+    added: int = 0
+    #: why each unusable image (no face, unreadable) was skipped
+    skipped: list[str] = field(default_factory=list)
+    #: people without a single usable image, not enrolled
+    left_out: list[str] = field(default_factory=list)
 
 
 def _as_image(image: ImageLike, index: int) -> tuple[np.ndarray, str]:
@@ -216,15 +230,26 @@ class FacePipeline:
         """Unit-length (N, D) embeddings of the selected face of each image."""
         return self.embedder.embed(self.align_batch(images))
 
-    def try_embed(self, images: Sequence[ImageLike]) -> tuple[np.ndarray, list[str | None]]:
+    def try_embed(
+        self, images: Sequence[ImageLike], progress: Progress | None = None
+    ) -> tuple[np.ndarray, list[str | None]]:
         """Like :meth:`embed` but never raises for one bad image: rows of failed images are
-        NaN and their error message is returned in the second list (``None`` for success)."""
-        results = self._align_all(images)
-        errors = [str(r) if isinstance(r, DataError) else None for r in results]
-        good = [r for r in results if not isinstance(r, DataError)]
-        out = np.full((len(results), self.embedder.embedding_size), np.nan, np.float32)
-        if good:
-            out[[e is None for e in errors]] = self.embedder.embed(self._stack(good))
+        NaN and their error message is returned in the second list (``None`` for success).
+
+        Images are embedded ``CHUNK`` at a time; ``progress`` is called with the number of
+        images each chunk finished (to drive a progress bar).
+        """
+        out = np.full((len(images), self.embedder.embedding_size), np.nan, np.float32)
+        errors: list[str | None] = []
+        for start in range(0, len(images), CHUNK):
+            results = self._align_chunk(images[start : start + CHUNK], start)
+            good = [i for i, r in enumerate(results) if not isinstance(r, DataError)]
+            if good:
+                crops = self._stack([results[i] for i in good])
+                out[[start + i for i in good]] = self.embedder.embed(crops)
+            errors.extend(str(r) if isinstance(r, DataError) else None for r in results)
+            if progress is not None:
+                progress(len(results))
         return out, errors
 
     # --------------------------------------------------------------- decisions
@@ -233,12 +258,17 @@ class FacePipeline:
         return self.verify_pairs([(image_a, image_b)])[0]
 
     def verify_pairs(
-        self, pairs: Sequence[tuple[ImageLike, ImageLike]], *, report_errors: bool = False
+        self,
+        pairs: Sequence[tuple[ImageLike, ImageLike]],
+        *,
+        report_errors: bool = False,
+        progress: Progress | None = None,
     ) -> list[Verification]:
         """Decisions for many pairs; each distinct image path is embedded once.
 
         An image that cannot be used raises, unless ``report_errors``: then the pairs it is in
         come back with its message in :attr:`Verification.error` and the others are decided.
+        ``progress`` is called with the number of distinct images done.
         """
         threshold = self.threshold
         flat = [image for pair in pairs for image in pair]
@@ -247,10 +277,10 @@ class FacePipeline:
         for key, image in zip(keys, flat, strict=True):
             first.setdefault(key, image)
         unique = list(first.values())
-        if report_errors:
-            embeddings, errors = self.try_embed(unique)
-        else:
-            embeddings, errors = self.embed(unique), [None] * len(unique)
+        embeddings, errors = self.try_embed(unique, progress)
+        failure = next((error for error in errors if error), None)
+        if failure is not None and not report_errors:
+            raise DataError(failure)
         row = {key: i for i, key in enumerate(first)}
         results = []
         for a, b in zip(keys[0::2], keys[1::2], strict=True):
@@ -264,6 +294,28 @@ class FacePipeline:
         """Add ``name`` with these photos to ``gallery`` (checked against this model)."""
         gallery.check_model(self.embedder.fingerprint, self.embedder.embedding_size)
         gallery.add(name, self.embed(images))
+
+    def enroll_people(
+        self,
+        gallery: Gallery,
+        people: Iterable[tuple[str, Sequence[ImageLike]]],
+        progress: Progress | None = None,
+    ) -> Enrollment:
+        """Add each ``(name, photos)`` to ``gallery``, skipping photos that cannot be used and
+        people left without any (one bad photo does not stop a bulk enrollment); ``progress``
+        is called as in :meth:`try_embed`."""
+        gallery.check_model(self.embedder.fingerprint, self.embedder.embedding_size)
+        report = Enrollment()
+        for name, images in people:
+            embeddings, errors = self.try_embed(images, progress)
+            report.skipped.extend(error for error in errors if error)
+            good = embeddings[[error is None for error in errors]]
+            if len(good) == 0:
+                report.left_out.append(name)
+                continue
+            gallery.add(name, good)
+            report.added += len(good)
+        return report
 
     def search(self, image: ImageLike, gallery: Gallery, top_k: int = 5) -> Identification:
         """Who is this? The top ``top_k`` gallery people and the decision."""

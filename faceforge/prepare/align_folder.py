@@ -16,6 +16,7 @@ listed in ``align_report.tsv`` in the output folder.
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 
 from faceforge.core.images import RESIZE_MODES
 from faceforge.data.image_io import IMAGE_EXTENSIONS, encode_image, list_images, read_image
-from faceforge.errors import DataError
+from faceforge.errors import ConfigError, DataError
 from faceforge.inference.alignment import norm_crop, template_points
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection
 from faceforge.inference.detection.registry import build_detector, parse_detector_spec
@@ -79,6 +80,11 @@ class AlignOptions:
     device: str | None = "cpu"
 
     def __post_init__(self) -> None:
+        if min(self.size) < 1:
+            height, width = self.size
+            raise ConfigError(
+                f"--size/--width: the aligned face size must be positive, got {height}x{width}"
+            )
         MULTIPLE_FACE_POLICIES.get(self.multiple, field="--multiple")
         NO_FACE_POLICIES.get(self.no_face, field="--no-face")
         parse_detector_spec(self.detector)
@@ -218,7 +224,7 @@ def align_dataset(
             report.existing += 1
         else:
             todo.append(relative)
-    dst.mkdir(parents=True, exist_ok=True)
+    _check_output_folder(dst)
     bar = tqdm(total=len(todo), unit="img", disable=not progress, desc="aligning")
     chunks = list(_chunks(todo, CHUNK))
     if workers <= 1:
@@ -234,6 +240,19 @@ def align_dataset(
     lines = ["path\treason"] + [f"{path}\t{reason}" for path, reason in report.skipped]
     (dst / REPORT_FILE).write_text("\n".join(lines) + "\n")
     return report
+
+
+def _check_output_folder(dst: Path) -> None:
+    """Create ``dst`` and make sure files can be written in it, before any work is done."""
+    if dst.exists() and not dst.is_dir():
+        raise DataError(f"{dst}: the output folder is a file; give a folder")
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=dst):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise DataError(f"{dst}: cannot write to the output folder ({reason})") from None
 
 
 def _collect(outcomes: Iterator[list[tuple[str, str, str]]], report: AlignReport, bar: Any) -> None:

@@ -98,7 +98,12 @@ def test_eval_bin_and_pairs_with_json_and_roc(checkpoint, tmp_path, capsys):
     assert data["sets"]["pairs"]["num_pairs"] == 4
     assert data["meta"]["precision"] == "fp32"
     assert (tmp_path / "roc.png").stat().st_size > 0
-    assert "toy average acc:" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "toy average acc:" in captured.out
+    # every pair of the pairs.txt is 'different': its folds hold one class, which is reported
+    stored = [w for name in ("toy", "pairs") for w in data["sets"][name]["warnings"]]
+    assert "2 of 2 folds hold only" in data["sets"]["pairs"]["warnings"][0]
+    assert captured.err.splitlines() == [f"warning: {w}" for w in stored]
 
 
 def test_eval_reports_missing_files_before_any_work(checkpoint, tmp_path, capsys):
@@ -121,6 +126,35 @@ def test_eval_reports_missing_files_before_any_work(checkpoint, tmp_path, capsys
     assert "a.jpg" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(path)]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys):
+    """The checkpoint does not exist: reaching it would be another error."""
+    (tmp_path / "file").write_text("")
+    eval_args = ["eval", "--checkpoint", str(tmp_path / "none.pt"), "--synthetic"]
+    cases = [
+        (["--json", str(tmp_path)], f"--json {tmp_path}: is a folder"),
+        (["--json", str(tmp_path / "file" / "r.json")], "r.json: cannot write there"),
+        (["--roc", str(tmp_path / "file" / "roc.png")], "roc.png: cannot write there"),
+        (["--roc", str(tmp_path / "roc.txt")], "roc.txt: expected a file name ending in"),
+    ]
+    for extra, message in cases:
+        assert main(eval_args + extra) == 2
+        assert message in one_line(capsys.readouterr().err)
+    pair_list = ["--pair-list", str(tmp_path / "none.csv")]
+    assert main(["pack-bin", str(tmp_path), *pair_list]) == 2
+    assert f"output {tmp_path}: is a folder" in one_line(capsys.readouterr().err)
+    assert main(["pack-bin", str(tmp_path / "x.bin"), *pair_list, "--size", "0"]) == 2
+    assert "--size must be a positive number" in one_line(capsys.readouterr().err)
+    bench = ["identify-bench", "--json", str(tmp_path / "file" / "m.json")]
+    assert main(bench) == 2
+    assert "m.json: cannot write there" in one_line(capsys.readouterr().err)
 
 
 def test_identify_bench_with_embeddings(tmp_path, capsys):
@@ -235,7 +269,7 @@ def test_unknown_resize_mode_is_refused_before_any_work(checkpoint, capsys) -> N
     assert "invalid choice: 'zoom'" in capsys.readouterr().err
 
 
-def test_pack_bin_from_a_tsv_pair_list_with_header(tmp_path) -> None:
+def test_pack_bin_from_a_tsv_pair_list_with_header(tmp_path, capsys) -> None:
     from faceforge.evaluation.bin_format import load_bin
 
     rng = np.random.default_rng(1)
@@ -246,6 +280,9 @@ def test_pack_bin_from_a_tsv_pair_list_with_header(tmp_path) -> None:
     out = tmp_path / "list.bin"
     argv = ["pack-bin", str(out), "--pair-list", str(tmp_path / "pairs.tsv"), "--ext", ".png"]
     assert main(argv) == 0
+    assert "pairs: 100%|██████████| 4/4" in capsys.readouterr().err  # decoding progress
     vset = load_bin(out)
     assert vset.issame.tolist() == [False, True]
     np.testing.assert_array_equal(vset.images, images[[0, 1, 2, 2]])
+    assert main([*argv, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from faceforge.errors import DataError
+from faceforge.evaluation import pairs as pairs_module
 from faceforge.evaluation.bin_format import load_bin, write_bin
 from faceforge.evaluation.pairs import Pair, PairList, read_lfw_pairs, read_pair_list, read_pairs
 
@@ -167,3 +168,59 @@ def test_labelled_lists_need_the_label(tmp_path):
         read_pairs(listing)
     # unlabelled, a first row naming no existing file reads as a header
     assert read_pairs(listing, labelled=False) == [Pair(tmp_path / "c.png", tmp_path / "d.png")]
+
+
+ENCODINGS = {
+    "utf-8": lambda text: text.encode("utf-8"),
+    "utf-8 with BOM": lambda text: b"\xef\xbb\xbf" + text.encode("utf-8"),
+    "latin-1": lambda text: text.encode("latin-1"),
+}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_latin1_and_bom_files_parse_like_utf8(tmp_path, encoding):
+    """LFW has names like José_Martí; editors save them in any of these encodings."""
+    images = tmp_path / "images"
+    for name, number in (("José_Martí", 1), ("José_Martí", 2), ("Zoë_Ball", 1)):
+        _write_image(images / name / f"{name}_{number:04d}.png", number)
+    lfw = tmp_path / "pairs.txt"
+    lfw.write_bytes(ENCODINGS[encoding]("José_Martí\t1\t2\nJosé_Martí\t1\tZoë_Ball\t1\n"))
+    plist = read_lfw_pairs(lfw, images)
+    assert [p.relative_to(images).as_posix() for p in plist.paths] == [
+        "José_Martí/José_Martí_0001.png",
+        "José_Martí/José_Martí_0002.png",
+        "José_Martí/José_Martí_0001.png",
+        "Zoë_Ball/Zoë_Ball_0001.png",
+    ]
+    assert plist.issame.tolist() == [True, False]
+    listing = tmp_path / "pairs.csv"  # no header: a BOM left in would corrupt the first path
+    rows = "José_Martí/José_Martí_0001.png,Zoë_Ball/Zoë_Ball_0001.png,0\n"
+    listing.write_bytes(ENCODINGS[encoding](rows))
+    pair = read_pair_list(listing, images)
+    assert pair.paths == [plist.paths[0], plist.paths[3]] and pair.issame.tolist() == [False]
+
+
+def test_binary_garbage_is_a_data_error(tmp_path):
+    garbage = tmp_path / "pairs.txt"
+    garbage.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)))
+    with pytest.raises(DataError, match="not a text pairs file .binary data"):
+        read_lfw_pairs(garbage, tmp_path)
+    with pytest.raises(DataError, match="not a text pair list"):
+        read_pairs(garbage)
+    (tmp_path / "utf16.csv").write_bytes("a.png,b.png,1\n".encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-8 or Latin-1"):
+        read_pairs(tmp_path / "utf16.csv")
+
+
+def test_loading_in_chunks_with_a_progress_bar_gives_the_same_images(
+    tmp_path, lfw_dir, capsys, monkeypatch
+):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("Ann_Lee 1 2\nAnn_Lee 1 Bob 3\n")
+    plist = read_lfw_pairs(pairs, lfw_dir)
+    quiet = plist.load("mini")
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(pairs_module, "LOAD_CHUNK", 3)  # 4 images: chunks of 3 and 1
+    shown = plist.load("mini", progress=True)
+    assert "mini: 100%|██████████| 4/4" in capsys.readouterr().err
+    np.testing.assert_array_equal(quiet.images, shown.images)

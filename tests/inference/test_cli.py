@@ -29,12 +29,24 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, mtcnn):
     return invoke
 
 
+def one_line(err: str) -> str:
+    """The only line written to stderr (a user error must not print a traceback)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+SYNTHETIC_WARNING = "warning: the decision threshold was tuned on the demo's synthetic faces"
+
+
 def test_verify_two_photos(run, tiny_checkpoint: Path, lfw_images: list[Path]) -> None:
-    status, out, _ = run("verify", lfw_images[0], lfw_images[0], "--checkpoint", tiny_checkpoint)
+    status, out, err = run("verify", lfw_images[0], lfw_images[0], "--checkpoint", tiny_checkpoint)
     assert status == 0
     assert "similarity 1.0000: same person" in out
     assert "threshold  0.5000 (best 10-fold threshold on synthetic" in out
-    status, out, _ = run(
+    warning = one_line(err)  # the stored threshold comes from the synthetic demo set
+    assert warning.startswith(SYNTHETIC_WARNING) and "pass --threshold" in warning
+    status, out, err = run(
         "verify",
         lfw_images[0],
         lfw_images[1],
@@ -44,6 +56,7 @@ def test_verify_two_photos(run, tiny_checkpoint: Path, lfw_images: list[Path]) -
         "0.9999",
     )
     assert status == 0 and "different people" in out and "0.9999 (set explicitly)" in out
+    assert err == ""
 
 
 def test_verify_pairs_file(
@@ -60,6 +73,11 @@ def test_verify_pairs_file(
     assert lines[1].endswith(",1.0000,1,")
     assert "broken.jpg: not a readable image" in lines[2]
     assert status == 1 and "2 pairs: 1 same, 0 different, 1 failed" in err
+    assert "embedding: 100%" in err and "3/3" in err  # a bar over the 3 distinct images
+    assert err.count(SYNTHETIC_WARNING) == 1
+    options = ("--checkpoint", tiny_checkpoint, "--threshold", "0.5", "--no-progress")
+    status, _, err = run("verify", "--pairs", pairs, *options)
+    assert status == 1 and one_line(err).startswith("2 pairs: 1 same")
 
 
 def test_user_errors_are_one_line_messages(run, tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -82,7 +100,7 @@ def test_enroll_search_remove(
     gallery = tmp_path / "gallery"
     status, out, err = run("enroll", people, "--gallery", gallery, "--checkpoint", tiny_checkpoint)
     assert status == 0 and "2 people; added 2 images, skipped 1" in out
-    assert "broken.jpg" in err
+    assert "broken.jpg" in err and "enrolling: 100%" in err and "3/3" in err
     assert Gallery.load(gallery).names == ["cook", "guiel"]
 
     status, out, _ = run(
@@ -110,11 +128,41 @@ def test_enroll_search_remove(
     )
     assert out.splitlines()[0] == f"{lfw_images[2]}: unknown"
 
-    status, out, _ = run(
-        "enroll", "--gallery", gallery, "--remove", "guiel", "--checkpoint", tiny_checkpoint
+    status, out, err = run(
+        "enroll",
+        "--gallery",
+        gallery,
+        "--remove",
+        "guiel",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--no-progress",
     )
-    assert status == 0 and "removed guiel" in out
+    assert status == 0 and "removed guiel" in out and err == ""
     assert Gallery.load(gallery).names == ["cook"]
+
+
+def test_search_refuses_a_top_k_below_one(run, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    options = ("--gallery", tmp_path, "--checkpoint", tiny_checkpoint)
+    for top_k in ("0", "-2"):
+        status, _, err = run("search", tmp_path / "a.jpg", *options, "--top-k", top_k)
+        expected = f"faceforge search: error: --top-k must be a positive number, got {top_k}"
+        assert status == 2 and one_line(err) == expected
+
+
+def test_a_tampered_gallery_is_one_line(
+    run, tiny_checkpoint: Path, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    gallery = Gallery(32, "fp")
+    gallery.add("x", [[1.0] * 32])
+    gallery.save(tmp_path / "gallery")
+    data_file = next((tmp_path / "gallery").glob("gallery-*.npz"))
+    data_file.write_bytes(data_file.read_bytes()[:-1] + b"!")
+    options = ("--gallery", tmp_path / "gallery", "--checkpoint", tiny_checkpoint)
+    status, _, err = run("search", lfw_images[0], *options)
+    assert status == 2 and "the gallery data was modified or corrupted" in one_line(err)
+    status, _, err = run("enroll", *options, "--remove", "x")
+    assert status == 2 and "enroll the people again" in one_line(err)
 
 
 def test_gallery_of_another_model_is_refused(
@@ -131,7 +179,7 @@ def test_gallery_of_another_model_is_refused(
         "--checkpoint",
         tiny_checkpoint,
     )
-    assert status == 2 and "built with model iresnet50" in err
+    assert status == 2 and "was built with model iresnet50" in one_line(err)
 
 
 def test_export_then_use_the_onnx_model(
@@ -147,6 +195,17 @@ def test_export_then_use_the_onnx_model(
     assert status == 2 and "--calibration" in err
 
 
+def test_export_to_a_folder_or_below_a_file_is_one_line(
+    run, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    status, _, err = run("export", "--checkpoint", tiny_checkpoint, "--onnx", tmp_path)
+    assert status == 2 and f"{tmp_path}: is a folder" in one_line(err)
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "model.onnx"
+    status, _, err = run("export", "--checkpoint", tiny_checkpoint, "--onnx", target)
+    assert status == 2 and one_line(err).startswith("faceforge export: error:")
+
+
 def test_align_command(run, lfw_images: list[Path], tmp_path: Path) -> None:
     src = tmp_path / "src"
     (src / "person").mkdir(parents=True)
@@ -154,6 +213,29 @@ def test_align_command(run, lfw_images: list[Path], tmp_path: Path) -> None:
     status, out, _ = run("align", src, tmp_path / "dst", "--no-progress")
     assert status == 0 and "aligned 1 images" in out
     assert read_image(tmp_path / "dst" / "person" / lfw_images[0].name).shape == (112, 112, 3)
+
+
+@pytest.mark.parametrize(
+    ("option", "shown"), [(("--size", "0"), "0x0"), (("--width", "0"), "112x0")]
+)
+def test_align_refuses_empty_sizes(
+    run, tmp_path: Path, option: tuple[str, str], shown: str
+) -> None:
+    status, _, err = run("align", tmp_path, tmp_path / "dst", *option)
+    assert status == 2
+    assert one_line(err).endswith(f"the aligned face size must be positive, got {shown}")
+    assert not (tmp_path / "dst").exists()
+
+
+def test_align_into_a_file_is_one_line(run, lfw_images: list[Path], tmp_path: Path) -> None:
+    src = tmp_path / "src" / "person"
+    src.mkdir(parents=True)
+    shutil.copy(lfw_images[0], src)
+    (tmp_path / "file").write_text("")
+    status, _, err = run("align", tmp_path / "src", tmp_path / "file", "--no-progress")
+    assert status == 2 and "the output folder is a file" in one_line(err)
+    status, _, err = run("align", tmp_path / "src", tmp_path / "file" / "dst", "--no-progress")
+    assert status == 2 and "cannot write to the output folder" in one_line(err)
 
 
 def test_verify_with_scrfd_on_real_photos(

@@ -175,3 +175,38 @@ def test_verify_pairs_reports_failures_when_asked(
     for result in failed:
         assert "broken.jpg: not a readable image" in result.error
         assert np.isnan(result.similarity) and not result.same
+
+
+def test_try_embed_reports_progress_chunk_by_chunk(pipeline: FacePipeline) -> None:
+    from faceforge.inference.export import synthetic_faces
+    from faceforge.inference.pipeline import CHUNK
+
+    faces = list(synthetic_faces(CHUNK + 6))
+    faces[CHUNK + 1] = np.zeros((50, 50, 3), np.uint8)  # wrong size: fails alone
+    chips = FacePipeline(pipeline.embedder, None)
+    done: list[int] = []
+    embeddings, errors = chips.try_embed(faces, done.append)
+    assert done == [CHUNK, 6]
+    assert [i for i, e in enumerate(errors) if e] == [CHUNK + 1] and "50x50" in errors[CHUNK + 1]
+    assert np.isnan(embeddings[CHUNK + 1]).all()
+    good = [i for i in range(len(faces)) if i != CHUNK + 1]
+    whole = pipeline.embedder.embed(np.stack([faces[i] for i in good]))
+    np.testing.assert_allclose(embeddings[good], whole, atol=1e-5)
+
+
+def test_enroll_people_skips_bad_photos_and_empty_people(
+    pipeline: FacePipeline, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"garbage")
+    embedder = pipeline.embedder
+    gallery = Gallery(embedder.embedding_size, embedder.fingerprint, mode="all")
+    people = [("cook", [lfw_images[0], broken]), ("ghost", [broken]), ("guiel", lfw_images[1:2])]
+    done: list[int] = []
+    report = pipeline.enroll_people(gallery, people, done.append)
+    assert (report.added, report.left_out, gallery.names) == (2, ["ghost"], ["cook", "guiel"])
+    assert len(report.skipped) == 2 and all("broken.jpg" in s for s in report.skipped)
+    assert sum(done) == 4 and gallery.num_images("cook") == 1
+    assert gallery.search(pipeline.embed(lfw_images[:1]), top_k=1)[0][0].score > 0.9999
+    with pytest.raises(CheckpointError, match="fingerprint"):
+        pipeline.enroll_people(Gallery(embedder.embedding_size, "other"), people)

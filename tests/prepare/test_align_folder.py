@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from faceforge.data.image_io import encode_image, read_image
-from faceforge.errors import CheckpointError, DataError, UnknownChoiceError
+from faceforge.errors import CheckpointError, ConfigError, DataError, UnknownChoiceError
 from faceforge.prepare.align_folder import (
     MULTIPLE_FACE_POLICIES,
     NO_FACE_POLICIES,
@@ -91,6 +91,21 @@ def test_bad_arguments(tmp_path: Path) -> None:
         align_dataset(tmp_path / "empty", tmp_path / "empty", progress=False)
     with pytest.raises(DataError, match="no arcface template"):
         AlignOptions(size=(100, 100))
+    for size in ((0, 0), (112, 0), (-112, 112)):
+        with pytest.raises(ConfigError, match="size must be positive"):
+            AlignOptions(size=size)
+
+
+def test_an_unwritable_output_fails_before_any_work(tmp_path: Path) -> None:
+    """The detector named here does not exist: reaching it would be a CheckpointError."""
+    (tmp_path / "src" / "p").mkdir(parents=True)
+    (tmp_path / "src" / "p" / "a.png").write_bytes(encode_image(np.zeros((8, 8, 3), np.uint8)))
+    (tmp_path / "file").write_text("")
+    options = AlignOptions(detector=f"scrfd:{tmp_path / 'missing.onnx'}")
+    with pytest.raises(DataError, match="the output folder is a file"):
+        align_dataset(tmp_path / "src", tmp_path / "file", options, progress=False)
+    with pytest.raises(DataError, match="cannot write to the output folder .Not a directory"):
+        align_dataset(tmp_path / "src", tmp_path / "file" / "dst", options, progress=False)
 
 
 def test_policies_and_detectors_are_registered_names() -> None:

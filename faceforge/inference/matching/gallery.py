@@ -10,16 +10,16 @@ The gallery keeps every enrolled embedding, so people can be added or removed wi
 re-embedding anyone: flat and IVF indexes are updated in place (FAISS ``IndexIDMap2``); an
 HNSW graph cannot delete vectors and is rebuilt from the stored embeddings after a removal.
 
-On disk a gallery is a folder with ``gallery.json`` (model fingerprint, embedding size, index
-settings, people) and one data file ``gallery-<generation>.npz`` (embeddings and the
-serialised index). A save writes a new data file, then atomically replaces ``gallery.json``
-to point at it: an interrupted save leaves the previous gallery intact.
+On disk a gallery is a folder (:mod:`~faceforge.inference.matching.storage`: checksummed,
+checked on load, crash-safe saves) that processes share through a lock
+(:mod:`~faceforge.inference.matching.lock`); :func:`edit_gallery` loads, edits and saves one
+under that lock.
 """
 
 from __future__ import annotations
 
-import io
-import json
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,7 @@ import faiss
 import numpy as np
 
 from faceforge.core.vectors import l2_normalize
-from faceforge.errors import CheckpointError, DataError, FormatError
-from faceforge.files import atomic_write_bytes
+from faceforge.errors import CheckpointError, ConfigError, DataError
 from faceforge.inference.matching.index import (
     APPEND_ONLY,
     INDEX_TYPES,
@@ -38,12 +37,16 @@ from faceforge.inference.matching.index import (
     build_index,
     list_count,
 )
+from faceforge.inference.matching.lock import gallery_lock
+from faceforge.inference.matching.storage import (
+    METADATA_FILE,
+    MODES,
+    GalleryData,
+    read_gallery,
+    write_gallery,
+)
 
-GALLERY_FORMAT = "faceforge-gallery"
-GALLERY_VERSION = 1
-METADATA_FILE = "gallery.json"
-#: how a person is stored: the mean of their embeddings, or every embedding
-MODES = ("mean", "all")
+__all__ = ["METADATA_FILE", "MODES", "Gallery", "Match", "edit_gallery", "load_or_create"]
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,8 @@ class Gallery:
 
     def search(self, queries: np.ndarray, top_k: int = 5) -> list[list[Match]]:
         """For each query embedding, up to ``top_k`` people by decreasing cosine similarity."""
+        if top_k < 1:
+            raise ConfigError(f"top_k is how many matches to return: at least 1, got {top_k}")
         queries = np.asarray(queries, dtype=np.float32)
         if queries.ndim == 1:
             queries = queries[None]
@@ -214,113 +219,48 @@ class Gallery:
         return results
 
     # ------------------------------------------------------------ persistence
-    def _metadata(self, data_file: str) -> dict[str, Any]:
-        return {
-            "format": GALLERY_FORMAT,
-            "version": GALLERY_VERSION,
-            "model": {
-                "fingerprint": self.fingerprint,
-                "embedding_size": self.embedding_size,
-                "description": self.model,
-            },
-            "index": {"type": self.index_type, **asdict(self.settings)},
-            "mode": self.mode,
-            "data_file": data_file,
-            "people": {name: self.num_images(name) for name in self.names},
-        }
-
     def save(self, directory: str | Path) -> None:
-        """Persist to ``directory`` (created if needed); crash-safe, see the module docs."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        index = self._ensure_index()
-        names = self.names
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            names=np.asarray(names, dtype=str),
-            counts=np.asarray([self.num_images(n) for n in names], dtype=np.int64),
-            embeddings=np.concatenate([self._embeddings[n] for n in names])
-            if names
-            else np.zeros((0, self.embedding_size), np.float32),
-            ids=np.asarray([i for n in names for i in self._ids[n]], dtype=np.int64),
-            next_id=np.asarray(self._next_id, dtype=np.int64),
-            index=faiss.serialize_index(index),
+        """Persist to ``directory`` (created if needed), crash-safely and under the gallery's
+        lock (see :mod:`~faceforge.inference.matching.storage`)."""
+        with gallery_lock(directory):
+            self._write(directory)
+
+    def _write(self, directory: str | Path) -> None:
+        index = self._ensure_index()  # first: it may fix an automatic IVF list count
+        data = GalleryData(
+            fingerprint=self.fingerprint,
+            embedding_size=self.embedding_size,
+            model=self.model,
+            index_type=self.index_type,
+            settings=self.settings,
+            mode=self.mode,
+            embeddings=self._embeddings,
+            ids=self._ids,
+            next_id=self._next_id,
+            index=index,
+            generation=self._generation,
         )
-        previous = _existing_generation(directory)
-        self._generation = max(self._generation, previous) + 1
-        data_file = f"gallery-{self._generation:06d}.npz"
-        atomic_write_bytes(directory / data_file, buffer.getvalue())
-        metadata = json.dumps(self._metadata(data_file), indent=2, sort_keys=True).encode()
-        atomic_write_bytes(directory / METADATA_FILE, metadata)
-        for stale in directory.glob("gallery-*.npz"):
-            if stale.name != data_file:
-                stale.unlink(missing_ok=True)
+        self._generation = write_gallery(directory, data)
 
     @classmethod
     def load(cls, directory: str | Path) -> Gallery:
-        """Read a gallery saved by :meth:`save` (FormatError if it is not one or is damaged)."""
-        directory = Path(directory)
-        meta_path = directory / METADATA_FILE
-        if not meta_path.is_file():
-            raise DataError(f"{directory}: no gallery here ({METADATA_FILE} missing); enroll first")
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("format") != GALLERY_FORMAT:
-                raise KeyError("format")
-            if meta["version"] > GALLERY_VERSION:
-                raise FormatError(
-                    f"{meta_path}: gallery format version {meta['version']} is newer than this "
-                    f"faceforge understands ({GALLERY_VERSION}); upgrade faceforge"
-                )
-            settings = meta["index"]
-            gallery = cls(
-                meta["model"]["embedding_size"],
-                meta["model"]["fingerprint"],
-                index_type=settings["type"],
-                mode=meta["mode"],
-                model=meta["model"].get("description", ""),
-                nlist=settings["nlist"],
-                nprobe=settings["nprobe"],
-                hnsw_m=settings["hnsw_m"],
-            )
-            data_path = directory / meta["data_file"]
-            people = meta["people"]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{meta_path}: not a faceforge gallery file ({exc})") from None
-        try:
-            with np.load(data_path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError) as exc:
-            raise FormatError(f"{data_path}: cannot read gallery data ({exc})") from None
-        gallery._restore(arrays, people, data_path)
-        gallery._generation = int(data_path.stem.split("-")[-1])
+        """Read a gallery saved by :meth:`save` (no lock needed): DataError when there is
+        none, FormatError when it is damaged, edited or not a gallery."""
+        data = read_gallery(directory)
+        gallery = cls(
+            data.embedding_size,
+            data.fingerprint,
+            index_type=data.index_type,
+            mode=data.mode,
+            model=data.model,
+            **asdict(data.settings),
+        )
+        gallery._embeddings, gallery._ids = data.embeddings, data.ids
+        gallery._owner = {i: name for name, ids in data.ids.items() for i in ids}
+        gallery._next_id, gallery._generation = data.next_id, data.generation
+        gallery._index = data.index
+        apply_settings(gallery._index, gallery.settings)
         return gallery
-
-    def _restore(self, arrays: dict[str, np.ndarray], people: dict[str, int], source: Path) -> None:
-        names = [str(n) for n in arrays["names"]]
-        counts = arrays["counts"].tolist()
-        if dict(zip(names, counts, strict=True)) != people:
-            raise FormatError(f"{source}: data does not match {METADATA_FILE} (damaged gallery)")
-        embeddings, ids = arrays["embeddings"], arrays["ids"].tolist()
-        per_index = counts if self.mode == "all" else [1] * len(names)
-        start_e = start_i = 0
-        for name, count, entries in zip(names, counts, per_index, strict=True):
-            self._embeddings[name] = embeddings[start_e : start_e + count].astype(np.float32)
-            self._ids[name] = ids[start_i : start_i + entries]
-            self._owner.update(dict.fromkeys(self._ids[name], name))
-            start_e += count
-            start_i += entries
-        self._next_id = int(arrays["next_id"])
-        self._index = faiss.deserialize_index(arrays["index"])
-        if self._index.ntotal != len(self._owner):
-            raise FormatError(f"{source}: index size does not match the enrolled people")
-        apply_settings(self._index, self.settings)
-
-
-def _existing_generation(directory: Path) -> int:
-    numbers = [int(p.stem.split("-")[-1]) for p in directory.glob("gallery-*.npz")]
-    return max(numbers, default=0)
 
 
 def load_or_create(
@@ -332,7 +272,36 @@ def load_or_create(
     **settings: Any,
 ) -> Gallery:
     """The gallery in ``directory`` checked against the model, or a new empty one."""
-    directory = Path(directory)
+    return _open_or_new(Path(directory), embedding_size, fingerprint, model, settings)
+
+
+@contextlib.contextmanager
+def edit_gallery(
+    directory: str | Path,
+    embedding_size: int,
+    fingerprint: str,
+    *,
+    model: str = "",
+    **settings: Any,
+) -> Iterator[Gallery]:
+    """The gallery in ``directory`` (checked against the model, or a new one with
+    ``settings``), locked for the ``with`` block and saved when it ends.
+
+    Concurrent editors wait for each other, so two enrollments into one gallery keep both
+    sets of people; an exception in the block saves nothing and leaves the folder as it was.
+
+    >>> with edit_gallery("gallery/", 512, embedder.fingerprint) as gallery:  # doctest: +SKIP
+    ...     gallery.add("alice", embedder.embed(alice_faces))
+    """
+    with gallery_lock(directory):
+        gallery = _open_or_new(Path(directory), embedding_size, fingerprint, model, settings)
+        yield gallery
+        gallery._write(directory)
+
+
+def _open_or_new(
+    directory: Path, embedding_size: int, fingerprint: str, model: str, settings: dict[str, Any]
+) -> Gallery:
     if (directory / METADATA_FILE).is_file():
         gallery = Gallery.load(directory)
         gallery.check_model(fingerprint, embedding_size, f"gallery {directory}")

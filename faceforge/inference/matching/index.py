@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from faceforge.errors import DataError
+from faceforge.errors import DataError, FormatError
 from faceforge.registry import Registry
 
 
@@ -59,6 +59,9 @@ INDEX_TYPES: Registry[faiss.Index] = Registry.of(
     "gallery index type", {"flat": flat_index, "ivf": ivf_index, "hnsw": hnsw_index}
 )
 
+#: the FAISS class each index type's builder makes (checked when a stored index is read)
+INDEX_CLASSES = {"flat": faiss.IndexFlatIP, "ivf": faiss.IndexIVFFlat, "hnsw": faiss.IndexHNSWFlat}
+
 #: index types that cannot delete vectors: rebuilt from the stored embeddings after a removal
 APPEND_ONLY = frozenset({"hnsw"})
 
@@ -84,3 +87,30 @@ def apply_settings(index: faiss.Index, settings: IndexSettings) -> None:
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         ivf.nprobe = min(settings.nprobe, ivf.nlist)
+
+
+def read_index(serialized: np.ndarray, index_type: str, dim: int, ids: np.ndarray) -> faiss.Index:
+    """Deserialise a stored gallery index, refusing (FormatError) one that is not an
+    ID-mapped ``index_type`` index of ``dim``-d vectors holding exactly ``ids``.
+
+    FAISS allocates what a stored vector's size field declares before reading it; for the
+    call its (process-wide) limit is lowered to the bytes given, so a damaged or hostile size
+    cannot make it allocate more than the file holds.
+    """
+    previous = faiss.get_deserialization_vector_byte_limit()
+    faiss.set_deserialization_vector_byte_limit(min(previous, 4 * serialized.nbytes + 4096))
+    try:
+        index = faiss.deserialize_index(serialized)
+    except (RuntimeError, MemoryError) as exc:
+        reason = str(exc).splitlines()[0][:200]
+        raise FormatError(f"the stored index cannot be read ({reason})") from None
+    finally:
+        faiss.set_deserialization_vector_byte_limit(previous)
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else None
+    if type(inner) is not INDEX_CLASSES[index_type] or index.d != dim:
+        raise FormatError(f"the stored index is not the {dim}-d {index_type} index declared")
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise FormatError("the stored index does not rank by cosine similarity")
+    if not np.array_equal(np.sort(faiss.vector_to_array(index.id_map)), np.sort(ids)):
+        raise FormatError("the stored index does not hold the enrolled people's ids")
+    return index

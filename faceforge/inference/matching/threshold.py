@@ -13,6 +13,9 @@ from typing import Any
 
 from faceforge.errors import CheckpointError, ConfigError
 
+#: the evaluation set of the demo's synthetic faces (see :mod:`faceforge.data.synthetic`)
+SYNTHETIC_SET = "synthetic"
+
 
 def cosine_from_squared_distance(threshold: float) -> float:
     """Cosine threshold equivalent to a squared-distance threshold on unit vectors."""
@@ -25,9 +28,22 @@ class Threshold:
 
     cosine: float
     source: str
+    #: the evaluation set the threshold was tuned on (``None``: set explicitly)
+    eval_set: str | None = None
 
     def accepts(self, similarity: float) -> bool:
         return similarity > self.cosine
+
+    @property
+    def warning(self) -> str | None:
+        """Why this threshold should not be trusted on real photos, if it should not."""
+        if self.eval_set != SYNTHETIC_SET:
+            return None
+        return (
+            "the decision threshold was tuned on the demo's synthetic faces and does not carry "
+            "over to real photos; pass --threshold or evaluate the model on a real benchmark "
+            "(faceforge eval --bin lfw.bin)"
+        )
 
 
 def threshold_from_metrics(metrics: dict[str, Any], eval_set: str | None = None) -> Threshold:
@@ -43,7 +59,7 @@ def threshold_from_metrics(metrics: dict[str, Any], eval_set: str | None = None)
             "the model stores no evaluation threshold; pass --threshold (a cosine similarity)"
         )
     if eval_set is None:
-        real = [name for name in usable if name != "synthetic"]
+        real = [name for name in usable if name != SYNTHETIC_SET]
         eval_set = real[0] if real else next(iter(usable))
     if eval_set not in usable:
         raise CheckpointError(
@@ -53,6 +69,7 @@ def threshold_from_metrics(metrics: dict[str, Any], eval_set: str | None = None)
     return Threshold(
         cosine_from_squared_distance(distance),
         f"best 10-fold threshold on {eval_set} (squared distance {distance:.3f})",
+        eval_set,
     )
 
 

@@ -44,3 +44,13 @@ def test_explicit_threshold_wins() -> None:
     assert chosen.cosine == 0.25 and chosen.accepts(0.26) and not chosen.accepts(0.25)
     with pytest.raises(ConfigError, match="cosine"):
         resolve_threshold(1.5, {})
+
+
+def test_only_a_synthetic_threshold_carries_a_warning() -> None:
+    metrics = {"synthetic": {"best_threshold": 1.2}, "lfw": {"best_threshold": 1.4}}
+    synthetic = threshold_from_metrics(metrics, "synthetic")
+    assert synthetic.eval_set == "synthetic"
+    assert "does not carry over to real photos" in synthetic.warning
+    assert "--threshold" in synthetic.warning
+    assert threshold_from_metrics(metrics).warning is None  # lfw
+    assert resolve_threshold(0.3, metrics).warning is None
