@@ -1,6 +1,13 @@
 """Exceptions raised for bad user input; each message says what to fix."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for wrapping a library's error in one line
+    of ours; its type name when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class FaceforgeError(Exception):
     """Base class for every error faceforge raises on purpose."""
 

@@ -25,6 +25,7 @@ from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import FaceforgeError
 from faceforge.evaluation.bin_format import load_bin, write_bin
 from faceforge.evaluation.pairs import read_lfw_pairs, read_pair_list
+from faceforge.inference.matching.gallery import METADATA_FILE, Gallery, edit_gallery
 
 #: seconds one read may take before it counts as "over time"
 TIME_LIMIT = 5.0
@@ -91,6 +92,40 @@ def _seed_checkpoint(folder: Path) -> bytes:
     return (folder / "seed.pt").read_bytes()
 
 
+def _gallery(folder: Path) -> Path:
+    """A small gallery (3 people, mean embeddings) in ``folder / "gallery"``."""
+    directory = folder / "gallery"
+    rng = np.random.default_rng(0)
+    with edit_gallery(directory, 16, "0123456789abcdef", model="fuzz") as gallery:
+        for name in ("ann", "bo", "cy"):
+            gallery.add(name, rng.normal(size=(2, 16)).astype(np.float32))
+    return directory
+
+
+def _seed_gallery_json(folder: Path) -> bytes:
+    return (_gallery(folder) / METADATA_FILE).read_bytes()
+
+
+def _seed_gallery_data(folder: Path) -> bytes:
+    directory = _gallery(folder)
+    data = next(directory.glob("gallery-*.npz"))
+    (folder / "data_name").write_text(data.name)
+    return data.read_bytes()
+
+
+def _gallery_with(path: Path) -> Path:
+    """The seeded gallery folder with ``path`` (the mutated file) in place of one of its
+    files: gallery.json, or the data file the metadata names."""
+    directory = path.parent / "gallery"
+    name = METADATA_FILE if path.name == METADATA_FILE else (path.parent / "data_name").read_text()
+    (directory / name).write_bytes(path.read_bytes())
+    return directory
+
+
+def _read_gallery(path: Path) -> object:
+    return Gallery.load(_gallery_with(path))
+
+
 def _seed_jpeg(folder: Path) -> bytes:
     return encode_image(_face(0)[:48, :40], ".jpg", quality=80)
 
@@ -112,6 +147,8 @@ TARGETS: dict[str, Target] = {
         Target("checkpoint", "model.pt", _seed_checkpoint, Checkpoint.load),
         Target("jpeg", "face.jpg", _seed_jpeg, read_image),
         Target("png", "face.png", _seed_png, read_image),
+        Target("gallery.json", METADATA_FILE, _seed_gallery_json, _read_gallery),
+        Target("gallery data", "data.npz", _seed_gallery_data, _read_gallery),
     )
 }
 

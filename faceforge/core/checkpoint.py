@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from faceforge import __version__
 from faceforge.config import Config, config_from_dict, config_to_dict
 from faceforge.core.preprocess import Preprocess
-from faceforge.errors import CheckpointError, ConfigError
+from faceforge.errors import CheckpointError, ConfigError, first_line
 from faceforge.files import atomic_open
 from faceforge.models import build_backbone
 
@@ -115,7 +115,7 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         raise CheckpointError(
-            f"cannot load {str(path)!r} safely: {str(exc).splitlines()[0]} "
+            f"cannot load {str(path)!r} safely: {first_line(exc)} "
             "(truncated file, or not a faceforge checkpoint?)"
         ) from None
     if not isinstance(payload, dict) or payload.get("kind") != FORMAT:

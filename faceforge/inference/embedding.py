@@ -33,7 +33,7 @@ from faceforge.core.checkpoint import content_hash
 from faceforge.core.preprocess import Preprocess
 from faceforge.core.vectors import l2_normalize
 from faceforge.device import resolve_device
-from faceforge.errors import CheckpointError, DataError
+from faceforge.errors import CheckpointError, DataError, first_line
 from faceforge.inference.alignment import template_points
 
 #: ONNX metadata_props keys written by :mod:`faceforge.inference.export`
@@ -172,7 +172,7 @@ class TorchEmbedder(Embedder):
         except RuntimeError as exc:
             raise CheckpointError(
                 f"{name}: does not accept its declared input size "
-                f"{tuple(preprocess.input_size)}: {str(exc).splitlines()[0]}"
+                f"{tuple(preprocess.input_size)}: {first_line(exc)}"
             ) from None
         size = size.shape[1]
         if embedding_size is not None and size != embedding_size:
@@ -318,7 +318,7 @@ def load_insightface_backbone(path: str | Path, arch: str, embedding_size: int =
     except RuntimeError as exc:
         raise CheckpointError(
             f"{path}: weights do not fit --arch {arch} (embedding size {embedding_size}): "
-            f"{str(exc).splitlines()[0]}"
+            f"{first_line(exc)}"
         ) from None
     return model
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from faceforge.core.preprocess import Preprocess
-from faceforge.errors import CheckpointError, DataError
+from faceforge.errors import CheckpointError, DataError, first_line
 from faceforge.files import atomic_write_bytes
 from faceforge.inference.embedding import (
     META_BACKBONE,
@@ -114,7 +114,7 @@ def export_onnx(
         except Exception as exc:  # the exporter raises many types for unsupported models
             raise CheckpointError(
                 f"cannot export {type(model).__name__} to ONNX opset {opset}: "
-                f"{str(exc).splitlines()[0]}"
+                f"{first_line(exc)}"
             ) from None
         proto = onnx.load(str(raw_path))
     metadata = {

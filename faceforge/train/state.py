@@ -10,7 +10,7 @@ import torch
 
 from faceforge.config import Config, config_to_dict
 from faceforge.core.checkpoint import Checkpoint
-from faceforge.errors import CheckpointError
+from faceforge.errors import CheckpointError, first_line
 from faceforge.train.build import TrainingRun
 from faceforge.train.sharding import full_head_state, load_head_state
 
@@ -102,7 +102,7 @@ def restore(run: TrainingRun, ckpt: Checkpoint, path: str | Path) -> TrainState:
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(
             f"{path}: does not fit this run (another number of classes or losses?): "
-            f"{str(exc).splitlines()[0]}"
+            f"{first_line(exc)}"
         ) from None
     for group, fresh in zip(run.optimizer.param_groups, hyper, strict=True):
         group.update(fresh)

@@ -95,6 +95,10 @@ def test_refuses_code_and_foreign_files(tmp_path: Path) -> None:
         Checkpoint.load(truncated)
     with pytest.raises(CheckpointError, match="does not exist"):
         Checkpoint.load(tmp_path / "nope.pt")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="cannot load .* EOFError"):
+        Checkpoint.load(empty)
 
 
 def _rewrite(path: Path, **changes) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from faceforge.errors import DataError, FormatError
+from faceforge.errors import DataError, FormatError, first_line
 from faceforge.registry import Registry
 
 
@@ -102,7 +102,7 @@ def read_index(serialized: np.ndarray, index_type: str, dim: int, ids: np.ndarra
     try:
         index = faiss.deserialize_index(serialized)
     except (RuntimeError, MemoryError) as exc:
-        reason = str(exc).splitlines()[0][:200]
+        reason = first_line(exc)[:200]
         raise FormatError(f"the stored index cannot be read ({reason})") from None
     finally:
         faiss.set_deserialization_vector_byte_limit(previous)
