@@ -160,8 +160,14 @@ class TrainingRun:
 
 def build_dataset(cfg: Config, dist: Distributed) -> tuple[FaceDataset, EpochSampler]:
     """Reader -> augmentations -> dataset, and this rank's share of each epoch."""
+    reader = build_reader(cfg.data)
+    if reader.num_classes < 2:
+        raise ConfigError(
+            f"the training data has {reader.num_classes} identity: a classifier needs at least "
+            "two (check data.path)"
+        )
     dataset = FaceDataset(
-        build_reader(cfg.data),
+        reader,
         build_train_transform(cfg.augment),
         image_size=cfg.data.image_size,
         seed=cfg.train.seed,

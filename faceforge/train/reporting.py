@@ -26,6 +26,7 @@ class Reporter:
         self._tensorboard = cfg.train.tensorboard
         self._writer = None
         self._bar: tqdm | None = None
+        self._step = 0
 
     def log(self, message: str) -> None:
         if self.enabled:
@@ -41,6 +42,7 @@ class Reporter:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(self.output_dir / "tensorboard"))
+        self._step = step
         self._bar = tqdm(
             total=total_steps,
             initial=step,
@@ -50,11 +52,19 @@ class Reporter:
         )
 
     def advance(self, **postfix: str) -> None:
-        """One step done; ``postfix`` (e.g. loss, images/s) is shown beside the bar."""
-        if self._bar is not None:
-            self._bar.update(1)
-            if postfix:
-                self._bar.set_postfix(postfix)
+        """One step done; ``postfix`` (e.g. loss, images/s, given at logging steps) is shown
+        beside the bar, or logged as a line when the bar is off (``train.progress=false``)."""
+        if self._bar is None:
+            return
+        self._bar.update(1)
+        self._step += 1
+        if not postfix:
+            return
+        if self._cfg.train.progress:
+            self._bar.set_postfix(postfix)
+        else:
+            values = ", ".join(f"{name} {value}" for name, value in postfix.items())
+            self.log(f"step {self._step}/{self._bar.total}: {values}")
 
     def scalars(self, group: str, values: dict[str, float], step: int) -> None:
         if self._writer is not None:

@@ -54,9 +54,7 @@ def test_an_error_after_training_started_saves_the_progress(tmp_path, monkeypatc
 
 def test_resume_applies_new_learning_rate_and_steps(tmp_path: Path) -> None:
     fit(*quiet_setup(tiny_config(tmp_path, "train.max_steps=2", "optim.schedule=constant")))
-    cfg = tiny_config(
-        tmp_path, "train.max_steps=3", "optim.schedule=constant", "optim.lr=0.05"
-    )
+    cfg = tiny_config(tmp_path, "train.max_steps=3", "optim.schedule=constant", "optim.lr=0.05")
     logged: list[str] = []
     summary = train(cfg, resume=tmp_path / "last.pt", log=logged.append)
     assert summary.steps == 3
@@ -96,6 +94,41 @@ def test_a_new_run_never_overwrites_an_old_one(tmp_path: Path) -> None:
     assert (folder / "last.pt").read_bytes() == before
     run, _ = main.setup(tiny_config(folder, "train.max_steps=1"), log=print, overwrite=True)
     assert run.cfg.train.output_dir == first.output_dir == str(folder)
+
+
+def _folder_data(root: Path, identities: int) -> None:
+    import cv2
+    import numpy as np
+
+    for i in range(identities):
+        (root / f"id{i}").mkdir(parents=True)
+        for k in range(4):
+            image = np.full((112, 112, 3), 40 * i + 10 * k, np.uint8)
+            cv2.imwrite(str(root / f"id{i}" / f"{k}.png"), image)
+
+
+def test_a_worker_process_error_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    _folder_data(tmp_path / "data", identities=2)
+    (tmp_path / "data" / "id1" / "2.png").write_bytes(b"not an image")
+    cfg = tiny_config(
+        tmp_path / "run", "data.source=folder", f"data.path={tmp_path / 'data'}",
+        "data.num_workers=1", "train.max_steps=4",
+    )  # fmt: skip
+    with pytest.raises(DataError) as error:
+        fit(*quiet_setup(cfg))
+    assert str(error.value) == f"{tmp_path / 'data' / 'id1' / '2.png'}: not a readable image " + (
+        "(corrupt or unsupported format)"
+    )
+
+
+def test_one_identity_and_silent_progress(tmp_path: Path) -> None:
+    _folder_data(tmp_path / "one", identities=1)
+    cfg = tiny_config(tmp_path / "run", "data.source=folder", f"data.path={tmp_path / 'one'}")
+    with pytest.raises(ConfigError, match="1 identity: a classifier needs at least two"):
+        quiet_setup(cfg)
+    logged: list[str] = []
+    train(tiny_config(tmp_path / "quiet", "train.max_steps=2"), log=logged.append)
+    assert any(line.startswith("step 2/2: loss ") for line in logged)
 
 
 def test_checkpoints_are_readable_by_others(tmp_path: Path) -> None:
