@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from faceforge.errors import FaceforgeError, TrainingInterrupted
@@ -13,6 +14,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "faceforge.cli.train_commands",
     "faceforge.cli.deploy_commands",
     "faceforge.cli.eval_commands",
+    "faceforge.cli.data_commands",
 )
 
 
@@ -31,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; expected errors print a one-line message and exit with status 2."""
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _run(args)
+
+
+def _one_line_warning(message: Warning | str, *_: object, **__: object) -> None:
+    """Library warnings as one line each, without the source file and line."""
+    print(f"faceforge: warning: {message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:

@@ -70,6 +70,11 @@ class Batch:
     #: dataset indices of unreadable samples dropped from this batch
     skipped: tuple[int, ...] = ()
 
+    def pin_memory(self, device: str | None = None) -> Batch:
+        """The batch in page-locked memory: DataLoader's pin-memory thread calls this, so
+        host-to-device copies can run asynchronously."""
+        return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.skipped)
+
 
 def collate_faces(samples: Sequence[tuple[torch.Tensor, int] | Unreadable]) -> Batch:
     """Stack samples, dropping the :class:`Unreadable` ones and recording their indices."""

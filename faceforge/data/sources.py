@@ -6,7 +6,14 @@ A new source is one function here taking the :class:`~faceforge.config.DataConfi
 from __future__ import annotations
 
 from faceforge.config import DataConfig
-from faceforge.data.readers import ImageFolderReader, ListFileReader, Reader, SyntheticReader
+from faceforge.data.readers import (
+    ImageFolderReader,
+    ListFileReader,
+    LmdbReader,
+    Reader,
+    RecordIOReader,
+    SyntheticReader,
+)
 from faceforge.data.synthetic import SyntheticFaces, render_workers
 from faceforge.errors import ConfigError
 from faceforge.registry import Registry
@@ -37,9 +44,24 @@ def _list(cfg: DataConfig) -> Reader:
     return ListFileReader(_path(cfg), cfg.root or None)
 
 
+def _recordio(cfg: DataConfig) -> Reader:
+    return RecordIOReader(_path(cfg), skip_corrupt=cfg.skip_corrupt)
+
+
+def _lmdb(cfg: DataConfig) -> Reader:
+    return LmdbReader(_path(cfg))
+
+
 #: ``data.source`` name -> reader factory
 DATA_SOURCES: Registry[Reader] = Registry.of(
-    "data source", {"synthetic": _synthetic, "folder": _folder, "list": _list}
+    "data source",
+    {
+        "synthetic": _synthetic,
+        "folder": _folder,
+        "list": _list,
+        "recordio": _recordio,
+        "lmdb": _lmdb,
+    },
 )
 
 

@@ -1,0 +1,90 @@
+"""``faceforge convert`` and ``faceforge inspect``: dataset files at scale.
+
+Handlers only gather inputs and print: the work is done by :mod:`faceforge.prepare`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from faceforge.errors import DataError
+
+FORMATS_HELP = (
+    "Formats are chosen by path: *.rec (or a folder holding train.rec) is MXNet RecordIO "
+    "(.rec + .idx + property), *.lmdb is LMDB, *.txt / *.lst a 'path label' list, anything "
+    "else an <identity>/<image> folder."
+)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from faceforge.prepare.convert import ConvertOptions, convert, pack_bin
+
+    if args.to_bin:
+        if len(args.paths) != 1 or not args.images:
+            raise DataError("--to-bin PAIRS needs --images DIR and exactly one output .bin path")
+        pairs, same = pack_bin(args.to_bin, args.images, args.paths[0], size=args.size or 112)
+        print(f"wrote {args.paths[0]}: {pairs} pairs ({same} same)")
+        return 0
+    if len(args.paths) != 2:
+        raise DataError("convert takes SRC and DST (or --to-bin PAIRS --images DIR OUT.bin)")
+    options = ConvertOptions(
+        quality=args.quality,
+        size=args.size,
+        shuffle=args.shuffle,
+        seed=args.seed,
+        skip_corrupt=args.skip_corrupt,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    summary = convert(*args.paths, options, log=lambda text: print(text, file=sys.stderr))
+    print(summary.text(args.paths[1]))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from faceforge.prepare.inspect import inspect_dataset
+
+    print("\n".join(inspect_dataset(args.path, sample=args.sample).lines()))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``convert`` and ``inspect`` to the ``faceforge`` parser."""
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a training set between folder, list, RecordIO and LMDB",
+        description="Copy a dataset into another format, losslessly unless --quality or "
+        f"--size re-encode. {FORMATS_HELP} The output appears only when complete. Examples: "
+        "faceforge convert casia/ casia/train.rec; faceforge convert ms1m/ ms1m.lmdb; "
+        "faceforge convert ms1m/train.rec shuffled/train.rec --shuffle (for DALI); "
+        "faceforge convert --to-bin pairs.txt --images lfw-112x112/ lfw.bin",
+    )
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="SRC DST (with --to-bin: the output .bin)"
+    )
+    p.add_argument("--quality", type=int, help="re-encode as JPEG of this quality (1-100)")
+    p.add_argument("--size", type=int, help="resize to SIZE x SIZE (re-encodes; .bin: side)")
+    p.add_argument("--shuffle", action="store_true", help="write the images in random order")
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    p.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="log and count unreadable images or records instead of stopping",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--to-bin", metavar="PAIRS", help="pack an LFW pairs.txt into an insightface .bin"
+    )
+    p.add_argument("--images", help="image folder of --to-bin (<name>/<name>_NNNN.<ext>)")
+    p.set_defaults(func=_convert)
+
+    p = subparsers.add_parser(
+        "inspect",
+        help="show what a dataset holds: format, images, classes, sizes",
+        description=f"Count images and classes and sample image sizes. {FORMATS_HELP}",
+    )
+    p.add_argument("path", help="dataset: .rec, folder with train.rec, .lmdb, list or folder")
+    p.add_argument("--sample", type=int, default=1000, help="images decoded for the histograms")
+    p.set_defaults(func=_inspect)

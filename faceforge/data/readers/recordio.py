@@ -1,0 +1,96 @@
+"""MXNet RecordIO datasets as insightface ships them (MS1M-ArcFace, MS1MV2/V3, Glint360K,
+CASIA-WebFace): ``train.rec`` + ``train.idx`` + ``property``, read without mxnet.
+
+The format is in :mod:`faceforge.data.recordio.format`, the two layouts (with and without
+the MS1M header record) in :mod:`faceforge.data.recordio.catalog`, the label cache that makes
+later opens take seconds in :mod:`faceforge.data.recordio.cache`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceforge.data.image_io import decode_image
+from faceforge.data.readers.class_ids import contiguous_labels
+from faceforge.data.recordio.cache import open_catalog
+from faceforge.data.recordio.catalog import describe_record
+from faceforge.data.recordio.format import IRHeader, read_record, unpack_payload
+from faceforge.data.recordio.index import RecordFiles, read_property
+
+
+class RecordIOReader:
+    """Random access to the images of a RecordIO dataset by sample index.
+
+    ``path`` is the folder holding ``train.rec``/``train.idx``/``property`` or a ``.rec``
+    file. Safe with any number of DataLoader workers: every process opens its own file
+    handle on first use (also after a fork) and reads with ``pread``. With ``skip_corrupt``
+    records whose headers cannot be read are left out (with a warning) instead of raising.
+    Class ids that are not contiguous are remapped (with a warning); ``class_ids`` maps the
+    new ids back to the stored ones.
+    """
+
+    def __init__(
+        self, path: str | Path, *, skip_corrupt: bool = False, label_cache: bool = True
+    ) -> None:
+        self._handle: int | None = None
+        self._pid = -1
+        self.files = RecordFiles.at(path)
+        catalog = open_catalog(self.files, skip_corrupt, label_cache)
+        self.keys, self.offsets, self.spans = catalog.keys, catalog.offsets, catalog.spans
+        self.has_header = catalog.header
+        declared = read_property(self.files.prop)
+        self.labels, self.class_ids = contiguous_labels(catalog.labels, declared, self.files.rec)
+        #: records left out as corrupt (``skip_corrupt``)
+        self.skipped = catalog.skipped
+        self._size = self.files.rec.stat().st_size
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_ids)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def where(self, index: int) -> str:
+        """How errors name sample ``index``: the file, its record key and byte offset."""
+        return describe_record(self.files.rec, int(self.keys[index]), int(self.offsets[index]))
+
+    def record(self, index: int) -> tuple[IRHeader, np.ndarray, memoryview]:
+        """IRHeader, label array and encoded image of sample ``index``."""
+        if not 0 <= index < len(self.keys):
+            raise IndexError(f"sample {index} of {len(self.keys)}")
+        place = self.where(index)
+        payload = read_record(
+            self._fd(), int(self.offsets[index]), int(self.spans[index]), self._size, place
+        )
+        return unpack_payload(payload, place)
+
+    def encoded(self, index: int) -> bytes:
+        """The encoded image bytes of sample ``index``, as stored."""
+        return bytes(self.record(index)[2])
+
+    def load(self, index: int) -> np.ndarray:
+        return decode_image(np.frombuffer(self.record(index)[2], np.uint8), self.where(index))
+
+    def _fd(self) -> int:
+        if self._pid != os.getpid():  # first use in this process, or a forked worker
+            self.close()  # a forked child's copy of the parent's descriptor
+            self._handle = os.open(self.files.rec, os.O_RDONLY)
+            self._pid = os.getpid()
+        return self._handle
+
+    def close(self) -> None:
+        """Close this process's file handle (the next read opens it again)."""
+        if self._handle is not None:
+            os.close(self._handle)
+            self._handle, self._pid = None, -1
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_handle": None, "_pid": -1}

@@ -1,0 +1,111 @@
+"""NVIDIA DALI for RecordIO training data: read, decode on the GPU (nvJPEG) and flip there.
+
+:func:`faceforge.data.loader.build_loader` calls :func:`dali_batches` when asked
+(``data.dali=true``) and falls back to the CPU loader, with a warning, whenever it raises:
+DALI missing, no CUDA, or a dataset it cannot serve. DALI shuffles with its own RNG and does
+only the horizontal flip, so its batches are not the CPU loader's; it needs a ``plain``
+RecordIO (DALI would try to decode the MS1M header record as an image: write a shuffled,
+plain copy with ``faceforge convert SRC DST/train.rec --shuffle``, as insightface's
+``shuffle_rec.py`` does), contiguous class ids and no augmentation beyond the flip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from faceforge.data.dataset import Batch, FaceDataset
+from faceforge.data.readers.recordio import RecordIOReader
+from faceforge.data.transforms import HorizontalFlip
+
+
+class DaliBatches:
+    """DALI's output as :class:`Batch` objects (uint8 images, int64 labels, on the GPU)."""
+
+    def __init__(self, iterator: Any) -> None:
+        self.iterator = iterator
+
+    def __len__(self) -> int:
+        return len(self.iterator)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for (out,) in self.iterator:
+            yield Batch(out["images"], out["labels"].view(-1).long())
+
+
+def _flip_probability(dataset: FaceDataset) -> float:
+    steps = list(dataset.transform.transforms)
+    if any(not isinstance(step, HorizontalFlip) for step in steps):
+        raise ValueError("DALI does only the horizontal flip; other augmentations are on")
+    return steps[0].p if steps else 0.0
+
+
+def _check(dataset: FaceDataset, sampler: Sampler[int], device: torch.device) -> RecordIOReader:
+    reader = dataset.reader
+    if device.type != "cuda":
+        raise ValueError("DALI decodes on a CUDA device")
+    if not isinstance(reader, RecordIOReader):
+        raise ValueError("DALI reads only data.source=recordio")
+    if reader.has_header:
+        raise ValueError(
+            f"{reader.files.rec} has an MS1M header record; write a plain copy with "
+            "'faceforge convert SRC DST/train.rec --shuffle'"
+        )
+    if not np.array_equal(reader.class_ids, np.arange(reader.num_classes)):
+        raise ValueError(f"{reader.files.rec}: class ids are remapped, DALI reads them raw")
+    if getattr(sampler, "start", 0):
+        raise ValueError("DALI cannot resume in the middle of an epoch")
+    return reader
+
+
+def dali_batches(
+    dataset: FaceDataset, sampler: Sampler[int], batch_size: int, device: torch.device
+) -> DaliBatches:
+    """One epoch of DALI batches of this process's shard (``sampler.rank`` of
+    ``sampler.world_size``); raises when DALI cannot serve this dataset here."""
+    reader = _check(dataset, sampler, device)
+    flip = _flip_probability(dataset)
+    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+    size = dataset.image_size
+
+    @pipeline_def(
+        batch_size=batch_size,
+        num_threads=4,
+        device_id=device.index or 0,
+        seed=dataset.seed + dataset.epoch,
+    )
+    def pipeline() -> Any:
+        jpegs, labels = fn.readers.mxnet(
+            path=[str(reader.files.rec)],
+            index_path=[str(reader.files.idx)],
+            random_shuffle=True,
+            shard_id=getattr(sampler, "rank", 0),
+            num_shards=getattr(sampler, "world_size", 1),
+            name="reader",
+        )
+        images = fn.decoders.image(jpegs, device="mixed", output_type=types.RGB)
+        images = fn.resize(images, resize_x=size, resize_y=size)
+        images = fn.crop_mirror_normalize(
+            images,
+            dtype=types.UINT8,
+            output_layout="CHW",
+            mirror=fn.random.coin_flip(probability=flip),
+        )
+        return images, labels.gpu()
+
+    pipe = pipeline()
+    pipe.build()
+    iterator = DALIGenericIterator(
+        [pipe],
+        ["images", "labels"],
+        reader_name="reader",
+        last_batch_policy=LastBatchPolicy.DROP,
+        auto_reset=True,
+    )
+    return DaliBatches(iterator)

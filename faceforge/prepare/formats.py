@@ -1,0 +1,194 @@
+"""Dataset formats by path, for ``faceforge convert`` and ``faceforge inspect``: what kind of
+dataset a path names, a source that yields encoded images, a sink that writes them.
+
+=========== ============================================ ==================================
+format      path                                         layout
+=========== ============================================ ==================================
+recordio    ``*.rec``, or a folder holding ``train.rec``  ``.rec`` + ``.idx`` + ``property``
+lmdb        ``*.lmdb``                                   :mod:`faceforge.data.lmdb.layout`
+list        ``*.txt`` / ``*.lst``                        ``path label`` lines; written with
+                                                         the images in a folder named after
+                                                         the list (``train.txt`` -> ``train/``)
+folder      any other folder                             ``<identity>/<image>``
+=========== ============================================ ==================================
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from faceforge.data.lmdb.writer import LmdbWriter
+from faceforge.data.readers import ImageFolderReader, ListFileReader, LmdbReader, RecordIOReader
+from faceforge.data.recordio.writer import RecordIOWriter
+from faceforge.errors import DataError
+from faceforge.files import atomic_write_bytes
+from faceforge.registry import Registry
+
+LIST_SUFFIXES = (".txt", ".lst")
+#: leading bytes -> file extension of the image formats a folder can hold
+SIGNATURES = (
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"BM", ".bmp"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+)
+
+
+def dataset_format(path: str | Path) -> str:
+    """The format a path names (see the module docs)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".rec" or (path / "train.rec").is_file():
+        return "recordio"
+    if suffix == ".lmdb":
+        return "lmdb"
+    return "list" if suffix in LIST_SUFFIXES else "folder"
+
+
+def image_extension(data: bytes, where: str) -> str:
+    """The file extension of encoded image bytes (JPEG, PNG, BMP, TIFF, WebP)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    for signature, ext in SIGNATURES:
+        if data.startswith(signature):
+            return ext
+    raise DataError(f"{where}: not a known image format (starts with {data[:8]!r})")
+
+
+class Source(Protocol):
+    """A dataset read as encoded images."""
+
+    labels: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def encoded(self, index: int) -> bytes: ...
+
+    def where(self, index: int) -> str: ...
+
+
+class FileSource:
+    """Folder and list datasets as a :class:`Source`: the image files' bytes."""
+
+    def __init__(self, reader: ImageFolderReader | ListFileReader) -> None:
+        self.paths = reader.paths
+        self.labels = reader.labels
+        self.classes: list[str] | None = getattr(reader, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def where(self, index: int) -> str:
+        return str(self.paths[index])
+
+    def encoded(self, index: int) -> bytes:
+        try:
+            return self.paths[index].read_bytes()
+        except OSError as exc:
+            raise DataError(f"{self.paths[index]}: cannot read ({exc.strerror or exc})") from None
+
+
+#: format -> source opened on a path (``skip_corrupt`` leaves out unreadable RecordIO records)
+SOURCES: Registry[Source] = Registry.of(
+    "dataset format",
+    {
+        "recordio": lambda path, skip_corrupt: RecordIOReader(path, skip_corrupt=skip_corrupt),
+        "lmdb": lambda path, skip_corrupt: LmdbReader(path),
+        "list": lambda path, skip_corrupt: FileSource(ListFileReader(path)),
+        "folder": lambda path, skip_corrupt: FileSource(ImageFolderReader(path)),
+    },
+)
+
+
+def open_source(path: str | Path, skip_corrupt: bool = False) -> Source:
+    """The dataset at ``path`` as a :class:`Source`."""
+    return SOURCES.get(dataset_format(path))(Path(path), skip_corrupt)
+
+
+class Sink(Protocol):
+    """Where converted images go: ``add`` each, then ``close`` (or ``abort``)."""
+
+    def add(self, label: int, image: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class FolderSink:
+    """``root/<identity>/<n><ext>``, written in a temporary folder renamed on ``close``;
+    identities are named by ``names`` (e.g. the source's folders) or ``%06d`` of the class."""
+
+    def __init__(self, root: Path, names: list[str] | None = None) -> None:
+        self.root = root
+        self.names = names
+        root.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+        self.tmp.chmod(0o755)  # mkdtemp's 0700 would stay on the finished dataset
+        self.written: list[tuple[str, int]] = []
+
+    def add(self, label: int, image: bytes) -> None:
+        name = self.names[label] if self.names else f"{label:06d}"
+        relative = f"{name}/{len(self.written):08d}{image_extension(image, name)}"
+        (self.tmp / name).mkdir(exist_ok=True)
+        (self.tmp / relative).write_bytes(image)
+        self.written.append((relative, label))
+
+    def close(self) -> None:
+        os.replace(self.tmp, self.root)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class ListSink(FolderSink):
+    """A ``path label`` list file with its images in the folder named after it."""
+
+    def __init__(self, list_file: Path, names: list[str] | None = None) -> None:
+        super().__init__(list_file.with_suffix(""), names)
+        self.list_file = list_file
+
+    def close(self) -> None:
+        super().close()
+        lines = [f"{self.root.name}/{relative} {label}\n" for relative, label in self.written]
+        atomic_write_bytes(self.list_file, "".join(lines).encode())
+
+
+#: format -> sink opened on a path; ``shuffled`` output gets RecordIO's plain layout, ``side``
+#: (the image size when known) goes into RecordIO's ``property`` file
+SINKS: Registry[Sink] = Registry.of(
+    "dataset format",
+    {
+        "recordio": lambda path, names, shuffled, side: RecordIOWriter(
+            path, layout="plain" if shuffled else "ms1m", image_size=(side, side)
+        ),
+        "lmdb": lambda path, names, shuffled, side: LmdbWriter(path),
+        "list": lambda path, names, shuffled, side: ListSink(path, names),
+        "folder": lambda path, names, shuffled, side: FolderSink(path, names),
+    },
+)
+
+
+def dataset_paths(path: Path) -> list[Path]:
+    """Every path the dataset at ``path`` occupies (``property`` is shared by a folder's
+    ``.rec`` files and left alone)."""
+    kind = dataset_format(path)
+    if kind == "recordio" and path.suffix.lower() == ".rec":
+        return [path, path.with_suffix(".idx"), path.with_suffix(".labels.npz")]
+    return [path, path.with_suffix("")] if kind == "list" else [path]
+
+
+def remove_dataset(path: Path) -> None:
+    """Delete the dataset at ``path`` (before an ``--overwrite`` puts a new one there)."""
+    for target in dataset_paths(path):
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)

@@ -1,0 +1,206 @@
+"""faceforge convert / inspect: lossless round trips through every format, re-encoding,
+shuffling, crash safety, corrupt input, the .bin packer and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from faceforge.cli import main
+from faceforge.data.readers import ImageFolderReader, ListFileReader, LmdbReader, RecordIOReader
+from faceforge.errors import DataError
+from faceforge.evaluation.bin_format import load_bin
+from faceforge.prepare.convert import ConvertOptions, convert, pack_bin
+from faceforge.prepare.formats import dataset_format
+from faceforge.prepare.inspect import inspect_dataset
+
+QUIET = ConvertOptions(progress=False)
+
+
+def jpeg(seed: int, size: int = 112) -> bytes:
+    rng = np.random.default_rng(seed)
+    image = cv2.resize(rng.integers(0, 255, (8, 8, 3), np.uint8), (size, size))
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    for c, person in enumerate(("alice", "bob", "carol")):
+        (root / person).mkdir(parents=True)
+        for k in range(2 + c):
+            (root / person / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
+    (root / "dave").mkdir()  # an identity without images: its id would be a gap
+    (root / "erin").mkdir()
+    (root / "erin" / "0.png").write_bytes(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1])
+    return root
+
+
+def by_label(reader) -> list[tuple[int, bytes]]:
+    """(label, image bytes) of every sample, in a canonical order."""
+    read = reader.encoded if hasattr(reader, "encoded") else lambda i: reader.paths[i].read_bytes()
+    return sorted((int(label), read(i)) for i, label in enumerate(reader.labels))
+
+
+def test_formats_by_path(tmp_path: Path) -> None:
+    (tmp_path / "ms1m").mkdir()
+    (tmp_path / "ms1m" / "train.rec").write_bytes(b"")
+    assert [dataset_format(tmp_path / p) for p in ("a.rec", "ms1m", "b.lmdb", "l.txt", "dir")] == [
+        "recordio",
+        "recordio",
+        "lmdb",
+        "list",
+        "folder",
+    ]
+
+
+def test_folder_rec_lmdb_folder_is_lossless(folder: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="not contiguous"):  # dave has no images
+        first = convert(folder, tmp_path / "rec" / "train.rec", QUIET)
+    assert (first.images, first.identities) == (10, 4)
+    assert first.bytes == sum(p.stat().st_size for p in folder.rglob("*.*"))
+    rec = RecordIOReader(tmp_path / "rec")
+    assert rec.has_header and rec.labels.tolist() == [0, 0, 1, 1, 1, 2, 2, 2, 2, 3]
+    convert(tmp_path / "rec", tmp_path / "set.lmdb", QUIET)
+    convert(tmp_path / "set.lmdb", tmp_path / "back", QUIET)
+    back = ImageFolderReader(tmp_path / "back")
+    original = ImageFolderReader(folder)
+    remapped = {0: 0, 1: 1, 2: 2, 4: 3}  # dave's empty folder removed
+    expected = sorted((remapped[label], data) for label, data in by_label(original))
+    assert by_label(back) == by_label(LmdbReader(tmp_path / "set.lmdb")) == expected
+    assert back.classes == ["000000", "000001", "000002", "000003"]
+    assert sorted(p.suffix for p in (tmp_path / "back").rglob("*.*"))[-1] == ".png"
+
+
+def test_folder_names_survive_folder_to_list(folder: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning):
+        convert(folder, tmp_path / "out" / "train.txt", QUIET)
+    lines = (tmp_path / "out" / "train.txt").read_text().splitlines()
+    assert lines[0] == "train/alice/00000000.jpg 0" and lines[-1] == "train/erin/00000009.png 3"
+    assert by_label(ListFileReader(tmp_path / "out" / "train.txt"))[0][1] == jpeg(0)
+
+
+def test_reencode_resizes_and_recompresses(tmp_path: Path) -> None:
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    (tmp_path / "src" / "a" / "0.jpg").write_bytes(jpeg(1, size=200))
+    options = ConvertOptions(quality=70, size=96, progress=False)
+    convert(tmp_path / "src", tmp_path / "out.lmdb", options)
+    reader = LmdbReader(tmp_path / "out.lmdb")
+    assert reader.load(0).shape == (96, 96, 3) and reader.encoded(0)[:3] == b"\xff\xd8\xff"
+    convert(tmp_path / "src", tmp_path / "r" / "train.rec", options)
+    assert (tmp_path / "r" / "property").read_text() == "1,96,96\n"
+
+
+def test_shuffle_writes_a_plain_rec_in_seeded_random_order(folder: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning):
+        convert(folder, tmp_path / "a" / "train.rec", QUIET)
+    options = ConvertOptions(shuffle=True, seed=3, progress=False)
+    convert(tmp_path / "a", tmp_path / "b" / "train.rec", options)
+    source, shuffled = RecordIOReader(tmp_path / "a"), RecordIOReader(tmp_path / "b")
+    assert not shuffled.has_header and shuffled.keys.tolist() == list(range(10))
+    order = np.random.default_rng(3).permutation(10)
+    assert [shuffled.encoded(i) for i in range(10)] == [source.encoded(i) for i in order]
+    assert shuffled.labels.tolist() == source.labels[order].tolist()
+
+
+def test_interrupted_conversion_leaves_nothing(folder: Path, tmp_path: Path, monkeypatch) -> None:
+    calls = []
+
+    def interrupt_third(data, where, options):
+        calls.append(where)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return data
+
+    monkeypatch.setattr("faceforge.prepare.convert.reencode", interrupt_third)
+    for target in ("o.lmdb", "r/train.rec", "f", "l.txt"):
+        calls.clear()
+        with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning):
+            convert(folder, tmp_path / "out" / target, QUIET)
+    leftovers = [p.name for p in (tmp_path / "out").rglob("*")]
+    assert leftovers == ["r"]  # only the folder made for train.rec
+
+
+def test_existing_output_needs_overwrite(folder: Path, tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(DataError, match="exist"):  # before the source is even read
+        convert(folder, target, QUIET)
+    with pytest.warns(UserWarning):
+        convert(folder, target, ConvertOptions(overwrite=True, progress=False))
+    assert not (target / "old.txt").exists() and len(ImageFolderReader(target)) == 10
+
+
+def test_corrupt_images_stop_or_are_skipped(folder: Path, tmp_path: Path) -> None:
+    (folder / "bob" / "9.jpg").write_bytes(b"\0" * 100)
+    with pytest.raises(DataError, match=r"9.jpg: not a known image format"), pytest.warns():
+        convert(folder, tmp_path / "x.lmdb", QUIET)
+    logged: list[str] = []
+    options = ConvertOptions(skip_corrupt=True, progress=False)
+    with pytest.warns(UserWarning):
+        summary = convert(folder, tmp_path / "x.lmdb", options, log=logged.append)
+    assert summary.skipped == 1 and summary.images == 10
+    assert len(logged) == 1 and "9.jpg" in logged[0]
+
+
+def test_corrupt_records_are_skipped_with_skip_corrupt(tmp_path: Path) -> None:
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    for k in range(3):
+        (tmp_path / "src" / "a" / f"{k}.jpg").write_bytes(jpeg(k))
+    convert(tmp_path / "src", tmp_path / "r" / "train.rec", ConvertOptions(progress=False))
+    rec = RecordIOReader(tmp_path / "r")
+    with open(tmp_path / "r" / "train.rec", "r+b") as f:  # break record 2's magic
+        f.seek(int(rec.offsets[1]))
+        f.write(b"\0\0\0\0")
+    with pytest.raises(DataError, match="record 2 at byte"):
+        convert(tmp_path / "r", tmp_path / "o.lmdb", QUIET)
+    options = ConvertOptions(skip_corrupt=True, progress=False)
+    with pytest.warns(UserWarning) as caught:
+        summary = convert(tmp_path / "r", tmp_path / "o.lmdb", options)
+    assert "bad magic" in str(caught[0].message) and "left out 1" in str(caught[-1].message)
+    assert (summary.images, summary.skipped) == (2, 1)
+
+
+def test_pack_bin_from_lfw_pairs(tmp_path: Path) -> None:
+    for name in ("Ann", "Bob"):
+        (tmp_path / "lfw" / name).mkdir(parents=True)
+        for k in (1, 2):
+            (tmp_path / "lfw" / name / f"{name}_{k:04d}.png").write_bytes(
+                cv2.imencode(".png", np.full((112, 112, 3), 40 * k, np.uint8))[1].tobytes()
+            )
+    (tmp_path / "pairs.txt").write_text("1 1\nAnn 1 2\nAnn 1 Bob 2\n")
+    assert pack_bin(tmp_path / "pairs.txt", tmp_path / "lfw", tmp_path / "p.bin", ext=".png") == (
+        2,
+        1,
+    )
+    vset = load_bin(tmp_path / "p.bin")
+    assert vset.issame.tolist() == [True, False]
+    assert vset.images[1, 0, 0].tolist() == [80, 80, 80] and vset.images[3, 0, 0, 0] == 80
+
+
+def test_inspect_counts_and_samples(folder: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning):
+        convert(folder, tmp_path / "r" / "train.rec", QUIET)
+    report = inspect_dataset(tmp_path / "r")
+    assert (report.format, report.images, report.classes) == ("recordio", 10, 4)
+    assert report.per_class == (1, 2, 4) and report.sampled == 10
+    assert report.pixel_sizes == {"112x112": 9, "4x4": 1}
+    assert report.disk_bytes > 0 and "classes     4" in "\n".join(report.lines())
+
+
+def test_cli(folder: Path, tmp_path: Path, capsys) -> None:
+    (folder / "dave").rmdir()  # no gap in the class ids, so no warning
+    assert main(["convert", str(folder), str(tmp_path / "c.lmdb"), "--quiet"]) == 0
+    assert "10 images of 4 identities" in capsys.readouterr().out
+    assert main(["inspect", str(tmp_path / "c.lmdb")]) == 0
+    assert "lmdb" in capsys.readouterr().out
+    assert main(["convert", str(tmp_path / "missing"), str(tmp_path / "x.rec")]) == 2
+    assert "faceforge convert: error:" in capsys.readouterr().err
+    assert main(["convert", "--to-bin", "pairs.txt", "out.bin"]) == 2
+    assert "needs --images" in capsys.readouterr().err
+    assert main(["convert", str(folder), str(tmp_path / "q.lmdb"), "--quality", "0"]) == 2
+    assert "--quality must be in 1..100" in capsys.readouterr().err
