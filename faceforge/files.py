@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from types import TracebackType
+from typing import BinaryIO, TypeVar
 
 
 @contextlib.contextmanager
@@ -44,3 +46,29 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+OutputT = TypeVar("OutputT", bound="AtomicOutput")
+
+
+class AtomicOutput(abc.ABC):
+    """An output written under a temporary name: leaving a ``with`` block normally
+    :meth:`close` s it (renamed into place), leaving it on an error :meth:`abort` s it
+    (removed), so an interrupted writer never leaves a half-written file behind."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def abort(self) -> None: ...
+
+    def __enter__(self: OutputT) -> OutputT:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_main import tiny_config
+from test_main import TINY_CLI, tiny_config
 
 from faceforge.core.checkpoint import Checkpoint
 from faceforge.data.dataset import collate_faces
@@ -91,17 +91,7 @@ def test_ddp_equals_one_process_at_the_same_global_batch(tmp_path: Path, head: s
 
 # ------------------------------------------------------------------------ torchrun
 
-TINY = [
-    "data.synthetic.num_identities=8",
-    "data.synthetic.images_per_identity=4",
-    "model.embedding_size=16",
-    "head.scale=16",
-    "train.batch_size=4",
-    "train.log_every=1",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "eval.synthetic_pairs=false",
-]
+TINY = ["data.synthetic.num_identities=8", *TINY_CLI]
 
 
 def _torchrun(output: Path, *extra: str, restarts: int = 0) -> subprocess.Popen:

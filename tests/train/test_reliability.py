@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_main import quiet_setup, tiny_config
+from test_main import TINY_CLI, quiet_setup, tiny_config
 
 from faceforge.core.checkpoint import Checkpoint
 from faceforge.errors import CheckpointError, ConfigError, DataError, TrainingError
@@ -141,17 +141,7 @@ def test_checkpoints_are_readable_by_others(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ killed for real
 
-TINY = [
-    "data.synthetic.num_identities=4",
-    "data.synthetic.images_per_identity=4",
-    "model.embedding_size=16",
-    "head.scale=16",
-    "train.batch_size=4",
-    "train.log_every=1",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "eval.synthetic_pairs=false",
-]
+TINY = ["data.synthetic.num_identities=4", *TINY_CLI]
 
 
 def _train_cli(output: Path, *extra: str) -> subprocess.Popen:

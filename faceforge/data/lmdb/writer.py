@@ -7,19 +7,19 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from types import TracebackType
 
 import lmdb
 import numpy as np
 
 from faceforge.data.lmdb.layout import LABELS_KEY, META_KEY, Meta, image_key
 from faceforge.errors import DataError
+from faceforge.files import AtomicOutput
 
 #: images per write transaction
 BATCH = 1000
 
 
-class LmdbWriter:
+class LmdbWriter(AtomicOutput):
     """Append images with :meth:`add`, then :meth:`close` (or use it as a context manager,
     which discards everything when the block raises). The map grows as needed."""
 
@@ -60,17 +60,6 @@ class LmdbWriter:
         """Discard everything written so far."""
         self._env.close()
         self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> LmdbWriter:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
     def _flush(self) -> None:
         while True:

@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
 from faceforge.data.recordio.format import IR_HEADER, frame, pack_payload
 from faceforge.data.recordio.index import RecordFiles, write_property
 from faceforge.errors import DataError
-from faceforge.files import atomic_open
+from faceforge.files import AtomicOutput, atomic_open
 
 LAYOUTS = ("ms1m", "plain")
 #: float32 holds whole numbers exactly up to here: the limit of labels and header keys
 FLOAT_EXACT = 1 << 24
 
 
-class RecordIOWriter:
+class RecordIOWriter(AtomicOutput):
     """Append images with :meth:`add`; :meth:`close` finishes (or use it as a context
     manager, which discards everything when the block raises).
 
@@ -77,17 +76,6 @@ class RecordIOWriter:
     def abort(self) -> None:
         """Discard everything written so far."""
         self._stack.__exit__(DataError, DataError("aborted"), None)
-
-    def __enter__(self) -> RecordIOWriter:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self._stack.__exit__(kind, exc, tb)
 
     def _write(self, payload: bytes) -> None:
         self._idx.write(f"{self._key}\t{self._rec.tell()}\n".encode())
