@@ -15,7 +15,6 @@ from faceforge.train.build import TrainingRun
 from faceforge.train.engine import train_step
 from faceforge.train.main import fit, save, setup
 
-
 #: a tiny run for ``faceforge train`` subprocesses (add data.synthetic.num_identities)
 TINY_CLI = [
     "data.synthetic.images_per_identity=4",
