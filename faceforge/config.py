@@ -48,16 +48,29 @@ class DataConfig:
     path: str = ""
     #: root that relative paths in a list file are resolved against (default: its folder)
     root: str = ""
+    #: model input height (and width unless ``image_width`` is set); backbones take 112
     image_size: int = 112
+    #: model input width: 0 = square, 96 = SphereFace-style 112x96 crops (the centre 96
+    #: columns of 112x112 ArcFace-aligned images, the same template shifted 8 px left)
+    image_width: int = 0
     num_workers: int = 0
     #: skip unreadable images (counted and reported) instead of stopping with an error
     skip_corrupt: bool = False
     #: keep loader worker processes alive from one epoch to the next (faster epoch starts)
     persistent_workers: bool = False
+    #: epoch (a shuffled permutation) | pk (P identities x ``pk_images`` images per batch, for
+    #: triplet mining)
+    sampler: str = "epoch"
+    pk_images: int = 4
     #: decode a recordio source on the GPU with NVIDIA DALI when it is installed (CUDA only;
     #: falls back to the CPU loader with a warning otherwise)
     dali: bool = False
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Model input (height, width)."""
+        return self.image_size, self.image_width or self.image_size
 
 
 @dataclass(frozen=True)
@@ -84,13 +97,18 @@ class ModelConfig:
     dropout: float = 0.0
     #: recompute activations in the backward pass (IResNet): far less memory, ~1/3 more time
     grad_checkpointing: bool = False
+    #: a faceforge checkpoint whose backbone starts this run (fine-tuning; same architecture,
+    #: loaded strictly; its head and training state are not used)
+    init_from: str = ""
 
 
 @dataclass(frozen=True)
 class HeadConfig:
     """Classification head: a (normalised) linear layer followed by a margin.
 
-    type: softmax | normface | arcface | cosface | sphereface | combined. Angular margins are
+    type: softmax | normface | arcface | cosface | sphereface | combined | adaface |
+    curricularface | magface | subcenter_arcface | elasticface | elasticface_cos | none (no
+    classifier: embedding losses only, e.g. triplet fine-tuning). Angular margins are
     in radians everywhere (arcface ``margin``, combined ``m2``); cosface ``margin`` is on the
     cosine; sphereface ``margin`` is the integer multiplier of the angle.
     """
@@ -108,6 +126,27 @@ class HeadConfig:
     sphere_gamma: float = 0.12
     sphere_power: float = 1.0
     sphere_lambda_min: float = 5.0
+    #: AdaFace (margin 0.4 in the paper): norm concentration h, and the EMA momentum of the
+    #: AdaFace norm statistics and of CurricularFace's t
+    adaface_h: float = 0.333
+    ema_alpha: float = 0.01
+    #: MagFace: the norm range [l_a, u_a] mapped linearly to margins [l_m, u_m], and the
+    #: weight lambda_g of the norm regulariser
+    mag_l_a: float = 10.0
+    mag_u_a: float = 110.0
+    mag_l_m: float = 0.45
+    mag_u_m: float = 0.8
+    mag_lambda_g: float = 35.0
+    #: sub-center ArcFace: centres per class; after ``subcenter_drop_step`` steps (0: never)
+    #: keep only the dominant sub-centre and drop samples farther than ``subcenter_drop_angle``
+    #: radians (75 degrees in the paper) from their class
+    subcenters: int = 3
+    subcenter_drop_step: int = 0
+    subcenter_drop_angle: float = 1.309
+    #: ElasticFace: std of the per-sample margin N(margin, sigma) (arc: margin 0.5, cos: 0.35);
+    #: ``elastic_plus`` gives samples nearer their centre larger margins (ElasticFace+)
+    elastic_sigma: float = 0.05
+    elastic_plus: bool = False
     #: Partial FC (An et al. 2021): class centers sharded over the processes of a
     #: torchrun job, a ``sample_rate`` fraction of each shard's negatives used per step
     partial_fc: bool = False
@@ -125,6 +164,13 @@ class LossConfig:
     center_weight: float = 0.0
     #: the centers' own SGD learning rate (as in Wen et al. 2016)
     center_lr: float = 0.5
+    #: weight of the triplet loss on the L2-normalised embeddings (0 disables it)
+    triplet_weight: float = 0.0
+    triplet_margin: float = 0.2
+    #: batch_hard | semi_hard (online mining inside each batch)
+    triplet_mining: str = "batch_hard"
+    #: l2 | squared_l2 | cosine (1 - cosine similarity)
+    triplet_distance: str = "l2"
 
 
 @dataclass(frozen=True)

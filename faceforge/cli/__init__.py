@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "faceforge.cli.deploy_commands",
     "faceforge.cli.eval_commands",
     "faceforge.cli.data_commands",
+    "faceforge.cli.model_commands",
 )
 
 

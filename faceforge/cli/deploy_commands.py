@@ -13,11 +13,15 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faceforge.core.images import RESIZE_MODES
-from faceforge.core.precision import PRECISIONS
+from faceforge.cli.model_commands import (
+    add_detector_options,
+    add_model_options,
+    add_source_options,
+    build_pipeline,
+    detector_spec,
+    model_source,
+)
 from faceforge.errors import ConfigError, DataError
-from faceforge.inference.detection.base import SELECTION_POLICIES
-from faceforge.inference.detection.registry import DETECTOR_SPECS
 from faceforge.inference.matching.gallery import MODES
 from faceforge.inference.matching.index import INDEX_TYPES
 from faceforge.prepare.align_folder import MULTIPLE_FACE_POLICIES, NO_FACE_POLICIES
@@ -50,71 +54,6 @@ def _decision_threshold(pipeline: FacePipeline) -> Threshold:
     return threshold
 
 
-def _add_detector_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--detector",
-        default="mtcnn",
-        metavar="SPEC",
-        help=f"face detector: {DETECTOR_SPECS} (default: mtcnn)",
-    )
-    parser.add_argument(
-        "--mtcnn-weights",
-        metavar="DIR",
-        help="folder with pnet.pt, rnet.pt, onet.pt (short for --detector mtcnn:DIR)",
-    )
-
-
-def _detector_spec(args: argparse.Namespace) -> str:
-    """``--detector``, with ``--mtcnn-weights DIR`` read as ``mtcnn:DIR``."""
-    if args.mtcnn_weights is None:
-        return args.detector
-    if args.detector != "mtcnn":
-        raise ConfigError(
-            f"--mtcnn-weights is short for --detector mtcnn:DIR; it cannot be combined with "
-            f"--detector {args.detector}"
-        )
-    return f"mtcnn:{args.mtcnn_weights}"
-
-
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="faceforge checkpoint (.pt), exported ONNX model (.onnx), or insightface "
-        "backbone.pth together with --arch",
-    )
-    parser.add_argument("--arch", help="architecture of an insightface backbone.pth (iresnet50..)")
-    parser.add_argument(
-        "--embedding-size", type=int, default=512, help="embedding size of --arch weights"
-    )
-    parser.add_argument("--flip", action="store_true", help="add the mirrored view (flip TTA)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS.names(),
-        default="auto",
-        help="PyTorch compute precision (auto: bf16 on CPUs with native bf16, fp16 on CUDA)",
-    )
-    parser.add_argument(
-        "--aligned",
-        action="store_true",
-        help="inputs are already aligned face crops: skip detection",
-    )
-    parser.add_argument(
-        "--fallback",
-        choices=RESIZE_MODES.names(),
-        help="fit images where no face is found (or all images with --aligned) this way "
-        "instead of failing",
-    )
-    parser.add_argument(
-        "--selection",
-        choices=SELECTION_POLICIES.names(),
-        default="best",
-        help="which face to use when an image shows several",
-    )
-    _add_detector_options(parser)
-
-
 def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
@@ -123,24 +62,6 @@ def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--eval-set", help="evaluation set whose stored threshold to use (e.g. lfw, synthetic)"
-    )
-
-
-def _pipeline(args: argparse.Namespace) -> FacePipeline:
-    from faceforge.inference.pipeline import FacePipeline
-
-    return FacePipeline.load(
-        args.checkpoint,
-        arch=args.arch,
-        embedding_size=args.embedding_size,
-        detector=None if args.aligned else _detector_spec(args),
-        device=args.device,
-        flip=args.flip,
-        precision=args.precision,
-        selection=args.selection,
-        fallback=args.fallback,
-        threshold=getattr(args, "threshold", None),
-        eval_set=getattr(args, "eval_set", None),
     )
 
 
@@ -153,7 +74,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _verify_two(args: argparse.Namespace) -> int:
-    pipeline = _pipeline(args)
+    pipeline = build_pipeline(args)
     _decision_threshold(pipeline)
     result = pipeline.verify(args.images[0], args.images[1])
     decision = "same person" if result.same else "different people"
@@ -167,7 +88,7 @@ def _verify_pairs_file(args: argparse.Namespace) -> int:
     from faceforge.evaluation.pairs import read_pairs
 
     pairs = [(pair.a, pair.b) for pair in read_pairs(args.pairs, labelled=False)]
-    pipeline = _pipeline(args)
+    pipeline = build_pipeline(args)
     threshold = _decision_threshold(pipeline)
     images = {str(image) for pair in pairs for image in pair}
     with _progress_bar(args, len(images), "embedding") as bar:
@@ -195,7 +116,7 @@ def _enroll(args: argparse.Namespace) -> int:
 
     folders = identity_folders(args.people_dir) if args.people_dir else []
     people = [(name, files) for name, files in folders if files]
-    pipeline = _pipeline(args)
+    pipeline = build_pipeline(args)
     embedder = pipeline.embedder
     with edit_gallery(
         args.gallery,
@@ -225,7 +146,7 @@ def _search(args: argparse.Namespace) -> int:
 
     top_k = _positive(args.top_k, "--top-k")
     gallery = Gallery.load(args.gallery)
-    pipeline = _pipeline(args)
+    pipeline = build_pipeline(args)
     embedder = pipeline.embedder
     gallery.check_model(embedder.fingerprint, embedder.embedding_size, f"gallery {args.gallery}")
     threshold = _decision_threshold(pipeline)
@@ -248,7 +169,7 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.int8 and not args.calibration:
         raise DataError("--int8 needs --calibration DIR (aligned face images)")
-    report = export_checkpoint(args.checkpoint, args.onnx, opset=args.opset)
+    report = export_checkpoint(model_source(args), args.onnx, opset=args.opset)
     ok = report.max_abs_diff <= PARITY_TOLERANCE
     print(f"wrote {report.path}")
     print(
@@ -281,7 +202,7 @@ def _align(args: argparse.Namespace) -> int:
         multiple=args.multiple,
         no_face=args.no_face,
         min_face_size=args.min_face_size,
-        detector=_detector_spec(args),
+        detector=detector_spec(args),
         device=args.device,
     )
     report = align_dataset(
@@ -328,7 +249,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--overwrite", action="store_true", help="redo images already aligned")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_detector_options(p)
+    add_detector_options(p)
     p.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto")
     p.set_defaults(func=_align)
 
@@ -340,7 +261,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="*", help="two image files")
     p.add_argument("--pairs", help="CSV/TSV of path_a,path_b rows; prints one result per row")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (--pairs)")
-    _add_model_options(p)
+    add_model_options(p)
     _add_threshold_options(p)
     p.set_defaults(func=_verify)
 
@@ -363,7 +284,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="store each person's mean embedding or every image",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_model_options(p)
+    add_model_options(p)
     p.set_defaults(func=_enroll)
 
     p = subparsers.add_parser(
@@ -375,7 +296,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="query images")
     p.add_argument("--gallery", required=True, help="gallery folder made by enroll")
     p.add_argument("--top-k", type=int, default=5, help="matches to print per image")
-    _add_model_options(p)
+    add_model_options(p)
     _add_threshold_options(p)
     p.set_defaults(func=_search)
 
@@ -385,7 +306,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write an ONNX model with a dynamic batch axis and the preprocessing in its "
         "metadata, then print the parity against PyTorch.",
     )
-    p.add_argument("--checkpoint", required=True, help="faceforge checkpoint")
+    add_source_options(p)
     p.add_argument("--onnx", required=True, help="output .onnx file")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--int8", action="store_true", help="also write a static-int8 model")

@@ -8,9 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from faceforge.cli.model_commands import add_source_options, model_source
 from faceforge.core.images import RESIZE_MODES
 from faceforge.core.precision import PRECISIONS
 from faceforge.errors import ConfigError, DataError
@@ -75,7 +80,7 @@ def _pack_bin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sets(args: argparse.Namespace, loaded: Any) -> list[Any]:
+def _sets(args: argparse.Namespace, scorer: _Scorer) -> list[Any]:
     """Every requested verification set; all files are checked before anything is decoded."""
     from faceforge.evaluation.bin_format import load_bin
 
@@ -86,15 +91,21 @@ def _sets(args: argparse.Namespace, loaded: Any) -> list[Any]:
     if not (args.bin or pair_lists or args.synthetic):
         raise DataError("nothing to evaluate: give --bin, --pairs, --pair-list or --synthetic")
 
-    size = tuple(loaded.preprocess.input_size)
+    size = tuple(scorer.preprocess.input_size)
     taken: set[str] = set()
     sets = []
     if args.synthetic:
         from faceforge.data.synthetic import synthetic_verification_set
 
         print("rendering the checkpoint config's held-out synthetic pairs ...")
-        sets.append(synthetic_verification_set(loaded.config.data.synthetic))
-        taken.add(sets[-1].name)
+        vset = synthetic_verification_set(scorer.config.data.synthetic)
+        if args.resize and vset.images.shape[1:3] != size:
+            from faceforge.core.images import fit_image
+
+            faces = [fit_image(face, size, args.resize, "synthetic face") for face in vset.images]
+            vset.images = np.stack(faces)
+        sets.append(vset)
+        taken.add(vset.name)
     for path in args.bin:
         vset = load_bin(path, image_size=size, resize=args.resize)
         vset.name = _unique_name(vset.name, taken)
@@ -112,26 +123,66 @@ def _recorded(metrics: dict[str, Any], name: str) -> str:
     return ""
 
 
+@dataclass
+class _Scorer:
+    """What ``eval`` needs of a model, whichever way it is named."""
+
+    preprocess: Any
+    config: Any
+    metrics: dict[str, Any]
+    name: str
+    #: (vset, batch_size, flip, folds, device, precision, progress) -> VerificationResult
+    evaluate: Callable[..., Any]
+
+
+def _scorer(args: argparse.Namespace) -> _Scorer:
+    """A PyTorch source runs :func:`evaluate_model` (what training reports); an ONNX file the
+    same protocol through ONNX Runtime (plain and mirrored views summed before normalising)."""
+    from faceforge.config import Config
+    from faceforge.evaluation.run import evaluate_model
+    from faceforge.evaluation.verification import evaluate_embeddings
+    from faceforge.inference.embedding import OnnxEmbedder
+    from faceforge.inference.model_source import load_torch_model
+
+    source = model_source(args)
+    if source.kind != "onnx":
+        model = load_torch_model(source)
+
+        def run_torch(vset: Any, **options: Any) -> Any:
+            return evaluate_model(model.backbone, vset, preprocess=model.preprocess, **options)
+
+        return _Scorer(model.preprocess, model.config, model.metrics, model.arch, run_torch)
+    embedder = OnnxEmbedder(source.path)
+
+    def run_onnx(vset: Any, *, batch_size: int, flip: bool, folds: int, **_: Any) -> Any:
+        embedder.batch_size = batch_size
+        plain = embedder.embed_raw(vset.images)
+        mirrored = None
+        if flip:
+            mirrored = embedder.embed_raw(np.ascontiguousarray(vset.images[:, :, ::-1]))
+        result = evaluate_embeddings(plain, vset.issame, flipped=mirrored, folds=folds)
+        result.extra.update(name=vset.name, flip=flip)
+        return result
+
+    return _Scorer(embedder.preprocess, Config(), embedder.metrics, embedder.description, run_onnx)
+
+
 def _eval(args: argparse.Namespace) -> int:
-    from faceforge.core.checkpoint import load_backbone
     from faceforge.device import resolve_device
     from faceforge.evaluation.report import format_result, plot_roc, write_json
-    from faceforge.evaluation.run import evaluate_model
 
     _check_output(args.json, "--json")
     if args.roc:
         _check_output(args.roc, "--roc", _roc_suffixes())
-    loaded = load_backbone(args.checkpoint)
-    sets = _sets(args, loaded)
+    scorer = _scorer(args)
+    sets = _sets(args, scorer)
     device = resolve_device(args.device)
-    batch_size = args.batch_size or loaded.config.eval.batch_size
-    flip = loaded.config.eval.flip if args.flip is None else args.flip
+    batch_size = args.batch_size or scorer.config.eval.batch_size
+    flip = scorer.config.eval.flip if args.flip is None else args.flip
     results = {}
     for vset in sets:
-        result = evaluate_model(
-            loaded.backbone,
+        result = scorer.evaluate(
             vset,
-            preprocess=loaded.preprocess,
             batch_size=batch_size,
             flip=flip,
             folds=args.folds,
@@ -140,12 +191,12 @@ def _eval(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
         results[vset.name] = result
-        print(format_result(vset.name, result) + _recorded(loaded.metrics, vset.name))
+        print(format_result(vset.name, result) + _recorded(scorer.metrics, vset.name))
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     meta = {
         "checkpoint": str(args.checkpoint),
-        "backbone": loaded.config.model.backbone,
+        "backbone": scorer.name,
         "flip": flip,
         "precision": args.precision,
         "folds": args.folds,
@@ -174,11 +225,11 @@ def _identify_bench(args: argparse.Namespace) -> int:
         distractors = NpyFolder(path) if path.is_dir() else open_npy(path)
         result = megaface(probes, labels, distractors)
     elif args.checkpoint:
-        from faceforge.core.checkpoint import load_backbone
         from faceforge.device import resolve_device
         from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
+        from faceforge.inference.model_source import load_torch_model
 
-        loaded = load_backbone(args.checkpoint)
+        loaded = load_torch_model(args.checkpoint)
         result = run_synthetic_megaface(
             loaded.backbone,
             loaded.preprocess,
@@ -221,13 +272,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``eval`` and ``identify-bench`` to the ``faceforge`` parser."""
     p = subparsers.add_parser(
         "eval",
-        help="1:1 verification accuracy (insightface protocol) of a checkpoint",
+        help="1:1 verification accuracy (insightface protocol) of a model",
         description="10-fold accuracy with flip TTA, XNorm, VR@FAR=1e-3, AUC, EER and "
         "TAR@FAR on insightface .bin files, LFW pairs.txt, CSV/TSV pair lists or the "
         "checkpoint's synthetic held-out pairs. Example: faceforge eval --checkpoint "
         "runs/quickstart/last.pt --bin lfw.bin cfp_fp.bin agedb_30.bin --roc roc.png",
     )
-    p.add_argument("--checkpoint", required=True, help="faceforge checkpoint (.pt)")
+    add_source_options(p)
     p.add_argument("--bin", nargs="+", default=[], help="insightface .bin verification sets")
     p.add_argument("--pairs", nargs="+", default=[], help="LFW-style pairs.txt file(s)")
     p.add_argument("--images", help="image folder of --pairs (<name>/<name>_NNNN.<ext>)")

@@ -34,29 +34,21 @@ from faceforge.core.preprocess import Preprocess
 from faceforge.core.vectors import l2_normalize
 from faceforge.device import resolve_device
 from faceforge.errors import CheckpointError, DataError, first_line
-from faceforge.inference.alignment import template_points
+from faceforge.inference.model_source import (
+    ModelSource,
+    as_source,
+    check_preprocess,
+    load_torch_model,
+)
+from faceforge.inference.model_source import (
+    load_insightface_backbone as load_insightface_backbone,  # re-exported: it lived here
+)
 
 #: ONNX metadata_props keys written by :mod:`faceforge.inference.export`
 META_PREPROCESS = "faceforge.preprocess"
 META_FINGERPRINT = "faceforge.fingerprint"
 META_METRICS = "faceforge.metrics"
 META_BACKBONE = "faceforge.backbone"
-
-COLOR_ORDERS = ("RGB", "BGR")
-
-
-def check_preprocess(preprocess: Preprocess, source: str) -> None:
-    """Raise CheckpointError when ``preprocess`` cannot describe a usable model input."""
-    if preprocess.color not in COLOR_ORDERS:
-        raise CheckpointError(
-            f"{source}: unknown colour order {preprocess.color!r}; expected one of {COLOR_ORDERS}"
-        )
-    if any(s <= 0 for s in preprocess.std):
-        raise CheckpointError(f"{source}: preprocessing std must be positive, got {preprocess.std}")
-    try:
-        template_points(tuple(preprocess.input_size), preprocess.template)
-    except ValueError as exc:
-        raise CheckpointError(f"{source}: {exc}") from None
 
 
 def state_dict_fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -296,45 +288,19 @@ def foreign_onnx_preprocess(path: Path, input_size: tuple[int, int]) -> Preproce
     return Preprocess(input_size=input_size)
 
 
-def load_insightface_backbone(path: str | Path, arch: str, embedding_size: int = 512) -> nn.Module:
-    """An insightface ``backbone.pth`` (plain state dict) loaded strictly into ``arch``."""
-    from faceforge.models import build_backbone
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or unsafe pickles raise several exception types
-        raise CheckpointError(f"cannot load {str(path)!r} safely: {exc}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors, as in a backbone.pth")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = build_backbone(arch, embedding_size=embedding_size)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{path}: weights do not fit --arch {arch} (embedding size {embedding_size}): "
-            f"{first_line(exc)}"
-        ) from None
-    return model
-
-
 def load_embedder(
-    source: str | Path,
+    source: str | Path | ModelSource,
     *,
     arch: str | None = None,
-    embedding_size: int = 512,
+    embedding_size: int | None = None,
     device: str | torch.device | None = None,
     flip: bool = False,
     batch_size: int = 64,
     precision: str = "auto",
 ) -> Embedder:
-    """An :class:`Embedder` for a faceforge checkpoint, an ONNX file (``.onnx``) or, with
-    ``arch``, an insightface ``backbone.pth``. ``precision`` applies to PyTorch models (see
+    """An :class:`Embedder` for any :class:`~faceforge.inference.model_source.ModelSource`: a
+    faceforge checkpoint, an ONNX file (``.onnx``) or, with ``arch``, an insightface
+    ``backbone.pth``. ``precision`` applies to PyTorch models (see
     :func:`~faceforge.core.batch_embed.embed_images`; ``"fp32"`` for bit-for-bit
     comparisons with ONNX Runtime).
 
@@ -342,32 +308,18 @@ def load_embedder(
     >>> embedder.embed(aligned_faces).shape  # doctest: +SKIP
     (2, 512)
     """
-    source = Path(source)
-    if source.suffix.lower() == ".onnx":
-        return OnnxEmbedder(source, flip=flip, batch_size=batch_size)
-    if arch is not None:
-        model = load_insightface_backbone(source, arch, embedding_size)
-        return TorchEmbedder(
-            model,
-            Preprocess(),
-            flip=flip,
-            device=device,
-            batch_size=batch_size,
-            precision=precision,
-            description=f"{arch} from {source.name}",
-            embedding_size=embedding_size,
-        )
-    from faceforge.core.checkpoint import load_backbone
-
-    loaded = load_backbone(source)
+    source = as_source(source, arch=arch, embedding_size=embedding_size)
+    if source.kind == "onnx":
+        return OnnxEmbedder(source.path, flip=flip, batch_size=batch_size)
+    model = load_torch_model(source)
     return TorchEmbedder(
-        loaded.backbone,
-        loaded.preprocess,
-        metrics=loaded.metrics,
+        model.backbone,
+        model.preprocess,
+        metrics=model.metrics,
         flip=flip,
         device=device,
         batch_size=batch_size,
         precision=precision,
-        description=f"{loaded.config.model.backbone} from {source.name}",
-        embedding_size=loaded.config.model.embedding_size,
+        description=model.name,
+        embedding_size=model.embedding_size,
     )

@@ -37,6 +37,7 @@ from faceforge.inference.embedding import (
     model_input,
     state_dict_fingerprint,
 )
+from faceforge.inference.model_source import ModelSource, load_torch_model
 
 #: opset 17 runs on every ONNX Runtime >= 1.14 CPU build with all ops the backbones use
 DEFAULT_OPSET = 17
@@ -113,8 +114,7 @@ def export_onnx(
             )
         except Exception as exc:  # the exporter raises many types for unsupported models
             raise CheckpointError(
-                f"cannot export {type(model).__name__} to ONNX opset {opset}: "
-                f"{first_line(exc)}"
+                f"cannot export {type(model).__name__} to ONNX opset {opset}: {first_line(exc)}"
             ) from None
         proto = onnx.load(str(raw_path))
     metadata = {
@@ -253,17 +253,17 @@ def _copy_metadata(source: Path, target: Path) -> None:
 
 
 def export_checkpoint(
-    checkpoint: str | Path, onnx_path: str | Path, *, opset: int = DEFAULT_OPSET
+    checkpoint: str | Path | ModelSource, onnx_path: str | Path, *, opset: int = DEFAULT_OPSET
 ) -> ExportReport:
-    """Export a faceforge checkpoint's backbone with its preprocessing and metrics."""
-    from faceforge.core.checkpoint import load_backbone
-
-    loaded = load_backbone(checkpoint)
+    """Export a checkpoint's (or an insightface ``backbone.pth`` source's) backbone with its
+    preprocessing and metrics."""
+    model = load_torch_model(checkpoint)
     return export_onnx(
-        loaded.backbone,
-        loaded.preprocess,
+        model.backbone,
+        model.preprocess,
         onnx_path,
-        metrics=loaded.metrics,
-        backbone_name=loaded.config.model.backbone,
+        metrics=model.metrics,
+        backbone_name=model.arch,
         opset=opset,
+        check_images=_fit(synthetic_faces(16), model.preprocess.input_size),
     )

@@ -1,6 +1,10 @@
-"""The training loss: a classification term on the head's logits plus optional center loss."""
+"""The training loss: a classification term on the head's logits plus optional center and
+triplet losses on the embeddings and the head's own regulariser (MagFace)."""
 
 from __future__ import annotations
+
+import functools
+import operator
 
 from torch import Tensor, nn
 
@@ -8,41 +12,63 @@ from faceforge.config import LossConfig
 from faceforge.errors import ConfigError
 from faceforge.losses.center import CenterLoss
 from faceforge.losses.focal import FocalLoss
+from faceforge.losses.triplet import TripletLoss
 
 
 class CompositeLoss(nn.Module):
-    """``classification(logits, labels) [+ center(embeddings, labels)]``.
+    """``classification(logits, labels) [+ center(embeddings, labels)]
+    [+ triplet(embeddings, labels)] [+ head regulariser]``.
 
-    ``forward`` returns the total and its parts by name (``ce`` or ``focal``, and ``center``
-    when enabled) as detached 0-d tensors (no host synchronisation in the training step: the
-    loop turns them into numbers only when it logs); each part is its weighted
-    contribution, so the parts add up to the total. Parameters owned by the loss (the
-    centers) are optimised through :meth:`param_groups`, and its state dict belongs in
-    checkpoints.
+    ``forward`` returns the total and its parts by name (``ce`` or ``focal``, ``center`` and
+    ``triplet`` when enabled, and the extra terms passed in) as detached 0-d tensors (no host
+    synchronisation in the training step: the loop turns them into numbers only when it
+    logs); each part is its weighted contribution, so the parts add up to the total.
+    Parameters owned by the loss (the centers) are optimised through :meth:`param_groups`,
+    and its state dict belongs in checkpoints.
     """
 
-    def __init__(self, classification: FocalLoss, center: CenterLoss | None = None) -> None:
+    def __init__(
+        self,
+        classification: FocalLoss,
+        center: CenterLoss | None = None,
+        triplet: TripletLoss | None = None,
+    ) -> None:
         super().__init__()
         self.classification = classification
         self.center = center
+        self.triplet = triplet
 
     def forward(
-        self, logits: Tensor, embeddings: Tensor, labels: Tensor
+        self,
+        logits: Tensor | None,
+        embeddings: Tensor,
+        labels: Tensor,
+        extra: dict[str, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.combine(self.classification(logits, labels), embeddings, labels)
+        """``logits`` None: no classifier (``head.type: none``), embedding losses only."""
+        classification = None if logits is None else self.classification(logits, labels)
+        return self.combine(classification, embeddings, labels, extra)
 
     def combine(
-        self, classification: Tensor, embeddings: Tensor, labels: Tensor
+        self,
+        classification: Tensor | None,
+        embeddings: Tensor,
+        labels: Tensor,
+        extra: dict[str, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The total from a classification loss computed elsewhere (e.g. by a Partial FC
-        layer's distributed cross-entropy) plus the embedding losses."""
-        total = classification
-        parts = {self.classification.name: total.detach()}
+        layer's distributed cross-entropy), the embedding losses and the ``extra`` terms."""
+        terms = dict(extra or {})
+        if classification is not None:
+            terms = {self.classification.name: classification, **terms}
         if self.center is not None:
-            center = self.center(embeddings, labels)
-            parts["center"] = center.detach()
-            total = total + center
-        return total, parts
+            terms["center"] = self.center(embeddings, labels)
+        if self.triplet is not None:
+            terms["triplet"] = self.triplet(embeddings, labels)
+        if not terms:
+            raise ValueError("no loss term: a classifier or an embedding loss is needed")
+        total = functools.reduce(operator.add, terms.values())
+        return total, {name: term.detach() for name, term in terms.items()}
 
     def param_groups(self) -> list[dict]:
         """Optimizer param groups the trainer must add for the loss's own parameters
@@ -75,4 +101,22 @@ def build_loss(cfg: LossConfig, embedding_size: int, num_classes: int) -> Compos
         if cfg.center_lr <= 0.0:
             raise ConfigError(f"loss.center_lr must be > 0 (typically 0.5); got {cfg.center_lr}")
         center = CenterLoss(num_classes, embedding_size, cfg.center_weight, cfg.center_lr)
-    return CompositeLoss(FocalLoss(cfg.focal_gamma, cfg.label_smoothing), center)
+    return CompositeLoss(
+        FocalLoss(cfg.focal_gamma, cfg.label_smoothing), center, _build_triplet(cfg)
+    )
+
+
+def _build_triplet(cfg: LossConfig) -> TripletLoss | None:
+    if cfg.triplet_weight < 0.0:
+        raise ConfigError(
+            f"loss.triplet_weight must be >= 0 (0 disables); got {cfg.triplet_weight}"
+        )
+    if cfg.triplet_margin < 0.0:
+        raise ConfigError(
+            f"loss.triplet_margin must be >= 0 (typically 0.2); got {cfg.triplet_margin}"
+        )
+    if cfg.triplet_weight == 0.0:
+        return None
+    return TripletLoss(
+        cfg.triplet_margin, cfg.triplet_mining, cfg.triplet_distance, cfg.triplet_weight
+    )

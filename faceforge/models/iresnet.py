@@ -3,7 +3,8 @@
 Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition", 2018,
 https://arxiv.org/abs/1801.07698 (Sec. 3.2, "E" output and "IR" block). The block is
 BN-conv3x3-BN-PReLU-conv3x3(stride)-BN with the stride on the second convolution, and the
-"E" embedding head is BN-dropout-FC-BN on the flattened 7x7x512 map.
+"E" embedding head is BN-dropout-FC-BN on the flattened final map: 7x7x512 for 112x112
+inputs, 7x6x512 for 112x96 crops.
 
 Parameter and buffer names match insightface's ``arcface_torch`` ``backbones/iresnet.py``,
 so its released ``backbone.pth`` files load with ``strict=True`` (``se_iresnet50`` adds
@@ -16,11 +17,24 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
+from faceforge.errors import ConfigError
 from faceforge.models.init import init_weights
 
-#: flattened size of the last feature map for 112x112 inputs (7x7 spatial)
-FINAL_SPATIAL = 7 * 7
+#: default input (height, width); every backbone also takes 112x96 (SphereFace-style crops)
+INPUT_SIZE = (112, 112)
+#: stride-2 3x3 convolutions (padding 1) between the input and the last feature map
+DOWNSAMPLINGS = 4
 STAGE_WIDTHS = (64, 128, 256, 512)
+
+
+def final_map_size(input_size: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of the last feature map: each downsampling halves a side, rounding up
+    (7x7 for 112x112 inputs, 7x6 for 112x96)."""
+    height, width = input_size
+    if height < 1 or width < 1:
+        raise ConfigError(f"input size must be positive, got {height}x{width}")
+    scale = 2**DOWNSAMPLINGS
+    return -(-height // scale), -(-width // scale)
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -74,7 +88,7 @@ class IBasicBlock(nn.Module):
 
 
 class IResNet(nn.Module):
-    """IResNet for 112x112 inputs in [-1, 1]; returns raw (N, embedding_size) features.
+    """IResNet for ``input_size`` inputs in [-1, 1]; returns raw (N, embedding_size) features.
 
     ``layers`` holds the number of blocks of the four stages (each starts with stride 2).
     The final ``features`` batch norm has its scale frozen at 1, as in insightface.
@@ -89,6 +103,7 @@ class IResNet(nn.Module):
         embedding_size: int = 512,
         dropout: float = 0.0,
         use_se: bool = False,
+        input_size: tuple[int, int] = INPUT_SIZE,
     ) -> None:
         super().__init__()
         self.conv1 = conv3x3(3, STAGE_WIDTHS[0])
@@ -104,7 +119,8 @@ class IResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.bn2 = nn.BatchNorm2d(channels)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(channels * FINAL_SPATIAL, embedding_size)
+        map_height, map_width = final_map_size(input_size)
+        self.fc = nn.Linear(channels * map_height * map_width, embedding_size)
         self.features = nn.BatchNorm1d(embedding_size)
         init_weights(self)
         self.features.weight.requires_grad_(False)
@@ -124,31 +140,43 @@ class IResNet(nn.Module):
         return self.features(self.fc(x))
 
 
-def iresnet18(embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+def iresnet18(
+    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
+) -> IResNet:
     """IResNet-18 (https://arxiv.org/abs/1801.07698), stages (2, 2, 2, 2)."""
-    return IResNet((2, 2, 2, 2), embedding_size, dropout)
+    return IResNet((2, 2, 2, 2), embedding_size, dropout, input_size=input_size)
 
 
-def iresnet34(embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+def iresnet34(
+    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
+) -> IResNet:
     """IResNet-34 (https://arxiv.org/abs/1801.07698), stages (3, 4, 6, 3)."""
-    return IResNet((3, 4, 6, 3), embedding_size, dropout)
+    return IResNet((3, 4, 6, 3), embedding_size, dropout, input_size=input_size)
 
 
-def iresnet50(embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+def iresnet50(
+    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
+) -> IResNet:
     """IResNet-50 (https://arxiv.org/abs/1801.07698), stages (3, 4, 14, 3)."""
-    return IResNet((3, 4, 14, 3), embedding_size, dropout)
+    return IResNet((3, 4, 14, 3), embedding_size, dropout, input_size=input_size)
 
 
-def iresnet100(embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+def iresnet100(
+    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
+) -> IResNet:
     """IResNet-100 (https://arxiv.org/abs/1801.07698), stages (3, 13, 30, 3)."""
-    return IResNet((3, 13, 30, 3), embedding_size, dropout)
+    return IResNet((3, 13, 30, 3), embedding_size, dropout, input_size=input_size)
 
 
-def iresnet200(embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+def iresnet200(
+    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
+) -> IResNet:
     """IResNet-200 (https://arxiv.org/abs/1801.07698), stages (6, 26, 60, 6)."""
-    return IResNet((6, 26, 60, 6), embedding_size, dropout)
+    return IResNet((6, 26, 60, 6), embedding_size, dropout, input_size=input_size)
 
 
-def se_iresnet50(embedding_size: int = 512, dropout: float = 0.0) -> IResNet:
+def se_iresnet50(
+    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
+) -> IResNet:
     """IResNet-50 with squeeze-excitation (reduction 16) in every block."""
-    return IResNet((3, 4, 14, 3), embedding_size, dropout, use_se=True)
+    return IResNet((3, 4, 14, 3), embedding_size, dropout, use_se=True, input_size=input_size)

@@ -3,7 +3,8 @@
 Chen et al., "MobileFaceNets: Efficient CNNs for Accurate Real-Time Face Verification on
 Mobile Devices", 2018, https://arxiv.org/abs/1804.07573 (Table 1). MobileNetV2-style
 bottlenecks with PReLU, then a global depthwise convolution (GDC) instead of global average
-pooling, so every spatial position of the final 7x7 map gets its own learned weight.
+pooling, so every spatial position of the final map gets its own learned weight: the GDC
+kernel is that map, 7x7 for 112x112 inputs and 7x6 for the classic 112x96 crops.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from faceforge.models.init import init_weights
+from faceforge.models.iresnet import INPUT_SIZE, final_map_size
 
 #: (expansion, output channels, blocks, first-block stride) of the bottleneck stages.
 STAGES: tuple[tuple[int, int, int, int], ...] = (
@@ -30,7 +32,7 @@ class ConvBN(nn.Sequential):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int,
+        kernel_size: int | tuple[int, int],
         stride: int = 1,
         groups: int = 1,
         linear: bool = False,
@@ -67,12 +69,18 @@ class Bottleneck(nn.Module):
 
 
 class MobileFaceNet(nn.Module):
-    """MobileFaceNet for 112x112 inputs in [-1, 1]; returns raw (N, embedding_size) features.
+    """MobileFaceNet for ``input_size`` (height, width) inputs in [-1, 1]; returns raw
+    (N, embedding_size) features.
 
     ``dropout`` applies to the GDC output, before the final linear 1x1 convolution.
     """
 
-    def __init__(self, embedding_size: int = 512, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        embedding_size: int = 512,
+        dropout: float = 0.0,
+        input_size: tuple[int, int] = INPUT_SIZE,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             ConvBN(3, 64, 3, stride=2),
@@ -86,7 +94,7 @@ class MobileFaceNet(nn.Module):
                 channels = out_channels
         layers.append(ConvBN(channels, 512, 1))
         self.features = nn.Sequential(*layers)
-        self.gdc = ConvBN(512, 512, 7, groups=512, linear=True)
+        self.gdc = ConvBN(512, 512, final_map_size(input_size), groups=512, linear=True)
         self.dropout = nn.Dropout(dropout)
         self.embedding = ConvBN(512, embedding_size, 1, linear=True)
         init_weights(self)
@@ -96,6 +104,8 @@ class MobileFaceNet(nn.Module):
         return self.embedding(self.dropout(x)).flatten(1)
 
 
-def mobilefacenet(embedding_size: int = 512, dropout: float = 0.0) -> MobileFaceNet:
+def mobilefacenet(
+    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
+) -> MobileFaceNet:
     """MobileFaceNet (https://arxiv.org/abs/1804.07573): ~1.0M parameters at 128-d."""
-    return MobileFaceNet(embedding_size=embedding_size, dropout=dropout)
+    return MobileFaceNet(embedding_size, dropout, input_size)

@@ -31,9 +31,10 @@ def backbone_names() -> list[str]:
 def build_backbone(name: str, embedding_size: int = 512, **kwargs: Any) -> nn.Module:
     """Build a face embedding backbone by name.
 
-    Every backbone maps float (N, 3, 112, 112) images in [-1, 1] to raw, unnormalised
-    (N, embedding_size) embeddings. ``kwargs`` go to the architecture (all accept
-    ``dropout``, applied just before the final embedding layer). An unknown name raises a
+    Every backbone maps float (N, 3, H, W) images in [-1, 1] to raw, unnormalised
+    (N, embedding_size) embeddings. ``kwargs`` go to the architecture: all accept
+    ``dropout`` (applied just before the final embedding layer) and ``input_size``
+    ((H, W), default (112, 112); (112, 96) for SphereFace-style crops). An unknown name raises a
     :class:`~faceforge.errors.UnknownChoiceError` listing the available ones.
 
     >>> import torch

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import Sampler
 
 from faceforge.config import Config
+from faceforge.core.checkpoint import Checkpoint
 from faceforge.core.precision import Precision, resolve_precision
 from faceforge.core.preprocess import Preprocess
-from faceforge.data.dataset import Batch, EpochSampler, FaceDataset, collate_faces
+from faceforge.data.dataset import Batch, FaceDataset
+from faceforge.data.loader import build_loader
+from faceforge.data.samplers import SAMPLERS
 from faceforge.data.sources import build_reader
-from faceforge.data.transforms import build_train_transform
+from faceforge.data.transforms import Compose, build_train_transform
 from faceforge.errors import ConfigError
 from faceforge.losses import CompositeLoss, build_loss
 from faceforge.models import build_backbone
-from faceforge.models.heads import PartialFC, build_head, build_margin
+from faceforge.models.heads import MarginHead, NoHead, PartialFC, build_head, build_margin
 from faceforge.train.distributed import Distributed
 from faceforge.train.optim import build_optimizer, build_scheduler
 from faceforge.train.reporting import Reporter
@@ -34,7 +38,8 @@ class Criterion(nn.Module):
     """Head -> losses: embeddings and labels in, the training loss and its parts out.
 
     With a sharded head (Partial FC) the head itself returns the cross-entropy over all
-    classes of all processes; otherwise it returns logits for the composite loss.
+    classes of all processes; otherwise it returns logits for the composite loss, plus the
+    margin's regulariser (MagFace); ``head.type: none`` trains on embedding losses alone.
     """
 
     def __init__(self, head: nn.Module, loss: CompositeLoss, sharded: bool = False) -> None:
@@ -46,7 +51,15 @@ class Criterion(nn.Module):
     def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         if self.sharded:
             return self.loss.combine(self.head(embeddings, labels), embeddings, labels)
-        return self.loss(self.head(embeddings, labels), embeddings, labels)
+        if isinstance(self.head, NoHead):
+            return self.loss(None, embeddings, labels)
+        logits = self.head(embeddings, labels)
+        return self.loss(logits, embeddings, labels, self._regularizer(embeddings))
+
+    def _regularizer(self, embeddings: Tensor) -> dict[str, Tensor]:
+        """The head's own loss term, by its name (MagFace's ``g``), if it has one."""
+        term = self.head.regularizer(embeddings) if isinstance(self.head, MarginHead) else None
+        return {} if term is None else {"regularizer": term}
 
 
 class TrainingModel(nn.Module):
@@ -80,7 +93,8 @@ class TrainingModel(nn.Module):
         """Wrap the parts in DDP when running with more than one process."""
         sharded = self.criterion.sharded
         self.parallel["backbone"] = dist.wrap(self.backbone, device, sum_gradients=sharded)
-        if not sharded:
+        trained = any(p.requires_grad for p in self.criterion.parameters())
+        if not sharded and trained:  # head.type=none with a triplet loss has no parameters
             self.parallel["criterion"] = dist.wrap(self.criterion, device)
 
     def no_sync(self) -> contextlib.AbstractContextManager:
@@ -108,7 +122,7 @@ class TrainingRun:
     device: torch.device
     preprocess: Preprocess
     dataset: FaceDataset
-    sampler: EpochSampler
+    sampler: Sampler[int]
     model: TrainingModel
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -128,21 +142,25 @@ class TrainingRun:
     def backbone(self) -> nn.Module:
         return self.model.backbone
 
-    def loader(self, epoch: int, start_sample: int = 0) -> DataLoader:
+    def loader(self, epoch: int, start_sample: int = 0) -> Iterable[Batch]:
         """The batches of ``epoch``, skipping this rank's first ``start_sample`` samples
         (exact mid-epoch resume)."""
         self.dataset.set_epoch(epoch)
         self.sampler.set_epoch(epoch, start_sample)
-        workers = self.cfg.data.num_workers
-        return DataLoader(
+        return self._batches
+
+    @functools.cached_property
+    def _batches(self) -> Iterable[Batch]:
+        """One loader for the whole run (its workers may persist across epochs)."""
+        data = self.cfg.data
+        return build_loader(
             self.dataset,
-            batch_size=self.cfg.train.batch_size,
-            sampler=self.sampler,
-            num_workers=workers,
-            collate_fn=collate_faces,
-            drop_last=True,
-            pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if workers else None,
+            self.sampler,
+            self.cfg.train.batch_size,
+            data.num_workers,
+            self.device,
+            persistent_workers=data.persistent_workers,
+            dali=data.dali,
         )
 
     @functools.cached_property
@@ -158,8 +176,23 @@ class TrainingRun:
         return x, batch.labels.to(self.device, non_blocking=True)
 
 
-def build_dataset(cfg: Config, dist: Distributed) -> tuple[FaceDataset, EpochSampler]:
-    """Reader -> augmentations -> dataset, and this rank's share of each epoch."""
+def _centre_columns(image: np.ndarray, rng: np.random.Generator, width: int) -> np.ndarray:
+    """The centre ``width`` columns: a 112x112 ArcFace crop becomes the 112x96 crop."""
+    left = (image.shape[1] - width) // 2
+    return image[:, left : left + width]
+
+
+def _with_input_width(transform: Compose, input_size: tuple[int, int]) -> Compose:
+    """``transform`` after cropping square images to a narrower model input."""
+    height, width = input_size
+    if width == height:
+        return transform
+    return Compose((functools.partial(_centre_columns, width=width), *transform.transforms))
+
+
+def build_dataset(cfg: Config, dist: Distributed) -> tuple[FaceDataset, Sampler[int]]:
+    """Reader -> augmentations -> dataset, and this rank's share of each epoch (the sampler
+    named by ``data.sampler``)."""
     reader = build_reader(cfg.data)
     if reader.num_classes < 2:
         raise ConfigError(
@@ -168,12 +201,19 @@ def build_dataset(cfg: Config, dist: Distributed) -> tuple[FaceDataset, EpochSam
         )
     dataset = FaceDataset(
         reader,
-        build_train_transform(cfg.augment),
+        _with_input_width(build_train_transform(cfg.augment), cfg.data.input_size),
         image_size=cfg.data.image_size,
         seed=cfg.train.seed,
         skip_corrupt=cfg.data.skip_corrupt,
     )
-    sampler = EpochSampler(len(dataset), cfg.train.seed, dist.rank, dist.world_size)
+    if cfg.data.sampler == "pk" and cfg.train.batch_size % cfg.data.pk_images:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} must be a multiple of "
+            f"data.pk_images={cfg.data.pk_images} with data.sampler=pk"
+        )
+    sampler = SAMPLERS.get(cfg.data.sampler, "data.sampler")(
+        dataset.reader.labels, cfg.data.pk_images, cfg.train.seed, dist.rank, dist.world_size
+    )
     return dataset, sampler
 
 
@@ -182,8 +222,13 @@ def build_backbone_for(cfg: Config, device: torch.device, dist: Distributed) -> 
     channels-last and torch.compile as asked."""
     model = cfg.model
     backbone = build_backbone(
-        model.backbone, embedding_size=model.embedding_size, dropout=model.dropout
+        model.backbone,
+        embedding_size=model.embedding_size,
+        dropout=model.dropout,
+        input_size=cfg.data.input_size,
     )
+    if model.init_from:
+        _load_initial_backbone(backbone, cfg)
     if model.grad_checkpointing:
         if not hasattr(backbone, "set_grad_checkpointing"):
             raise ConfigError(
@@ -201,10 +246,25 @@ def build_backbone_for(cfg: Config, device: torch.device, dist: Distributed) -> 
     return backbone
 
 
+def _load_initial_backbone(backbone: nn.Module, cfg: Config) -> None:
+    """Fine-tuning: start from the backbone of ``model.init_from`` (strict, same architecture);
+    its head, optimizer and step are left behind."""
+    saved = Checkpoint.load(cfg.model.init_from).config.model
+    for name in ("backbone", "embedding_size"):
+        if getattr(saved, name) != getattr(cfg.model, name):
+            raise ConfigError(
+                f"model.init_from={cfg.model.init_from!r} holds model.{name}="
+                f"{getattr(saved, name)!r}, the config says {getattr(cfg.model, name)!r}"
+            )
+    backbone.load_state_dict(Checkpoint.load(cfg.model.init_from).backbone, strict=True)
+
+
 def build_criterion(cfg: Config, num_classes: int, dist: Distributed) -> Criterion:
     """The head (full, or sharded over the processes with Partial FC) and the losses."""
     emb = cfg.model.embedding_size
     loss = build_loss(cfg.loss, emb, num_classes)
+    if cfg.head.type == "none" and loss.triplet is None:
+        raise ConfigError("head.type=none trains on embedding losses: set loss.triplet_weight > 0")
     if not cfg.head.partial_fc:
         return Criterion(build_head(cfg.head, emb, num_classes), loss)
     head = PartialFC(
@@ -247,7 +307,7 @@ def build_run(cfg: Config, dist: Distributed, log: Callable[[str], None] = print
         cfg=cfg,
         dist=dist,
         device=device,
-        preprocess=Preprocess(input_size=(cfg.data.image_size, cfg.data.image_size)),
+        preprocess=Preprocess(input_size=cfg.data.input_size),
         dataset=dataset,
         sampler=sampler,
         model=model,

@@ -15,10 +15,12 @@ from typing import Any
 
 from faceforge.config import Config, load_config
 from faceforge.core.precision import PRECISIONS
+from faceforge.data.samplers import SAMPLERS
 from faceforge.data.sources import DATA_SOURCES
 from faceforge.device import resolve_device
 from faceforge.errors import ConfigError
 from faceforge.losses import build_loss
+from faceforge.losses.triplet import DISTANCES, MINERS
 from faceforge.models.heads.build import HEADS, build_head, build_margin
 from faceforge.models.registry import BACKBONES
 from faceforge.registry import Registry
@@ -32,6 +34,9 @@ CHOICES: dict[str, Registry] = {
     "optim.name": OPTIMIZERS,
     "optim.schedule": SCHEDULES,
     "train.amp": PRECISIONS,
+    "data.sampler": SAMPLERS,
+    "loss.triplet_mining": MINERS,
+    "loss.triplet_distance": DISTANCES,
 }
 
 
@@ -49,7 +54,11 @@ def _probability(x: float) -> bool:
 
 #: field -> (test, what the value must be)
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "data.image_size": (lambda x: x == 112, "112 (the backbones end on a 7x7 feature map)"),
+    "data.image_size": (lambda x: x == 112, "112 (the backbones end on a 7-row feature map)"),
+    "data.image_width": (
+        lambda x: x in (0, 96, 112),
+        "0 (square), 112 or 96 (SphereFace-style 112x96 crops)",
+    ),
     "data.num_workers": (_non_negative, ">= 0"),
     "data.synthetic.num_identities": (lambda x: x >= 2, ">= 2 (one identity teaches nothing)"),
     "data.synthetic.images_per_identity": (_positive, ">= 1"),
@@ -79,6 +88,15 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.accumulate": (_positive, ">= 1"),
     "train.max_skipped_steps": (_non_negative, ">= 0"),
     "head.sample_rate": (lambda x: 0 < x <= 1, "in (0, 1]"),
+    "head.adaface_h": (_positive, "> 0 (0.333 in the AdaFace paper)"),
+    "head.ema_alpha": (lambda x: 0 < x <= 1, "in (0, 1] (0.01 in the papers)"),
+    "head.mag_lambda_g": (_non_negative, ">= 0 (35 in the MagFace paper)"),
+    "head.subcenters": (_positive, ">= 1 (3 in the paper)"),
+    "head.subcenter_drop_step": (_non_negative, ">= 0 (0: never drop)"),
+    "head.subcenter_drop_angle": (lambda x: 0 < x < 3.1416, "an angle in (0, pi) radians"),
+    "head.elastic_sigma": (_non_negative, ">= 0 (0.05 in the ElasticFace paper)"),
+    "data.pk_images": (lambda x: x >= 2, ">= 2 (each anchor needs a positive)"),
+    "loss.triplet_margin": (_non_negative, ">= 0 (typically 0.2)"),
     "train.log_every": (_positive, ">= 1"),
     "train.save_every": (_non_negative, ">= 0 (0: by time only)"),
     "train.save_minutes": (_non_negative, ">= 0 (0: by steps only)"),

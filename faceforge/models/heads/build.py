@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 
-from torch import nn
-
 from faceforge.config import HeadConfig
 from faceforge.errors import ConfigError
+from faceforge.models.heads.adaface import AdaFace
 from faceforge.models.heads.base import Head
-from faceforge.models.heads.classifier import MarginHead, SoftmaxHead
-from faceforge.models.heads.margins import ArcFace, CombinedMargin, CosFace, NormFace
+from faceforge.models.heads.classifier import MarginHead, NoHead, SoftmaxHead
+from faceforge.models.heads.curricularface import CurricularFace
+from faceforge.models.heads.elasticface import ElasticArcFace, ElasticCosFace
+from faceforge.models.heads.magface import MagFace
+from faceforge.models.heads.margins import ArcFace, CombinedMargin, CosFace, Margin, NormFace
 from faceforge.models.heads.sphereface import SphereFaceHead
+from faceforge.models.heads.subcenter import SubCenterHead
 from faceforge.registry import Registry
 
 
@@ -19,20 +22,55 @@ def _softmax(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
     return SoftmaxHead(embedding_size, num_classes)
 
 
-def _normface(cfg: HeadConfig) -> nn.Module:
+def _normface(cfg: HeadConfig) -> Margin:
     return NormFace(cfg.scale)
 
 
-def _arcface(cfg: HeadConfig) -> nn.Module:
+def _angular_margin(cfg: HeadConfig, typical: float) -> float:
     if not 0.0 <= cfg.margin < math.pi / 2:
         raise ConfigError(
-            f"head.margin for arcface is an angle in radians in [0, pi/2), "
-            f"typically 0.5; got {cfg.margin}"
+            f"head.margin for {cfg.type} is an angle in radians in [0, pi/2), "
+            f"typically {typical}; got {cfg.margin}"
         )
-    return ArcFace(cfg.scale, cfg.margin, cfg.easy_margin)
+    return cfg.margin
 
 
-def _cosface(cfg: HeadConfig) -> nn.Module:
+def _arcface(cfg: HeadConfig) -> Margin:
+    return ArcFace(cfg.scale, _angular_margin(cfg, 0.5), cfg.easy_margin)
+
+
+def _adaface(cfg: HeadConfig) -> Margin:
+    return AdaFace(cfg.scale, _angular_margin(cfg, 0.4), cfg.adaface_h, cfg.ema_alpha)
+
+
+def _curricularface(cfg: HeadConfig) -> Margin:
+    return CurricularFace(cfg.scale, _angular_margin(cfg, 0.5), cfg.ema_alpha)
+
+
+def _magface(cfg: HeadConfig) -> Margin:
+    if not 0.0 < cfg.mag_l_a < cfg.mag_u_a:
+        raise ConfigError(
+            f"head.mag_l_a < head.mag_u_a must be positive norms (10 and 110 in the paper); "
+            f"got {cfg.mag_l_a} and {cfg.mag_u_a}"
+        )
+    if not 0.0 <= cfg.mag_l_m <= cfg.mag_u_m < math.pi / 2:
+        raise ConfigError(
+            f"head.mag_l_m <= head.mag_u_m must be angles in [0, pi/2) (0.45 and 0.8 in the "
+            f"paper); got {cfg.mag_l_m} and {cfg.mag_u_m}"
+        )
+    return MagFace(cfg.scale, cfg.mag_l_a, cfg.mag_u_a, cfg.mag_l_m, cfg.mag_u_m, cfg.mag_lambda_g)
+
+
+def _elasticface(cfg: HeadConfig) -> Margin:
+    margin = _angular_margin(cfg, 0.5)
+    return ElasticArcFace(cfg.scale, margin, cfg.elastic_sigma, cfg.elastic_plus)
+
+
+def _elasticface_cos(cfg: HeadConfig) -> Margin:
+    return ElasticCosFace(cfg.scale, _cosface(cfg).margin, cfg.elastic_sigma, cfg.elastic_plus)
+
+
+def _cosface(cfg: HeadConfig) -> Margin:
     if cfg.margin < 0.0:
         raise ConfigError(
             f"head.margin for cosface must be >= 0 (typically 0.35); got {cfg.margin}"
@@ -40,7 +78,7 @@ def _cosface(cfg: HeadConfig) -> nn.Module:
     return CosFace(cfg.scale, cfg.margin)
 
 
-def _combined(cfg: HeadConfig) -> nn.Module:
+def _combined(cfg: HeadConfig) -> Margin:
     if cfg.m1 <= 0.0:
         raise ConfigError(
             f"head.m1 must be > 0 (1.0 disables the multiplicative margin); got {cfg.m1}"
@@ -48,22 +86,40 @@ def _combined(cfg: HeadConfig) -> nn.Module:
     return CombinedMargin(cfg.scale, cfg.m1, cfg.m2, cfg.m3)
 
 
-#: margins mapping (cosine, labels) to logits: they run on a full or a sharded classifier
-MARGINS: Registry[nn.Module] = Registry.of(
+#: margins mapping (cosine, labels, norms) to logits, on a full or (if shardable) sharded
+#: classifier
+MARGINS: Registry[Margin] = Registry.of(
     "margin",
-    {"normface": _normface, "arcface": _arcface, "cosface": _cosface, "combined": _combined},
+    {
+        "normface": _normface,
+        "arcface": _arcface,
+        "cosface": _cosface,
+        "combined": _combined,
+        "adaface": _adaface,
+        "curricularface": _curricularface,
+        "magface": _magface,
+        "elasticface": _elasticface,
+        "elasticface_cos": _elasticface_cos,
+    },
 )
 
 
-def build_margin(cfg: HeadConfig) -> nn.Module:
-    """The margin of ``cfg.type`` alone, for a Partial FC classifier; the head types whose
-    margin needs the whole classifier (softmax, sphereface) are refused."""
-    if cfg.type not in MARGINS:
+def shardable_names() -> list[str]:
+    """Head types that run on a sharded (Partial FC) classifier."""
+    return [name for name in MARGINS.names() if MARGINS.get(name)(HeadConfig(type=name)).shardable]
+
+
+def build_margin(cfg: HeadConfig) -> Margin:
+    """The margin of ``cfg.type`` alone, for a Partial FC classifier; the head types that need
+    the whole classifier (softmax, sphereface, subcenter_arcface, none) or a per-rank batch
+    (magface, elasticface: see their docstrings) are refused."""
+    margin = MARGINS.get(cfg.type)(cfg) if cfg.type in MARGINS else None
+    if margin is None or not margin.shardable:
         raise ConfigError(
             f"head.type={cfg.type!r} cannot run with head.partial_fc (it needs the whole "
-            f"classifier); use one of {', '.join(MARGINS.names())}"
+            f"classifier and the local batch); use one of {', '.join(shardable_names())}"
         )
-    return MARGINS.get(cfg.type)(cfg)
+    return margin
 
 
 def _margin_head(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
@@ -87,11 +143,28 @@ def _sphereface(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
     )
 
 
+def _subcenter_arcface(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
+    return SubCenterHead(
+        embedding_size,
+        num_classes,
+        _arcface(cfg),
+        cfg.subcenters,
+        cfg.subcenter_drop_step,
+        cfg.subcenter_drop_angle,
+    )
+
+
+def _none(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
+    return NoHead()
+
+
 HEADS: Registry[Head] = Registry.of(
     "head",
     {
         "softmax": _softmax,
         "sphereface": _sphereface,
+        "subcenter_arcface": _subcenter_arcface,
+        "none": _none,
         **dict.fromkeys(MARGINS.names(), _margin_head),
     },
 )

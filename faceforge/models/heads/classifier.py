@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faceforge.models.heads.base import Head
+from faceforge.models.heads.margins import Margin
 
 
 class SoftmaxHead(Head):
@@ -39,13 +40,26 @@ class CosineClassifier(nn.Module):
 
 
 class MarginHead(Head):
-    """Cosine classifier followed by a margin module mapping ``(cosine, labels)`` to logits
-    (NormFace, ArcFace, CosFace, combined; see :mod:`faceforge.models.heads.margins`)."""
+    """Cosine classifier followed by a :class:`~faceforge.models.heads.margins.Margin` mapping
+    ``(cosine, labels, embedding norms)`` to logits (NormFace, ArcFace, CosFace, combined,
+    AdaFace, CurricularFace, MagFace, ElasticFace)."""
 
-    def __init__(self, embedding_size: int, num_classes: int, margin: nn.Module) -> None:
+    def __init__(self, embedding_size: int, num_classes: int, margin: Margin) -> None:
         super().__init__()
         self.fc = CosineClassifier(embedding_size, num_classes)
         self.margin = margin
 
     def logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return self.margin(self.fc(embeddings), labels)
+        return self.margin(self.fc(embeddings), labels, embeddings.norm(dim=1))
+
+    def regularizer(self, embeddings: Tensor) -> Tensor | None:
+        """The margin's extra loss on the embedding norms (MagFace's ``g``), or None."""
+        return self.margin.regularizer(embeddings.float().norm(dim=1))
+
+
+class NoHead(Head):
+    """No classifier (``head.type: none``), for training on embedding losses alone (triplet
+    fine-tuning); the criterion never asks it for logits."""
+
+    def logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        raise RuntimeError("head.type=none has no logits; train with an embedding loss")

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from faceforge.errors import ConfigError
 from faceforge.models.heads.dist_softmax import gather_rows, gather_with_grad, sharded_cross_entropy
+from faceforge.models.heads.margins import Margin
 
 
 def _shard_sizes(num_classes: int, world_size: int) -> list[int]:
@@ -31,9 +32,10 @@ class PartialFC(nn.Module):
     and optimizer state take O(num_classes / world_size) memory per rank. ``forward``
     all-gathers the embeddings (gradients flow back to each rank) and labels of every rank,
     computes the cosines of the whole batch against this rank's centres, applies ``margin``
-    (any ``(cosine, labels) -> logits`` module of :mod:`~faceforge.models.heads.margins`; rows
-    whose class is on another rank are labelled -1 and left without margin), and returns the
-    softmax cross-entropy over all classes of all ranks, computed without gathering the logits.
+    (any shardable :class:`~faceforge.models.heads.margins.Margin`, given the cosines, labels
+    and the gathered embeddings' norms; rows whose class is on another rank are labelled -1
+    and left without margin), and returns the softmax cross-entropy over all classes of all
+    ranks, computed without gathering the logits.
 
     With ``sample_rate < 1`` in training mode, each rank keeps the centres of every class in
     the global batch that it holds and random other centres of its shard, up to
@@ -55,7 +57,7 @@ class PartialFC(nn.Module):
 
     def __init__(
         self,
-        margin: nn.Module,
+        margin: Margin,
         embedding_size: int,
         num_classes: int,
         sample_rate: float = 1.0,
@@ -65,6 +67,8 @@ class PartialFC(nn.Module):
         super().__init__()
         _check_arguments(num_classes, sample_rate, rank, world_size)
         self.margin = margin
+        # a row's target cosine lives on one rank only (CurricularFace gathers it)
+        margin.sharded = world_size > 1
         self.num_classes = num_classes
         self.sample_rate = sample_rate
         self.rank, self.world_size = rank, world_size
@@ -91,7 +95,8 @@ class PartialFC(nn.Module):
             embeddings, labels = self._global_batch(embeddings.to(dtype), labels.long())
             weight, labels = self._sample(self._local_labels(labels))
             cosine = _cosine(embeddings, weight.to(dtype))
-            return sharded_cross_entropy(self.margin(cosine, labels), labels, self.world_size > 1)
+            logits = self.margin(cosine, labels, embeddings.norm(dim=1))
+            return sharded_cross_entropy(logits, labels, self.world_size > 1)
 
     def shard(self, full: Tensor) -> Tensor:
         """This rank's rows (a view) of a ``(num_classes, ...)`` tensor."""

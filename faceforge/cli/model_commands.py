@@ -1,0 +1,374 @@
+"""How every command names a model, plus ``faceforge import``, ``identify`` and ``eval-ijb``.
+
+A model is a faceforge checkpoint, an ONNX file, or an insightface ``backbone.pth`` with
+``--arch`` (see :class:`~faceforge.inference.model_source.ModelSource`); the same options
+mean the same thing in ``eval``, ``verify``, ``enroll``, ``search``, ``export`` and
+``identify``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from faceforge.core.images import RESIZE_MODES
+from faceforge.core.precision import PRECISIONS
+from faceforge.errors import ConfigError, DataError
+from faceforge.inference.detection.base import SELECTION_POLICIES
+from faceforge.inference.detection.registry import DETECTOR_SPECS
+
+if TYPE_CHECKING:
+    from faceforge.core.preprocess import Preprocess
+    from faceforge.evaluation.ijb_layout import IjbMeta
+    from faceforge.inference.embedding import Embedder
+    from faceforge.inference.model_source import ModelSource
+    from faceforge.inference.pipeline import FacePipeline
+
+#: preprocessing flags of a ``--arch`` model -> Preprocess field
+_CONTRACT_FLAGS = {
+    "input_size": "--input-size",
+    "color": "--color",
+    "mean": "--mean",
+    "std": "--std",
+    "template": "--template",
+}
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    """``112x96`` -> (112, 96): height x width."""
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected HEIGHTxWIDTH such as 112x96, got {text!r}"
+        ) from None
+    return height, width
+
+
+def add_contract_options(parser: argparse.ArgumentParser) -> None:
+    """Preprocessing contract of external weights (default: insightface's)."""
+    parser.add_argument(
+        "--input-size", type=_input_size, help="model input HEIGHTxWIDTH (default 112x112)"
+    )
+    parser.add_argument("--color", choices=("RGB", "BGR"), help="channel order (default RGB)")
+    parser.add_argument(
+        "--mean", type=float, nargs=3, help="per-channel mean of pixel/255 (default 0.5 0.5 0.5)"
+    )
+    parser.add_argument(
+        "--std", type=float, nargs=3, help="per-channel std of pixel/255 (default 0.5 0.5 0.5)"
+    )
+    parser.add_argument("--template", help="alignment template (default arcface)")
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` (checkpoint, .onnx or backbone.pth), ``--arch``, ``--embedding-size``
+    and the contract options of ``--arch`` weights."""
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="faceforge checkpoint (.pt), ONNX model (.onnx), or insightface backbone.pth "
+        "together with --arch",
+    )
+    parser.add_argument("--arch", help="architecture of an insightface backbone.pth (iresnet50..)")
+    parser.add_argument(
+        "--embedding-size", type=int, default=512, help="embedding size of --arch weights"
+    )
+    add_contract_options(parser)
+
+
+def contract(args: argparse.Namespace) -> Preprocess:
+    """The Preprocess the contract options describe (insightface's defaults otherwise)."""
+    from faceforge.core.preprocess import Preprocess
+
+    given = {k: getattr(args, k) for k in _CONTRACT_FLAGS if getattr(args, k) is not None}
+    return Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+
+
+def model_source(args: argparse.Namespace) -> ModelSource:
+    """The model the source options name; contract options only go with ``--arch``."""
+    from faceforge.inference.model_source import ModelSource
+
+    if args.arch is None:
+        given = [flag for k, flag in _CONTRACT_FLAGS.items() if getattr(args, k) is not None]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} describe backbone.pth weights and need --arch; "
+                "checkpoints and ONNX files carry their own preprocessing"
+            )
+    return ModelSource(args.checkpoint, args.arch, args.embedding_size, contract(args))
+
+
+def add_detector_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detector",
+        default="mtcnn",
+        metavar="SPEC",
+        help=f"face detector: {DETECTOR_SPECS} (default: mtcnn)",
+    )
+    parser.add_argument(
+        "--mtcnn-weights",
+        metavar="DIR",
+        help="folder with pnet.pt, rnet.pt, onet.pt (short for --detector mtcnn:DIR)",
+    )
+
+
+def detector_spec(args: argparse.Namespace) -> str:
+    """``--detector``, with ``--mtcnn-weights DIR`` read as ``mtcnn:DIR``."""
+    if args.mtcnn_weights is None:
+        return args.detector
+    if args.detector != "mtcnn":
+        raise ConfigError(
+            f"--mtcnn-weights is short for --detector mtcnn:DIR; it cannot be combined with "
+            f"--detector {args.detector}"
+        )
+    return f"mtcnn:{args.mtcnn_weights}"
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The model source plus how photos become embeddings (detector, flip, device)."""
+    add_source_options(parser)
+    parser.add_argument("--flip", action="store_true", help="add the mirrored view (flip TTA)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS.names(),
+        default="auto",
+        help="PyTorch compute precision (auto: bf16 on CPUs with native bf16, fp16 on CUDA)",
+    )
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="inputs are already aligned face crops: skip detection",
+    )
+    parser.add_argument(
+        "--fallback",
+        choices=RESIZE_MODES.names(),
+        help="fit images where no face is found (or all images with --aligned) this way "
+        "instead of failing",
+    )
+    parser.add_argument(
+        "--selection",
+        choices=SELECTION_POLICIES.names(),
+        default="best",
+        help="which face to use when an image shows several",
+    )
+    add_detector_options(parser)
+
+
+def build_pipeline(args: argparse.Namespace) -> FacePipeline:
+    """The detection + embedding pipeline the model options describe."""
+    from faceforge.inference.pipeline import FacePipeline
+
+    return FacePipeline.load(
+        model_source(args),
+        detector=None if args.aligned else detector_spec(args),
+        device=args.device,
+        flip=args.flip,
+        precision=args.precision,
+        selection=args.selection,
+        fallback=args.fallback,
+        threshold=getattr(args, "threshold", None),
+        eval_set=getattr(args, "eval_set", None),
+    )
+
+
+def _import(args: argparse.Namespace) -> int:
+    from faceforge.inference.embedding import load_embedder
+    from faceforge.inference.model_source import ModelSource, import_backbone
+
+    source = ModelSource(args.weights, args.arch, args.embedding_size, contract(args))
+    path = import_backbone(source, args.output)
+    embedder = load_embedder(path, device="cpu")
+    size = "x".join(map(str, embedder.input_size))
+    print(
+        f"wrote {path}: {args.arch}, {embedder.embedding_size}-d, {size} "
+        f"{embedder.preprocess.color}, template {embedder.preprocess.template}"
+    )
+    return 0
+
+
+def _labelled(pipeline: FacePipeline, folder: str) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and identity names of a ``folder/<identity>/<image>`` tree; images where
+    no face is usable are reported and left out."""
+    from faceforge.data.image_io import identity_folders
+
+    files = [(name, path) for name, paths in identity_folders(folder) for path in paths]
+    if not files:
+        raise DataError(f"{folder}: no images in <identity>/ sub-folders")
+    embeddings, errors = pipeline.try_embed([path for _, path in files])
+    for (_, path), error in zip(files, errors, strict=True):
+        if error:
+            print(f"warning: {path}: {error}; left out", file=sys.stderr)
+    kept = np.array([error is None for error in errors])
+    return embeddings[kept], np.array([name for name, _ in files])[kept]
+
+
+def _gallery(pipeline: FacePipeline, folder: str) -> tuple[np.ndarray, np.ndarray]:
+    """A gallery saved by ``enroll`` (its stored embeddings), else an identity-folder tree."""
+    from faceforge.inference.matching.gallery import Gallery
+    from faceforge.inference.matching.storage import METADATA_FILE, read_gallery
+
+    if not (Path(folder) / METADATA_FILE).is_file():
+        return _labelled(pipeline, folder)
+    data = read_gallery(folder)
+    embedder = pipeline.embedder
+    Gallery(data.embedding_size, data.fingerprint, model=data.model).check_model(
+        embedder.fingerprint, embedder.embedding_size, folder
+    )
+    names = [name for name, rows in data.embeddings.items() for _ in range(len(rows))]
+    return np.concatenate(list(data.embeddings.values())), np.array(names)
+
+
+def plot_cmc(path: str | Path, cmc: dict[int, float]) -> None:
+    """The cumulative match characteristic (identification rate by rank) as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4.5), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(list(cmc), [100 * v for v in cmc.values()], marker="o")
+    axes.set_xlabel("rank")
+    axes.set_ylabel("identification rate (%)")
+    axes.set_title("CMC")
+    axes.grid(True, alpha=0.3)
+    figure.savefig(path)
+
+
+def _identify(args: argparse.Namespace) -> int:
+    from faceforge.evaluation.identification import FPIR_TARGETS, RANKS, identify
+
+    max_rank = max(RANKS)
+    pipeline = build_pipeline(args)
+    gallery, gallery_ids = _gallery(pipeline, args.gallery)
+    probes, probe_ids = _labelled(pipeline, args.probes)
+    result = identify(gallery, gallery_ids, probes, probe_ids, ranks=tuple(range(1, max_rank + 1)))
+    ranks = ", ".join(f"rank-{k} {100 * result.cmc[k]:.2f}" for k in RANKS)
+    print(f"{result.num_mated} mated probes ({len(set(gallery_ids))} identities): {ranks}")
+    if result.tpir_at_fpir:
+        tpirs = ", ".join(f"TPIR@FPIR={k:g} {100 * v:.2f}" for k, v in result.tpir_at_fpir.items())
+        print(f"{result.num_non_mated} non-mated probes: {tpirs}")
+    else:
+        print(f"open-set TPIR@FPIR {FPIR_TARGETS} needs probes of identities not in the gallery")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_cmc(args.plot, result.cmc)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _ijb_features(embedder: Embedder, root: Path, meta: IjbMeta, batch: int) -> np.ndarray:
+    """Original + mirrored raw embeddings of every IJB image, aligned from its landmarks."""
+    import cv2
+
+    from faceforge.inference.alignment import norm_crop
+
+    preprocess = embedder.preprocess
+    parts = []
+    for start in range(0, len(meta.images), batch):
+        crops = []
+        for name, points in zip(
+            meta.images[start : start + batch], meta.landmarks[start : start + batch], strict=True
+        ):
+            image = cv2.imread(str(root / "loose_crop" / name))
+            if image is None:
+                raise DataError(f"{root / 'loose_crop' / name}: missing or unreadable image")
+            crop = norm_crop(image[:, :, ::-1], points, embedder.input_size, preprocess.template)
+            crops.append(crop)
+        faces = np.ascontiguousarray(np.stack(crops))
+        mirrored = np.ascontiguousarray(faces[:, :, ::-1])
+        parts.append(embedder.embed_raw(faces) + embedder.embed_raw(mirrored))
+    return np.concatenate(parts)
+
+
+def _eval_ijb(args: argparse.Namespace) -> int:
+    from faceforge.evaluation.ijb import identify_templates, verify_templates
+    from faceforge.evaluation.ijb_layout import read_ijb
+    from faceforge.inference.embedding import load_embedder
+
+    meta = read_ijb(args.root, args.target)
+    embedder = load_embedder(model_source(args), device=args.device, precision=args.precision)
+    features = _ijb_features(embedder, Path(args.root), meta, args.batch_size)
+    faceness = meta.faceness if args.faceness else None
+    ids = (meta.template_ids, meta.media_ids)
+    options = {"normalise": args.normalise}
+    verified = verify_templates(features, faceness, *ids, meta.pairs, meta.labels, **options)
+    results: dict[str, Any] = {"1:1": verified}
+    tars = verified.tar_at_far.items()
+    print(f"{args.target} 1:1 " + ", ".join(f"TAR@FAR={k:g} {100 * v:.2f}" for k, v in tars))
+    if meta.gallery is not None and meta.probes is not None:
+        found = identify_templates(features, faceness, *ids, meta.gallery, meta.probes, **options)
+        results["1:N"] = found
+        ranks = ", ".join(f"rank-{k} {100 * v:.2f}" for k, v in found.rank_accuracy.items())
+        tpirs = ", ".join(f"TPIR@FPIR={k:g} {100 * v:.2f}" for k, v in found.tpir_at_fpir.items())
+        print(f"{args.target} 1:N {ranks}, {tpirs}")
+    if args.json:
+        report = {name: result.to_dict() for name, result in results.items()}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``import``, ``identify`` and ``eval-ijb`` to the ``faceforge`` parser."""
+    p = subparsers.add_parser(
+        "import",
+        help="turn external backbone.pth weights into a faceforge checkpoint",
+        description="Load an insightface-style backbone.pth strictly into --arch and save it "
+        "with its preprocessing contract as a checkpoint every command takes. Example: "
+        "faceforge import --arch iresnet50 backbone.pth r50.pt",
+    )
+    p.add_argument("weights", help="backbone.pth (a state dict)")
+    p.add_argument("output", help="faceforge checkpoint to write")
+    p.add_argument("--arch", required=True, help="backbone architecture (iresnet50, ...)")
+    p.add_argument("--embedding-size", type=int, default=512, help="embedding size (512)")
+    add_contract_options(p)
+    p.set_defaults(func=_import)
+
+    p = subparsers.add_parser(
+        "identify",
+        help="1:N identification: CMC rank-1/5/10 and open-set TPIR@FPIR",
+        description="Search every probe photo in the gallery (a folder of per-identity "
+        "folders, or a gallery made by enroll); probes of identities outside the gallery "
+        "give the open-set TPIR@FPIR. Example: faceforge identify --checkpoint best.pt "
+        "--gallery gallery/ --probes probes/ --aligned --plot cmc.png",
+    )
+    p.add_argument("--gallery", required=True, help="<identity>/<image> folder or enroll gallery")
+    p.add_argument("--probes", required=True, help="<identity>/<image> folder of probe photos")
+    p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument("--plot", help="write the CMC curve to this PNG")
+    add_model_options(p)
+    p.set_defaults(func=_identify)
+
+    p = subparsers.add_parser(
+        "eval-ijb",
+        help="IJB-B / IJB-C 1:1 TAR@FAR and 1:N identification (insightface protocol)",
+        description="Align every loose crop from its meta landmarks, embed it and its mirror "
+        "image, pool into templates and print TAR@FAR 1e-6..1e-1 (and 1:N rank-k and "
+        "TPIR@FPIR when the 1:N CSVs are there). Example: faceforge eval-ijb --checkpoint "
+        "best.pt --root IJB_release/IJBC --target IJBC",
+    )
+    p.add_argument("--root", required=True, help="folder with loose_crop/ and meta/")
+    p.add_argument("--target", choices=("IJBB", "IJBC"), default="IJBC")
+    p.add_argument(
+        "--faceness",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="weight image features by the detector score (default on, as insightface)",
+    )
+    p.add_argument(
+        "--normalise", action="store_true", help="L2-normalise image features before pooling"
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    p.add_argument("--precision", choices=PRECISIONS.names(), default="auto")
+    p.add_argument("--json", help="write the results to this JSON file")
+    add_source_options(p)
+    p.set_defaults(func=_eval_ijb)

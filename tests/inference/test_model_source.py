@@ -1,0 +1,165 @@
+"""One way to name a model: checkpoint, backbone.pth + --arch, ONNX and imported checkpoints
+give the same accuracy in ``eval`` and the same embeddings through ``load_embedder``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from faceforge.cli import main
+from faceforge.core.checkpoint import Checkpoint
+from faceforge.core.preprocess import Preprocess
+from faceforge.data.synthetic import SyntheticFaces
+from faceforge.errors import CheckpointError
+from faceforge.inference.embedding import load_embedder
+from faceforge.inference.export import export_checkpoint
+from faceforge.inference.model_source import ModelSource, import_backbone, load_torch_model
+from tests.model_helpers import primed_model, write_checkpoint
+
+IDENTITIES = 10
+
+
+def write_lfw_folder(root: Path, seed: int = 3) -> tuple[Path, Path]:
+    """An LFW-style ``<name>/<name>_NNNN.jpg`` folder of synthetic faces and its pairs.txt
+    (one same and one different pair per identity)."""
+    faces = SyntheticFaces(seed)
+    images = root / "aligned"
+    for identity in range(IDENTITIES):
+        name = f"Person_{identity}"
+        (images / name).mkdir(parents=True)
+        for number in (1, 2):
+            photo = faces.render(identity, number)
+            cv2.imwrite(str(images / name / f"{name}_{number:04d}.jpg"), photo[:, :, ::-1])
+    lines = [f"Person_{i}\t1\t2" for i in range(IDENTITIES)]
+    lines += [f"Person_{i}\t1\tPerson_{(i + 1) % IDENTITIES}\t2" for i in range(IDENTITIES)]
+    pairs = root / "pairs.txt"
+    pairs.write_text(f"1\t{IDENTITIES}\n" + "\n".join(lines) + "\n")
+    return pairs, images
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """One model saved as a checkpoint, a backbone.pth, an ONNX file and an imported
+    checkpoint, as the ``--checkpoint ...`` arguments that name each."""
+    root = tmp_path_factory.mktemp("sources")
+    model = primed_model()
+    checkpoint = write_checkpoint(root / "model.pt", model)
+    torch.save(model.state_dict(), root / "backbone.pth")
+    export_checkpoint(checkpoint, root / "model.onnx")
+    pth = ["--checkpoint", str(root / "backbone.pth"), "--arch", "mobilefacenet"]
+    pth += ["--embedding-size", "32"]
+    assert main(["import", *pth[2:], str(root / "backbone.pth"), str(root / "imported.pt")]) == 0
+    return {
+        "checkpoint": ["--checkpoint", str(checkpoint)],
+        "backbone.pth": pth,
+        "onnx": ["--checkpoint", str(root / "model.onnx")],
+        "imported": ["--checkpoint", str(root / "imported.pt")],
+    }
+
+
+def _accuracy(argv: list[str], pairs: Path, images: Path, out: Path) -> dict:
+    common = ["--pairs", str(pairs), "--images", str(images), "--folds", "5", "--quiet"]
+    assert main(["eval", *argv, *common, "--precision", "fp32", "--json", str(out)]) == 0
+    return json.loads(out.read_text())["sets"]["pairs"]
+
+
+def test_eval_gives_the_same_accuracy_for_every_model_source(sources, tmp_path) -> None:
+    pairs, images = write_lfw_folder(tmp_path)
+    results = {
+        name: _accuracy(argv, pairs, images, tmp_path / f"{name}.json")
+        for name, argv in sources.items()
+    }
+    reference = results["checkpoint"]
+    assert 0.0 < reference["accuracy"] <= 1.0
+    for name, result in results.items():
+        assert result["accuracy"] == reference["accuracy"], name
+        assert result["best_threshold"] == pytest.approx(reference["best_threshold"], abs=1e-3)
+
+
+def test_every_source_embeds_alike(sources) -> None:
+    faces = np.stack([SyntheticFaces(5).render(i, 0) for i in range(6)])
+    embedded = {}
+    for name, argv in sources.items():
+        arch = argv[argv.index("--arch") + 1] if "--arch" in argv else None
+        source = ModelSource(argv[1], arch, 32)
+        embedder = load_embedder(source, device="cpu", precision="fp32")
+        embedded[name] = embedder.embed(faces)
+    np.testing.assert_array_equal(embedded["backbone.pth"], embedded["checkpoint"])
+    np.testing.assert_array_equal(embedded["imported"], embedded["checkpoint"])
+    np.testing.assert_allclose(embedded["onnx"], embedded["checkpoint"], atol=1e-5)
+
+
+def test_import_keeps_the_given_contract(tmp_path) -> None:
+    torch.save(primed_model().state_dict(), tmp_path / "backbone.pth")
+    argv = ["import", "--arch", "mobilefacenet", "--embedding-size", "32", "--color", "BGR"]
+    argv += ["--mean", "0.4", "0.5", "0.6", "--std", "0.25", "0.25", "0.25"]
+    assert main([*argv, str(tmp_path / "backbone.pth"), str(tmp_path / "out.pt")]) == 0
+    ckpt = Checkpoint.load(tmp_path / "out.pt")
+    assert ckpt.preprocess == Preprocess(color="BGR", mean=(0.4, 0.5, 0.6), std=(0.25,) * 3)
+    assert (ckpt.config.model.backbone, ckpt.config.model.embedding_size) == ("mobilefacenet", 32)
+
+
+def test_source_kinds_and_errors(tmp_path, capsys) -> None:
+    assert ModelSource(Path("m.ONNX")).kind == "onnx"
+    assert ModelSource(Path("b.pth"), arch="iresnet50").kind == "insightface"
+    assert ModelSource(Path("m.pt")).kind == "checkpoint"
+    with pytest.raises(CheckpointError, match="ONNX model has no PyTorch backbone"):
+        load_torch_model(ModelSource(tmp_path / "m.onnx"))
+    with pytest.raises(CheckpointError, match="needs the architecture"):
+        import_backbone(ModelSource(tmp_path / "m.pt"), tmp_path / "out.pt")
+    torch.save(primed_model().state_dict(), tmp_path / "backbone.pth")
+    yuv = ModelSource(tmp_path / "backbone.pth", "mobilefacenet", 32, Preprocess(color="YUV"))
+    with pytest.raises(CheckpointError, match="unknown colour order"):
+        import_backbone(yuv, tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
+    argv = ["eval", "--checkpoint", "m.pt", "--color", "BGR", "--synthetic"]
+    assert main(argv) == 2
+    assert "--color describe backbone.pth weights and need --arch" in capsys.readouterr().err
+
+
+def test_export_takes_a_backbone_pth(tmp_path, capsys) -> None:
+    torch.save(primed_model().state_dict(), tmp_path / "backbone.pth")
+    argv = ["export", "--checkpoint", str(tmp_path / "backbone.pth"), "--arch", "mobilefacenet"]
+    assert main([*argv, "--embedding-size", "32", "--onnx", str(tmp_path / "m.onnx")]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert load_embedder(tmp_path / "m.onnx").embedding_size == 32
+
+
+def _identity_folders(root: Path, identities: range, index: int) -> Path:
+    faces = SyntheticFaces(9)
+    for identity in identities:
+        (root / f"id{identity}").mkdir(parents=True)
+        cv2.imwrite(str(root / f"id{identity}" / "a.png"), faces.render(identity, index)[..., ::-1])
+    return root
+
+
+def test_identify_prints_cmc_and_open_set_rates(sources, tmp_path, capsys) -> None:
+    gallery = _identity_folders(tmp_path / "gallery", range(6), 0)
+    probes = _identity_folders(tmp_path / "probes", range(8), 1)  # id6, id7 not enrolled
+    model = sources["checkpoint"] + ["--aligned", "--precision", "fp32"]
+    out, plot = tmp_path / "id.json", tmp_path / "cmc.png"
+    argv = ["identify", *model, "--gallery", str(gallery), "--probes", str(probes)]
+    assert main([*argv, "--json", str(out), "--plot", str(plot)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["num_mated"], result["num_non_mated"]) == (6, 2)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert "rank-1" in capsys.readouterr().out
+
+    embedder = load_embedder(sources["checkpoint"][1], device="cpu", precision="fp32")
+    faces = SyntheticFaces(9)
+    enrolled = embedder.embed(np.stack([faces.render(i, 0) for i in range(6)]))
+    searched = embedder.embed(np.stack([faces.render(i, 1) for i in range(6)]))
+    rank_of_mate = [1 + int((row > row[i]).sum()) for i, row in enumerate(searched @ enrolled.T)]
+    for k in (1, 5, 10):
+        assert result["cmc"][str(k)] == pytest.approx(np.mean(np.array(rank_of_mate) <= k))
+
+    enrolled_dir = tmp_path / "enrolled"
+    assert main(["enroll", str(gallery), "--gallery", str(enrolled_dir), *model]) == 0
+    argv = ["identify", *model, "--gallery", str(enrolled_dir), "--probes", str(probes)]
+    assert main([*argv, "--json", str(tmp_path / "enrolled.json")]) == 0
+    assert json.loads((tmp_path / "enrolled.json").read_text()) == result
