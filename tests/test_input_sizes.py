@@ -122,3 +122,39 @@ def test_image_width_is_checked_by_the_recipe(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="image_width"):
         check_config(load_config(None, ["data.image_width=100"]))
+
+
+def test_training_at_112x96_evaluates_on_the_square_synthetic_pairs(tmp_path: Path) -> None:
+    """The held-out pairs are rendered at 112x112; training evaluation centre-crops them
+    exactly as the training images are, and load_backbone rebuilds the 112x96 model."""
+    from faceforge.core.checkpoint import load_backbone
+
+    vset = SyntheticFaces(5).verification_set(num_identities=10, num_pairs=20)
+    summary = fit(*setup(narrow_config(tmp_path), log=lambda _: None), [vset])
+    assert 0.0 <= summary.results["synthetic"].accuracy <= 1.0
+    loaded = load_backbone(tmp_path / "last.pt")
+    assert tuple(loaded.preprocess.input_size) == (112, 96)
+    with torch.no_grad():
+        assert loaded.backbone(torch.zeros(1, 3, 112, 96)).shape == (1, 16)
+
+
+def test_images_stored_at_112x96_are_not_stretched() -> None:
+    from faceforge.data.dataset import FaceDataset
+    from faceforge.data.transforms import Compose
+
+    class Stored:
+        labels = np.zeros(2, np.int64)
+        num_classes = 1
+
+        def __len__(self) -> int:
+            return 2
+
+        def load(self, index: int) -> np.ndarray:
+            size = (112, 96) if index == 0 else (112, 112)
+            return np.arange(size[0] * size[1] * 3, dtype=np.uint8).reshape(*size, 3)
+
+    dataset = FaceDataset(Stored(), Compose(()), input_size=(112, 96))
+    narrow, square = dataset[0][0], dataset[1][0]
+    assert torch.equal(narrow, torch.from_numpy(Stored().load(0).transpose(2, 0, 1).copy()))
+    centre = Stored().load(1)[:, 8:104].transpose(2, 0, 1)
+    assert torch.equal(square, torch.from_numpy(np.ascontiguousarray(centre)))

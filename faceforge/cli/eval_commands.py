@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from faceforge.cli.model_commands import add_source_options, model_source
-from faceforge.core.images import RESIZE_MODES
 from faceforge.core.precision import PRECISIONS
+from faceforge.data.images import RESIZE_MODES
 from faceforge.errors import ConfigError, DataError
 
 
@@ -100,7 +100,7 @@ def _sets(args: argparse.Namespace, scorer: _Scorer) -> list[Any]:
         print("rendering the checkpoint config's held-out synthetic pairs ...")
         vset = synthetic_verification_set(scorer.config.data.synthetic)
         if args.resize and vset.images.shape[1:3] != size:
-            from faceforge.core.images import fit_image
+            from faceforge.data.images import fit_image
 
             faces = [fit_image(face, size, args.resize, "synthetic face") for face in vset.images]
             vset.images = np.stack(faces)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceforge.core.images import RESIZE_MODES
 from faceforge.core.precision import PRECISIONS
+from faceforge.data.images import RESIZE_MODES
 from faceforge.errors import ConfigError, DataError
 from faceforge.inference.detection.base import SELECTION_POLICIES
 from faceforge.inference.detection.registry import DETECTOR_SPECS

@@ -96,15 +96,24 @@ class Checkpoint:
             raise CheckpointError(f"{str(path)!r} has unusable contents: {exc}") from None
 
     def build_backbone(self) -> nn.Module:
-        """The backbone described by the config, with the stored weights, in eval mode."""
+        """The backbone described by the config, built for the preprocessing's input size,
+        with the stored weights, in eval mode."""
         model = self.config.model
+        size = tuple(self.preprocess.input_size)
         backbone = build_backbone(
-            model.backbone, embedding_size=model.embedding_size, dropout=model.dropout
+            model.backbone,
+            embedding_size=model.embedding_size,
+            dropout=model.dropout,
+            input_size=size,
         )
         try:
             backbone.load_state_dict(self.backbone, strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"backbone weights do not fit {model.backbone}: {exc}") from None
+            raise CheckpointError(
+                f"backbone weights do not fit {model.backbone} at its declared input size "
+                f"{size[0]}x{size[1]} (the model does not accept that input size, or the "
+                f"weights are another model's): {first_line(exc)}"
+            ) from None
         return backbone.eval()
 
 

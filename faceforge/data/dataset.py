@@ -1,4 +1,6 @@
-"""Training dataset: reader -> resize -> augment -> uint8 CHW tensor, reproducibly."""
+"""Training dataset: reader -> fit to the model input -> augment -> uint8 CHW tensor,
+reproducibly. Images of another size are scaled to cover the input and centre-cropped, so a
+112x112 ArcFace crop feeds a 112x96 model as the SphereFace-style crop."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from faceforge.data.images import fit_image
 from faceforge.data.readers import Reader
-from faceforge.data.transforms import Compose, resize_to
+from faceforge.data.transforms import Compose
 from faceforge.errors import DataError
 
 
@@ -33,13 +36,13 @@ class FaceDataset(Dataset):
         self,
         reader: Reader,
         transform: Compose,
-        image_size: int = 112,
+        input_size: tuple[int, int] = (112, 112),
         seed: int = 0,
         skip_corrupt: bool = False,
     ) -> None:
         self.reader = reader
         self.transform = transform
-        self.image_size = image_size
+        self.input_size = input_size
         self.seed = seed
         self.skip_corrupt = skip_corrupt
         self.epoch = 0
@@ -58,7 +61,8 @@ class FaceDataset(Dataset):
                 return Unreadable(index)
             raise
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image = self.transform(resize_to(image, self.image_size), rng)
+        image = fit_image(image, self.input_size, "center-crop", str(index))
+        image = self.transform(image, rng)
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         return tensor, int(self.reader.labels[index])
 

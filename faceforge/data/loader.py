@@ -16,7 +16,6 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TypeVar
 
-import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -56,11 +55,6 @@ class _EpochTagged(Sampler[tuple[int, int]]):
 
     def __len__(self) -> int:
         return len(self.sampler)  # type: ignore[arg-type]
-
-
-def _worker_init(worker_id: int) -> None:
-    """One OpenCV thread per worker: the workers are the parallelism."""
-    cv2.setNumThreads(1)
 
 
 def one_ahead(items: Iterable[T], send: Callable[[T], U], receive: Callable[[U], T]) -> Iterator[T]:
@@ -129,6 +123,10 @@ def build_loader(
 ) -> Iterable[Batch]:
     """The batches of ``dataset`` in ``sampler`` order, as :class:`Batch` objects.
 
+    Workers are forked and must not reconfigure OpenCV's thread pool (``cv2.setNumThreads``
+    in a forked child waits forever for the parent's pool threads, which did not survive the
+    fork); at 112x112 OpenCV runs single-threaded anyway.
+
     ``num_workers`` processes decode and augment (``prefetch_factor`` batches ahead each);
     on CUDA the batches are pinned and copied ahead by a :class:`CudaPrefetcher`. Build the
     loader once and iterate it once per epoch (after ``dataset.set_epoch`` and
@@ -150,7 +148,6 @@ def build_loader(
         pin_memory=device.type == "cuda",
         prefetch_factor=prefetch_factor if num_workers else None,
         persistent_workers=persistent_workers and num_workers > 0,
-        worker_init_fn=_worker_init if num_workers else None,
     )
     return CudaPrefetcher(loader, device) if device.type == "cuda" else loader
 

@@ -125,12 +125,3 @@ def build_train_transform(cfg: AugmentConfig) -> Compose:
     if cfg.half_face_prob > 0:
         steps.append(HalfFaceOcclusion(cfg.half_face_prob))
     return Compose(tuple(steps))
-
-
-def resize_to(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize to ``size`` x ``size`` if needed (area interpolation when shrinking)."""
-    h, w = image.shape[:2]
-    if (h, w) == (size, size):
-        return image
-    interp = cv2.INTER_AREA if h > size or w > size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.core.images import load_images
 from faceforge.data.image_io import encode_image
+from faceforge.data.images import load_images
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import FormatError
 from faceforge.files import atomic_open
@@ -167,7 +167,7 @@ def load_bin(
     """Read and decode a ``.bin`` into a :class:`VerificationSet` named after the file.
 
     Images of another size than ``image_size`` need a ``resize`` mode (see
-    :func:`faceforge.core.images.fit_image`); a corrupt image raises DataError
+    :func:`faceforge.data.images.fit_image`); a corrupt image raises DataError
     naming its index.
     """
     path = Path(path)

@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from faceforge.core.images import load_images
 from faceforge.data.image_io import list_images
+from faceforge.data.images import load_images
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import DataError
 

@@ -8,7 +8,7 @@ between two point patterns", TPAMI 1991 — the method behind scikit-image's
 ``SimilarityTransform.estimate`` that insightface uses.
 
 Faces that are already cropped (no landmarks) are brought to the model's input size by
-:func:`faceforge.core.images.fit_image` (letterbox, stretch or centre crop).
+:func:`faceforge.data.images.fit_image` (letterbox, stretch or centre crop).
 """
 
 from __future__ import annotations

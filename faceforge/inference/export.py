@@ -165,8 +165,8 @@ def load_calibration_faces(
     folder: str | Path, size: tuple[int, int], limit: int = 256
 ) -> np.ndarray:
     """Up to ``limit`` aligned faces from ``folder`` (recursively; resized when needed)."""
-    from faceforge.core.images import load_images
     from faceforge.data.image_io import list_images
+    from faceforge.data.images import load_images
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -233,7 +233,7 @@ def _output_file(path: str | Path) -> Path:
 def _fit(faces: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if faces.shape[1:3] == tuple(size):
         return faces
-    from faceforge.core.images import fit_image
+    from faceforge.data.images import fit_image
 
     return np.stack([fit_image(f, size, "stretch", "synthetic face") for f in faces])
 

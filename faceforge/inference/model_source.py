@@ -130,24 +130,6 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], what: str) ->
         raise CheckpointError(f"{what}: {first_line(exc)}") from None
 
 
-def checkpoint_backbone(ckpt: Checkpoint) -> nn.Module:
-    """The checkpoint's backbone built for its preprocessing's input size, in eval mode."""
-    model = ckpt.config.model
-    backbone = build_backbone(
-        model.backbone,
-        embedding_size=model.embedding_size,
-        dropout=model.dropout,
-        input_size=tuple(ckpt.preprocess.input_size),
-    )
-    size = "x".join(map(str, ckpt.preprocess.input_size))
-    what = (
-        f"backbone weights do not fit {model.backbone} at its declared input size {size} "
-        "(the model does not accept that input size, or the weights are another model's)"
-    )
-    _load_strict(backbone, ckpt.backbone, what)
-    return backbone.eval()
-
-
 def load_torch_model(source: str | Path | ModelSource) -> TorchModel:
     """The PyTorch backbone of a checkpoint or insightface source (ONNX has none)."""
     source = as_source(source)
@@ -162,7 +144,7 @@ def load_torch_model(source: str | Path | ModelSource) -> TorchModel:
         return TorchModel(backbone, source.preprocess, source.embedding_size, source.arch, name)
     ckpt = Checkpoint.load(source.path)
     try:
-        backbone = checkpoint_backbone(ckpt)
+        backbone = ckpt.build_backbone()
     except CheckpointError as exc:
         raise CheckpointError(f"{str(source.path)!r}: {exc}") from None
     model = ckpt.config.model

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.core.images import RESIZE_MODES, fit_image
 from faceforge.data.image_io import read_image
+from faceforge.data.images import RESIZE_MODES, fit_image
 from faceforge.errors import DataError
 from faceforge.inference.alignment import norm_crop
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
@@ -92,7 +92,7 @@ class FacePipeline:
     """Detect, align and embed faces with one model; verify pairs and search galleries.
 
     ``detector=None`` treats inputs as pre-cropped faces: they are fitted to the model input
-    by ``fallback`` (a :data:`~faceforge.core.images.RESIZE_MODES` name; ``None`` requires the
+    by ``fallback`` (a :data:`~faceforge.data.images.RESIZE_MODES` name; ``None`` requires the
     exact input size). With a detector, ``selection`` (a :data:`SELECTION_POLICIES` name)
     picks one face per image and ``fallback`` handles images where no face is found (``None``
     raises a DataError naming the image). Unknown names raise UnknownChoiceError.

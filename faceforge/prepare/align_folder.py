@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.core.images import RESIZE_MODES
 from faceforge.data.image_io import IMAGE_EXTENSIONS, encode_image, list_images, read_image
+from faceforge.data.images import RESIZE_MODES
 from faceforge.errors import ConfigError, DataError
 from faceforge.inference.alignment import norm_crop, template_points
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.data.image_io import decode_image, encode_image
+from faceforge.data.images import fit_image
 from faceforge.data.readers.class_ids import contiguous_labels
-from faceforge.data.transforms import resize_to
 from faceforge.errors import ConfigError, DataError
 from faceforge.prepare.formats import (
     SINKS,
@@ -80,7 +80,7 @@ def reencode(data: bytes, where: str, options: ConvertOptions) -> bytes:
         return data
     image = decode_image(data, where)
     if options.size:
-        image = resize_to(image, options.size)
+        image = fit_image(image, (options.size, options.size), "stretch", "image")
     return encode_image(image, ".jpg", options.quality or 95)
 
 

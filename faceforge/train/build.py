@@ -11,7 +11,6 @@ import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Sampler
@@ -24,7 +23,7 @@ from faceforge.data.dataset import Batch, FaceDataset
 from faceforge.data.loader import build_loader
 from faceforge.data.samplers import SAMPLERS
 from faceforge.data.sources import build_reader
-from faceforge.data.transforms import Compose, build_train_transform
+from faceforge.data.transforms import build_train_transform
 from faceforge.errors import ConfigError
 from faceforge.losses import CompositeLoss, build_loss
 from faceforge.models import build_backbone
@@ -176,20 +175,6 @@ class TrainingRun:
         return x, batch.labels.to(self.device, non_blocking=True)
 
 
-def _centre_columns(image: np.ndarray, rng: np.random.Generator, width: int) -> np.ndarray:
-    """The centre ``width`` columns: a 112x112 ArcFace crop becomes the 112x96 crop."""
-    left = (image.shape[1] - width) // 2
-    return image[:, left : left + width]
-
-
-def _with_input_width(transform: Compose, input_size: tuple[int, int]) -> Compose:
-    """``transform`` after cropping square images to a narrower model input."""
-    height, width = input_size
-    if width == height:
-        return transform
-    return Compose((functools.partial(_centre_columns, width=width), *transform.transforms))
-
-
 def build_dataset(cfg: Config, dist: Distributed) -> tuple[FaceDataset, Sampler[int]]:
     """Reader -> augmentations -> dataset, and this rank's share of each epoch (the sampler
     named by ``data.sampler``)."""
@@ -201,8 +186,8 @@ def build_dataset(cfg: Config, dist: Distributed) -> tuple[FaceDataset, Sampler[
         )
     dataset = FaceDataset(
         reader,
-        _with_input_width(build_train_transform(cfg.augment), cfg.data.input_size),
-        image_size=cfg.data.image_size,
+        build_train_transform(cfg.augment),
+        input_size=cfg.data.input_size,
         seed=cfg.train.seed,
         skip_corrupt=cfg.data.skip_corrupt,
     )

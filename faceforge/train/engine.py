@@ -10,10 +10,12 @@ import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from faceforge.data.dataset import Batch
+from faceforge.data.images import fit_image
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import FaceforgeError, TrainingError
 from faceforge.evaluation.run import evaluate_model
@@ -138,6 +140,15 @@ def _worker_errors_unwrapped(batches: Iterable[Batch]) -> Iterator[Batch]:
         raise type(exc)(last.split(": ", 1)[-1]) from None
 
 
+def _fitted(vset: VerificationSet, size: tuple[int, int]) -> VerificationSet:
+    """``vset`` at the model's input size, centre-cropped as the training images are (the
+    112x112 synthetic pairs for a 112x96 model)."""
+    if tuple(vset.images.shape[1:3]) == tuple(size):
+        return vset
+    images = np.stack([fit_image(image, size, "center-crop", vset.name) for image in vset.images])
+    return VerificationSet(vset.name, images, vset.issame)
+
+
 def evaluate(
     run: TrainingRun, sets: Sequence[VerificationSet], flip: bool | None = None
 ) -> dict[str, VerificationResult]:
@@ -147,7 +158,7 @@ def evaluate(
     return {
         vset.name: evaluate_model(
             run.backbone,
-            vset,
+            _fitted(vset, run.preprocess.input_size),
             preprocess=run.preprocess,
             batch_size=run.cfg.eval.batch_size,
             flip=flip,

@@ -13,7 +13,6 @@ from faceforge.data.transforms import (
     HorizontalFlip,
     ResizeRandomCrop,
     build_train_transform,
-    resize_to,
 )
 
 
@@ -93,6 +92,3 @@ def test_disabled_augmentations_are_left_out() -> None:
     assert build_train_transform(cfg).transforms == ()
 
 
-def test_resize_to(image: np.ndarray) -> None:
-    assert resize_to(image, 112) is image
-    assert resize_to(image, 56).shape == (56, 56, 3)

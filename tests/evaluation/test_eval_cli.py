@@ -12,8 +12,8 @@ import torch
 from faceforge.cli import main
 from faceforge.config import load_config
 from faceforge.core.checkpoint import Checkpoint, load_backbone
-from faceforge.core.images import RESIZE_MODES
 from faceforge.core.precision import PRECISIONS
+from faceforge.data.images import RESIZE_MODES
 from faceforge.data.synthetic import synthetic_verification_set
 from faceforge.data.verification_set import VerificationSet
 from faceforge.evaluation.bin_format import write_bin

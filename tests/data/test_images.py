@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from faceforge.core.images import RESIZE_MODES, fit_image, load_images
+from faceforge.data.images import RESIZE_MODES, fit_image, load_images
 from faceforge.errors import DataError, UnknownChoiceError
 
 
