@@ -6,6 +6,18 @@ from pathlib import Path
 
 import torch
 
+#: a tiny, quiet training run: add the data (or the synthetic identity count) and the steps
+TINY_CLI = [
+    "data.synthetic.images_per_identity=4",
+    "model.embedding_size=16",
+    "head.scale=16",
+    "train.batch_size=4",
+    "train.log_every=1",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "eval.synthetic_pairs=false",
+]
+
 
 def primed_model(name: str = "mobilefacenet", embedding_size: int = 32, seed: int = 0):
     """A randomly initialised backbone whose batch-norm statistics were estimated on synthetic

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from model_helpers import TINY_CLI
 
 from faceforge.cli import main
 from faceforge.config import load_config
@@ -60,16 +61,10 @@ def narrow_config(tmp_path: Path):
         [
             "data.image_width=96",
             "data.synthetic.num_identities=4",
-            "data.synthetic.images_per_identity=4",
             "data.synthetic.val_identities=4",
             "data.synthetic.val_pairs=20",
-            "model.embedding_size=16",
-            "head.scale=16",
-            "train.batch_size=4",
+            *TINY_CLI,
             "train.max_steps=2",
-            "train.progress=false",
-            "train.tensorboard=false",
-            "eval.synthetic_pairs=false",
             f"train.output_dir={tmp_path}",
         ],
     )

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from model_helpers import TINY_CLI
 from torch.utils.data import DataLoader
 
 from faceforge.config import load_config
@@ -186,13 +187,8 @@ def test_training_from_the_config(rec: Path, lmdb_path: Path, tmp_path: Path, so
             f"data.source={source}",
             f"data.path={path}",
             "data.num_workers=2",
-            "model.embedding_size=16",
-            "head.scale=16",
-            "train.batch_size=4",
+            *TINY_CLI,
             "train.max_steps=2",
-            "train.progress=false",
-            "train.tensorboard=false",
-            "eval.synthetic_pairs=false",
             f"train.output_dir={tmp_path}",
         ],
     )

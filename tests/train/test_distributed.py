@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_main import TINY_CLI, tiny_config
+from model_helpers import TINY_CLI
+from test_main import tiny_config
 
 from faceforge.core.checkpoint import Checkpoint
 from faceforge.data.dataset import collate_faces

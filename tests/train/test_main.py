@@ -15,18 +15,6 @@ from faceforge.train.build import TrainingRun
 from faceforge.train.engine import train_step
 from faceforge.train.main import fit, save, setup
 
-#: a tiny run for ``faceforge train`` subprocesses (add data.synthetic.num_identities)
-TINY_CLI = [
-    "data.synthetic.images_per_identity=4",
-    "model.embedding_size=16",
-    "head.scale=16",
-    "train.batch_size=4",
-    "train.log_every=1",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "eval.synthetic_pairs=false",
-]
-
 
 def tiny_config(tmp_path: Path, *extra: str) -> Config:
     return load_config(

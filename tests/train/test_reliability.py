@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_main import TINY_CLI, quiet_setup, tiny_config
+from model_helpers import TINY_CLI
+from test_main import quiet_setup, tiny_config
 
 from faceforge.core.checkpoint import Checkpoint
 from faceforge.errors import CheckpointError, ConfigError, DataError, TrainingError

@@ -4,7 +4,6 @@ sharded over two gloo processes on CPU."""
 from __future__ import annotations
 
 import math
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from two_ranks import BATCH, CLASSES, EMB, WORLD, join
 
 from faceforge.errors import ConfigError
 from faceforge.models.heads import ArcFace, CombinedMargin, CosFace, MarginHead, PartialFC
@@ -25,7 +25,6 @@ TOLERANCE = {
     torch.float32: {"rtol": 1e-5, "atol": 1e-5},
     torch.float64: {"rtol": 1e-10, "atol": 1e-12},
 }
-EMB, CLASSES, BATCH, WORLD = 16, 11, 8, 2  # 11 classes: shards of 6 and 5 rows
 SAMPLE_RATE = 0.3
 
 
@@ -152,16 +151,7 @@ def test_bad_shapes_raise_value_error():
 def _two_rank_worker(rank: int, folder: Path) -> None:
     """One of two gloo processes: the full-FC cases, sampling and shard/gather round trips on
     this rank's half of the global batch; results go to ``folder / rank{rank}.pt``."""
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{folder}/rendezvous",
-        rank=rank,
-        world_size=WORLD,
-        timeout=timedelta(seconds=60),
-    )
-    x, labels, weight = torch.load(folder / "inputs.pt")
-    mine = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
+    x, labels, weight, mine = join(rank, folder)
     results = {}
     for margin in MARGINS:
         head = PartialFC(MARGINS[margin](), EMB, CLASSES, rank=rank, world_size=WORLD)

@@ -4,7 +4,6 @@ EMAs are the global batch's too, the same on every rank."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from two_ranks import BATCH, CLASSES, EMB, WORLD, join
 
 from faceforge.models.heads import AdaFace, CurricularFace, MarginHead, PartialFC
 
 MARGINS = {"adaface": lambda: AdaFace(64.0, 0.4), "curricularface": lambda: CurricularFace()}
-EMB, CLASSES, BATCH, WORLD = 16, 11, 8, 2
 
 
 def buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -36,16 +35,7 @@ def full(margin: str, weight, x, labels, steps: int = 2):
 
 
 def _worker(rank: int, folder: Path) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{folder}/rendezvous",
-        rank=rank,
-        world_size=WORLD,
-        timeout=timedelta(seconds=60),
-    )
-    x, labels, weight = torch.load(folder / "inputs.pt")
-    mine = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
+    x, labels, weight, mine = join(rank, folder)
     results = {}
     for name in MARGINS:
         head = PartialFC(MARGINS[name](), EMB, CLASSES, rank=rank, world_size=WORLD).double()
