@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from faceforge.errors import DataError
 
@@ -18,13 +19,16 @@ FORMATS_HELP = (
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from faceforge.prepare.convert import ConvertOptions, convert, pack_bin
+    from faceforge.evaluation.pairs import read_lfw_pairs
+    from faceforge.prepare.convert import ConvertOptions, convert
 
     if args.to_bin:
         if len(args.paths) != 1 or not args.images:
             raise DataError("--to-bin PAIRS needs --images DIR and exactly one output .bin path")
-        pairs, same = pack_bin(args.to_bin, args.images, args.paths[0], size=args.size or 112)
-        print(f"wrote {args.paths[0]}: {pairs} pairs ({same} same)")
+        size = args.size or 112
+        pairs = read_lfw_pairs(args.to_bin, args.images)
+        vset = pairs.pack(Path(args.to_bin).stem, args.paths[0], image_size=(size, size))
+        print(f"wrote {args.paths[0]}: {len(vset.issame)} pairs ({int(vset.issame.sum())} same)")
         return 0
     if len(args.paths) != 2:
         raise DataError("convert takes SRC and DST (or --to-bin PAIRS --images DIR OUT.bin)")

@@ -65,8 +65,6 @@ def _pair_lists(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 def _pack_bin(args: argparse.Namespace) -> int:
     """Write one insightface ``.bin`` from a pairs file over an image folder."""
-    from faceforge.evaluation.bin_format import write_bin
-
     if args.size < 1:
         raise ConfigError(f"--size must be a positive number of pixels, got {args.size}")
     _check_output(args.output, "output")
@@ -74,8 +72,14 @@ def _pack_bin(args: argparse.Namespace) -> int:
     if len(pair_lists) != 1:
         raise DataError("pack-bin takes exactly one --pairs or --pair-list file")
     name, plist = pair_lists[0]
-    vset = plist.load(name, (args.size, args.size), args.resize, progress=not args.quiet)
-    write_bin(args.output, vset, ext=args.ext)
+    vset = plist.pack(
+        name,
+        args.output,
+        image_size=(args.size, args.size),
+        resize=args.resize,
+        ext=args.ext,
+        progress=not args.quiet,
+    )
     print(f"wrote {args.output}: {len(vset.issame)} pairs ({int(vset.issame.sum())} same)")
     return 0
 

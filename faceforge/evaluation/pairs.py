@@ -22,6 +22,7 @@ from faceforge.data.image_io import list_images
 from faceforge.data.images import load_images
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import DataError
+from faceforge.evaluation.bin_format import write_bin
 
 #: how many missing files an error message lists before summarising the rest
 MAX_LISTED = 20
@@ -69,6 +70,22 @@ class PairList:
                 )
                 bar.update(len(chunk))
         return VerificationSet(name, images, self.issame)
+
+    def pack(
+        self,
+        name: str,
+        output: str | Path,
+        *,
+        image_size: tuple[int, int] = (112, 112),
+        resize: str | None = None,
+        ext: str = ".jpg",
+        progress: bool = False,
+    ) -> VerificationSet:
+        """Decode the pairs and write them as an insightface ``.bin`` (what ``faceforge
+        pack-bin`` and ``faceforge convert --to-bin`` do); returns the set written."""
+        vset = self.load(name, image_size, resize, progress=progress)
+        write_bin(output, vset, ext=ext)
+        return vset
 
 
 def _read_text(path: Path, what: str) -> str:

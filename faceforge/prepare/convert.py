@@ -147,22 +147,3 @@ def _image(source: Source, index: int, options: ConvertOptions) -> bytes:
     image = reencode(source.encoded(index), where, options)
     image_extension(image, where)
     return image
-
-
-def pack_bin(
-    pairs: str | Path,
-    images: str | Path,
-    output: str | Path,
-    *,
-    size: int = 112,
-    resize: str | None = None,
-    ext: str = ".jpg",
-) -> tuple[int, int]:
-    """Write an LFW-style ``pairs.txt`` over ``images`` as an insightface ``.bin``
-    (as ``faceforge pack-bin``); returns (pairs, same-person pairs)."""
-    from faceforge.evaluation.bin_format import write_bin
-    from faceforge.evaluation.pairs import read_lfw_pairs
-
-    vset = read_lfw_pairs(pairs, images).load(Path(pairs).stem, (size, size), resize)
-    write_bin(output, vset, ext=ext)
-    return len(vset.issame), int(vset.issame.sum())

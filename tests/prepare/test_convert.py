@@ -13,7 +13,8 @@ from faceforge.cli import main
 from faceforge.data.readers import ImageFolderReader, ListFileReader, LmdbReader, RecordIOReader
 from faceforge.errors import DataError
 from faceforge.evaluation.bin_format import load_bin
-from faceforge.prepare.convert import ConvertOptions, convert, pack_bin
+from faceforge.evaluation.pairs import read_lfw_pairs
+from faceforge.prepare.convert import ConvertOptions, convert
 from faceforge.prepare.formats import dataset_format
 from faceforge.prepare.inspect import inspect_dataset
 
@@ -173,10 +174,9 @@ def test_pack_bin_from_lfw_pairs(tmp_path: Path) -> None:
                 cv2.imencode(".png", np.full((112, 112, 3), 40 * k, np.uint8))[1].tobytes()
             )
     (tmp_path / "pairs.txt").write_text("1 1\nAnn 1 2\nAnn 1 Bob 2\n")
-    assert pack_bin(tmp_path / "pairs.txt", tmp_path / "lfw", tmp_path / "p.bin", ext=".png") == (
-        2,
-        1,
-    )
+    pairs = read_lfw_pairs(tmp_path / "pairs.txt", tmp_path / "lfw")
+    written = pairs.pack("p", tmp_path / "p.bin", ext=".png")
+    assert (len(written.issame), int(written.issame.sum())) == (2, 1)
     vset = load_bin(tmp_path / "p.bin")
     assert vset.issame.tolist() == [True, False]
     assert vset.images[1, 0, 0].tolist() == [80, 80, 80] and vset.images[3, 0, 0, 0] == 80
