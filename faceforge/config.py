@@ -225,8 +225,9 @@ class TrainConfig:
     seed: int = 0
     #: auto | cpu | cuda
     device: str = "auto"
-    #: fp32 | bf16 | fp16 | auto (fp16 on CUDA with a GradScaler; see core/precision.py)
-    amp: str = "fp32"
+    #: fp32 | bf16 | fp16 | auto: fp16 on CUDA (with a GradScaler), bf16 on a CPU that computes
+    #: it natively, else fp32 (see core/precision.py)
+    amp: str = "auto"
     channels_last: bool = False
     #: synchronise BatchNorm statistics across processes (CUDA only)
     sync_bn: bool = False

@@ -37,7 +37,9 @@ def _demo(args: argparse.Namespace) -> int:
     from faceforge.train.recipe import load_recipe
 
     cfg = load_recipe(args.config, args.overrides)
-    report = run_demo(cfg)
+    if args.minutes < 0:
+        raise ConfigError(f"--minutes {args.minutes:g}: must be >= 0 (0: the recipe's steps)")
+    report = run_demo(cfg, args.minutes)
     print_report(report, cfg)
     return 0
 
@@ -95,6 +97,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train the quickstart model on synthetic faces and print a report (no downloads)",
     )
     demo.add_argument("--config", default="quickstart", help="recipe (default: quickstart)")
+    demo.add_argument(
+        "--minutes",
+        type=float,
+        default=10.0,
+        help="time budget: the demo measures this machine and trains as many of the recipe's "
+        "steps as fit (default 10; 0 runs the recipe's steps whatever they take)",
+    )
     demo.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     demo.set_defaults(func=_demo)
 

@@ -1,7 +1,8 @@
 """``faceforge demo``: train the quickstart model on synthetic faces and report like the seeds.
 
 It measures the randomly initialised backbone first, so the table shows what training
-gained on identities the model never saw.
+gained on identities the model never saw. With a time budget the demo is first sized to the
+machine (:mod:`faceforge.train.demo_budget`), so it finishes in time on any CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from faceforge.data.synthetic import synthetic_verification_set
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.models import count_macs, count_parameters
 from faceforge.train.curves import plot_training_curves
+from faceforge.train.demo_budget import DemoPlan, measure_speeds, plan_demo, recipe_steps
 from faceforge.train.engine import evaluate
 from faceforge.train.main import TrainSummary, fit, setup
 
@@ -35,11 +37,31 @@ class DemoReport:
     curves: Path
     wall_seconds: float
     same_pairs: int
+    plan: DemoPlan | None = None
 
 
-def run_demo(cfg: Config, log: Callable[[str], None] = print) -> DemoReport:
-    """Build the held-out pairs, evaluate the untrained model, train, evaluate again."""
+def fit_to_budget(cfg: Config, minutes: float, log: Callable[[str], None]) -> DemoPlan:
+    """Measure this machine and size the demo to finish within ``minutes``."""
+    log("measuring this machine to fit the demo into its time budget")
+    speeds = measure_speeds(cfg)
+    plan = plan_demo(cfg, speeds, 60 * minutes)
+    log(
+        f"{speeds.train:.1f} training images/s, {speeds.embed:.0f} embedded images/s "
+        f"(amp {cfg.train.amp}): {plan.steps} of the recipe's {recipe_steps(cfg)} steps and "
+        f"{plan.val_pairs} held-out pairs fit {minutes:g} min (about "
+        f"{plan.seconds / 60:.1f} min planned)"
+    )
+    return plan
+
+
+def run_demo(
+    cfg: Config, minutes: float | None = None, log: Callable[[str], None] = print
+) -> DemoReport:
+    """Build the held-out pairs, evaluate the untrained model, train, evaluate again; with
+    ``minutes``, first fit the steps and pairs to that budget on this machine."""
     started = time.perf_counter()
+    plan = fit_to_budget(cfg, minutes, log) if minutes else None
+    cfg = plan.apply(cfg) if plan else cfg
     log(
         f"rendering {cfg.data.synthetic.val_pairs} held-out synthetic pairs "
         f"({cfg.data.synthetic.val_identities} identities never used for training)"
@@ -49,7 +71,8 @@ def run_demo(cfg: Config, log: Callable[[str], None] = print) -> DemoReport:
     log(
         f"training {cfg.model.backbone} + {cfg.head.type} on {len(run.dataset)} images of "
         f"{run.dataset.reader.num_classes} identities for {run.total_steps} steps "
-        f"(device {run.device}, amp {cfg.train.amp}, channels_last {cfg.train.channels_last})"
+        f"(device {run.device}, amp {cfg.train.amp}: {run.model.precision.name}, "
+        f"channels_last {cfg.train.channels_last})"
     )
     # a random network scores near chance with or without flip TTA: skip it to save time
     random_init = evaluate(run, [vset], flip=False)[vset.name]
@@ -68,11 +91,20 @@ def run_demo(cfg: Config, log: Callable[[str], None] = print) -> DemoReport:
         curves=curves,
         wall_seconds=time.perf_counter() - started,
         same_pairs=int(vset.issame.sum()),
+        plan=plan,
     )
 
 
 def _accuracy(result: VerificationResult) -> str:
     return f"{100 * result.accuracy:.2f} +- {100 * result.accuracy_std:.2f}"
+
+
+def _steps(report: DemoReport, cfg: Config) -> str:
+    steps = str(report.summary.steps)
+    wanted = recipe_steps(cfg)
+    if report.plan is None or report.plan.steps == wanted:
+        return steps
+    return f"{steps} (of {wanted}: sized to the time budget)"
 
 
 def print_report(report: DemoReport, cfg: Config, console: Console | None = None) -> None:
@@ -95,7 +127,7 @@ def print_report(report: DemoReport, cfg: Config, console: Console | None = None
             f"{report.parameters / 1e6:.2f} M ({4 * report.parameters / 2**20:.1f} MB fp32)",
         ),
         ("GMACs at 112x112", f"{report.gmacs:.3f}"),
-        ("training steps", str(report.summary.steps)),
+        ("training steps", _steps(report, cfg)),
         ("training images/s", f"{report.summary.images_per_second:.1f}"),
         ("torch threads", str(torch.get_num_threads())),
         ("wall time", f"{report.wall_seconds / 60:.1f} min"),

@@ -27,6 +27,7 @@ def tiny_config(tmp_path: Path, *extra: str) -> Config:
             "head.margin=0.2",
             "train.batch_size=4",
             "train.max_steps=4",
+            "train.amp=fp32",  # the same numbers on every CPU kind
             "train.log_every=1",
             "train.progress=false",
             "train.tensorboard=false",
