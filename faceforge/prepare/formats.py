@@ -15,9 +15,7 @@ folder      any other folder                             ``<identity>/<image>``
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +25,7 @@ from faceforge.data.lmdb.writer import LmdbWriter
 from faceforge.data.readers import ImageFolderReader, ListFileReader, LmdbReader, RecordIOReader
 from faceforge.data.recordio.writer import RecordIOWriter
 from faceforge.errors import DataError
-from faceforge.files import atomic_write_bytes
+from faceforge.files import Temporary, atomic_write_bytes
 from faceforge.registry import Registry
 
 LIST_SUFFIXES = (".txt", ".lst")
@@ -123,15 +121,15 @@ class Sink(Protocol):
 
 
 class FolderSink:
-    """``root/<identity>/<n><ext>``, written in a temporary folder renamed on ``close``;
-    identities are named by ``names`` (e.g. the source's folders) or ``%06d`` of the class."""
+    """``root/<identity>/<n><ext>``, written in a temporary folder (a
+    :class:`~faceforge.files.Temporary`) renamed on ``close``; identities are named by
+    ``names`` (e.g. the source's folders) or ``%06d`` of the class."""
 
     def __init__(self, root: Path, names: list[str] | None = None) -> None:
         self.root = root
         self.names = names
-        root.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
-        self.tmp.chmod(0o755)  # mkdtemp's 0700 would stay on the finished dataset
+        self._temporary = Temporary(root, folder=True)
+        self.tmp = self._temporary.path
         self.written: list[tuple[str, int]] = []
 
     def add(self, label: int, image: bytes) -> None:
@@ -142,10 +140,10 @@ class FolderSink:
         self.written.append((relative, label))
 
     def close(self) -> None:
-        os.replace(self.tmp, self.root)
+        self._temporary.commit()
 
     def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._temporary.discard()
 
 
 class ListSink(FolderSink):
