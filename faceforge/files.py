@@ -1,4 +1,5 @@
-"""Crash-safe file writes for everything faceforge produces (checkpoints, galleries, models)."""
+"""Crash-safe file writes for everything faceforge produces (checkpoints, galleries, models,
+datasets), and per-process file reads for the dataset readers."""
 
 from __future__ import annotations
 
@@ -177,3 +178,35 @@ class AtomicOutput(abc.ABC):
             self.close()
         else:
             self.abort()
+
+
+class ProcessFile:
+    """A file read with ``pread`` through a descriptor each process opens on first use: safe
+    to share with DataLoader workers (a forked child does not reuse its parent's descriptor,
+    a pickled copy opens its own), and a read past the end returns short instead of
+    faulting as a memory map would."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._pid = -1
+
+    def read(self, size: int, offset: int) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
+        if self._pid != os.getpid():  # first use in this process, or a forked worker
+            self.close()  # a forked child's copy of the parent's descriptor
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self._pid = os.getpid()
+        return os.pread(self._fd, size, offset)
+
+    def close(self) -> None:
+        """Close this process's descriptor (the next read opens it again)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd, self._pid = None, -1
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_fd": None, "_pid": -1}

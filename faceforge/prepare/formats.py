@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from faceforge.data.image_header import image_format
 from faceforge.data.lmdb.writer import LmdbWriter
 from faceforge.data.readers import ImageFolderReader, ListFileReader, LmdbReader, RecordIOReader
 from faceforge.data.recordio.writer import RecordIOWriter
@@ -29,14 +30,6 @@ from faceforge.files import Temporary, atomic_write_bytes
 from faceforge.registry import Registry
 
 LIST_SUFFIXES = (".txt", ".lst")
-#: leading bytes -> file extension of the image formats a folder can hold
-SIGNATURES = (
-    (b"\xff\xd8\xff", ".jpg"),
-    (b"\x89PNG\r\n\x1a\n", ".png"),
-    (b"BM", ".bmp"),
-    (b"II*\x00", ".tif"),
-    (b"MM\x00*", ".tif"),
-)
 
 
 def dataset_format(path: str | Path) -> str:
@@ -51,13 +44,9 @@ def dataset_format(path: str | Path) -> str:
 
 
 def image_extension(data: bytes, where: str) -> str:
-    """The file extension of encoded image bytes (JPEG, PNG, BMP, TIFF, WebP)."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    for signature, ext in SIGNATURES:
-        if data.startswith(signature):
-            return ext
-    raise DataError(f"{where}: not a known image format (starts with {data[:8]!r})")
+    """The file extension of encoded image bytes in a format faceforge decodes (see
+    :data:`faceforge.data.image_header.FORMATS`); DataError naming ``where`` otherwise."""
+    return image_format(data, where).extension
 
 
 class Source(Protocol):
