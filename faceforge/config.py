@@ -56,6 +56,10 @@ class DataConfig:
     num_workers: int = 0
     #: skip unreadable images (counted and reported) instead of stopping with an error
     skip_corrupt: bool = False
+    #: the most pixels an image may declare in its header: larger ones are refused before
+    #: decoding (a decompression-bomb guard). 1024x1024 is the largest size public face
+    #: datasets store and 83x a 112x112 crop (faceforge.data.image_io.MAX_DATASET_PIXELS)
+    max_pixels: int = 1024 * 1024
     #: keep loader worker processes alive from one epoch to the next (faster epoch starts)
     persistent_workers: bool = False
     #: epoch (a shuffled permutation) | pk (P identities x ``pk_images`` images per batch, for

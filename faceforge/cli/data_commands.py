@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from faceforge.cli.model_commands import add_max_pixels_option
+from faceforge.data.image_io import MAX_DATASET_PIXELS
 from faceforge.errors import DataError
 
 FORMATS_HELP = (
@@ -40,6 +42,7 @@ def _convert(args: argparse.Namespace) -> int:
         skip_corrupt=args.skip_corrupt,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        max_pixels=args.max_pixels,
     )
     summary = convert(*args.paths, options, log=lambda text: print(text, file=sys.stderr))
     print(summary.text(args.paths[1]))
@@ -49,7 +52,8 @@ def _convert(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from faceforge.prepare.inspect import inspect_dataset
 
-    print("\n".join(inspect_dataset(args.path, sample=args.sample).lines()))
+    report = inspect_dataset(args.path, sample=args.sample, max_pixels=args.max_pixels)
+    print("\n".join(report.lines()))
     return 0
 
 
@@ -82,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--to-bin", metavar="PAIRS", help="pack an LFW pairs.txt into an insightface .bin"
     )
     p.add_argument("--images", help="image folder of --to-bin (<name>/<name>_NNNN.<ext>)")
+    add_max_pixels_option(p, MAX_DATASET_PIXELS, "images")
     p.set_defaults(func=_convert)
 
     p = subparsers.add_parser(
@@ -91,4 +96,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("path", help="dataset: .rec, folder with train.rec, .lmdb, list or folder")
     p.add_argument("--sample", type=int, default=1000, help="images decoded for the histograms")
+    add_max_pixels_option(p, MAX_DATASET_PIXELS, "images")
     p.set_defaults(func=_inspect)

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from faceforge.cli.model_commands import (
     add_detector_options,
+    add_max_pixels_option,
     add_model_options,
     add_source_options,
     build_pipeline,
     detector_spec,
     model_source,
 )
+from faceforge.data.image_io import MAX_PHOTO_PIXELS
 from faceforge.errors import ConfigError, DataError
 from faceforge.inference.matching.gallery import MODES
 from faceforge.inference.matching.index import INDEX_TYPES
@@ -204,6 +206,7 @@ def _align(args: argparse.Namespace) -> int:
         min_face_size=args.min_face_size,
         detector=detector_spec(args),
         device=args.device,
+        max_pixels=args.max_pixels,
     )
     report = align_dataset(
         args.src,
@@ -250,6 +253,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="redo images already aligned")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_detector_options(p)
+    add_max_pixels_option(p, MAX_PHOTO_PIXELS, "photos")
     p.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto")
     p.set_defaults(func=_align)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faceforge.core.precision import PRECISIONS
+from faceforge.data.image_io import MAX_PHOTO_PIXELS
 from faceforge.data.images import RESIZE_MODES
 from faceforge.errors import ConfigError, DataError
 from faceforge.inference.detection.base import SELECTION_POLICIES
@@ -117,6 +118,24 @@ def add_detector_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_max_pixels_option(parser: argparse.ArgumentParser, default: int, images: str) -> None:
+    """``--max-pixels``: the decompression-bomb guard of every image the command decodes."""
+
+    def positive(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {text!r}")
+        return int(text)
+
+    parser.add_argument(
+        "--max-pixels",
+        type=positive,
+        default=default,
+        metavar="N",
+        help=f"refuse {images} whose header declares more than N pixels, before decoding "
+        f"them (default {default}, {default / 1e6:.1f} megapixels)",
+    )
+
+
 def detector_spec(args: argparse.Namespace) -> str:
     """``--detector``, with ``--mtcnn-weights DIR`` read as ``mtcnn:DIR``."""
     if args.mtcnn_weights is None:
@@ -158,6 +177,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="which face to use when an image shows several",
     )
     add_detector_options(parser)
+    add_max_pixels_option(parser, MAX_PHOTO_PIXELS, "photos")
 
 
 def build_pipeline(args: argparse.Namespace) -> FacePipeline:
@@ -174,6 +194,7 @@ def build_pipeline(args: argparse.Namespace) -> FacePipeline:
         fallback=args.fallback,
         threshold=getattr(args, "threshold", None),
         eval_set=getattr(args, "eval_set", None),
+        max_pixels=args.max_pixels,
     )
 
 
@@ -266,8 +287,7 @@ def _identify(args: argparse.Namespace) -> int:
 
 def _ijb_features(embedder: Embedder, root: Path, meta: IjbMeta, batch: int) -> np.ndarray:
     """Original + mirrored raw embeddings of every IJB image, aligned from its landmarks."""
-    import cv2
-
+    from faceforge.data.image_io import read_image
     from faceforge.inference.alignment import norm_crop
 
     preprocess = embedder.preprocess
@@ -277,10 +297,8 @@ def _ijb_features(embedder: Embedder, root: Path, meta: IjbMeta, batch: int) -> 
         for name, points in zip(
             meta.images[start : start + batch], meta.landmarks[start : start + batch], strict=True
         ):
-            image = cv2.imread(str(root / "loose_crop" / name))
-            if image is None:
-                raise DataError(f"{root / 'loose_crop' / name}: missing or unreadable image")
-            crop = norm_crop(image[:, :, ::-1], points, embedder.input_size, preprocess.template)
+            image = read_image(root / "loose_crop" / name)
+            crop = norm_crop(image, points, embedder.input_size, preprocess.template)
             crops.append(crop)
         faces = np.ascontiguousarray(np.stack(crops))
         mirrored = np.ascontiguousarray(faces[:, :, ::-1])

@@ -1,5 +1,12 @@
 """Finding image files and decoding them into uint8 RGB arrays, with errors that name the
-offending file or folder."""
+offending file or folder.
+
+Every decode first reads the pixel size the image declares (:mod:`.image_header`) and refuses
+one over a budget, so a small crafted file cannot make the decoder allocate gigabytes. Photos
+get :data:`MAX_PHOTO_PIXELS`, dataset images :data:`MAX_DATASET_PIXELS`; both are overridable
+(``--max-pixels``, ``data.max_pixels``). Decoding takes a small multiple of 3 bytes per pixel
+(16-bit and progressive images hold a second buffer), so memory is bounded by the budget.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceforge.data.image_header import declared_size
 from faceforge.errors import DataError
 
+#: pixel budget of photos (verify, enroll, search, align): 8192x8192, 192 MiB decoded; more
+#: than any phone's full-resolution 64-megapixel photo
+MAX_PHOTO_PIXELS = 8192 * 8192
+#: pixel budget of dataset images (training sets, .bin, .rec, LMDB): 1024x1024, 3 MiB
+#: decoded; 83x a 112x112 crop, and the largest size any public face dataset stores (FFHQ,
+#: CelebA-HQ), so unaligned sets still load while a bomb costs a loader worker nothing
+MAX_DATASET_PIXELS = 1024 * 1024
+#: the most bytes one stored dataset image (a RecordIO record, an LMDB value) may take: 20x
+#: an uncompressed image of MAX_DATASET_PIXELS, and far below the gigabytes a damaged length
+#: field can claim
+MAX_RECORD_BYTES = 64 << 20
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -36,16 +55,35 @@ def identity_folders(root: str | Path) -> list[tuple[str, list[Path]]]:
     return [(folder.name, list_images(folder)) for folder in folders]
 
 
-def decode_image(data: bytes | np.ndarray, name: str) -> np.ndarray:
+def check_pixels(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
+    """``(width, height)`` that encoded image ``data`` declares, after checking that it is a
+    format faceforge decodes (:data:`~faceforge.data.image_header.FORMATS`) of at most
+    ``max_pixels`` pixels; DataError naming ``name`` otherwise."""
+    width, height = declared_size(data, name)
+    if width * height > max_pixels:
+        raise DataError(
+            f"{name}: the image declares {width}x{height} = {width * height:,} pixels, more "
+            f"than the {max_pixels:,} allowed; refused before decoding (raise --max-pixels or "
+            "data.max_pixels if it is genuine)"
+        )
+    return width, height
+
+
+def decode_image(
+    data: bytes | np.ndarray, name: str, max_pixels: int = MAX_PHOTO_PIXELS
+) -> np.ndarray:
     """Decode encoded image bytes (JPEG, PNG, ...) to HxWx3 uint8 RGB.
 
-    EXIF orientation is applied; gray is expanded, alpha dropped and 16-bit images scaled to
-    8 bit by OpenCV itself, which decodes straight to RGB (no second pass over the pixels:
-    decoding is most of a training sample's cost). ``name`` is used in error messages.
+    The size in the header is checked against ``max_pixels`` first (see
+    :func:`check_pixels`). EXIF orientation is applied; gray is expanded, alpha dropped and
+    16-bit images scaled to 8 bit by OpenCV itself, which decodes straight to RGB (no second
+    pass over the pixels: decoding is most of a training sample's cost). ``name`` is used in
+    error messages.
     """
     buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
     if buffer.size == 0:
         raise DataError(f"{name}: empty image data")
+    check_pixels(data if isinstance(data, bytes) else buffer.tobytes(), name, max_pixels)
     try:
         image = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
     except cv2.error as exc:
@@ -55,14 +93,15 @@ def decode_image(data: bytes | np.ndarray, name: str) -> np.ndarray:
     return image
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB; the error names the file when it cannot."""
+def read_image(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB (at most ``max_pixels``, see
+    :func:`decode_image`); the error names the file when it cannot."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read file ({exc.strerror or exc})") from None
-    return decode_image(data, str(path))
+    return decode_image(data, str(path), max_pixels)
 
 
 def encode_image(image_rgb: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:

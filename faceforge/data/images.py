@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceforge.data.image_io import decode_image, read_image
+from faceforge.data.image_io import MAX_DATASET_PIXELS, decode_image, read_image
 from faceforge.errors import DataError
 from faceforge.registry import Registry
 
@@ -86,12 +86,14 @@ def load_images(
     size: tuple[int, int] = (112, 112),
     resize: str | None = None,
     workers: int | None = None,
+    max_pixels: int = MAX_DATASET_PIXELS,
 ) -> np.ndarray:
     """Decode encoded images (bytes) or image files (paths) into uint8 (N, H, W, 3) RGB.
 
-    ``resize`` is a :data:`RESIZE_MODES` name or ``None`` (see :func:`fit_image`). Decoding
-    runs in a thread pool (OpenCV releases the GIL while decoding). Errors name the offending
-    entry through ``names``.
+    ``resize`` is a :data:`RESIZE_MODES` name or ``None`` (see :func:`fit_image`). Images
+    declaring more than ``max_pixels`` are refused before decoding. Decoding runs in a thread
+    pool (OpenCV releases the GIL while decoding). Errors name the offending entry through
+    ``names``.
     """
     if resize is not None:
         RESIZE_MODES.get(resize)  # an unknown mode fails before anything is decoded
@@ -100,9 +102,9 @@ def load_images(
     def load(i: int) -> None:
         source = sources[i]
         if isinstance(source, (str, Path)):
-            image = read_image(source)
+            image = read_image(source, max_pixels)
         else:
-            image = decode_image(source, names[i])
+            image = decode_image(source, names[i], max_pixels)
         out[i] = fit_image(image, size, resize, names[i])
 
     workers = workers or min(8, os.cpu_count() or 1)

@@ -37,19 +37,19 @@ def _path(cfg: DataConfig) -> str:
 
 
 def _folder(cfg: DataConfig) -> Reader:
-    return ImageFolderReader(_path(cfg))
+    return ImageFolderReader(_path(cfg), cfg.max_pixels)
 
 
 def _list(cfg: DataConfig) -> Reader:
-    return ListFileReader(_path(cfg), cfg.root or None)
+    return ListFileReader(_path(cfg), cfg.root or None, cfg.max_pixels)
 
 
 def _recordio(cfg: DataConfig) -> Reader:
-    return RecordIOReader(_path(cfg), skip_corrupt=cfg.skip_corrupt)
+    return RecordIOReader(_path(cfg), skip_corrupt=cfg.skip_corrupt, max_pixels=cfg.max_pixels)
 
 
 def _lmdb(cfg: DataConfig) -> Reader:
-    return LmdbReader(_path(cfg))
+    return LmdbReader(_path(cfg), cfg.max_pixels)
 
 
 #: ``data.source`` name -> reader factory

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.data.image_io import encode_image
+from faceforge.data.image_io import MAX_DATASET_PIXELS, encode_image
 from faceforge.data.images import load_images
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import FormatError
@@ -163,17 +163,18 @@ def load_bin(
     image_size: tuple[int, int] = (112, 112),
     resize: str | None = None,
     workers: int | None = None,
+    max_pixels: int = MAX_DATASET_PIXELS,
 ) -> VerificationSet:
     """Read and decode a ``.bin`` into a :class:`VerificationSet` named after the file.
 
     Images of another size than ``image_size`` need a ``resize`` mode (see
-    :func:`faceforge.data.images.fit_image`); a corrupt image raises DataError
-    naming its index.
+    :func:`faceforge.data.images.fit_image`); a corrupt image, or one declaring more than
+    ``max_pixels``, raises DataError naming its index.
     """
     path = Path(path)
     entries, issame = read_bin(path)
     names = [f"{path} image #{i}" for i in range(len(entries))]
-    images = load_images(entries, names, image_size, resize, workers)
+    images = load_images(entries, names, image_size, resize, workers, max_pixels)
     return VerificationSet(name or path.stem, images, issame)
 
 

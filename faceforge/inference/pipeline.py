@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.data.image_io import read_image
+from faceforge.data.image_io import MAX_PHOTO_PIXELS, read_image
 from faceforge.data.images import RESIZE_MODES, fit_image
 from faceforge.errors import DataError
 from faceforge.inference.alignment import norm_crop
@@ -72,11 +72,11 @@ class Enrollment:
     left_out: list[str] = field(default_factory=list)
 
 
-def _as_image(image: ImageLike, index: int) -> tuple[np.ndarray, str]:
-    """An HxWx3 uint8 RGB array (from a file, or an RGB / RGBA / grayscale array) and a name
-    for messages (the path, or ``image <i>``)."""
+def _as_image(image: ImageLike, index: int, max_pixels: int) -> tuple[np.ndarray, str]:
+    """An HxWx3 uint8 RGB array (from a file of at most ``max_pixels``, or an RGB / RGBA /
+    grayscale array) and a name for messages (the path, or ``image <i>``)."""
     if isinstance(image, (str, Path)):
-        return read_image(image), str(image)
+        return read_image(image, max_pixels), str(image)
     name = f"image {index}"
     array = np.asarray(image)
     if array.ndim == 2:
@@ -95,7 +95,8 @@ class FacePipeline:
     by ``fallback`` (a :data:`~faceforge.data.images.RESIZE_MODES` name; ``None`` requires the
     exact input size). With a detector, ``selection`` (a :data:`SELECTION_POLICIES` name)
     picks one face per image and ``fallback`` handles images where no face is found (``None``
-    raises a DataError naming the image). Unknown names raise UnknownChoiceError.
+    raises a DataError naming the image). Image files declaring more than ``max_pixels``
+    are refused before decoding. Unknown names raise UnknownChoiceError.
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class FacePipeline:
         fallback: str | None = None,
         threshold: float | None = None,
         eval_set: str | None = None,
+        max_pixels: int = MAX_PHOTO_PIXELS,
     ) -> None:
         SELECTION_POLICIES.get(selection, field="selection")
         if fallback is not None:
@@ -117,6 +119,7 @@ class FacePipeline:
         self.fallback = fallback
         self._threshold = threshold
         self._eval_set = eval_set
+        self.max_pixels = max_pixels
 
     @classmethod
     def load(
@@ -160,12 +163,12 @@ class FacePipeline:
         """All faces in one image, best first (DataError without a detector)."""
         if self.detector is None:
             raise DataError("this pipeline has no face detector (it expects cropped faces)")
-        return self.detector.detect(_as_image(image, 0)[0])
+        return self.detector.detect(_as_image(image, 0, self.max_pixels)[0])
 
     def align(self, image: ImageLike, detection: Detection | None = None) -> np.ndarray:
         """The aligned crop of one face (the selected one unless ``detection`` is given)."""
         if detection is not None:
-            return self._crop(_as_image(image, 0)[0], detection)
+            return self._crop(_as_image(image, 0, self.max_pixels)[0], detection)
         return self.align_batch([image])[0]
 
     def align_batch(self, images: Sequence[ImageLike]) -> np.ndarray:
@@ -188,7 +191,7 @@ class FacePipeline:
         loaded: list[tuple[np.ndarray, str] | DataError] = []
         for offset, image in enumerate(images):
             try:
-                loaded.append(_as_image(image, start + offset))
+                loaded.append(_as_image(image, start + offset, self.max_pixels))
             except DataError as exc:
                 loaded.append(exc)
         arrays = [item[0] for item in loaded if not isinstance(item, DataError)]

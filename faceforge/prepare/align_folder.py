@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.data.image_io import IMAGE_EXTENSIONS, encode_image, list_images, read_image
+from faceforge.data.image_io import (
+    IMAGE_EXTENSIONS,
+    MAX_PHOTO_PIXELS,
+    encode_image,
+    list_images,
+    read_image,
+)
 from faceforge.data.images import RESIZE_MODES
 from faceforge.errors import ConfigError, DataError
 from faceforge.inference.alignment import norm_crop, template_points
@@ -69,7 +75,7 @@ class AlignOptions:
     """How each image is aligned (picklable: sent to the worker processes). ``multiple`` and
     ``no_face`` name policies, ``detector`` is a detector spec (see
     :func:`~faceforge.inference.detection.registry.build_detector`); unknown names raise
-    UnknownChoiceError."""
+    UnknownChoiceError. Photos declaring more than ``max_pixels`` are skipped undecoded."""
 
     size: tuple[int, int] = (112, 112)
     template: str = "arcface"
@@ -78,6 +84,7 @@ class AlignOptions:
     min_face_size: float = 20.0
     detector: str = "mtcnn"
     device: str | None = "cpu"
+    max_pixels: int = MAX_PHOTO_PIXELS
 
     def __post_init__(self) -> None:
         if min(self.size) < 1:
@@ -139,7 +146,7 @@ class _Worker:
         images, results, kept = [], [], []
         for relative in chunk:
             try:
-                images.append(read_image(self.src / relative))
+                images.append(read_image(self.src / relative, self.options.max_pixels))
                 kept.append(relative)
             except DataError as exc:
                 results.append((str(relative), "skipped", str(exc)))

@@ -3,10 +3,12 @@
 into an insightface ``.bin``.
 
 Images are copied byte for byte unless a JPEG ``quality`` or a ``size`` asks for decoding
-and re-encoding, so a conversion without them is lossless. Every image's bytes must start
-like a known image format. Class ids come out contiguous (renumbered with a warning when
-the source has gaps). The output is written under a temporary name and renamed when
-complete: an interrupted conversion leaves no partial dataset behind.
+and re-encoding, so a conversion without them is lossless. Every image must be in a format
+faceforge decodes and declare at most ``max_pixels`` in its header (what training will
+accept), so that no image the training would refuse is carried over. Class ids come out
+contiguous (renumbered with a warning when the source has gaps). The output is written under
+a temporary name and renamed when complete: an interrupted conversion leaves no partial
+dataset behind.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.data.image_io import decode_image, encode_image
+from faceforge.data.image_io import MAX_DATASET_PIXELS, check_pixels, decode_image, encode_image
 from faceforge.data.images import fit_image
 from faceforge.data.readers.class_ids import contiguous_labels
 from faceforge.errors import ConfigError, DataError
@@ -26,7 +28,6 @@ from faceforge.prepare.formats import (
     Source,
     dataset_format,
     dataset_paths,
-    image_extension,
     open_source,
     remove_dataset,
 )
@@ -36,8 +37,8 @@ from faceforge.prepare.formats import (
 class ConvertOptions:
     """How images are carried over. ``quality`` (JPEG) or ``size`` (square side) re-encode;
     ``shuffle`` writes them in a random order of ``seed`` (RecordIO output then has no MS1M
-    header, as DALI needs); ``skip_corrupt`` logs and counts unreadable images instead of
-    stopping."""
+    header, as DALI needs); ``skip_corrupt`` logs and counts unreadable images (and images
+    declaring more than ``max_pixels``) instead of stopping."""
 
     quality: int | None = None
     size: int | None = None
@@ -46,12 +47,15 @@ class ConvertOptions:
     skip_corrupt: bool = False
     overwrite: bool = False
     progress: bool = True
+    max_pixels: int = MAX_DATASET_PIXELS
 
     def __post_init__(self) -> None:
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise ConfigError(f"--quality must be in 1..100, got {self.quality}")
         if self.size is not None and self.size < 1:
             raise ConfigError(f"--size must be a positive number of pixels, got {self.size}")
+        if self.max_pixels < 1:
+            raise ConfigError(f"--max-pixels must be positive, got {self.max_pixels}")
 
 
 @dataclass
@@ -78,7 +82,7 @@ def reencode(data: bytes, where: str, options: ConvertOptions) -> bytes:
     """``data`` as stored, or decoded, resized and re-encoded as JPEG when asked."""
     if options.quality is None and options.size is None:
         return data
-    image = decode_image(data, where)
+    image = decode_image(data, where, options.max_pixels)
     if options.size:
         image = fit_image(image, (options.size, options.size), "stretch", "image")
     return encode_image(image, ".jpg", options.quality or 95)
@@ -144,6 +148,6 @@ def convert(
 
 def _image(source: Source, index: int, options: ConvertOptions) -> bytes:
     where = source.where(index)
-    image = reencode(source.encoded(index), where, options)
-    image_extension(image, where)
-    return image
+    data = source.encoded(index)
+    check_pixels(data, where, options.max_pixels)
+    return reencode(data, where, options)

@@ -15,30 +15,21 @@ folder      any other folder                             ``<identity>/<image>``
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from faceforge.data.image_header import image_format
 from faceforge.data.lmdb.writer import LmdbWriter
 from faceforge.data.readers import ImageFolderReader, ListFileReader, LmdbReader, RecordIOReader
 from faceforge.data.recordio.writer import RecordIOWriter
 from faceforge.errors import DataError
-from faceforge.files import atomic_write_bytes
+from faceforge.files import Temporary, atomic_write_bytes
 from faceforge.registry import Registry
 
 LIST_SUFFIXES = (".txt", ".lst")
-#: leading bytes -> file extension of the image formats a folder can hold
-SIGNATURES = (
-    (b"\xff\xd8\xff", ".jpg"),
-    (b"\x89PNG\r\n\x1a\n", ".png"),
-    (b"BM", ".bmp"),
-    (b"II*\x00", ".tif"),
-    (b"MM\x00*", ".tif"),
-)
 
 
 def dataset_format(path: str | Path) -> str:
@@ -53,13 +44,9 @@ def dataset_format(path: str | Path) -> str:
 
 
 def image_extension(data: bytes, where: str) -> str:
-    """The file extension of encoded image bytes (JPEG, PNG, BMP, TIFF, WebP)."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    for signature, ext in SIGNATURES:
-        if data.startswith(signature):
-            return ext
-    raise DataError(f"{where}: not a known image format (starts with {data[:8]!r})")
+    """The file extension of encoded image bytes in a format faceforge decodes (see
+    :data:`faceforge.data.image_header.FORMATS`); DataError naming ``where`` otherwise."""
+    return image_format(data, where).extension
 
 
 class Source(Protocol):
@@ -123,15 +110,15 @@ class Sink(Protocol):
 
 
 class FolderSink:
-    """``root/<identity>/<n><ext>``, written in a temporary folder renamed on ``close``;
-    identities are named by ``names`` (e.g. the source's folders) or ``%06d`` of the class."""
+    """``root/<identity>/<n><ext>``, written in a temporary folder (a
+    :class:`~faceforge.files.Temporary`) renamed on ``close``; identities are named by
+    ``names`` (e.g. the source's folders) or ``%06d`` of the class."""
 
     def __init__(self, root: Path, names: list[str] | None = None) -> None:
         self.root = root
         self.names = names
-        root.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
-        self.tmp.chmod(0o755)  # mkdtemp's 0700 would stay on the finished dataset
+        self._temporary = Temporary(root, folder=True)
+        self.tmp = self._temporary.path
         self.written: list[tuple[str, int]] = []
 
     def add(self, label: int, image: bytes) -> None:
@@ -142,10 +129,10 @@ class FolderSink:
         self.written.append((relative, label))
 
     def close(self) -> None:
-        os.replace(self.tmp, self.root)
+        self._temporary.commit()
 
     def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._temporary.discard()
 
 
 class ListSink(FolderSink):

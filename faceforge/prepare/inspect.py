@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.data.image_io import decode_image
+from faceforge.data.image_io import MAX_DATASET_PIXELS, decode_image
 from faceforge.errors import DataError
 from faceforge.prepare.formats import dataset_format, dataset_paths, open_source
 
@@ -61,8 +61,11 @@ def _kb_bucket(size: int) -> int:
     return 1 << max(0, int(np.ceil(np.log2(max(size, 1) / 1024))))
 
 
-def inspect_dataset(path: str | Path, sample: int = 1000) -> Inspection:
-    """Count the dataset at ``path`` and decode up to ``sample`` evenly spaced images."""
+def inspect_dataset(
+    path: str | Path, sample: int = 1000, max_pixels: int = MAX_DATASET_PIXELS
+) -> Inspection:
+    """Count the dataset at ``path`` and decode up to ``sample`` evenly spaced images (those
+    declaring more than ``max_pixels`` are listed as unreadable, undecoded)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such dataset")
@@ -82,7 +85,7 @@ def inspect_dataset(path: str | Path, sample: int = 1000) -> Inspection:
     for index in picks.tolist():
         try:
             data = source.encoded(index)
-            image = decode_image(data, source.where(index))
+            image = decode_image(data, source.where(index), max_pixels)
         except DataError as exc:
             report.unreadable.append(str(exc))
             continue

@@ -60,6 +60,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "0 (square), 112 or 96 (SphereFace-style 112x96 crops)",
     ),
     "data.num_workers": (_non_negative, ">= 0"),
+    "data.max_pixels": (_positive, ">= 1"),
     "data.synthetic.num_identities": (lambda x: x >= 2, ">= 2 (one identity teaches nothing)"),
     "data.synthetic.images_per_identity": (_positive, ">= 1"),
     "data.synthetic.val_identities": (lambda x: x >= 2, ">= 2"),

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from faceforge.config import DataConfig
 from faceforge.data.dataset import EpochSampler, FaceDataset, collate_faces
 from faceforge.data.image_io import (
     decode_image,
@@ -17,6 +18,7 @@ from faceforge.data.image_io import (
     read_image,
 )
 from faceforge.data.readers import ImageFolderReader, ListFileReader, SyntheticReader
+from faceforge.data.sources import build_reader
 from faceforge.data.synthetic import SyntheticFaces
 from faceforge.data.transforms import Compose
 from faceforge.errors import DataError
@@ -96,6 +98,16 @@ def test_list_file(folder: Path, tmp_path: Path) -> None:
     lst.write_text("bob/0.png zero\n")
     with pytest.raises(DataError, match=r"train.txt:1: expected 'path label'"):
         ListFileReader(lst)
+
+
+@pytest.mark.parametrize("source", ["folder", "list"])
+def test_data_max_pixels_is_the_readers_budget(folder: Path, source: str) -> None:
+    path = folder if source == "folder" else folder / "train.txt"
+    (folder / "train.txt").write_text("bob/0.png 0\n")
+    assert build_reader(DataConfig(source=source, path=str(path))).load(0).shape == (112, 112, 3)
+    small = build_reader(DataConfig(source=source, path=str(path), max_pixels=112 * 111))
+    with pytest.raises(DataError, match="0.png: the image declares 112x112 = 12,544 pixels"):
+        small.load(0)
 
 
 def test_real_list_fixture(shared_data: Path) -> None:

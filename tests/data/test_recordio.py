@@ -1,9 +1,11 @@
 """RecordIO: files from an independent implementation of the format read back exactly, the
 writer's files are what that implementation (and so insightface) reads, the label cache,
-worker safety, and every kind of damage raises an error naming file, record and byte."""
+worker safety, every kind of damage raises an error naming file, record and byte, and
+crafted records (many parts, shared offsets, bombs) cost bounded, linear work."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -13,13 +15,14 @@ import numpy as np
 import pytest
 import recordio_reference as ref
 import torch
+from image_bombs import DECLARED, forbid_decoding, jpeg_bomb
 from torch.utils.data import DataLoader
 
 from faceforge.data.dataset import FaceDataset, Unreadable
 from faceforge.data.image_io import decode_image
 from faceforge.data.readers import RecordIOReader
-from faceforge.data.recordio import catalog
-from faceforge.data.recordio.format import MAGIC_BYTES, frame
+from faceforge.data.recordio import catalog, format
+from faceforge.data.recordio.format import MAGIC_BYTES, MAX_PARTS, frame
 from faceforge.data.recordio.writer import RecordIOWriter
 from faceforge.data.transforms import Compose, HorizontalFlip
 from faceforge.errors import DataError, FormatError
@@ -260,3 +263,82 @@ def test_missing_files(tmp_path: Path) -> None:
 def test_where_names_file_record_and_byte(plain: Path) -> None:
     reader = RecordIOReader(plain)
     assert reader.where(3) == catalog.describe_record(plain / "train.rec", 3, offsets(plain)[3])
+
+
+# --- crafted records ----------------------------------------------------------------------
+
+
+def split_record(folder: Path, parts: int, image: bytes) -> bytes:
+    """A one-record dataset whose record is split into ``parts`` parts: the IRHeader, empty
+    middle parts (a writer never makes them, a crafted file can), then the image. Returns the
+    payload the parts join into (a magic word where each split was)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = ref.pack(0, 0.0, 0, b"")
+    framed = [ref.MAGIC_WORD + ref.lrec(1, len(header)) + header]
+    framed += [ref.MAGIC_WORD + ref.lrec(2, 0)] * (parts - 2)
+    framed.append(ref.MAGIC_WORD + ref.lrec(3, len(image)) + image + b"\0" * (-len(image) % 4))
+    (folder / "train.rec").write_bytes(b"".join(framed))
+    (folder / "train.idx").write_text("0\t0\n")
+    return header + ref.MAGIC_WORD * (parts - 1) + image
+
+
+def test_a_record_of_many_parts_is_read_in_a_few_reads(tmp_path: Path, monkeypatch) -> None:
+    parts = 20_000
+    payload = split_record(tmp_path, parts, jpeg(0))
+    size = (tmp_path / "train.rec").stat().st_size  # 160 KB
+    monkeypatch.setattr(format, "FIRST_READ", 64)  # as if the record were larger than 4 MB
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def counted(fd: int, n: int, offset: int) -> bytes:
+        reads.append(n)
+        return real_pread(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", counted)
+    reader = RecordIOReader(tmp_path, label_cache=False)  # the label scan reads it twice
+    assert reader.labels.tolist() == [0] and len(reads) <= 2 * 14
+    reads.clear()
+    assert bytes(reader.record(0)[2]) == payload[24:]
+    # each read at least doubles what is held: log2(size / 64) + 2 reads, within twice the
+    # record's bytes (one read per part, 20,000 of them, would make the work quadratic)
+    assert len(reads) <= 14 and sum(reads) <= 2 * size
+
+
+def test_records_of_too_many_parts_are_refused(tmp_path: Path) -> None:
+    split_record(tmp_path, MAX_PARTS + 1, jpeg(0))
+    last = 32 + 8 * (MAX_PARTS - 1)  # IRHeader part, then 8-byte empty ones
+    message = rf"record 0 at byte 0: record split into more than {MAX_PARTS} parts \(part at"
+    with pytest.raises(FormatError, match=rf"{message} byte {last}\) \(damaged continuation"):
+        RecordIOReader(tmp_path)
+    split_record(tmp_path, MAX_PARTS, jpeg(0))
+    assert len(RecordIOReader(tmp_path)) == 1
+
+
+def test_records_longer_than_any_image_are_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(format, "MAX_RECORD_BYTES", 1000)
+    ref.write_plain(tmp_path, [(0, b"\xff" * 900), (0, b"\xff" * 1200)], 1)
+    reader = RecordIOReader(tmp_path)  # the label scan reads only the headers
+    assert len(reader.encoded(0)) == 900
+    with pytest.raises(FormatError, match=r"record 1 at byte \d+: record longer than 1000 bytes"):
+        reader.encoded(1)
+
+
+def test_index_lines_sharing_an_offset_are_refused(plain: Path) -> None:
+    lines = (plain / "train.idx").read_text().splitlines()
+    at = offsets(plain)[4]
+    (plain / "train.idx").write_text("\n".join([*lines, f"9\t{at}", f"10\t{at}"]) + "\n")
+    message = (
+        rf"train.idx:10: record 9 starts at byte {at}, as record 4 does \(line 5\); 2 index "
+        r"line\(s\) repeat an offset: the index is damaged, rebuild it"
+    )
+    with pytest.raises(FormatError, match=message):
+        RecordIOReader(plain)
+
+
+def test_a_bomb_record_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    ref.write_plain(tmp_path, [(0, jpeg(0)), (1, jpeg_bomb())], 2)
+    forbid_decoding(monkeypatch, jpeg_bomb())
+    reader = RecordIOReader(tmp_path)
+    with pytest.raises(DataError, match=rf"record 1 at byte \d+: the image declares {DECLARED}"):
+        reader.load(1)
+    assert RecordIOReader(tmp_path, max_pixels=112 * 112).max_pixels == 112 * 112

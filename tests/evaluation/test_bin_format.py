@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from image_bombs import DECLARED, forbid_decoding, png_bomb
 
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import DataError, FormatError
@@ -68,6 +69,17 @@ def test_reads_protocol_2_bytes(tmp_path):
     encoded = [cv2.imencode(".png", im[:, :, ::-1])[1].tobytes() for im in vset.images]
     (tmp_path / "p2.bin").write_bytes(pickle.dumps((encoded, [True]), protocol=2))
     np.testing.assert_array_equal(load_bin(tmp_path / "p2.bin").images, vset.images)
+
+
+def test_a_bomb_image_is_refused_before_decoding(tmp_path, monkeypatch):
+    good = cv2.imencode(".png", np.zeros((112, 112, 3), np.uint8))[1].tobytes()
+    write_bin(tmp_path / "b.bin", ([good, png_bomb()], [True]))
+    forbid_decoding(monkeypatch, png_bomb())
+    message = rf"b.bin image #1: the image declares {DECLARED} = .* than the 1,048,576 allowed"
+    with pytest.raises(DataError, match=message):
+        load_bin(tmp_path / "b.bin")
+    with pytest.raises(DataError, match=r"image #0: the image declares 112x112 = 12,544 pixels"):
+        load_bin(tmp_path / "b.bin", max_pixels=112 * 112 - 1)
 
 
 class _RunsShell:

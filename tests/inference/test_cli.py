@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from image_bombs import DECLARED, forbid_decoding, png_bomb
 
 import faceforge.cli as cli
 from faceforge.data.image_io import read_image
@@ -87,6 +89,29 @@ def test_user_errors_are_one_line_messages(run, tiny_checkpoint: Path, tmp_path:
         "verify", tmp_path / "a.jpg", tmp_path / "b.jpg", "--checkpoint", tmp_path / "none.pt"
     )
     assert status == 2 and "does not exist" in err and "Traceback" not in err
+
+
+def test_a_bomb_photo_is_one_line_and_the_budget_an_option(
+    run, tiny_checkpoint: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    (tmp_path / "bomb.png").write_bytes(png_bomb())
+    face = tmp_path / "face.png"
+    face.write_bytes(cv2.imencode(".png", np.zeros((112, 112, 3), np.uint8))[1].tobytes())
+    forbid_decoding(monkeypatch, png_bomb())
+    options = ["--checkpoint", tiny_checkpoint, "--aligned", "--threshold", "0.5"]
+    status, _, err = run("verify", tmp_path / "bomb.png", face, *options)
+    assert status == 2 and one_line(err) == (
+        f"faceforge verify: error: {tmp_path / 'bomb.png'}: the image declares {DECLARED} = "
+        "900,000,000 pixels, more than the 67,108,864 allowed; refused before decoding (raise "
+        "--max-pixels or data.max_pixels if it is genuine)"
+    )
+    status, _, err = run("verify", face, face, *options, "--max-pixels", "12543")
+    assert status == 2 and "declares 112x112 = 12,544 pixels, more than the 12,543" in err
+    status, out, _ = run("verify", face, face, *options, "--max-pixels", "12544")
+    assert status == 0 and "same person" in out
+    with pytest.raises(SystemExit):
+        run("verify", face, face, *options, "--max-pixels", "0")
+    assert "--max-pixels: must be a positive number of pixels, got '0'" in capsys.readouterr().err
 
 
 def test_enroll_search_remove(

@@ -1,13 +1,20 @@
 """faceforge convert / inspect: lossless round trips through every format, re-encoding,
-shuffling, crash safety, corrupt input, the .bin packer and the CLI."""
+shuffling, crash safety (a killed conversion's temporaries go at the next run), corrupt
+input and decompression bombs, the .bin packer and the CLI."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from image_bombs import DECLARED, forbid_decoding, jpeg_bomb
 
 from faceforge.cli import main
 from faceforge.data.readers import ImageFolderReader, ListFileReader, LmdbReader, RecordIOReader
@@ -15,7 +22,7 @@ from faceforge.errors import DataError
 from faceforge.evaluation.bin_format import load_bin
 from faceforge.evaluation.pairs import read_lfw_pairs
 from faceforge.prepare.convert import ConvertOptions, convert
-from faceforge.prepare.formats import dataset_format
+from faceforge.prepare.formats import dataset_format, open_source
 from faceforge.prepare.inspect import inspect_dataset
 
 QUIET = ConvertOptions(progress=False)
@@ -125,6 +132,53 @@ def test_interrupted_conversion_leaves_nothing(folder: Path, tmp_path: Path, mon
     assert leftovers == ["r"]  # only the folder made for train.rec
 
 
+#: ``convert(argv[1], argv[2])`` in a child process
+_CONVERT = (
+    "import sys\n"
+    "from faceforge.prepare.convert import ConvertOptions, convert\n"
+    "convert(sys.argv[1], sys.argv[2], ConvertOptions(progress=False))\n"
+)
+
+
+@pytest.mark.parametrize("target", ["r/train.rec", "o.lmdb", "f"])
+def test_a_killed_conversions_temporaries_go_at_the_next_run(tmp_path: Path, target) -> None:
+    (tmp_path / "a").mkdir()
+    for k in range(3):
+        (tmp_path / "a" / f"{k}.jpg").write_bytes(jpeg(k))
+    os.mkfifo(tmp_path / "last.jpg")  # reading it blocks: the conversion cannot finish
+    listing = tmp_path / "src.txt"
+    listing.write_text("a/0.jpg 0\na/1.jpg 0\na/2.jpg 0\nlast.jpg 1\n")
+    dst = tmp_path / "out" / target
+    child = subprocess.Popen([sys.executable, "-c", _CONVERT, str(listing), str(dst)])
+    deadline = time.monotonic() + 60
+    while not list(dst.parent.glob(".*.tmp")):  # the output being written
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    child.kill()
+    assert child.wait() == -9 and list(dst.parent.glob(".*.tmp"))
+    (tmp_path / "last.jpg").unlink()
+    (tmp_path / "last.jpg").write_bytes(jpeg(3))
+    convert(listing, dst, QUIET)
+    assert not list(dst.parent.glob(".*")) and len(open_source(dst)) == 4
+
+
+def test_bombs_are_listed_by_inspect_and_refused_or_skipped_by_convert(
+    folder: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    (folder / "bob" / "9.jpg").write_bytes(jpeg_bomb())
+    forbid_decoding(monkeypatch, jpeg_bomb())
+    message = rf"9.jpg: the image declares {DECLARED} = .* more than the 1,048,576 allowed"
+    assert main(["inspect", str(folder)]) == 0
+    assert re.search(rf"unreadable: .*{message}", capsys.readouterr().out)
+    with pytest.raises(DataError, match=message), pytest.warns(UserWarning):
+        convert(folder, tmp_path / "x.lmdb", QUIET)  # byte-for-byte copies are checked too
+    logged: list[str] = []
+    options = ConvertOptions(skip_corrupt=True, progress=False)
+    with pytest.warns(UserWarning):
+        summary = convert(folder, tmp_path / "x.lmdb", options, log=logged.append)
+    assert summary.skipped == 1 and re.search(message, logged[0])
+
+
 def test_existing_output_needs_overwrite(folder: Path, tmp_path: Path) -> None:
     target = tmp_path / "f"
     target.mkdir()
@@ -138,7 +192,7 @@ def test_existing_output_needs_overwrite(folder: Path, tmp_path: Path) -> None:
 
 def test_corrupt_images_stop_or_are_skipped(folder: Path, tmp_path: Path) -> None:
     (folder / "bob" / "9.jpg").write_bytes(b"\0" * 100)
-    with pytest.raises(DataError, match=r"9.jpg: not a known image format"), pytest.warns():
+    with pytest.raises(DataError, match=r"9.jpg: not a readable image \(not JPEG"), pytest.warns():
         convert(folder, tmp_path / "x.lmdb", QUIET)
     logged: list[str] = []
     options = ConvertOptions(skip_corrupt=True, progress=False)

@@ -1,2 +1,3 @@
-"""faceforge's LMDB dataset format: the layout (:mod:`.layout`) and its writer (:mod:`.writer`);
-the reader is :class:`faceforge.data.readers.LmdbReader`."""
+"""faceforge's LMDB dataset format: the layout (:mod:`.layout`), the checked page reader that
+reads it without a memory map (:mod:`.pages`) and its writer (:mod:`.writer`); the dataset
+reader is :class:`faceforge.data.readers.LmdbReader`."""

@@ -11,31 +11,26 @@ key             value
 ...             index as 10 zero-padded decimal digits, so they sort in image order
 =============== =================================================================
 
-Opening checks that the file is as long as the database's last page says: LMDB maps the
-file into memory, and reading a page past the end of a truncated copy would kill the
-process with SIGBUS instead of raising.
+Databases are read by :class:`~faceforge.data.lmdb.pages.LmdbFile` (checked ``pread`` s,
+never a memory map: a damaged size in a mapped file kills the process with SIGBUS) and
+written with py-lmdb (:mod:`faceforge.data.lmdb.writer`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import lmdb
-
+from faceforge.data.lmdb.pages import LmdbFile
 from faceforge.errors import DataError, FormatError
 
 META_KEY = b"__meta__"
 LABELS_KEY = b"__labels__"
 FORMAT = "faceforge-lmdb"
 VERSION = 1
-_MAX_META = 4096
-#: (pid, environment) of each database file (device, inode) opened for reading: LMDB allows
-#: one environment per process and file (py-lmdb refuses a second open, also in a forked
-#: child that inherited the parent's), so every reader of a file shares it
-_OPEN: dict[tuple[int, int], tuple[int, lmdb.Environment]] = {}
+#: the most bytes ``__meta__`` may take
+MAX_META = 4096
 
 
 def image_key(index: int) -> bytes:
@@ -59,7 +54,7 @@ class Meta:
         if data is None:
             raise FormatError(f"{source}: no {META_KEY.decode()} key: not a faceforge LMDB")
         try:
-            fields = json.loads(bytes(data[:_MAX_META]).decode())
+            fields = json.loads(data.decode())
             if fields["format"] != FORMAT or fields["version"] > VERSION:
                 raise ValueError(f"format {fields['format']!r} version {fields['version']}")
             meta = cls(int(fields["images"]), int(fields["classes"]))
@@ -70,47 +65,10 @@ class Meta:
         return meta
 
 
-def data_file(path: Path) -> Path:
-    return path / "data.mdb" if path.is_dir() else path
-
-
-def open_readonly(path: Path) -> lmdb.Environment:
-    """The database at ``path``, opened for reading without a lock file, after checking
-    that it is not truncated."""
-    if not data_file(path).is_file():
+def open_database(path: Path) -> LmdbFile:
+    """The database at ``path`` (a file, or a folder holding ``data.mdb``), opened for
+    checked reading; DataError when there is none, FormatError when it is damaged."""
+    data = path / "data.mdb" if path.is_dir() else path
+    if not data.is_file():
         raise DataError(f"{path}: no such LMDB database")
-    try:
-        env = lmdb.open(
-            str(path),
-            subdir=path.is_dir(),
-            readonly=True,
-            lock=False,
-            readahead=False,
-            meminit=False,
-        )
-        needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
-    except lmdb.Error as exc:
-        raise FormatError(f"{path}: not a readable LMDB database ({exc})") from None
-    size = data_file(path).stat().st_size
-    if size < needed:
-        env.close()
-        raise FormatError(f"{path}: truncated: the database needs {needed} bytes, has {size}")
-    return env
-
-
-def shared_readonly(path: Path) -> lmdb.Environment:
-    """This process's read-only environment of the database at ``path`` (opened, and
-    checked, on first use; a forked process opens its own)."""
-    try:
-        stat = data_file(path).stat()
-    except OSError:
-        raise DataError(f"{path}: no such LMDB database") from None
-    key, pid = (stat.st_dev, stat.st_ino), os.getpid()
-    owner, env = _OPEN.get(key, (pid, None))
-    if owner != pid:  # inherited through a fork: let go of the parent's copy first
-        env.close()
-        env = None
-    if env is None:
-        env = open_readonly(path)
-        _OPEN[key] = (pid, env)
-    return env
+    return LmdbFile(data, source=path)

@@ -1,11 +1,9 @@
 """Write an LMDB dataset (layout in :mod:`faceforge.data.lmdb.layout`) crash-safely: into a
-temporary file beside the target, renamed over it only when :meth:`LmdbWriter.close`
-succeeds."""
+temporary file beside the target (a :class:`~faceforge.files.Temporary`, so a killed writer's
+is deleted by the next one), renamed over it only when :meth:`LmdbWriter.close` succeeds."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import lmdb
@@ -13,7 +11,7 @@ import numpy as np
 
 from faceforge.data.lmdb.layout import LABELS_KEY, META_KEY, Meta, image_key
 from faceforge.errors import DataError
-from faceforge.files import AtomicOutput
+from faceforge.files import AtomicOutput, Temporary
 
 #: images per write transaction
 BATCH = 1000
@@ -25,11 +23,14 @@ class LmdbWriter(AtomicOutput):
 
     def __init__(self, path: str | Path, map_size: int = 1 << 30) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        self._env = lmdb.open(
-            str(self._tmp), subdir=False, map_size=map_size, lock=False, sync=False
-        )
+        self._temporary = Temporary(self.path)
+        try:
+            self._env = lmdb.open(
+                str(self._temporary.path), subdir=False, map_size=map_size, lock=False, sync=False
+            )
+        except BaseException:
+            self._temporary.discard()
+            raise
         self._pending: list[tuple[bytes, bytes]] = []
         self._labels: list[int] = []
 
@@ -54,12 +55,12 @@ class LmdbWriter(AtomicOutput):
         self._flush()
         self._env.sync(True)
         self._env.close()
-        os.replace(self._tmp, self.path)
+        self._temporary.commit()
 
     def abort(self) -> None:
         """Discard everything written so far."""
         self._env.close()
-        self._tmp.unlink(missing_ok=True)
+        self._temporary.discard()
 
     def _flush(self) -> None:
         while True:

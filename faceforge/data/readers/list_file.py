@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceforge.data.image_io import MAX_DATASET_PIXELS
 from faceforge.data.readers.file_list import FileListReader
 from faceforge.errors import DataError
 
@@ -14,7 +15,12 @@ class ListFileReader(FileListReader):
     """Paths are resolved against ``root`` (default: the list file's folder); separators may
     be spaces or tabs; blank lines and ``#`` comments are ignored."""
 
-    def __init__(self, list_file: str | Path, root: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        list_file: str | Path,
+        root: str | Path | None = None,
+        max_pixels: int = MAX_DATASET_PIXELS,
+    ) -> None:
         list_file = Path(list_file)
         if not list_file.is_file():
             raise DataError(f"list file {str(list_file)!r} does not exist")
@@ -35,4 +41,4 @@ class ListFileReader(FileListReader):
             labels.append(label)
         if not paths:
             raise DataError(f"list file {str(list_file)!r} has no samples")
-        super().__init__(paths, np.asarray(labels, dtype=np.int64))
+        super().__init__(paths, np.asarray(labels, dtype=np.int64), max_pixels)

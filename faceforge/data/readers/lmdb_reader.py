@@ -3,32 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from faceforge.data.image_io import decode_image
-from faceforge.data.lmdb.layout import LABELS_KEY, META_KEY, Meta, image_key, shared_readonly
+from faceforge.data.image_io import MAX_DATASET_PIXELS, MAX_RECORD_BYTES, decode_image
+from faceforge.data.lmdb.layout import (
+    LABELS_KEY,
+    MAX_META,
+    META_KEY,
+    Meta,
+    image_key,
+    open_database,
+)
 from faceforge.data.readers.class_ids import contiguous_labels
 from faceforge.errors import DataError, FormatError
 
 
 class LmdbReader:
-    """Random access to the images of an LMDB dataset by index; every process (DataLoader
-    workers included, forked or spawned) uses its own read-only environment, opened on first
-    use. Non-contiguous class ids are remapped with a warning (``class_ids`` maps back)."""
+    """Random access to the images of an LMDB dataset by index, safe to share with
+    DataLoader workers (forked or spawned: each process reads through its own descriptor).
+    A damaged database is a FormatError naming the file and key, never a crash; images
+    declaring more than ``max_pixels`` are refused before decoding. Non-contiguous class ids
+    are remapped with a warning (``class_ids`` maps back)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_pixels: int = MAX_DATASET_PIXELS) -> None:
         self.path = Path(path)
-        env = shared_readonly(self.path)
-        with env.begin() as txn:
-            meta = Meta.from_bytes(txn.get(META_KEY), self.path)
-            stored = _labels(txn.get(LABELS_KEY), meta, self.path)
-        entries = env.stat()["entries"]
-        if entries != meta.images + 2:
+        self.max_pixels = max_pixels
+        self._db = open_database(self.path)
+        meta = Meta.from_bytes(self._db.get(META_KEY, MAX_META), self.path)
+        stored = _labels(self._db.get(LABELS_KEY, 8 * meta.images), meta, self.path)
+        if self._db.entries != meta.images + 2:
             raise FormatError(
                 f"{self.path}: {META_KEY.decode()} says {meta.images} images, but the "
-                f"database holds {entries - 2} (truncated or incomplete copy)"
+                f"database holds {self._db.entries - 2} (truncated or incomplete copy)"
             )
         self.labels, self.class_ids = contiguous_labels(stored, meta.classes, self.path)
 
@@ -43,21 +50,17 @@ class LmdbReader:
         return f"{self.path}: image {index} (key {image_key(index).decode()})"
 
     def encoded(self, index: int) -> bytes:
-        """The encoded image bytes of image ``index``, as stored."""
-        with shared_readonly(self.path).begin() as txn:
-            return bytes(self._get(txn, index))
-
-    def load(self, index: int) -> np.ndarray:
-        with shared_readonly(self.path).begin(buffers=True) as txn:  # decode from the map
-            return decode_image(np.frombuffer(self._get(txn, index), np.uint8), self.where(index))
-
-    def _get(self, txn: Any, index: int) -> Any:
+        """The encoded image bytes of image ``index``, as stored (at most
+        :data:`~faceforge.data.image_io.MAX_RECORD_BYTES`)."""
         if not 0 <= index < len(self.labels):
             raise IndexError(f"image {index} of {len(self.labels)}")
-        value = txn.get(image_key(index))
+        value = self._db.get(image_key(index), MAX_RECORD_BYTES, self.where(index))
         if value is None:
             raise DataError(f"{self.where(index)}: missing from the database")
         return value
+
+    def load(self, index: int) -> np.ndarray:
+        return decode_image(self.encoded(index), self.where(index), self.max_pixels)
 
 
 def _labels(data: bytes | None, meta: Meta, path: Path) -> np.ndarray:

@@ -8,36 +8,40 @@ later opens take seconds in :mod:`faceforge.data.recordio.cache`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from faceforge.data.image_io import decode_image
+from faceforge.data.image_io import MAX_DATASET_PIXELS, decode_image
 from faceforge.data.readers.class_ids import contiguous_labels
 from faceforge.data.recordio.cache import open_catalog
 from faceforge.data.recordio.catalog import describe_record
 from faceforge.data.recordio.format import IRHeader, read_record, unpack_payload
 from faceforge.data.recordio.index import RecordFiles, read_property
+from faceforge.files import ProcessFile
 
 
 class RecordIOReader:
     """Random access to the images of a RecordIO dataset by sample index.
 
     ``path`` is the folder holding ``train.rec``/``train.idx``/``property`` or a ``.rec``
-    file. Safe with any number of DataLoader workers: every process opens its own file
-    handle on first use (also after a fork) and reads with ``pread``. With ``skip_corrupt``
-    records whose headers cannot be read are left out (with a warning) instead of raising.
-    Class ids that are not contiguous are remapped (with a warning); ``class_ids`` maps the
-    new ids back to the stored ones.
+    file. Safe with any number of DataLoader workers: every process reads the file with
+    ``pread`` through its own descriptor (:class:`~faceforge.files.ProcessFile`). With
+    ``skip_corrupt`` records whose headers cannot be read are left out (with a warning)
+    instead of raising. Class ids that are not contiguous are remapped (with a warning);
+    ``class_ids`` maps the new ids back to the stored ones. Images declaring more than
+    ``max_pixels`` are refused before decoding.
     """
 
     def __init__(
-        self, path: str | Path, *, skip_corrupt: bool = False, label_cache: bool = True
+        self,
+        path: str | Path,
+        *,
+        skip_corrupt: bool = False,
+        label_cache: bool = True,
+        max_pixels: int = MAX_DATASET_PIXELS,
     ) -> None:
-        self._handle: int | None = None
-        self._pid = -1
+        self.max_pixels = max_pixels
         self.files = RecordFiles.at(path)
         catalog = open_catalog(self.files, skip_corrupt, label_cache)
         self.keys, self.offsets, self.spans = catalog.keys, catalog.offsets, catalog.spans
@@ -47,6 +51,7 @@ class RecordIOReader:
         #: records left out as corrupt (``skip_corrupt``)
         self.skipped = catalog.skipped
         self._size = self.files.rec.stat().st_size
+        self._file = ProcessFile(self.files.rec)
 
     @property
     def num_classes(self) -> int:
@@ -65,7 +70,7 @@ class RecordIOReader:
             raise IndexError(f"sample {index} of {len(self.keys)}")
         place = self.where(index)
         payload = read_record(
-            self._fd(), int(self.offsets[index]), int(self.spans[index]), self._size, place
+            self._file.read, int(self.offsets[index]), int(self.spans[index]), self._size, place
         )
         return unpack_payload(payload, place)
 
@@ -74,23 +79,9 @@ class RecordIOReader:
         return bytes(self.record(index)[2])
 
     def load(self, index: int) -> np.ndarray:
-        return decode_image(np.frombuffer(self.record(index)[2], np.uint8), self.where(index))
-
-    def _fd(self) -> int:
-        if self._pid != os.getpid():  # first use in this process, or a forked worker
-            self.close()  # a forked child's copy of the parent's descriptor
-            self._handle = os.open(self.files.rec, os.O_RDONLY)
-            self._pid = os.getpid()
-        return self._handle
+        image = np.frombuffer(self.record(index)[2], np.uint8)
+        return decode_image(image, self.where(index), self.max_pixels)
 
     def close(self) -> None:
         """Close this process's file handle (the next read opens it again)."""
-        if self._handle is not None:
-            os.close(self._handle)
-            self._handle, self._pid = None, -1
-
-    def __del__(self) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_handle": None, "_pid": -1}
+        self._file.close()

@@ -11,6 +11,8 @@ offset order and then kept in the label cache (:mod:`faceforge.data.recordio.cac
 
 from __future__ import annotations
 
+import functools
+import os
 import struct
 import warnings
 from dataclasses import dataclass
@@ -62,7 +64,8 @@ def header_end(fd: int, rec: Path, offset: int, span: int, size: int) -> int | N
     and no image (insightface tests only flag > 0, which mistakes an image with a label array
     for a header)."""
     place = describe_record(rec, 0, offset)
-    header, labels, image = unpack_payload(read_record(fd, offset, span, size, place), place)
+    payload = read_record(functools.partial(os.pread, fd), offset, span, size, place)
+    header, labels, image = unpack_payload(payload, place)
     if header.flag == 0 or len(image):
         return None
     end = class_of(header, labels, place)
@@ -148,5 +151,6 @@ def _label_at(f: BinaryIO, rec: Path, key: int, offset: int, span: int, size: in
         if whole and IR_HEADER.size + 4 * flag <= length and in_range and value == int(value):
             return int(value)
     place = describe_record(rec, key, offset)
-    header, labels, _ = unpack_payload(read_record(f.fileno(), offset, span, size, place), place)
+    payload = read_record(functools.partial(os.pread, f.fileno()), offset, span, size, place)
+    header, labels, _ = unpack_payload(payload, place)
     return class_of(header, labels, place)

@@ -8,16 +8,20 @@ of the data, dropping it there; readers put it back between the parts. Little-en
 
 The payload of an insightface record is an IRHeader (uint32 flag, float32 label, uint64 id,
 uint64 id2: 24 bytes), then ``flag`` float32 labels when flag > 0, then the encoded image.
+
+A record is read in time linear in its size, and at most :data:`MAX_PARTS` parts and
+:data:`~faceforge.data.image_io.MAX_RECORD_BYTES` bytes of it, whatever its length words say.
 """
 
 from __future__ import annotations
 
-import os
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
+from faceforge.data.image_io import MAX_RECORD_BYTES
 from faceforge.errors import FormatError
 
 MAGIC = 0xCED7230A
@@ -29,7 +33,12 @@ LENGTH_MASK = (1 << 29) - 1
 WHOLE, FIRST, MIDDLE, LAST = range(4)
 #: the most read at once for a record before its length words are seen
 FIRST_READ = 1 << 22
+#: the most parts a record may have: the writer splits a payload at each 4-byte aligned
+#: magic word, which random (compressed image) data holds once in 16 GiB
+MAX_PARTS = 1 << 16
 MAX_CLASS = 1 << 31
+#: ``read(size, offset)``: up to ``size`` bytes of the ``.rec`` at ``offset``
+Read = Callable[[int, int], bytes]
 
 
 class IRHeader(NamedTuple):
@@ -97,17 +106,21 @@ def class_of(header: IRHeader, labels: np.ndarray, where: str) -> int:
     return int(value)
 
 
-def read_record(fd: int, offset: int, span: int, file_size: int, where: str) -> bytes:
-    """The payload of the record at ``offset`` of an open ``.rec`` (parts joined again).
+def read_record(read: Read, offset: int, span: int, file_size: int, where: str) -> bytes:
+    """The payload of the record at ``offset`` of a ``.rec`` of ``file_size`` bytes (parts
+    joined again), read through ``read``.
 
     ``span`` is how many bytes the record probably takes (up to the next record): that much
-    (at most :data:`FIRST_READ`) is read at once, more only for a record that runs longer.
-    Nothing beyond the file's ``file_size`` bytes is requested, whatever a length word says.
+    (at most :data:`FIRST_READ`) is read at once, more only for a record that runs longer,
+    at least doubling what is held each time, so the work is linear in the record's size.
+    Nothing beyond the file is requested, whatever a length word says; FormatError when the
+    record has more than :data:`MAX_PARTS` parts or :data:`MAX_RECORD_BYTES` bytes.
     """
-    buf = os.pread(fd, max(0, min(span, FIRST_READ, file_size - offset)), offset)
-    parts, pos = [], 0
+    buf = read(max(0, min(span, FIRST_READ, file_size - offset)), offset)
+    parts: list[tuple[int, int]] = []  # (start in buf, length) of each part's data
+    pos = size = 0
     while True:
-        buf = _extend(fd, buf, offset, pos, PART_HEAD.size, file_size, where)
+        buf = _extend(read, buf, offset, pos, PART_HEAD.size, file_size, where)
         magic, lrec = PART_HEAD.unpack_from(buf, pos)
         part = f" (part at byte {offset + pos})" if pos else ""
         if magic != MAGIC:
@@ -118,25 +131,47 @@ def read_record(fd: int, offset: int, span: int, file_size: int, where: str) -> 
         flag, length = lrec >> 29, lrec & LENGTH_MASK
         if flag not in ((WHOLE, FIRST) if not parts else (MIDDLE, LAST)):
             raise FormatError(f"{where}: continuation flag {flag} out of sequence{part}")
-        buf = _extend(fd, buf, offset, pos, PART_HEAD.size + length, file_size, where)
-        start = pos + PART_HEAD.size
-        parts.append(buf[start : start + length])
+        _check_inside(offset, pos, PART_HEAD.size + length, file_size, where)
+        size += length + (len(MAGIC_BYTES) if parts else 0)
+        if len(parts) == MAX_PARTS:
+            raise FormatError(
+                f"{where}: record split into more than {MAX_PARTS} parts{part} (damaged "
+                "continuation flags, or not an image dataset)"
+            )
+        if size > MAX_RECORD_BYTES:
+            raise FormatError(
+                f"{where}: record longer than {MAX_RECORD_BYTES} bytes{part} (a damaged length "
+                "word, or not an image dataset)"
+            )
+        buf = _extend(read, buf, offset, pos, PART_HEAD.size + length, file_size, where)
+        parts.append((pos + PART_HEAD.size, length))
         if flag in (WHOLE, LAST):
-            return MAGIC_BYTES.join(parts)
-        pos = start + length + (-length % 4)
+            view = memoryview(buf)
+            return MAGIC_BYTES.join([view[start : start + n] for start, n in parts])
+        pos += PART_HEAD.size + length + (-length % 4)
 
 
 def _extend(
-    fd: int, buf: bytes, offset: int, pos: int, size: int, file_size: int, where: str
+    read: Read, buf: bytes, offset: int, pos: int, size: int, file_size: int, where: str
 ) -> bytes:
-    """``buf`` (the file from ``offset``) long enough to hold ``size`` bytes at ``pos``;
-    FormatError when the file ends first."""
+    """``buf`` (the file from ``offset``) long enough to hold ``size`` bytes at ``pos``,
+    grown to at least twice its length (up to the file's end) when it is not; FormatError
+    when the file ends first."""
     need = pos + size
     if need <= len(buf):
         return buf
-    if offset + need > file_size:
+    _check_inside(offset, pos, size, file_size, where)
+    grown = min(max(need, 2 * len(buf)), file_size - offset)
+    buf += read(grown - len(buf), offset + len(buf))
+    if need > len(buf):  # the file shrank since it was measured
+        _check_inside(offset, pos, size, offset + len(buf), where)
+    return buf
+
+
+def _check_inside(offset: int, pos: int, size: int, file_size: int, where: str) -> None:
+    """FormatError unless ``size`` bytes at ``offset + pos`` lie inside the file."""
+    if offset + pos + size > file_size:
         raise FormatError(
             f"{where}: truncated or bad length: {size} bytes at byte {offset + pos} run past "
             f"the end of the file ({file_size} bytes)"
         )
-    return buf + os.pread(fd, need - len(buf), offset + len(buf))

@@ -46,9 +46,10 @@ class RecordFiles:
 def read_idx(path: Path, rec_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Keys and byte offsets (int64) of every ``key<TAB>offset`` line of an ``.idx``.
 
-    Keys must be unique and >= 0, offsets inside the ``rec_size``-byte ``.rec``; FormatError
-    names the line otherwise. Whole-file numpy parsing keeps 5M lines to about a second; a
-    file that does not parse that way is read line by line to find (or forgive) the fault.
+    Keys must be unique and >= 0, offsets unique and inside the ``rec_size``-byte ``.rec``;
+    FormatError names the line otherwise. Whole-file numpy parsing keeps 5M lines to about a
+    second; a file that does not parse that way is read line by line to find (or forgive)
+    the fault.
     """
     data = path.read_bytes()
     tokens = data.split()
@@ -89,6 +90,22 @@ def _check_entries(path: Path, keys: np.ndarray, offsets: np.ndarray, rec_size: 
     unique, counts = np.unique(keys, return_counts=True)
     if len(unique) != len(keys):
         raise FormatError(f"{path}: key {unique[counts > 1][0]} is listed more than once")
+    _check_distinct_offsets(path, keys, offsets)
+
+
+def _check_distinct_offsets(path: Path, keys: np.ndarray, offsets: np.ndarray) -> None:
+    """Every record starts at its own byte: a writer appends records one after another, so
+    keys sharing an offset are a damaged or crafted index, and would make one image count
+    as many (refused rather than warned about: training would silently oversample it)."""
+    order = np.argsort(offsets, kind="stable")
+    repeats = np.flatnonzero(offsets[order][1:] == offsets[order][:-1])
+    if len(repeats):
+        first, second = order[repeats[0]], order[repeats[0] + 1]
+        raise FormatError(
+            f"{path}:{second + 1}: record {keys[second]} starts at byte {offsets[second]}, as "
+            f"record {keys[first]} does (line {first + 1}); {len(repeats)} index line(s) repeat "
+            "an offset: the index is damaged, rebuild it"
+        )
 
 
 def spans(offsets: np.ndarray, rec_size: int) -> np.ndarray:
