@@ -72,7 +72,7 @@ def dali_batches(
     from nvidia.dali import fn, pipeline_def, types
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-    size = dataset.image_size
+    height, width = dataset.input_size
 
     @pipeline_def(
         batch_size=batch_size,
@@ -90,11 +90,13 @@ def dali_batches(
             name="reader",
         )
         images = fn.decoders.image(jpegs, device="mixed", output_type=types.RGB)
-        images = fn.resize(images, resize_x=size, resize_y=size)
+        # the CPU loader's center-crop fit: scale to cover, keep the aspect, cut the centre
+        images = fn.resize(images, resize_x=width, resize_y=height, mode="not_smaller")
         images = fn.crop_mirror_normalize(
             images,
             dtype=types.UINT8,
             output_layout="CHW",
+            crop=(height, width),
             mirror=fn.random.coin_flip(probability=flip),
         )
         return images, labels.gpu()
