@@ -4,8 +4,10 @@ test_distributed.py under a hard timeout, so a regression fails instead of hangi
 ``python rank_scenarios.py SCENARIO OUT PORT`` writes ``OUT/rank{r}.txt``: ``ok`` or the
 error that ended that rank, as ``TypeName: message``.
 
-- ``timeout``: rank 1 waits for rank 0's evaluation, which never comes (rank 0 waits for
-  rank 1 to give up, on a file, before it leaves).
+- ``timeout``, ``timeout-cuda``: rank 1 waits for rank 0's evaluation, which never comes
+  (rank 0 waits for rank 1 to give up, on a file, before it leaves); ``-cuda`` sets up the
+  process group of a CUDA run (gloo carries the decisions there too; NCCL is never started,
+  so both ranks may share one GPU).
 - ``error``: rank 1 fails with a data error at step 2 of a Partial FC run; rank 0 must not
   wait for it forever.
 """
@@ -24,11 +26,11 @@ import torch.multiprocessing as mp
 TIMEOUT_MINUTES = 0.02
 
 
-def _timeout(rank: int, out: Path) -> None:
+def _timeout(rank: int, out: Path, device: str = "cpu") -> None:
     from faceforge.train.distributed import Distributed
 
     dist = Distributed(rank, 2, 0)
-    dist.setup(torch.device("cpu"), TIMEOUT_MINUTES)
+    dist.setup(torch.device(device), TIMEOUT_MINUTES)
     if rank == 1:
         dist.from_main(lambda: None, "rank 0's evaluation at step 3")
     else:
@@ -60,11 +62,18 @@ def _error(rank: int, out: Path) -> None:
     fit(run, state)
 
 
+SCENARIOS = {
+    "timeout": _timeout,
+    "timeout-cuda": lambda rank, out: _timeout(rank, out, "cuda"),
+    "error": _error,
+}
+
+
 def _worker(rank: int, scenario: str, out: Path, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     try:
-        {"timeout": _timeout, "error": _error}[scenario](rank, out)
+        SCENARIOS[scenario](rank, out)
         outcome = "ok"
     except Exception as exc:  # reported to the test, which checks it
         outcome = f"{type(exc).__name__}: {exc}"

@@ -144,8 +144,19 @@ def _kill_session(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def test_a_rank_that_never_joins_ends_the_wait_at_the_limit_with_one_line(tmp_path) -> None:
-    outcome = _two_ranks(tmp_path, "timeout")
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(
+            not torch.cuda.is_available(), reason="needs a CUDA device (this machine has none)"
+        )),
+    ],
+)  # fmt: skip
+def test_a_rank_that_never_joins_ends_the_wait_at_the_limit_with_one_line(
+    tmp_path: Path, device: str
+) -> None:
+    outcome = _two_ranks(tmp_path, "timeout" if device == "cpu" else "timeout-cuda")
     assert outcome[0] == "ok"
     message = outcome[1]
     assert message.startswith("TrainingError: rank 1 gave up after waiting ")
