@@ -243,6 +243,10 @@ class TrainConfig:
     #: write last.pt every N steps (0: off) and every ``save_minutes`` of training (0: off)
     save_every: int = 0
     save_minutes: float = 10.0
+    #: under torchrun: minutes a process waits for the others (rank 0's evaluation, a
+    #: checkpoint gathered from every process, a gradient all-reduce) before the run ends
+    #: with an error naming what it waited for
+    collective_timeout_minutes: float = 30.0
     tensorboard: bool = True
     progress: bool = True
 

@@ -10,17 +10,12 @@ OVERRIDE_HELP = "dotted config overrides, e.g. optim.lr=0.05 train.max_steps=100
 
 
 def _train(args: argparse.Namespace) -> int:
-    from faceforge.data.synthetic import synthetic_verification_set
-    from faceforge.evaluation.bin_format import load_bin
     from faceforge.train.distributed import Distributed
     from faceforge.train.main import train
     from faceforge.train.recipe import load_recipe
 
     cfg = load_recipe(args.config, args.overrides)
-    sets = [load_bin(path) for path in cfg.eval.bins]
-    if cfg.data.source == "synthetic" and cfg.eval.synthetic_pairs:
-        sets.insert(0, synthetic_verification_set(cfg.data.synthetic))
-    summary = train(cfg, sets, resume=args.resume, overwrite=args.overwrite)
+    summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if not Distributed.from_env().is_main:
         return 0
     print(

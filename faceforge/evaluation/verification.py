@@ -210,6 +210,23 @@ def fold_warnings(counts: _FoldCounts) -> list[str]:
     ]
 
 
+def collapse_warnings(dist: np.ndarray) -> list[str]:
+    """A warning when no threshold of the accuracy grid falls between the smallest and the
+    largest pair distance: every threshold then accepts all pairs or none, and the accuracy
+    only counts the larger class (50.00 +- 0.00 @ 0.00 on balanced pairs). The embeddings
+    point (almost) the same way: in a model early in training, evaluated with BatchNorm
+    running statistics that still hold mostly their initial values."""
+    low, high = np.searchsorted(ACCURACY_THRESHOLDS, [dist.min(), dist.max()], side="right")
+    if low != high:
+        return []
+    return [
+        f"all {len(dist)} pair distances lie within {dist.max() - dist.min():.1e} of each "
+        "other, between two thresholds of the 0.01 grid: the embeddings have collapsed to "
+        "one direction, so the accuracy only counts the larger class (normal in the first "
+        "steps of training, while BatchNorm's running statistics catch up)"
+    ]
+
+
 def _check_pairs(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray) -> np.ndarray:
     issame = np.asarray(issame)
     if issame.dtype != np.bool_:
@@ -291,7 +308,7 @@ def evaluate(
         thresholds=thresholds,
         grid_tpr=grid_tpr.mean(0),
         grid_fpr=grid_fpr.mean(0),
-        warnings=fold_warnings(counts),
+        warnings=fold_warnings(counts) + collapse_warnings(dist),
     )
 
 

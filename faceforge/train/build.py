@@ -272,7 +272,7 @@ def build_run(cfg: Config, dist: Distributed, log: Callable[[str], None] = print
     """Every part of a run, on this process's device. Seed the global RNG before calling
     (weights are initialised from it)."""
     device = dist.device(cfg.train.device)
-    dist.setup(device)
+    dist.setup(device, cfg.train.collective_timeout_minutes)
     precision = resolve_precision(cfg.train.amp, device)
     dataset, sampler = build_dataset(cfg, dist)
     images_per_step = cfg.train.batch_size * cfg.train.accumulate

@@ -1,14 +1,26 @@
 """Where this process sits in a (possibly) distributed run, read from ``torchrun``'s environment.
 
 One process with no environment set is a world of size 1 and runs the same code path: no
-process group, no DDP wrapper, rank 0. Under ``torchrun`` the process group is NCCL on CUDA
-and gloo on CPU, created in :meth:`Distributed.setup` (never at import time).
+process group, no DDP wrapper, rank 0. Under ``torchrun`` the process group is created in
+:meth:`Distributed.setup` (never at import time): gloo on CPU; on CUDA, NCCL for the tensors
+on the GPU and gloo for the decisions every process must share (rank 0's evaluation, the
+output folder, when to save or stop), which are small Python objects on the CPU.
+
+Every wait is bounded by ``train.collective_timeout_minutes``. A wait under
+:meth:`Distributed.waiting_for` that fails (the limit passed, or another process is gone)
+ends with one :class:`~faceforge.errors.TrainingError` naming what it waited for. On CUDA
+the decisions go through gloo and end the same way; a stuck NCCL collective (the gradient
+all-reduce) is ended by NCCL's watchdog after the same limit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
-from collections.abc import Callable
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -17,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from faceforge.device import resolve_device
-from faceforge.errors import ConfigError
+from faceforge.errors import ConfigError, TrainingError, first_line
 
 T = TypeVar("T")
 
@@ -56,30 +68,63 @@ class Distributed:
             torch.cuda.set_device(device)
         return device
 
-    def setup(self, device: torch.device) -> None:
-        """Join the process group (NCCL on CUDA, gloo on CPU) when there is more than one."""
+    def setup(self, device: torch.device, timeout_minutes: float) -> None:
+        """Join the process group when there is more than one process; every collective
+        then gives up after ``timeout_minutes``."""
         if self.enabled and not dist.is_initialized():
-            backend = "nccl" if device.type == "cuda" else "gloo"
+            # CPU tensors (the shared decisions) go through gloo even on CUDA: its waits end
+            # in an exception on the waiting process, which waiting_for turns into one line
+            backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
             store, _, _ = next(dist.rendezvous("env://", self.rank, self.world_size))
             # torchrun's store outlives a restart: keys of the failed attempt (the old
             # peers' addresses) must not be read by the new one
             attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
             store = dist.PrefixStore(f"faceforge/attempt{attempt}", store)
             dist.init_process_group(
-                backend, store=store, rank=self.rank, world_size=self.world_size
+                backend,
+                store=store,
+                rank=self.rank,
+                world_size=self.world_size,
+                timeout=datetime.timedelta(minutes=timeout_minutes),
             )
 
-    def from_main(self, compute: Callable[[], T]) -> T:
+    @contextlib.contextmanager
+    def waiting_for(self, what: str) -> Iterator[None]:
+        """Within the block, a collective that fails (another process stopped, or the wait
+        passed ``train.collective_timeout_minutes``) raises one TrainingError naming
+        ``what`` (e.g. ``"rank 0's evaluation at step 2000"``) instead of a backend
+        traceback. Other errors pass unchanged."""
+        started = time.monotonic()
+        try:
+            yield
+        except RuntimeError as exc:
+            if not (self.enabled and _is_communication_error(exc)):
+                raise
+            waited = _duration(time.monotonic() - started)
+            raise TrainingError(
+                f"rank {self.rank} gave up after waiting {waited} for {what} "
+                f"({_backend_message(exc)}): another process failed or is stuck (see its "
+                "output); if it was only slow, raise train.collective_timeout_minutes"
+            ) from None
+
+    def from_main(self, compute: Callable[[], T], what: str) -> T:
         """``compute()`` on rank 0, its result shared with every rank (one decision, e.g.
-        the output folder, for the whole job)."""
+        the output folder, for the whole job); ``what`` names the wait for the others."""
         value = [compute() if self.is_main else None]
         if self.enabled:
-            dist.broadcast_object_list(value, src=0)
+            with self.waiting_for(what):
+                dist.broadcast_object_list(value, src=0)
         return value[0]
 
-    def barrier(self) -> None:
-        if self.enabled and dist.is_initialized():
-            dist.barrier()
+    def agree(self, values: Sequence[int], what: str) -> list[int]:
+        """The element-wise maximum of every process's ``values``: a flag any process
+        raises (a stop request) or one that rank 0 alone sets holds for all of them."""
+        if not self.enabled:
+            return list(values)
+        shared = torch.tensor(values, dtype=torch.int64)  # on the CPU: through gloo
+        with self.waiting_for(what):
+            dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+        return shared.tolist()
 
     def wrap(
         self, module: nn.Module, device: torch.device, sum_gradients: bool = False
@@ -98,6 +143,25 @@ class Distributed:
 
 
 _ENV_DEFAULTS = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
+
+#: the source location gloo puts before its messages ("[.../gloo/transport/tcp/pair.cc:553] ")
+_GLOO_LOCATION = re.compile(r"^\[[^\]]*gloo[^\]]*\]\s*")
+
+
+def _is_communication_error(exc: RuntimeError) -> bool:
+    """Whether ``exc`` is a failed collective: NCCL and the stores raise ``DistError``s,
+    gloo a plain RuntimeError whose message starts with its source location."""
+    return isinstance(exc, dist.DistError) or bool(_GLOO_LOCATION.match(first_line(exc)))
+
+
+def _backend_message(exc: RuntimeError) -> str:
+    """The backend's first line without its source location or advice."""
+    message = _GLOO_LOCATION.sub("", first_line(exc))
+    return message.split(". ", 1)[0].rstrip(".")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _sum_hook(state, bucket):  # no annotations: DDP checks them, and ours would be strings

@@ -7,6 +7,7 @@ evaluations belong to :mod:`faceforge.train.main`.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -14,10 +15,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from faceforge.config import Config
 from faceforge.data.dataset import Batch
 from faceforge.data.images import fit_image
+from faceforge.data.synthetic import synthetic_verification_set
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import FaceforgeError, TrainingError
+from faceforge.evaluation.bin_format import load_bin
 from faceforge.evaluation.run import evaluate_model
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.train.build import TrainingRun
@@ -98,9 +102,24 @@ def train_step(run: TrainingRun, state: TrainState, *batches: Batch) -> dict[str
             clip_gradients(run, run.cfg.optim.grad_clip)
         run.scaler.step(run.optimizer)
         run.scaler.update()
-    run.scheduler.step()
+    _advance_schedule(run)
     state.step += 1
     return totals or {}
+
+
+#: what PyTorch warns when a schedule steps before its optimizer ever has
+_SCHEDULE_FIRST = r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`"
+
+
+def _advance_schedule(run: TrainingRun) -> None:
+    """One schedule step per training step, skipped fp16 steps included: the schedule
+    follows the step counter, so it ends at the last step and a resume continues it exactly.
+    When the first fp16 steps are skipped (their loss, or the GradScaler finding inf
+    gradients at its initial scale), PyTorch warns that the schedule stepped before the
+    optimizer: expected here, so that one warning is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _SCHEDULE_FIRST, UserWarning)
+        run.scheduler.step()
 
 
 def train_one_epoch(
@@ -118,7 +137,8 @@ def train_one_epoch(
         pending.append(batch)
         if len(pending) < accumulate:
             continue
-        parts = train_step(run, state, *pending)
+        with run.dist.waiting_for(f"every process at training step {state.step + 1}"):
+            parts = train_step(run, state, *pending)
         counts.images += sum(len(b.labels) for b in pending)
         pending = []
         yield parts
@@ -138,6 +158,15 @@ def _worker_errors_unwrapped(batches: Iterable[Batch]) -> Iterator[Batch]:
             raise
         last = message.rstrip().splitlines()[-1]
         raise type(exc)(last.split(": ", 1)[-1]) from None
+
+
+def evaluation_sets(cfg: Config) -> list[VerificationSet]:
+    """The verification sets ``cfg`` names: the synthetic held-out pairs (synthetic data with
+    ``eval.synthetic_pairs``; first, so they choose ``best.pt``) and every ``eval.bins`` file."""
+    sets = [load_bin(path) for path in cfg.eval.bins]
+    if cfg.data.source == "synthetic" and cfg.eval.synthetic_pairs:
+        sets.insert(0, synthetic_verification_set(cfg.data.synthetic))
+    return sets
 
 
 def _fitted(vset: VerificationSet, size: tuple[int, int]) -> VerificationSet:

@@ -10,9 +10,10 @@ on any error once training has started, but never with non-finite weights.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +27,10 @@ from faceforge.errors import TrainingError, TrainingInterrupted
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.train.build import TrainingRun, build_run
 from faceforge.train.distributed import Distributed
-from faceforge.train.engine import Counts, evaluate, train_one_epoch
+from faceforge.train.engine import Counts, evaluate, evaluation_sets, train_one_epoch
 from faceforge.train.interrupts import StopRequests
 from faceforge.train.recipe import check_config
-from faceforge.train.runs import choose_output_dir, resolve_resume
+from faceforge.train.runs import choose_output_dir, release, resolve_resume
 from faceforge.train.sharding import holds_shards
 from faceforge.train.state import (
     TrainState,
@@ -63,48 +64,76 @@ def setup(
     dist: Distributed | None = None,
     overwrite: bool = False,
 ) -> tuple[TrainingRun, TrainState]:
-    """Check the config, the resume file and the output folder (all before anything heavy is
-    built), seed the global RNG from ``train.seed``, build the run and restore ``resume``
-    (a checkpoint, or ``"auto"``: the output folder's last.pt if there is one).
+    """Check the config and the resume file, claim the output folder (all before anything
+    heavy is built), seed the global RNG from ``train.seed``, build the run and restore
+    ``resume`` (a checkpoint, or ``"auto"``: the output folder's last.pt if there is one).
 
-    A new run whose ``train.output_dir`` already holds a run goes to the next numbered
-    folder unless ``overwrite``; a resumed run takes the settings of ``cfg`` that may change
-    (learning rate, steps, evaluation, output) and refuses the others.
+    A new run whose ``train.output_dir`` holds a run, or was claimed by a run started at
+    the same moment, goes to the next numbered folder unless ``overwrite``; with ``resume``
+    (``"auto"`` included) the configured folder is this run's. A resumed run takes the
+    settings of ``cfg`` that may change (learning rate, steps, evaluation, output) and
+    refuses the others. A run that fails while building gives its new folder back.
     """
     check_config(cfg)
     dist = dist or Distributed.from_env()
-    dist.setup(dist.device(cfg.train.device))
-    resume = resolve_resume(cfg, resume)
-    ckpt = Checkpoint.load(resume) if resume is not None else None
-    changes = check_resumable(ckpt.config, cfg, resume) if ckpt else []
-    cfg = dist.from_main(lambda: choose_output_dir(cfg, ckpt is not None, overwrite))
+    dist.setup(dist.device(cfg.train.device), cfg.train.collective_timeout_minutes)
+    path = resolve_resume(cfg, resume)
+    ckpt = Checkpoint.load(path) if path is not None else None
+    changes = check_resumable(ckpt.config, cfg, path) if ckpt else []
+    cfg = dist.from_main(
+        lambda: choose_output_dir(cfg, resume is not None, overwrite),
+        "rank 0 to claim the output folder",
+    )
     torch.manual_seed(cfg.train.seed)
-    run = build_run(cfg, dist, log)
+    with _folder_released_on_failure(cfg, dist):
+        run = build_run(cfg, dist, log)
+        state = restore(run, ckpt, path) if ckpt else TrainState()
     if ckpt is None:
-        return run, TrainState()
-    state = restore(run, ckpt, resume)
-    run.report.log(f"resumed from {resume} at step {state.step}/{run.total_steps}")
+        return run, state
+    run.report.log(f"resumed from {path} at step {state.step}/{run.total_steps}")
     if changes:
         run.report.log("settings changed for the resumed run: " + "; ".join(changes))
     return run, state
 
 
-def save(run: TrainingRun, state: TrainState, name: str) -> Path:
-    """Write ``output_dir/name`` (rank 0 only); refuses non-finite weights."""
-    if not weights_are_finite(run):
+@contextlib.contextmanager
+def _folder_released_on_failure(cfg: Config, dist: Distributed) -> Iterator[None]:
+    """A run that fails before writing anything leaves no empty folder behind."""
+    try:
+        yield
+    except BaseException:
+        if dist.is_main:
+            release(Path(cfg.train.output_dir))
+        raise
+
+
+def save(run: TrainingRun, state: TrainState, name: str, alone: bool = False) -> Path:
+    """Write ``output_dir/name`` (rank 0 writes); refuses non-finite weights. Every process
+    calls it at the same step (a sharded head is gathered from all of them), unless
+    ``alone``: a process saving on its way out, which may not wait for the others."""
+    what = f"every process to save {name} at step {state.step}"
+    broken = not weights_are_finite(run)
+    if not alone:  # one verdict for all: a process refusing alone would leave the rest waiting
+        broken = bool(run.dist.agree([int(broken)], what)[0])
+    if broken:
         raise TrainingError(
             f"the weights became non-finite by step {state.step}; {name} was not written, the "
             "last one saved is kept. Lower optim.lr or raise optim.warmup_steps, then resume."
         )
-    return run.report.save(to_checkpoint(run, state), name)
+    with run.dist.waiting_for(what):
+        checkpoint = to_checkpoint(run, state)
+    return run.report.save(checkpoint, name)
 
 
 def record_evaluation(
     run: TrainingRun, state: TrainState, sets: Sequence[VerificationSet]
 ) -> dict[str, VerificationResult]:
-    """Evaluate on rank 0 (the others wait), log, and keep ``best.pt`` by the first set."""
-    results = evaluate(run, sets) if run.report.enabled else {}
-    run.dist.barrier()
+    """Evaluate on rank 0 (its ``sets``; the others wait), log, and keep ``best.pt`` by the
+    first set. Every process takes rank 0's results, so all keep the same state and save
+    ``best.pt`` together."""
+    results = run.dist.from_main(
+        lambda: evaluate(run, sets), f"rank 0's evaluation at step {state.step}"
+    )
     row: dict[str, float] = {"step": float(state.step)}
     for name, result in results.items():
         state.metrics[name] = result.to_dict(include_roc=False)
@@ -155,27 +184,43 @@ def _log_step(run: TrainingRun, state: TrainState, parts: dict[str, Tensor], spe
 
 
 def _after_step(
-    run: TrainingRun, state: TrainState, sets: Sequence[VerificationSet], clock: _Clock
+    run: TrainingRun,
+    state: TrainState,
+    sets: Sequence[VerificationSet],
+    clock: _Clock,
+    stop: StopRequests,
 ) -> None:
-    """Evaluate and save when their cadence says so."""
-    cfg = run.cfg
-    every, save_every, minutes = cfg.eval.every, cfg.train.save_every, cfg.train.save_minutes
+    """Evaluate and save when their cadence says so, and stop (after saving) when a process
+    was asked to. Every process takes the same decisions, so all reach each save together."""
+    every, save_every = run.cfg.eval.every, run.cfg.train.save_every
     if every and state.step % every == 0 and state.step < run.total_steps:
         started = time.perf_counter()
         record_evaluation(run, state, sets)
         clock.eval_seconds += time.perf_counter() - started
-    by_steps = save_every and state.step % save_every == 0
-    if by_steps or (minutes and _time_to_save(run, state, clock, minutes)):
+    signum, save_due = _shared_decisions(run, state, clock, stop)
+    if signum:
+        path = save(run, state, "last.pt")
+        raise TrainingInterrupted(
+            f"stopped by {signal.Signals(signum).name} at step {state.step}/"
+            f"{run.total_steps}; saved {path}: continue with --resume {path}",
+            signum,
+        )
+    if save_due or (save_every and state.step % save_every == 0):
         save(run, state, "last.pt")
         clock.saved = time.perf_counter()
 
 
-def _time_to_save(run: TrainingRun, state: TrainState, clock: _Clock, minutes: float) -> bool:
-    """Checked at logging steps only, and decided by rank 0 for every process (saving a
-    sharded head is a collective, so all processes must save at the same step)."""
-    if state.step % run.cfg.train.log_every:
-        return False
-    return run.dist.from_main(lambda: clock.minutes_since_save() >= minutes)
+def _shared_decisions(
+    run: TrainingRun, state: TrainState, clock: _Clock, stop: StopRequests
+) -> tuple[int, bool]:
+    """The signal to stop on (0: none) and whether ``train.save_minutes`` have passed, the
+    same for every process: a signal that reached any process stops all of them at this
+    step, and rank 0's clock times the saves (one small all-reduce per step)."""
+    minutes = run.cfg.train.save_minutes
+    due = run.dist.is_main and minutes > 0 and clock.minutes_since_save() >= minutes
+    what = f"every process to finish step {state.step}"
+    signum, save_due = run.dist.agree([stop.signum or 0, int(due)], what)
+    return signum, bool(save_due)
 
 
 def _train_to_the_end(
@@ -196,14 +241,7 @@ def _train_to_the_end(
                 _log_step(run, state, parts, clock.speed(counts.images))
             else:
                 run.report.advance()
-            _after_step(run, state, sets, clock)
-            if stop.signum is not None:
-                path = save(run, state, "last.pt")
-                raise TrainingInterrupted(
-                    f"stopped by {signal.Signals(stop.signum).name} at step {state.step}/"
-                    f"{run.total_steps}; saved {path}: continue with --resume {path}",
-                    stop.signum,
-                )
+            _after_step(run, state, sets, clock, stop)
     return float(last_loss)
 
 
@@ -214,7 +252,7 @@ def _save_on_the_way_out(run: TrainingRun, state: TrainState) -> None:
         run.report.log("the sharded head needs every process to save: last.pt is kept")
         return
     try:
-        path = save(run, state, "last.pt")
+        path = save(run, state, "last.pt", alone=True)
     except Exception as exc:  # the original error matters more than this one
         run.report.log(f"could not save the progress: {exc}")
     else:
@@ -234,13 +272,13 @@ def fit(
             try:
                 final_loss = _train_to_the_end(run, state, sets, counts, clock, stop)
             except TrainingError:
-                raise  # non-finite (never saved) or already saved on a signal
+                raise  # non-finite (never saved), saved on a signal, or another process failed
             except BaseException:
                 _save_on_the_way_out(run, state)
                 raise
         run.report.end_progress()
         train_seconds = time.perf_counter() - clock.started - clock.eval_seconds
-        results = record_evaluation(run, state, sets) if sets else {}
+        results = record_evaluation(run, state, sets)
         save(run, state, "last.pt")
     finally:
         run.report.close()
@@ -263,11 +301,16 @@ def fit(
 
 def train(
     cfg: Config,
-    sets: Sequence[VerificationSet] = (),
+    sets: Sequence[VerificationSet] | None = None,
     resume: str | Path | None = None,
     log: Callable[[str], None] = print,
     overwrite: bool = False,
 ) -> TrainSummary:
-    """Train ``cfg`` from scratch (or from ``resume``), evaluating on ``sets``."""
+    """Train ``cfg`` from scratch (or from ``resume``), evaluating on ``sets``; ``None``:
+    the sets the config names, loaded by rank 0 once the resume file and the output folder
+    are checked and the training data is open (so a bad resume file fails at once)."""
     run, state = setup(cfg, resume, log, overwrite=overwrite)
+    if sets is None:
+        with _folder_released_on_failure(run.cfg, run.dist):
+            sets = evaluation_sets(run.cfg) if run.dist.is_main else ()
     return fit(run, state, sets)

@@ -101,6 +101,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.log_every": (_positive, ">= 1"),
     "train.save_every": (_non_negative, ">= 0 (0: by time only)"),
     "train.save_minutes": (_non_negative, ">= 0 (0: by steps only)"),
+    "train.collective_timeout_minutes": (_positive, "> 0 (minutes a process waits for others)"),
 }
 
 

@@ -280,3 +280,20 @@ def test_folds_with_one_class_are_flagged() -> None:
     interleaved = np.arange(200) % 2 == 0
     assert evaluate(a, b, interleaved, folds=10).warnings == []
     assert len(evaluate(a, b, sorted_labels, folds=2).warnings) == 1
+
+
+def test_collapsed_embeddings_are_flagged_not_just_scored_50_percent() -> None:
+    """A model in its first training steps (BatchNorm running statistics still near their
+    initial values) maps every face to almost the same direction: all distances fall
+    between two grid thresholds, so the protocol can only answer 'all different'."""
+    rng = np.random.default_rng(0)
+    common = rng.normal(size=16)
+    a, b = (common + 1e-6 * rng.normal(size=(200, 16)) for _ in range(2))
+    issame = np.arange(200) % 2 == 0
+    collapsed = evaluate(a, b, issame, folds=10)
+    assert (collapsed.accuracy, collapsed.accuracy_std, collapsed.best_threshold) == (0.5, 0, 0)
+    assert len(collapsed.warnings) == 1
+    assert collapsed.warnings[0].startswith("all 200 pair distances lie within")
+    assert "collapsed to one direction" in collapsed.warnings[0]
+    spread = rng.normal(size=(200, 16))
+    assert evaluate(spread, spread + rng.normal(size=(200, 16)), issame).warnings == []

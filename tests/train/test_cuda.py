@@ -3,6 +3,7 @@ where a GPU is present and skip, saying why, everywhere else."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from test_main import tiny_config
 
 from faceforge.data.loader import CudaPrefetcher
+from faceforge.train.engine import train_step
 from faceforge.train.main import fit, setup
 
 pytestmark = pytest.mark.skipif(
@@ -32,3 +34,17 @@ def test_the_prefetcher_hands_out_batches_on_the_device(tmp_path: Path) -> None:
     batches = list(run.loader(epoch=0))
     assert isinstance(run._batches, CudaPrefetcher)
     assert all(b.images.is_cuda and b.labels.is_cuda for b in batches)
+
+
+def test_fp16_steps_skipped_by_the_grad_scaler_do_not_warn(tmp_path: Path) -> None:
+    """The first fp16 steps often overflow at the GradScaler's initial scale; the skipped
+    optimizer step must not make PyTorch warn about the schedule (forced here)."""
+    cfg = tiny_config(tmp_path, "train.device=cuda", "train.amp=fp16")
+    run, state = setup(cfg, log=lambda _: None)
+    run.scaler = torch.amp.GradScaler("cuda", init_scale=float("inf"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for batch in list(run.loader(epoch=0))[:2]:
+            train_step(run, state, batch)
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]
+    assert state.step == run.scheduler.last_epoch == 2

@@ -1,8 +1,13 @@
 """Scale-out on CPU with gloo: DDP equals one process at the same global batch, torchrun runs
-the CLI, a killed worker restarts from the last checkpoint, 2-rank checkpoints resume on 1."""
+the CLI (rank 0's evaluations equal the checkpoints evaluated alone), an interrupt while rank 0
+evaluates stops every rank at one step, a rank that fails or never joins ends the others with
+one line, a killed worker restarts from the last checkpoint, 2-rank checkpoints resume on 1.
+
+Every multi-process test here is bounded by a timeout: a regression fails, it never hangs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,8 +23,11 @@ import torch.multiprocessing as mp
 from model_helpers import TINY_CLI
 from test_main import tiny_config
 
-from faceforge.core.checkpoint import Checkpoint
+from faceforge.core.checkpoint import Checkpoint, load_backbone
 from faceforge.data.dataset import collate_faces
+from faceforge.data.synthetic import synthetic_verification_set
+from faceforge.errors import TrainingError
+from faceforge.evaluation.run import evaluate_model
 from faceforge.train.distributed import Distributed
 from faceforge.train.engine import train_step
 from faceforge.train.main import setup
@@ -90,9 +98,90 @@ def test_ddp_equals_one_process_at_the_same_global_batch(tmp_path: Path, head: s
                 torch.testing.assert_close(ddp_weights[key], value, rtol=1e-3, atol=1e-4)
 
 
+# ------------------------------------------------------------- failing collectives
+
+
+def test_a_failed_collective_is_one_line_naming_the_wait_other_errors_pass() -> None:
+    gloo = RuntimeError(
+        "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+        "[127.0.0.1]:10475. This is typically caused by a remote worker crashing. GLHF!"
+    )
+    with pytest.raises(TrainingError) as error, Distributed(1, 2).waiting_for("rank 0's X"):
+        raise gloo
+    assert str(error.value).startswith(
+        "rank 1 gave up after waiting 0.0 s for rank 0's X (Connection closed by peer "
+        "[127.0.0.1]:10475): another process failed or is stuck"
+    )
+    assert "\n" not in str(error.value) and "GLHF" not in str(error.value)
+    for distributed, exc in [(Distributed(1, 2), RuntimeError("shape mismatch")),
+                             (Distributed(0, 1), gloo)]:  # fmt: skip
+        with pytest.raises(RuntimeError) as passed, distributed.waiting_for("X"):
+            raise exc
+        assert passed.value is exc
+
+
+def _two_ranks(tmp_path: Path, scenario: str) -> dict[int, str]:
+    """Run a scenario of rank_scenarios.py; each rank's outcome (``ok`` or its error)."""
+    script = Path(__file__).with_name("rank_scenarios.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(script), scenario, str(tmp_path), str(_free_port())]
+    process = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=180)
+    finally:
+        _kill_session(process)
+    assert process.returncode == 0, output
+    return {rank: (tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)}
+
+
+def _kill_session(process: subprocess.Popen) -> None:
+    """Kill what is left of a process started with ``start_new_session`` and its children."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(
+            not torch.cuda.is_available(), reason="needs a CUDA device (this machine has none)"
+        )),
+    ],
+)  # fmt: skip
+def test_a_rank_that_never_joins_ends_the_wait_at_the_limit_with_one_line(
+    tmp_path: Path, device: str
+) -> None:
+    outcome = _two_ranks(tmp_path, "timeout" if device == "cpu" else "timeout-cuda")
+    assert outcome[0] == "ok"
+    message = outcome[1]
+    assert message.startswith("TrainingError: rank 1 gave up after waiting ")
+    assert " s for rank 0's evaluation at step 3 (Timed out waiting 1200ms" in message
+    assert message.endswith("raise train.collective_timeout_minutes") and "\n" not in message
+    waited = float(message.split("waiting ")[1].split(" s ")[0])
+    assert 1.2 <= waited < 60  # the 1.2 s limit, plus a loaded machine's delays
+
+
+def test_an_error_in_one_rank_ends_the_other_with_one_line(tmp_path: Path) -> None:
+    outcome = _two_ranks(tmp_path, "error")
+    assert outcome[1] == "DataError: img_0042.jpg: not a readable image"
+    assert outcome[0].startswith("TrainingError: rank 0 gave up after waiting ")
+    assert " for every process at training step 3 (" in outcome[0]
+
+
 # ------------------------------------------------------------------------ torchrun
 
 TINY = ["data.synthetic.num_identities=8", *TINY_CLI]
+#: periodic evaluation on a few held-out synthetic pairs
+EVALUATED = (
+    "eval.synthetic_pairs=true", "data.synthetic.val_identities=10",
+    "data.synthetic.val_pairs=20",
+)  # fmt: skip
+PARTIAL_FC = ("head.partial_fc=true", "head.sample_rate=0.5")
 
 
 def _torchrun(output: Path, *extra: str, restarts: int = 0) -> subprocess.Popen:
@@ -103,7 +192,70 @@ def _torchrun(output: Path, *extra: str, restarts: int = 0) -> subprocess.Popen:
         "-m", "faceforge", "train", *TINY, f"train.output_dir={output}", *extra,
     ]  # fmt: skip
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+                            text=True, start_new_session=True)  # fmt: skip
+
+
+def _rank_processes(output: Path, logs: Path, *extra: str) -> list[subprocess.Popen]:
+    """Two ``faceforge train`` processes set up as torchrun would (its environment), so a
+    test can signal one rank and read each one's exit code; output in ``logs/rank{r}.*``."""
+    port = str(_free_port())
+    logs.mkdir()
+    processes = []
+    for rank in (0, 1):
+        env = {
+            **os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "RANK": str(rank),
+            "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+        }  # fmt: skip
+        command = [sys.executable, "-m", "faceforge", "train", *TINY,
+                   f"train.output_dir={output}", *extra]  # fmt: skip
+        with open(logs / f"rank{rank}.out", "w") as out, open(logs / f"rank{rank}.err", "w") as err:
+            processes.append(subprocess.Popen(command, env=env, stdout=out, stderr=err,
+                                              start_new_session=True))  # fmt: skip
+    return processes
+
+
+def _wait_for_line(path: Path, text: str, processes: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + 180
+    while text not in path.read_text():
+        assert all(p.poll() is None for p in processes), path.read_text()
+        assert time.monotonic() < deadline, f"{text!r} never came"
+        time.sleep(0.02)
+
+
+def test_an_interrupt_while_rank_0_evaluates_stops_every_rank_at_that_step(tmp_path) -> None:
+    """Ctrl-C reaches rank 0 alone, during its evaluation at step 2: both ranks stop at step
+    2 (the stop is decided together), save best.pt and last.pt with the sharded head
+    gathered, and exit 130 with the resume command; the run then resumes to the end."""
+    out, logs = tmp_path / "run", tmp_path / "logs"
+    extra = ("train.max_steps=6", "eval.every=2", *EVALUATED, *PARTIAL_FC,
+             "data.synthetic.val_pairs=100")  # fmt: skip
+    ranks = _rank_processes(out, logs, *extra)
+    try:
+        _wait_for_line(logs / "rank0.out", "step 2/6:", ranks)  # logged just before evaluating
+        ranks[0].send_signal(signal.SIGINT)
+        codes = [rank.wait(timeout=180) for rank in ranks]
+    finally:
+        for rank in ranks:
+            _kill_session(rank)
+    errors = [(logs / f"rank{rank}.err").read_text() for rank in (0, 1)]
+    assert codes == [130, 130], errors
+    last = out / "last.pt"
+    for error in errors:  # rank 1 stops on rank 0's signal
+        assert f"stopped by SIGINT at step 2/6; saved {last}: continue with --resume {last}" in (
+            error
+        )
+    assert "step 2: synthetic accuracy" in (logs / "rank0.out").read_text()  # it finished
+    for name in ("best.pt", "last.pt"):
+        ckpt = Checkpoint.load(out / name)
+        assert ckpt.step == 2 and ckpt.head["weight"].shape == (8, 16)  # all 8 centers
+    resumed = subprocess.run(
+        [sys.executable, "-m", "faceforge", "train", *TINY, f"train.output_dir={out}",
+         *extra, "eval.every=0", "eval.synthetic_pairs=false", f"--resume={last}"],
+        capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert Checkpoint.load(last).step == 6
 
 
 def _children(pid: int) -> list[int]:
@@ -120,10 +272,15 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture(scope="module", params=["full", "partial_fc"])
 def torchrun_run(request, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, tuple]:
-    head = ("head.partial_fc=true", "head.sample_rate=0.5") if request.param != "full" else ()
+    """4 steps, evaluated at step 2 (rank 0 evaluates, every rank saves best.pt: a
+    collective with Partial FC) and at the end."""
+    head = PARTIAL_FC if request.param != "full" else ()
     out = tmp_path_factory.mktemp("torchrun") / "run"
-    process = _torchrun(out, "train.max_steps=4", *head)
-    stdout, stderr = process.communicate(timeout=300)
+    process = _torchrun(out, "train.max_steps=4", "eval.every=2", *EVALUATED, *head)
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        _kill_session(process)
     assert process.returncode == 0, stderr
     return out, stdout, head
 
@@ -134,7 +291,28 @@ def test_torchrun_trains_with_two_processes(torchrun_run) -> None:
     assert ckpt.step == 4
     assert ckpt.head["weight" if head else "fc.weight"].shape == (8, 16)  # all 8 centers
     assert stdout.count("done: 4 steps") == 1  # rank 0 alone reports
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "last.pt"]
+    assert stdout.count("step 2: synthetic accuracy") == 1
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [".faceforge-run", "best.pt", "config.yaml", "last.pt"]
+
+
+def test_rank_0_evaluations_equal_the_checkpoints_evaluated_alone(torchrun_run) -> None:
+    """What rank 0 measured during the run (stored in each checkpoint, logged) is what the
+    checkpoint alone measures on the same pairs: the evaluation saw exactly the saved
+    weights, the BatchNorm statistics included."""
+    out, stdout, _ = torchrun_run
+    for name in ("best.pt", "last.pt"):
+        model = load_backbone(out / name)
+        vset = synthetic_verification_set(model.config.data.synthetic)
+        alone = evaluate_model(
+            model.backbone, vset, preprocess=model.preprocess, flip=model.config.eval.flip,
+            batch_size=model.config.eval.batch_size,
+        ).to_dict()  # fmt: skip
+        stored = model.metrics[vset.name]
+        for key in ("accuracy", "accuracy_std", "best_threshold", "auc", "eer", "val", "xnorm"):
+            assert stored[key] == pytest.approx(alone[key], rel=1e-6, abs=1e-9), (name, key)
+    last = Checkpoint.load(out / "last.pt").metrics["synthetic"]
+    assert f"step 4: synthetic accuracy {100 * last['accuracy']:.2f}" in stdout
 
 
 def test_a_two_process_checkpoint_resumes_in_one_process(torchrun_run, tmp_path) -> None:

@@ -43,6 +43,7 @@ def test_a_typo_in_data_source_fails_before_anything_is_built() -> None:
         ("data.synthetic.num_identities=1", "num_identities=1: must be >= 2"),
         ("head.margin=2.0", "head.margin for arcface"),
         ("loss.focal_gamma=-1", "loss.focal_gamma must be >= 0"),
+        ("train.collective_timeout_minutes=0", "collective_timeout_minutes=0.0: must be > 0"),
     ],
 )
 def test_out_of_range_values_fail_at_load(override: str, message: str) -> None:

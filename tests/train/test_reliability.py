@@ -57,7 +57,7 @@ def test_resume_applies_new_learning_rate_and_steps(tmp_path: Path) -> None:
     fit(*quiet_setup(tiny_config(tmp_path, "train.max_steps=2", "optim.schedule=constant")))
     cfg = tiny_config(tmp_path, "train.max_steps=3", "optim.schedule=constant", "optim.lr=0.05")
     logged: list[str] = []
-    summary = train(cfg, resume=tmp_path / "last.pt", log=logged.append)
+    summary = train(cfg, (), resume=tmp_path / "last.pt", log=logged.append)
     assert summary.steps == 3
     ckpt = Checkpoint.load(tmp_path / "last.pt")
     assert ckpt.optimizer["param_groups"][0]["lr"] == pytest.approx(0.05)
@@ -84,6 +84,44 @@ def test_a_missing_resume_file_fails_before_anything_is_built(tmp_path, monkeypa
     blocked.write_text("")
     with pytest.raises(ConfigError, match="cannot write there"):
         quiet_setup(tiny_config(blocked / "run"))
+
+
+def test_a_bad_resume_file_is_reported_before_any_data_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI builds the held-out pairs (6000 by default: a minute of rendering) only
+    after the resume file was read."""
+    from faceforge.cli import main as cli
+    from faceforge.data import synthetic
+
+    fit(*quiet_setup(tiny_config(tmp_path / "done", "train.max_steps=1")))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((tmp_path / "done" / "last.pt").read_bytes()[:5000])
+
+    def built(*args, **kwargs):
+        raise AssertionError("data built before the resume file was checked")
+
+    for module in (synthetic, engine):  # the CLI used the first, train() uses the second
+        monkeypatch.setattr(module, "synthetic_verification_set", built, raising=False)
+    monkeypatch.setattr(main, "build_run", built)
+    for resume in (tmp_path / "missing.pt", truncated):
+        out = tmp_path / "run"
+        assert cli(["train", f"--resume={resume}", f"train.output_dir={out}"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("faceforge train: error: ") and f"'{resume}'" in error
+        assert error.count("\n") == 1 and not out.exists()
+
+
+def test_a_run_that_fails_opening_its_data_leaves_no_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    cfg = tiny_config(tmp_path / "run", "data.source=folder", f"data.path={missing}")
+    with pytest.raises(DataError):
+        quiet_setup(cfg)
+    assert list(tmp_path.iterdir()) == []
+    bad_set = tiny_config(tmp_path / "run", f"eval.bins=[{missing}.bin]", "train.max_steps=1")
+    with pytest.raises(DataError, match="no such file"):
+        train(bad_set, log=lambda _: None)  # the evaluation sets open after the training data
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_new_run_never_overwrites_an_old_one(tmp_path: Path) -> None:
@@ -128,7 +166,7 @@ def test_one_identity_and_silent_progress(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="1 identity: a classifier needs at least two"):
         quiet_setup(cfg)
     logged: list[str] = []
-    train(tiny_config(tmp_path / "quiet", "train.max_steps=2"), log=logged.append)
+    train(tiny_config(tmp_path / "quiet", "train.max_steps=2"), (), log=logged.append)
     assert any(line.startswith("step 2/2: loss ") for line in logged)
 
 

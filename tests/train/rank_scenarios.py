@@ -1,0 +1,87 @@
+"""Two gloo processes in which one fails to join the other; run as a script by
+test_distributed.py under a hard timeout, so a regression fails instead of hanging the suite.
+
+``python rank_scenarios.py SCENARIO OUT PORT`` writes ``OUT/rank{r}.txt``: ``ok`` or the
+error that ended that rank, as ``TypeName: message``.
+
+- ``timeout``, ``timeout-cuda``: rank 1 waits for rank 0's evaluation, which never comes
+  (rank 0 waits for rank 1 to give up, on a file, before it leaves); ``-cuda`` sets up the
+  process group of a CUDA run (gloo carries the decisions there too; NCCL is never started,
+  so both ranks may share one GPU).
+- ``error``: rank 1 fails with a data error at step 2 of a Partial FC run; rank 0 must not
+  wait for it forever.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+
+#: the collective limit of these scenarios: 1.2 seconds
+TIMEOUT_MINUTES = 0.02
+
+
+def _timeout(rank: int, out: Path, device: str = "cpu") -> None:
+    from faceforge.train.distributed import Distributed
+
+    dist = Distributed(rank, 2, 0)
+    dist.setup(torch.device(device), TIMEOUT_MINUTES)
+    if rank == 1:
+        dist.from_main(lambda: None, "rank 0's evaluation at step 3")
+    else:
+        while not (out / "rank1.txt").exists():  # leave only after rank 1 gave up
+            time.sleep(0.05)
+
+
+def _error(rank: int, out: Path) -> None:
+    from test_main import tiny_config
+
+    from faceforge.errors import DataError
+    from faceforge.train import engine
+    from faceforge.train.distributed import Distributed
+    from faceforge.train.main import fit, setup
+
+    cfg = tiny_config(
+        out / "run", "head.partial_fc=true", "train.max_steps=6",
+        f"train.collective_timeout_minutes={TIMEOUT_MINUTES * 100}",  # 2 minutes: not a timeout
+    )  # fmt: skip
+    run, state = setup(cfg, log=lambda _: None, dist=Distributed(rank, 2, 0))
+    real_step = engine.train_step
+
+    def failing_step(run, state, *batches):
+        if rank == 1 and state.step == 2:
+            raise DataError("img_0042.jpg: not a readable image")
+        return real_step(run, state, *batches)
+
+    engine.train_step = failing_step
+    fit(run, state)
+
+
+SCENARIOS = {
+    "timeout": _timeout,
+    "timeout-cuda": lambda rank, out: _timeout(rank, out, "cuda"),
+    "error": _error,
+}
+
+
+def _worker(rank: int, scenario: str, out: Path, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        SCENARIOS[scenario](rank, out)
+        outcome = "ok"
+    except Exception as exc:  # reported to the test, which checks it
+        outcome = f"{type(exc).__name__}: {exc}"
+    (out / f"rank{rank}.tmp").write_text(outcome)
+    (out / f"rank{rank}.tmp").rename(out / f"rank{rank}.txt")
+    os._exit(0)  # no process-group teardown: the peer may be gone
+
+
+if __name__ == "__main__":
+    scenario, out, port = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    mp.spawn(_worker, args=(scenario, out, port), nprocs=2)
