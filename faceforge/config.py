@@ -20,7 +20,14 @@ from typing import Any
 
 import yaml
 
-from faceforge.errors import ConfigError
+from faceforge.errors import ConfigError, clip, first_line, shorten
+
+#: a config file is a few kilobytes; anything past this is not one
+MAX_CONFIG_BYTES = 1 << 20
+#: values a config (file or override) may hold with YAML aliases and merge keys expanded, and
+#: how deeply they may nest: a full recipe holds about 150 values, three levels deep
+MAX_CONFIG_VALUES = 10_000
+MAX_CONFIG_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -261,7 +268,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {shorten(value)}")
         return _build(annotation, value, key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -273,22 +280,22 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        raise ConfigError(f"{key}: expected true/false, got {shorten(value)}")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise ConfigError(f"{key}: expected an integer, got {shorten(value)}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         # YAML 1.1 reads exponents without a dot (5e-4, 1e-3) as strings
         with contextlib.suppress(ValueError, TypeError):
             return float(value)
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(f"{key}: expected a number, got {shorten(value)}")
     if annotation is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        raise ConfigError(f"{key}: expected a string, got {shorten(value)}")
     return value
 
 
@@ -300,7 +307,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
             known = ", ".join(sorted(names))
-            raise ConfigError(f"unknown config key {dotted!r}; known keys here: {known}")
+            raise ConfigError(f"unknown config key {shorten(dotted)}; known keys here: {known}")
         kwargs[key] = _coerce(value, hints[key], dotted)
     return cls(**kwargs)
 
@@ -329,7 +336,7 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+            raise ConfigError(f"override {shorten(dotted)}: {shorten(part)} is not a section")
         node = child
     node[parts[-1]] = value
 
@@ -338,12 +345,70 @@ def parse_override(text: str) -> tuple[str, Any]:
     """Split ``a.b=value`` and parse the value as YAML (so ``0.1``, ``true``, ``[1, 2]`` work)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} must look like section.key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+        raise ConfigError(f"override {shorten(text)} must look like section.key=value")
+    value = parse_yaml(raw, f"override {shorten(text)}") if raw.strip() else ""
     return key.strip(), value
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document that holds more than
+    :data:`MAX_CONFIG_VALUES` values once aliases are expanded, nests deeper than
+    :data:`MAX_CONFIG_DEPTH` or contains itself.
+
+    Aliases let a few hundred bytes stand for billions of values (the "billion laughs"); they
+    stay legal, since anchors are a fair way to share settings, but their expansion is counted
+    while the document is composed, before anything is built or printed from it.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._values: dict[int, int] = {}  # id(node) -> values it expands to, once complete
+        self._composed = 0
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            target = self.anchors.get(self.peek_event().anchor)
+            if target is not None and id(target) not in self._values:
+                self._refuse("an alias refers to the value that contains it")
+            return super().compose_node(parent, index)
+        self._composed += 1
+        self._depth += 1
+        if self._depth > MAX_CONFIG_DEPTH:
+            self._refuse(f"values nest deeper than {MAX_CONFIG_DEPTH} levels")
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        size = 1 + sum(self._values[id(child)] for child in _children(node))
+        if max(size, self._composed) > MAX_CONFIG_VALUES:
+            self._refuse(
+                f"it expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases repeat "
+                "what they name); a config holds a few hundred"
+            )
+        self._values[id(node)] = size
+        return node
+
+    def _refuse(self, problem: str) -> None:
+        raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else []
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``text`` parsed as YAML by a safe loader whose output is bounded (see
+    :class:`_BoundedLoader`); any failure is one :class:`ConfigError` line naming ``source``."""
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = clip(str(exc.problem or exc.context))
+        raise ConfigError(f"{source}: not valid YAML: {problem}{where}") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an over-long integer, a bad date
+        raise ConfigError(f"{source}: not valid YAML: {first_line(exc)}") from None
 
 
 def builtin_config_path(name: str) -> Path:
@@ -364,10 +429,9 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not file.is_file():
             what = "is a folder, not a YAML file" if file.is_dir() else "not found"
             raise ConfigError(f"config file {str(path)!r} {what}")
-        try:
-            loaded = yaml.safe_load(file.read_text(errors="replace")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML ({exc})") from None
+        if file.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{file}: over {MAX_CONFIG_BYTES >> 20} MiB, not a config file")
+        loaded = parse_yaml(file.read_text(errors="replace"), str(file)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: top level must be a mapping of sections")
         values = loaded
