@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from faceforge.cli.arguments import ranged
 from faceforge.errors import ConfigError
 
 OVERRIDE_HELP = "dotted config overrides, e.g. optim.lr=0.05 train.max_steps=100"
@@ -106,7 +107,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Example: faceforge plan --config ms1mv3_iresnet50_arcface_pfc --gpus 8 --classes 93431",
     )
     plan.add_argument("--config", required=True, help="YAML file or shipped recipe name")
-    plan.add_argument("--gpus", type=int, default=1, help="processes of the torchrun job")
-    plan.add_argument("--classes", type=int, help="identities (default: the synthetic count)")
+    plan.add_argument(
+        "--gpus", type=ranged(int, 1), default=1, help="processes of the torchrun job"
+    )
+    plan.add_argument(
+        "--classes", type=ranged(int, 1), help="identities (default: the synthetic count)"
+    )
     plan.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     plan.set_defaults(func=_plan)
