@@ -21,13 +21,10 @@ from typing import Any
 import yaml
 
 from faceforge.errors import ConfigError, clip, first_line, shorten
+from faceforge.safe_yaml import BoundedLoader
 
 #: a config file is a few kilobytes; anything past this is not one
 MAX_CONFIG_BYTES = 1 << 20
-#: values a config (file or override) may hold with YAML aliases and merge keys expanded, and
-#: how deeply they may nest: a full recipe holds about 150 values, three levels deep
-MAX_CONFIG_VALUES = 10_000
-MAX_CONFIG_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -350,58 +347,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a document that holds more than
-    :data:`MAX_CONFIG_VALUES` values once aliases are expanded, nests deeper than
-    :data:`MAX_CONFIG_DEPTH` or contains itself.
-
-    Aliases let a few hundred bytes stand for billions of values (the "billion laughs"); they
-    stay legal, since anchors are a fair way to share settings, but their expansion is counted
-    while the document is composed, before anything is built or printed from it.
-    """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._values: dict[int, int] = {}  # id(node) -> values it expands to, once complete
-        self._composed = 0
-        self._depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        if self.check_event(yaml.AliasEvent):
-            target = self.anchors.get(self.peek_event().anchor)
-            if target is not None and id(target) not in self._values:
-                self._refuse("an alias refers to the value that contains it")
-            return super().compose_node(parent, index)
-        self._composed += 1
-        self._depth += 1
-        if self._depth > MAX_CONFIG_DEPTH:
-            self._refuse(f"values nest deeper than {MAX_CONFIG_DEPTH} levels")
-        node = super().compose_node(parent, index)
-        self._depth -= 1
-        size = 1 + sum(self._values[id(child)] for child in _children(node))
-        if max(size, self._composed) > MAX_CONFIG_VALUES:
-            self._refuse(
-                f"it expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases repeat "
-                "what they name); a config holds a few hundred"
-            )
-        self._values[id(node)] = size
-        return node
-
-    def _refuse(self, problem: str) -> None:
-        raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [item for pair in node.value for item in pair]
-    return node.value if isinstance(node, yaml.SequenceNode) else []
-
-
 def parse_yaml(text: str, source: str) -> Any:
     """``text`` parsed as YAML by a safe loader whose output is bounded (see
-    :class:`_BoundedLoader`); any failure is one :class:`ConfigError` line naming ``source``."""
+    :class:`~faceforge.safe_yaml.BoundedLoader`); any failure is one :class:`ConfigError`
+    line naming ``source``."""
     try:
-        return yaml.load(text, Loader=_BoundedLoader)
+        return yaml.load(text, Loader=BoundedLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
