@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from faceforge.errors import ConfigError, clip, first_line, shorten
-from faceforge.safe_yaml import BoundedLoader
+from faceforge.safe_yaml import BoundedLoader, located
 
 #: a config file is a few kilobytes; anything past this is not one
 MAX_CONFIG_BYTES = 1 << 20
@@ -348,18 +348,13 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def parse_yaml(text: str, source: str) -> Any:
-    """``text`` parsed as YAML by a safe loader whose output is bounded (see
-    :class:`~faceforge.safe_yaml.BoundedLoader`); any failure is one :class:`ConfigError`
-    line naming ``source``."""
+    """``text`` read by the bounded safe loader (:mod:`faceforge.safe_yaml`); any failure is
+    one :class:`ConfigError` line naming ``source``."""
     try:
         return yaml.load(text, Loader=BoundedLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = clip(str(exc.problem or exc.context))
-        raise ConfigError(f"{source}: not valid YAML: {problem}{where}") from None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: an over-long integer, a bad date
-        raise ConfigError(f"{source}: not valid YAML: {first_line(exc)}") from None
+        problem = located(exc) if isinstance(exc, yaml.MarkedYAMLError) else first_line(exc)
+        raise ConfigError(f"{source}: not valid YAML: {clip(problem)}") from None
 
 
 def builtin_config_path(name: str) -> Path:

@@ -61,3 +61,10 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [item for pair in node.value for item in pair]
     return node.value if isinstance(node, yaml.SequenceNode) else []
+
+
+def located(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem and where it is, on one line (its message spans several)."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"{exc.problem or exc.context}{where}"
