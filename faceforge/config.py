@@ -20,7 +20,11 @@ from typing import Any
 
 import yaml
 
-from faceforge.errors import ConfigError
+from faceforge.errors import ConfigError, clip, first_line, shorten
+from faceforge.safe_yaml import BoundedLoader, located
+
+#: a config file is a few kilobytes; anything past this is not one
+MAX_CONFIG_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -270,7 +274,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {shorten(value)}")
         return _build(annotation, value, key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -282,22 +286,22 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        raise ConfigError(f"{key}: expected true/false, got {shorten(value)}")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise ConfigError(f"{key}: expected an integer, got {shorten(value)}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         # YAML 1.1 reads exponents without a dot (5e-4, 1e-3) as strings
         with contextlib.suppress(ValueError, TypeError):
             return float(value)
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(f"{key}: expected a number, got {shorten(value)}")
     if annotation is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        raise ConfigError(f"{key}: expected a string, got {shorten(value)}")
     return value
 
 
@@ -309,7 +313,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
             known = ", ".join(sorted(names))
-            raise ConfigError(f"unknown config key {dotted!r}; known keys here: {known}")
+            raise ConfigError(f"unknown config key {shorten(dotted)}; known keys here: {known}")
         kwargs[key] = _coerce(value, hints[key], dotted)
     return cls(**kwargs)
 
@@ -338,7 +342,7 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+            raise ConfigError(f"override {shorten(dotted)}: {shorten(part)} is not a section")
         node = child
     node[parts[-1]] = value
 
@@ -347,12 +351,19 @@ def parse_override(text: str) -> tuple[str, Any]:
     """Split ``a.b=value`` and parse the value as YAML (so ``0.1``, ``true``, ``[1, 2]`` work)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override {text!r} must look like section.key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+        raise ConfigError(f"override {shorten(text)} must look like section.key=value")
+    value = parse_yaml(raw, f"override {shorten(text)}") if raw.strip() else ""
     return key.strip(), value
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``text`` read by the bounded safe loader (:mod:`faceforge.safe_yaml`); any failure is
+    one :class:`ConfigError` line naming ``source``."""
+    try:
+        return yaml.load(text, Loader=BoundedLoader)
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an over-long integer, a bad date
+        problem = located(exc) if isinstance(exc, yaml.MarkedYAMLError) else first_line(exc)
+        raise ConfigError(f"{source}: not valid YAML: {clip(problem)}") from None
 
 
 def builtin_config_path(name: str) -> Path:
@@ -373,10 +384,9 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not file.is_file():
             what = "is a folder, not a YAML file" if file.is_dir() else "not found"
             raise ConfigError(f"config file {str(path)!r} {what}")
-        try:
-            loaded = yaml.safe_load(file.read_text(errors="replace")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML ({exc})") from None
+        if file.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{file}: over {MAX_CONFIG_BYTES >> 20} MiB, not a config file")
+        loaded = parse_yaml(file.read_text(errors="replace"), str(file)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: top level must be a mapping of sections")
         values = loaded

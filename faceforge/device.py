@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from faceforge.errors import ConfigError
+from faceforge.errors import ConfigError, shorten
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -16,7 +16,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
         raise ConfigError(
-            f"unknown device {device!r}; use auto, cpu, cuda or cuda:<index>"
+            f"unknown device {shorten(device)}; use auto, cpu, cuda or cuda:<index>"
         ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {str(device)!r} requested but no CUDA device is available")

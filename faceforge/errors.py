@@ -1,11 +1,43 @@
 """Exceptions raised for bad user input; each message says what to fix."""
 
+import reprlib
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, for wrapping a library's error in one line
-    of ours; its type name when the message is empty."""
+#: characters of a value an error message quotes (input can be any size)
+QUOTED_CHARS = 80
+
+
+class _BriefRepr(reprlib.Repr):
+    """reprlib's bounded repr (a few items per container, a few levels), with huge integers
+    described by their size (Python refuses to print those over 4300 digits)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, limit, limit, limit
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 4096:  # ~1200 digits: cut anyway, and near what Python prints
+            return f"<{x.bit_length()}-bit integer>"
+        return super().repr_int(x, level)
+
+
+def shorten(value: object, limit: int = QUOTED_CHARS) -> str:
+    """``repr(value)`` for an error message, at most about ``limit`` characters however large
+    or deeply shared ``value`` is: containers are abbreviated before they are formatted, so
+    quoting a YAML alias bomb or a gigabyte string costs nothing."""
+    return clip(_BriefRepr(limit).repr(value), limit)
+
+
+def clip(text: str, limit: int = 4 * QUOTED_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in "..." when cut."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def first_line(exc: BaseException, limit: int = 4 * QUOTED_CHARS) -> str:
+    """The first line of an exception's message (cut to ``limit`` characters: libraries quote
+    our input in theirs), for wrapping a library's error in one line of ours; its type name
+    when the message is empty."""
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return clip(lines[0], limit) if lines else type(exc).__name__
 
 
 class FaceforgeError(Exception):

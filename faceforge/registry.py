@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from faceforge.errors import UnknownChoiceError
+from faceforge.errors import UnknownChoiceError, shorten
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            what = f"{field}={name!r}" if field else repr(name)
+            what = f"{field}={shorten(name)}" if field else shorten(name)
             raise UnknownChoiceError(
                 f"unknown {self.kind} {what}; valid choices: {', '.join(self.names())}"
             ) from None

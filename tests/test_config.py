@@ -99,3 +99,90 @@ def test_recipes_cover_the_seeds() -> None:
     assert "quickstart" in names
     assert {"arcface", "cosface", "sphereface"} <= heads
     assert any(load_config(p).loss.center_weight == 0.005 for p in SHIPPED)
+
+
+def alias_bomb(levels: int) -> str:
+    """A YAML "billion laughs" in flow style: each level lists nine aliases of the level
+    below, so a few dozen bytes per level stand for ``9 ** levels`` strings."""
+    items = ["&l0 [" + ", ".join(["lol"] * 9) + "]"]
+    items += [f"&l{n} [" + ", ".join([f"*l{n - 1}"] * 9) + "]" for n in range(1, levels)]
+    return "[" + ", ".join(items) + "]"
+
+
+@pytest.mark.parametrize("where", ["file", "override"])
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path, where: str) -> None:
+    """Six levels (half a million strings; the issue's 465-byte file has nine, 387 million):
+    refused while composing, and the message quotes none of it."""
+    bomb = alias_bomb(6)
+    assert len(bomb) == 306
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"data:\n  source: {bomb}\n")
+    with pytest.raises(ConfigError) as info:
+        if where == "file":
+            load_config(path)
+        else:
+            load_config(None, [f"data.source={bomb}"])
+    message = str(info.value)
+    assert "expands to more than 10,000 values" in message
+    assert len(message) < 400 and "\n" not in message
+
+
+def test_anchors_and_merge_keys_within_the_bound_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "shared.yaml"
+    path.write_text(
+        "optim: &common {lr: 0.05, momentum: 0.8}\n"
+        "eval: {bins: &bins [a.bin, b.bin], batch_size: 64}\n"
+    )
+    cfg = load_config(path, ["data.synthetic={<<: {seed: 3}, val_pairs: 10}"])
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.eval.bins) == (0.05, 0.8, ("a.bin", "b.bin"))
+    assert (cfg.data.synthetic.seed, cfg.data.synthetic.val_pairs) == (3, 10)
+
+
+@pytest.mark.parametrize(
+    ("override", "quoted"),
+    [
+        ("data.source=[" + "x, " * 5000 + "]", "data.source: expected a string, got ['x', "),
+        ("train.seed='" + "9" * 100_000 + "'", "train.seed: expected an integer, got '999"),
+        ("model=" + "m" * 100_000, "model: expected a mapping, got 'mmm"),
+    ],
+)
+def test_errors_quote_a_huge_value_cut_short(override: str, quoted: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    message = str(info.value)
+    assert message.startswith(quoted) and "..." in message and len(message) < 150
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        ("data.source=[a, b", r"expected ',' or '\]', but got '<stream end>' \(line 1, column 6\)"),
+        ("data.source=" + "[" * 5000, r"values nest deeper than 16 levels"),
+        ("data.source=&a [*a]", r"an alias refers to the value that contains it"),
+        ("data.source=*nowhere", r"found undefined alias 'nowhere'"),
+        ("train.seed=" + "1" * 5000, r"Exceeds the limit \(4300 digits\)"),
+        ("train.amp=2020-13-45", r"month must be in 1..12"),
+    ],
+)
+def test_yaml_a_config_cannot_hold_is_one_config_error_line(override: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=r"override '.*': not valid YAML: " + problem) as info:
+        load_config(None, [override])
+    assert "\n" not in str(info.value)
+
+
+def test_a_syntax_error_in_a_file_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim:\n  lr: 0.1\n\tmomentum: 0.9\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: not valid YAML: found character '\\t' that cannot start any token "
+        "(line 3, column 1)"
+    )
+
+
+def test_a_file_larger_than_any_config_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text("# padding\n" * 110_000)  # 1.1 MB
+    with pytest.raises(ConfigError, match="over 1 MiB, not a config file"):
+        load_config(path)

@@ -22,3 +22,11 @@ def test_duplicate_name_raises() -> None:
 def test_missing_name_lists_available() -> None:
     with pytest.raises(KeyError, match="unknown thing 'z'; valid choices: a, b"):
         Registry.of("thing", {"a": int, "b": int}).get("z")
+
+
+def test_a_huge_unknown_name_is_quoted_cut_short() -> None:
+    with pytest.raises(KeyError) as info:
+        Registry.of("thing", {"a": int}).get("z" * 1_000_000, "data.source")
+    message = str(info.value)
+    assert message.startswith("unknown thing data.source='zzz") and len(message) < 150
+    assert message.endswith("valid choices: a")

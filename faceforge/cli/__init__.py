@@ -7,6 +7,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from faceforge.cli.arguments import Parser, UsageError
 from faceforge.errors import FaceforgeError, TrainingInterrupted
 
 # Each module exposes ``register(subparsers)`` adding its subcommands with ``func=handler``.
@@ -22,7 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="faceforge", description="Train, evaluate and deploy face recognition models."
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -33,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; expected errors print a one-line message and exit with status 2."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         return _run(args)

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from faceforge.cli.arguments import image_side, ranged
 from faceforge.cli.model_commands import add_max_pixels_option
 from faceforge.data.image_io import MAX_DATASET_PIXELS
 from faceforge.errors import DataError
@@ -71,10 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "paths", nargs="+", metavar="PATH", help="SRC DST (with --to-bin: the output .bin)"
     )
-    p.add_argument("--quality", type=int, help="re-encode as JPEG of this quality (1-100)")
-    p.add_argument("--size", type=int, help="resize to SIZE x SIZE (re-encodes; .bin: side)")
+    p.add_argument(
+        "--quality", type=ranged(int, 1, 100), help="re-encode as JPEG of this quality (1-100)"
+    )
+    p.add_argument("--size", type=image_side, help="resize to SIZE x SIZE (re-encodes; .bin: side)")
     p.add_argument("--shuffle", action="store_true", help="write the images in random order")
-    p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    p.add_argument("--seed", type=ranged(int, 0), default=0, help="shuffle seed (default 0)")
     p.add_argument(
         "--skip-corrupt",
         action="store_true",
@@ -95,6 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=f"Count images and classes and sample image sizes. {FORMATS_HELP}",
     )
     p.add_argument("path", help="dataset: .rec, folder with train.rec, .lmdb, list or folder")
-    p.add_argument("--sample", type=int, default=1000, help="images decoded for the histograms")
+    p.add_argument(
+        "--sample", type=ranged(int, 0), default=1000, help="images decoded for the histograms"
+    )
     add_max_pixels_option(p, MAX_DATASET_PIXELS, "images")
     p.set_defaults(func=_inspect)

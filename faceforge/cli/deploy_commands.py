@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faceforge.cli.arguments import image_side, ranged
 from faceforge.cli.model_commands import (
     add_detector_options,
     add_max_pixels_option,
@@ -23,7 +24,7 @@ from faceforge.cli.model_commands import (
     model_source,
 )
 from faceforge.data.image_io import MAX_PHOTO_PIXELS
-from faceforge.errors import ConfigError, DataError
+from faceforge.errors import DataError
 from faceforge.inference.matching.gallery import MODES
 from faceforge.inference.matching.index import INDEX_TYPES
 from faceforge.prepare.align_folder import MULTIPLE_FACE_POLICIES, NO_FACE_POLICIES
@@ -31,13 +32,6 @@ from faceforge.prepare.align_folder import MULTIPLE_FACE_POLICIES, NO_FACE_POLIC
 if TYPE_CHECKING:
     from faceforge.inference.matching.threshold import Threshold
     from faceforge.inference.pipeline import FacePipeline
-
-
-def _positive(value: int, flag: str) -> int:
-    """``value`` when it is at least 1; a ConfigError naming ``flag`` otherwise."""
-    if value < 1:
-        raise ConfigError(f"{flag} must be a positive number, got {value}")
-    return value
 
 
 def _progress_bar(args: argparse.Namespace, total: int, desc: str) -> Any:
@@ -59,7 +53,7 @@ def _decision_threshold(pipeline: FacePipeline) -> Threshold:
 def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=ranged(float, -1, 1),
         help="cosine-similarity threshold (default: the model's stored best 10-fold threshold)",
     )
     parser.add_argument(
@@ -146,14 +140,13 @@ def _enroll(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from faceforge.inference.matching.gallery import Gallery
 
-    top_k = _positive(args.top_k, "--top-k")
     gallery = Gallery.load(args.gallery)
     pipeline = build_pipeline(args)
     embedder = pipeline.embedder
     gallery.check_model(embedder.fingerprint, embedder.embedding_size, f"gallery {args.gallery}")
     threshold = _decision_threshold(pipeline)
     for image in args.images:
-        result = pipeline.search(image, gallery, top_k=top_k)
+        result = pipeline.search(image, gallery, top_k=args.top_k)
         print(f"{image}: {result.identity}")
         for rank, match in enumerate(result.matches, 1):
             print(f"  {rank}. {match.name}  {match.score:.4f}")
@@ -233,8 +226,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("src", help="image folder (e.g. <identity>/<image>.jpg)")
     p.add_argument("dst", help="output folder")
-    p.add_argument("--size", type=int, default=112, help="output height (and width)")
-    p.add_argument("--width", type=int, help="output width if not square (96 for 112x96)")
+    p.add_argument("--size", type=image_side, default=112, help="output height (and width)")
+    p.add_argument("--width", type=image_side, help="output width if not square (96 for 112x96)")
     p.add_argument("--template", default="arcface")
     p.add_argument(
         "--multiple",
@@ -248,8 +241,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="skip",
         help="policy for images without a detected face",
     )
-    p.add_argument("--min-face-size", type=float, default=20.0, help="in pixels")
-    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--min-face-size", type=ranged(float, 1), default=20.0, help="in pixels")
+    p.add_argument("--workers", type=ranged(int, 1), default=1, help="worker processes")
     p.add_argument("--overwrite", action="store_true", help="redo images already aligned")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_detector_options(p)
@@ -299,7 +292,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="+", help="query images")
     p.add_argument("--gallery", required=True, help="gallery folder made by enroll")
-    p.add_argument("--top-k", type=int, default=5, help="matches to print per image")
+    p.add_argument("--top-k", type=ranged(int, 1), default=5, help="matches to print per image")
     add_model_options(p)
     _add_threshold_options(p)
     p.set_defaults(func=_search)
@@ -312,7 +305,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_source_options(p)
     p.add_argument("--onnx", required=True, help="output .onnx file")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=ranged(int, 1), default=17)
     p.add_argument("--int8", action="store_true", help="also write a static-int8 model")
     p.add_argument("--calibration", help="folder of aligned faces for int8 calibration")
     p.add_argument("--int8-output", help="int8 model path (default: <onnx>.int8.onnx)")

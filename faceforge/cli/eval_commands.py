@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.cli.arguments import image_side, ranged
 from faceforge.cli.model_commands import add_source_options, model_source
 from faceforge.core.precision import PRECISIONS
 from faceforge.data.images import RESIZE_MODES
@@ -65,8 +66,6 @@ def _pair_lists(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 def _pack_bin(args: argparse.Namespace) -> int:
     """Write one insightface ``.bin`` from a pairs file over an image folder."""
-    if args.size < 1:
-        raise ConfigError(f"--size must be a positive number of pixels, got {args.size}")
     _check_output(args.output, "output")
     pair_lists = _pair_lists(args)
     if len(pair_lists) != 1:
@@ -299,14 +298,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fit images that are not the model's input size (default: require it)",
     )
     p.add_argument(
-        "--batch-size", type=int, help="images per batch (default: the config's eval.batch_size)"
+        "--batch-size",
+        type=ranged(int, 1),
+        help="images per batch (default: the config's eval.batch_size)",
     )
     p.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,
         help="flip test-time augmentation (default: the config's eval.flip, normally on)",
     )
-    p.add_argument("--folds", type=int, default=10, help="cross-validation folds (default 10)")
+    p.add_argument(
+        "--folds", type=ranged(int, 2), default=10, help="cross-validation folds (default 10)"
+    )
     p.add_argument("--roc", help="write ROC curves (log FAR axis) to this PNG")
     _add_runtime_options(p)
     p.set_defaults(func=_eval)
@@ -324,7 +327,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--images", help="image folder of --pairs (<name>/<name>_NNNN.<ext>)")
     p.add_argument("--pair-list", nargs=1, default=[], help="CSV/TSV pair list")
     p.add_argument("--root", help="folder relative --pair-list paths start from")
-    p.add_argument("--size", type=int, default=112, help="image side in the .bin (default 112)")
+    p.add_argument(
+        "--size", type=image_side, default=112, help="image side in the .bin (default 112)"
+    )
     p.add_argument("--resize", choices=RESIZE_MODES.names(), help="fit images of another size")
     p.add_argument("--ext", choices=(".jpg", ".png"), default=".jpg", help="image encoding")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -339,10 +344,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--distractors 100000",
     )
     p.add_argument("--checkpoint", help="faceforge checkpoint: embed synthetic faces")
-    p.add_argument("--distractors", type=int, default=10_000, help="synthetic distractor count")
-    p.add_argument("--identities", type=int, default=80, help="synthetic probe identities")
     p.add_argument(
-        "--images-per-identity", type=int, default=5, help="synthetic photos per probe identity"
+        "--distractors", type=ranged(int, 0), default=10_000, help="synthetic distractor count"
+    )
+    p.add_argument(
+        "--identities", type=ranged(int, 1), default=80, help="synthetic probe identities"
+    )
+    p.add_argument(
+        "--images-per-identity",
+        type=ranged(int, 2),
+        default=5,
+        help="synthetic photos per probe identity (one probe, the others its gallery)",
     )
     p.add_argument("--flip", action="store_true", help="flip test-time augmentation")
     p.add_argument("--probe-embeddings", help="(N, D) .npy of probe embeddings")

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from faceforge.cli.arguments import image_side, ranged
 from faceforge.core.precision import PRECISIONS
 from faceforge.data.image_io import MAX_PHOTO_PIXELS
 from faceforge.data.images import RESIZE_MODES
-from faceforge.errors import ConfigError, DataError
+from faceforge.errors import ConfigError, DataError, shorten
 from faceforge.inference.detection.base import SELECTION_POLICIES
 from faceforge.inference.detection.registry import DETECTOR_SPECS
+from faceforge.inference.matching.storage import MAX_EMBEDDING_SIZE
 
 if TYPE_CHECKING:
     from faceforge.core.preprocess import Preprocess
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from faceforge.inference.model_source import ModelSource
     from faceforge.inference.pipeline import FacePipeline
 
+#: an ``--embedding-size`` a gallery can store
+EMBEDDING_SIZE = ranged(int, 1, MAX_EMBEDDING_SIZE)
 #: preprocessing flags of a ``--arch`` model -> Preprocess field
 _CONTRACT_FLAGS = {
     "input_size": "--input-size",
@@ -42,12 +46,12 @@ _CONTRACT_FLAGS = {
 
 def _input_size(text: str) -> tuple[int, int]:
     """``112x96`` -> (112, 96): height x width."""
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
+    parts = text.lower().split("x")
+    if len(parts) != 2:
         raise argparse.ArgumentTypeError(
-            f"expected HEIGHTxWIDTH such as 112x96, got {text!r}"
-        ) from None
+            f"expected HEIGHTxWIDTH such as 112x96, got {shorten(text)}"
+        )
+    height, width = (image_side(part) for part in parts)
     return height, width
 
 
@@ -58,10 +62,16 @@ def add_contract_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--color", choices=("RGB", "BGR"), help="channel order (default RGB)")
     parser.add_argument(
-        "--mean", type=float, nargs=3, help="per-channel mean of pixel/255 (default 0.5 0.5 0.5)"
+        "--mean",
+        type=ranged(float),
+        nargs=3,
+        help="per-channel mean of pixel/255 (default 0.5 0.5 0.5)",
     )
     parser.add_argument(
-        "--std", type=float, nargs=3, help="per-channel std of pixel/255 (default 0.5 0.5 0.5)"
+        "--std",
+        type=ranged(float, above=0),
+        nargs=3,
+        help="per-channel std of pixel/255 (default 0.5 0.5 0.5)",
     )
     parser.add_argument("--template", help="alignment template (default arcface)")
 
@@ -77,7 +87,10 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--arch", help="architecture of an insightface backbone.pth (iresnet50..)")
     parser.add_argument(
-        "--embedding-size", type=int, default=512, help="embedding size of --arch weights"
+        "--embedding-size",
+        type=EMBEDDING_SIZE,
+        default=512,
+        help="embedding size of --arch weights",
     )
     add_contract_options(parser)
 
@@ -120,15 +133,9 @@ def add_detector_options(parser: argparse.ArgumentParser) -> None:
 
 def add_max_pixels_option(parser: argparse.ArgumentParser, default: int, images: str) -> None:
     """``--max-pixels``: the decompression-bomb guard of every image the command decodes."""
-
-    def positive(text: str) -> int:
-        if not text.isdigit() or int(text) < 1:
-            raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {text!r}")
-        return int(text)
-
     parser.add_argument(
         "--max-pixels",
-        type=positive,
+        type=ranged(int, 1),
         default=default,
         metavar="N",
         help=f"refuse {images} whose header declares more than N pixels, before decoding "
@@ -346,7 +353,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("weights", help="backbone.pth (a state dict)")
     p.add_argument("output", help="faceforge checkpoint to write")
     p.add_argument("--arch", required=True, help="backbone architecture (iresnet50, ...)")
-    p.add_argument("--embedding-size", type=int, default=512, help="embedding size (512)")
+    p.add_argument("--embedding-size", type=EMBEDDING_SIZE, default=512, help="embedding size")
     add_contract_options(p)
     p.set_defaults(func=_import)
 
@@ -384,7 +391,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--normalise", action="store_true", help="L2-normalise image features before pooling"
     )
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    p.add_argument("--batch-size", type=ranged(int, 1), default=64, help="images per batch")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--precision", choices=PRECISIONS.names(), default="auto")
     p.add_argument("--json", help="write the results to this JSON file")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from faceforge.cli.arguments import ranged
 from faceforge.errors import ConfigError
 
 OVERRIDE_HELP = "dotted config overrides, e.g. optim.lr=0.05 train.max_steps=100"
@@ -32,8 +33,6 @@ def _demo(args: argparse.Namespace) -> int:
     from faceforge.train.recipe import load_recipe
 
     cfg = load_recipe(args.config, args.overrides)
-    if args.minutes < 0:
-        raise ConfigError(f"--minutes {args.minutes:g}: must be >= 0 (0: the recipe's steps)")
     report = run_demo(cfg, args.minutes)
     print_report(report, cfg)
     return 0
@@ -94,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--config", default="quickstart", help="recipe (default: quickstart)")
     demo.add_argument(
         "--minutes",
-        type=float,
+        type=ranged(float, 0),
         default=10.0,
         help="time budget: the demo measures this machine and trains as many of the recipe's "
         "steps as fit (default 10; 0 runs the recipe's steps whatever they take)",
@@ -110,7 +109,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Example: faceforge plan --config ms1mv3_iresnet50_arcface_pfc --gpus 8 --classes 93431",
     )
     plan.add_argument("--config", required=True, help="YAML file or shipped recipe name")
-    plan.add_argument("--gpus", type=int, default=1, help="processes of the torchrun job")
-    plan.add_argument("--classes", type=int, help="identities (default: the synthetic count)")
+    plan.add_argument(
+        "--gpus", type=ranged(int, 1), default=1, help="processes of the torchrun job"
+    )
+    plan.add_argument(
+        "--classes", type=ranged(int, 1), help="identities (default: the synthetic count)"
+    )
     plan.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     plan.set_defaults(func=_plan)

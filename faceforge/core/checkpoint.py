@@ -4,11 +4,15 @@ A :class:`Checkpoint` holds the resolved config, the preprocessing contract and 
 (enough to embed faces), plus the training state to resume exactly (head, loss, optimizer,
 scheduler, grad scaler, step, RNG, history). On disk it is a dict of tensors and plain values:
 
-* loaded with ``torch.load(weights_only=True)``, so a crafted file cannot run code;
+* read by :func:`~faceforge.core.safe_load.load_weights_only`, so a crafted file can neither
+  run code nor make loading allocate or walk more than its size warrants;
 * written atomically (temporary file, fsync, rename);
 * tagged with a format ``version``: a file from a newer faceforge is refused by name;
 * sealed with a SHA-256 over every stored value, checked on load: a flipped bit or a partial
   copy is a :class:`~faceforge.errors.CheckpointError`, never silently different weights.
+  The hash guards against damage, not against a forger (who can recompute it), so no damage
+  can switch it off: only a file with neither version nor hash that holds exactly what
+  faceforge 0.1 wrote loads unverified, with a warning.
 
 >>> ckpt = Checkpoint(config=Config(), backbone=model.state_dict())  # doctest: +SKIP
 >>> ckpt.save("model.pt"); Checkpoint.load("model.pt").step  # doctest: +SKIP
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +35,21 @@ from torch import Tensor, nn
 from faceforge import __version__
 from faceforge.config import Config, config_from_dict, config_to_dict
 from faceforge.core.preprocess import Preprocess
-from faceforge.errors import CheckpointError, ConfigError, first_line
+from faceforge.core.safe_load import load_weights_only
+from faceforge.errors import CheckpointError, ConfigError, first_line, shorten
 from faceforge.files import atomic_open
 from faceforge.models import build_backbone
 
 FORMAT = "faceforge-checkpoint"
-#: version 1: typed fields + ``content_hash``; version 0 (faceforge 0.1) had no hash
+#: version 1: typed fields + ``content_hash``; faceforge 0.1 wrote neither version nor hash
 VERSION = 1
+#: entries beside the fields: what the file is, which format, who wrote it, its seal
+SEAL_KEYS = frozenset({"kind", "version", "faceforge_version", "content_hash"})
+#: everything a faceforge 0.1 checkpoint held
+LEGACY_KEYS = frozenset(
+    {"kind", "faceforge_version", "backbone", "head", "loss", "optimizer", "scheduler"}
+    | {"scaler", "step", "rng", "config", "preprocess", "metrics", "best_accuracy", "history"}
+)
 
 
 @dataclass
@@ -79,13 +93,13 @@ class Checkpoint:
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
         """Read and verify a checkpoint (safe unpickler, version and content hash checked)."""
-        payload = _read(Path(path), map_location)
-        fields = {f.name: payload[f.name] for f in dataclasses.fields(cls) if f.name in payload}
-        if payload.get("version", 0) >= 1 and payload.get("content_hash") != content_hash(fields):
+        payload = load_weights_only(path, map_location, what="checkpoint")
+        if not isinstance(payload, dict) or payload.get("kind") != FORMAT:
             raise CheckpointError(
-                f"{str(path)!r} is corrupt: its content does not match the hash stored when it "
-                "was written (damaged disk or incomplete copy); use another checkpoint"
+                f"{str(path)!r} is not a faceforge checkpoint; for an insightface backbone.pth "
+                "use the --arch option of the inference commands"
             )
+        fields = _verified_fields(str(path), payload)
         try:
             fields["config"] = config_from_dict(fields["config"])
             fields["preprocess"] = Preprocess.from_dict(
@@ -117,28 +131,55 @@ class Checkpoint:
         return backbone.eval()
 
 
-def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+def _verified_fields(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint fields of ``payload``, once it has shown it is undamaged: no unknown
+    entries, and a known version with a matching hash, or else exactly the layout of
+    faceforge 0.1 (which wrote neither)."""
+    names = [f.name for f in dataclasses.fields(Checkpoint)]
+    unexpected = sorted(map(str, set(payload) - set(names) - SEAL_KEYS))
+    if unexpected:
         raise CheckpointError(
-            f"cannot load {str(path)!r} safely: {first_line(exc)} "
-            "(truncated file, or not a faceforge checkpoint?)"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("kind") != FORMAT:
-        raise CheckpointError(
-            f"{str(path)!r} is not a faceforge checkpoint; for an insightface backbone.pth "
-            "use the --arch option of the inference commands"
+            f"{name!r} is damaged or not written by faceforge: unexpected entry "
+            f"{shorten(unexpected[0])}"
         )
-    version = payload.get("version", 0)
-    if not isinstance(version, int) or version > VERSION:
+    fields = {key: payload[key] for key in names if key in payload}
+    if "version" not in payload and "content_hash" not in payload:
+        _check_legacy(name, payload)
+        return fields
+    version = payload.get("version")
+    if type(version) is not int or version < 1:  # bool is an int, but not a version
         raise CheckpointError(
-            f"{str(path)!r} has checkpoint format version {version!r}, newer than this "
-            f"faceforge {__version__} reads (up to {VERSION}); upgrade faceforge"
+            f"{name!r} is damaged: it claims format version {shorten(version)}, which "
+            "faceforge never wrote (versions start at 1)"
         )
-    return payload
+    if version > VERSION:
+        raise CheckpointError(
+            f"{name!r} has checkpoint format version {version}, newer than this faceforge "
+            f"{__version__} reads (up to {VERSION}); upgrade faceforge"
+        )
+    if payload.get("content_hash") != content_hash(fields):
+        raise CheckpointError(
+            f"{name!r} is corrupt: its content does not match the hash stored when it was "
+            "written (damaged disk or incomplete copy); use another checkpoint"
+        )
+    return fields
+
+
+def _check_legacy(name: str, payload: dict[str, Any]) -> None:
+    """Accept a checkpoint without version and hash only as faceforge 0.1 wrote it (damage
+    that renames an entry is an unexpected key), warning that it cannot be verified."""
+    written_by = payload.get("faceforge_version")
+    legacy = isinstance(written_by, str) and re.fullmatch(r"0\.1(\.\w+)*", written_by)
+    if not legacy or not set(payload) <= LEGACY_KEYS:
+        raise CheckpointError(
+            f"{name!r} is damaged: it has no content hash, which only faceforge 0.1 "
+            f"checkpoints lack, yet it is not one (written by {shorten(written_by)})"
+        )
+    warnings.warn(
+        f"{name} was written by faceforge {written_by} without a content hash, so damage "
+        "cannot be detected: loaded unverified (save it again to seal it)",
+        stacklevel=4,
+    )
 
 
 def content_hash(value: Any) -> str:

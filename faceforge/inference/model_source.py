@@ -24,6 +24,7 @@ from torch import nn
 from faceforge.config import Config, DataConfig, ModelConfig
 from faceforge.core.checkpoint import Checkpoint
 from faceforge.core.preprocess import Preprocess
+from faceforge.core.safe_load import load_weights_only
 from faceforge.errors import CheckpointError, first_line
 from faceforge.inference.alignment import template_points
 from faceforge.models import build_backbone
@@ -102,12 +103,7 @@ def load_insightface_backbone(
 ) -> nn.Module:
     """An insightface ``backbone.pth`` (plain state dict) loaded strictly into ``arch``."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or unsafe pickles raise several exception types
-        raise CheckpointError(f"cannot load {str(path)!r} safely: {exc}") from None
+    state = load_weights_only(path)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -160,9 +161,78 @@ def test_faceforge_0_1_checkpoints_still_load(tmp_path: Path) -> None:
         "step": 5,
     }
     torch.save(legacy, tmp_path / "old.pt")
-    loaded = load_backbone(tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match="faceforge 0.1.0 without a content hash.*unverified"):
+        loaded = load_backbone(tmp_path / "old.pt")
     assert loaded.config == cfg and loaded.metrics["synthetic"]["accuracy"] == 0.9
-    assert Checkpoint.load(tmp_path / "old.pt").step == 5
+    with pytest.warns(UserWarning, match="unverified"):
+        assert Checkpoint.load(tmp_path / "old.pt").step == 5
+
+
+def _flip_version_to_zero_and_a_weight_bit(path: Path) -> None:
+    """Two bit flips in the file's bytes: ``version`` 1 -> 0 in the pickle (``K\\x01``, a
+    one-byte int) and the lowest bit of the first weight."""
+    data = bytearray(path.read_bytes())
+    version = re.search(rb"X\x07\x00\x00\x00version(?:q.|r....)?K\x01", data, re.DOTALL)
+    assert version is not None
+    data[version.end() - 1] ^= 1
+    weight = torch.load(path, weights_only=True)["backbone"]["features.0.0.weight"]
+    data[data.index(weight.numpy().tobytes())] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_a_version_flipped_to_zero_does_not_switch_the_hash_off(tmp_path: Path) -> None:
+    path = tmp_path / "a.pt"
+    _checkpoint().save(path)
+    _flip_version_to_zero_and_a_weight_bit(path)
+    assert torch.load(path, weights_only=True)["version"] == 0  # torch itself notices nothing
+    with pytest.raises(CheckpointError, match="damaged: it claims format version 0"):
+        Checkpoint.load(path)
+
+
+@pytest.mark.parametrize("version", [0, -1, True, "1", 1.0])
+def test_a_version_faceforge_never_wrote_is_damage(tmp_path: Path, version: object) -> None:
+    path = tmp_path / "a.pt"
+    _checkpoint().save(path)
+    _rewrite(path, version=version)
+    with pytest.raises(CheckpointError, match="is damaged: it claims format version"):
+        Checkpoint.load(path)
+
+
+@pytest.mark.parametrize("renamed", [("version",), ("content_hash",), ("version", "content_hash")])
+def test_a_renamed_seal_entry_is_damage(tmp_path: Path, renamed: tuple[str, ...]) -> None:
+    """A bit flip inside an entry's name renames it: the seal cannot disappear unnoticed."""
+    path = tmp_path / "a.pt"
+    _checkpoint().save(path)
+    payload = torch.load(path, weights_only=True)
+    for key in renamed:
+        payload[key[:-1] + chr(ord(key[-1]) ^ 1)] = payload.pop(key)
+    payload["backbone"]["features.0.0.weight"].view(-1)[0] += 1
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="damaged or not written by faceforge: unexpected"):
+        Checkpoint.load(path)
+
+
+@pytest.mark.parametrize("written_by", ["0.2.0", None, 1])
+def test_only_a_faceforge_0_1_file_may_lack_the_hash(tmp_path: Path, written_by: object) -> None:
+    path = tmp_path / "a.pt"
+    _checkpoint().save(path)
+    payload = torch.load(path, weights_only=True)
+    del payload["version"], payload["content_hash"]
+    payload["faceforge_version"] = written_by
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="no content hash, which only faceforge 0.1"):
+        Checkpoint.load(path)
+
+
+def test_a_self_containing_history_is_refused_before_hashing(tmp_path: Path) -> None:
+    """Pickle can make a list contain itself; hashing it would recurse forever."""
+    path = tmp_path / "a.pt"
+    _checkpoint().save(path)
+    loop: list = []
+    loop.append(loop)
+    _rewrite(path, history=loop)
+    with pytest.raises(CheckpointError, match="not a plain weights file: a container holds"):
+        Checkpoint.load(path)
 
 
 def test_content_hash_is_order_independent_and_sees_every_value() -> None:

@@ -4,6 +4,7 @@ independent loop-by-loop reimplementation (ijb_reference.py) and by hand."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from itertools import combinations
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from faceforge.cli import main
 from faceforge.errors import DataError
+from faceforge.evaluation import ijb, ijb_layout
 from faceforge.evaluation.ijb import (
     FAR_TARGETS,
     FPIR_TARGETS,
@@ -53,14 +55,21 @@ def write_ijb_release(root: Path, target: str, rows, pairs, labels, subject_of, 
     from faceforge.data.synthetic import SyntheticFaces
 
     (root / "loose_crop").mkdir(parents=True)
-    (root / "meta").mkdir()
-    faces, points = SyntheticFaces(7), (ARCFACE_TEMPLATE + OFFSET).reshape(-1)
-    tid_mid, five_points = [], []
-    for index, subject, template, media in rows:
-        name = f"{index + 1}.png"
+    faces = SyntheticFaces(7)
+    for index, subject, _, _ in rows:
         canvas = np.zeros((160, 150, 3), np.uint8)
         canvas[30:142, 20:132] = faces.render(subject, index)
-        cv2.imwrite(str(root / "loose_crop" / name), canvas[:, :, ::-1])
+        cv2.imwrite(str(root / "loose_crop" / f"{index + 1}.png"), canvas[:, :, ::-1])
+    write_meta(root, target, rows, pairs, labels, faceness)
+
+
+def write_meta(root: Path, target: str, rows, pairs, labels, faceness) -> Path:
+    """The meta/ files of an IJB_release ``target`` folder; returns their common prefix."""
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    points = (ARCFACE_TEMPLATE + OFFSET).reshape(-1)
+    tid_mid, five_points = [], []
+    for index, _, template, media in rows:
+        name = f"{index + 1}.png"
         tid_mid.append(f"{name} {template} {media}")
         coords = " ".join(f"{p:.4f}" for p in points)
         five_points.append(f"{name} {coords} {faceness[index]:.6f}")
@@ -78,6 +87,7 @@ def write_ijb_release(root: Path, target: str, rows, pairs, labels, subject_of, 
         Path(f"{prefix}_1N_{'gallery_' + name if keep is not None else name}.csv").write_text(
             "\n".join(csv) + "\n"
         )
+    return prefix
 
 
 def random_protocol(seed: int):
@@ -89,6 +99,16 @@ def random_protocol(seed: int):
     template_ids = np.array([t for _, _, t, _ in rows])
     media_ids = np.array([m for _, _, _, m in rows])
     return features.astype(np.float32), faceness, template_ids, media_ids, pairs, labels, rows
+
+
+def roles(rows) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``(gallery, probes)``, each ``(template ids, subject ids)``: the even templates are
+    the gallery, the odd ones the probes."""
+    found = []
+    for role in (0, 1):
+        chosen = [(template, subject) for _, subject, template, _ in rows if template % 2 == role]
+        found.append((np.array([t for t, _ in chosen]), np.array([s for _, s in chosen])))
+    return found[0], found[1]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -117,10 +137,7 @@ def test_normalised_mode_matches_the_reference() -> None:
 @pytest.mark.parametrize("seed", [0, 4])
 def test_identification_matches_the_reference(seed: int) -> None:
     features, faceness, templates, medias, _, _, rows = random_protocol(seed)
-    gallery = (np.array([t for _, _, t, _ in rows if t % 2 == 0]),)
-    gallery += (np.array([s for _, s, t, _ in rows if t % 2 == 0]),)
-    probes = (np.array([t for _, _, t, _ in rows if t % 2]),)
-    probes += (np.array([s for _, s, t, _ in rows if t % 2]),)
+    gallery, probes = roles(rows)
     result = identify_templates(features, faceness, templates, medias, gallery, probes)
     accuracy, tpir = reference.identify(
         features, faceness, templates, medias, gallery, probes, RANKS, FPIR_TARGETS
@@ -191,3 +208,103 @@ def test_a_missing_meta_file_is_a_data_error(tmp_path: Path) -> None:
         read_ijb(tmp_path, "IJBC")
     with pytest.raises(DataError, match="unknown IJB target"):
         read_ijb(tmp_path, "IJBA")
+
+
+def _meta_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """A meta-only IJB-C folder of the six-subject layout and its file prefix."""
+    rows, pairs, labels, _ = layout()
+    root = tmp_path / "IJBC"
+    return root, write_meta(root, "IJBC", rows, pairs, labels, np.full(len(rows), 0.9))
+
+
+def test_a_byte_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> None:
+    root, prefix = _meta_folder(tmp_path)
+    path = Path(f"{prefix}_face_tid_mid.txt")
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b".png", b".p\xffg")
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(DataError) as info:
+        read_ijb(root, "IJBC")
+    assert str(info.value) == (
+        f"{path}:3: byte 0xff at column 4 is not UTF-8 text (not an IJB meta file?)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "text", "expected"),
+    [
+        ("template_pair_label.txt", 4, "100 103 2", "'<template 1> <template 2> <1 same | 0 "),
+        ("template_pair_label.txt", 2, "100 x 0", "'<template 1> <template 2> <1 same | 0 "),
+        ("name_5pts_score.txt", 5, "5.png 1 2 3 4 5 6 7 8 9 10 nan", "all finite"),
+        ("name_5pts_score.txt", 1, "1.png 1 2", "'<image> x1 y1 ... x5 y5 <faceness>'"),
+        ("face_tid_mid.txt", 3, "3.png 100 1000 7", "'<image> <template id> <media id>'"),
+        ("1N_probe_mixed.csv", 3, "101,zero,img/3.png", "'TEMPLATE_ID,SUBJECT_ID,...'"),
+    ],
+)
+def test_a_malformed_line_names_the_file_and_line(
+    tmp_path: Path, name: str, line: int, text: str, expected: str
+) -> None:
+    """Wrong labels and non-finite scores too: they would silently skew TAR and pooling."""
+    root, prefix = _meta_folder(tmp_path)
+    path = Path(f"{prefix}_{name}")
+    lines = path.read_text().splitlines()
+    lines[line - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as info:
+        read_ijb(root, "IJBC")
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: expected ") and expected in message
+    assert message.endswith(f"got {text!r}")
+
+
+def test_reading_in_small_blocks_gives_the_same_meta(tmp_path: Path, monkeypatch) -> None:
+    """Blocks end mid-file, Windows line ends and blank lines change nothing; a bad line is
+    still named by its number in the whole file."""
+    root, prefix = _meta_folder(tmp_path)
+    whole = read_ijb(root, "IJBC")
+    path = Path(f"{prefix}_template_pair_label.txt")
+    path.write_text(path.read_text().replace("\n", "\r\n\n"))
+    monkeypatch.setattr(ijb_layout, "BLOCK_BYTES", 16)
+    blocked = read_ijb(root, "IJBC")
+    assert blocked.images == whole.images
+    for field in ("landmarks", "faceness", "template_ids", "media_ids", "pairs", "labels"):
+        np.testing.assert_array_equal(getattr(blocked, field), getattr(whole, field))
+    lines = path.read_text().splitlines()
+    lines[40] = "1 2 3"
+    path.write_text("\n".join(lines))
+    with pytest.raises(DataError, match=f"{path.name}:41: expected"):
+        read_ijb(root, "IJBC")
+
+
+def test_scoring_memory_stays_near_the_pairs_not_pairs_x_features() -> None:
+    """The issue's 8M-pair file asked for 30.5 GiB = 8M x 512 floats x 8 bytes: each pair's
+    two template features gathered at once. 200k pairs of 128-d templates would be 400 MB."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(64, 128))
+    templates = np.arange(64) // 2
+    pairs = rng.integers(0, 32, size=(200_000, 2))
+    labels = (pairs[:, 0] == pairs[:, 1]).astype(np.int64)
+    tracemalloc.start()
+    try:
+        result = verify_templates(features, None, templates, np.arange(64), pairs, labels)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 << 20  # the blocks (2 x 8 MB), scores, labels and the ROC's sort
+    pooled = reference.pool_templates(features, templates, np.arange(64))
+    expected = [reference.dot(pooled[a], pooled[b]) for a, b in pairs[:100]]
+    np.testing.assert_allclose(result.scores[:100], expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scoring_in_small_blocks_gives_the_same_results(seed: int, monkeypatch) -> None:
+    features, faceness, templates, medias, pairs, labels, rows = random_protocol(seed)
+    gallery, probes = roles(rows)
+    ids = (templates, medias)
+    whole = verify_templates(features, faceness, *ids, pairs, labels)
+    found = identify_templates(features, faceness, *ids, gallery, probes)
+    monkeypatch.setattr(ijb, "BLOCK_VALUES", 40)  # 2 pairs or 3 probes of 16-d / 12 templates
+    blocked = verify_templates(features, faceness, *ids, pairs, labels)
+    np.testing.assert_allclose(blocked.scores, whole.scores, rtol=0, atol=1e-12)
+    assert blocked.tar_at_far == whole.tar_at_far
+    assert identify_templates(features, faceness, *ids, gallery, probes) == found

@@ -111,7 +111,7 @@ def test_a_bomb_photo_is_one_line_and_the_budget_an_option(
     assert status == 0 and "same person" in out
     with pytest.raises(SystemExit):
         run("verify", face, face, *options, "--max-pixels", "0")
-    assert "--max-pixels: must be a positive number of pixels, got '0'" in capsys.readouterr().err
+    assert "--max-pixels: must be an integer >= 1, got '0'" in capsys.readouterr().err
 
 
 def test_enroll_search_remove(
@@ -171,7 +171,9 @@ def test_search_refuses_a_top_k_below_one(run, tiny_checkpoint: Path, tmp_path: 
     options = ("--gallery", tmp_path, "--checkpoint", tiny_checkpoint)
     for top_k in ("0", "-2"):
         status, _, err = run("search", tmp_path / "a.jpg", *options, "--top-k", top_k)
-        expected = f"faceforge search: error: --top-k must be a positive number, got {top_k}"
+        expected = (
+            f"faceforge search: error: argument --top-k: must be an integer >= 1, got '{top_k}'"
+        )
         assert status == 2 and one_line(err) == expected
 
 
@@ -241,14 +243,22 @@ def test_align_command(run, lfw_images: list[Path], tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("option", "shown"), [(("--size", "0"), "0x0"), (("--width", "0"), "112x0")]
+    ("option", "wanted"),
+    [
+        (("--size", "0"), "an integer in 1..4096"),
+        (("--width", "100000"), "an integer in 1..4096"),
+        (("--workers", "-2"), "an integer >= 1"),
+        (("--min-face-size", "nan"), "a finite number >= 1"),
+    ],
 )
-def test_align_refuses_empty_sizes(
-    run, tmp_path: Path, option: tuple[str, str], shown: str
+def test_align_refuses_out_of_range_numbers_before_any_work(
+    run, tmp_path: Path, option: tuple[str, str], wanted: str
 ) -> None:
     status, _, err = run("align", tmp_path, tmp_path / "dst", *option)
+    flag, value = option
     assert status == 2
-    assert one_line(err).endswith(f"the aligned face size must be positive, got {shown}")
+    expected = f"faceforge align: error: argument {flag}: must be {wanted}, got {value!r}"
+    assert one_line(err) == expected
     assert not (tmp_path / "dst").exists()
 
 

@@ -257,4 +257,4 @@ def test_cli(folder: Path, tmp_path: Path, capsys) -> None:
     assert main(["convert", "--to-bin", "pairs.txt", "out.bin"]) == 2
     assert "needs --images" in capsys.readouterr().err
     assert main(["convert", str(folder), str(tmp_path / "q.lmdb"), "--quality", "0"]) == 2
-    assert "--quality must be in 1..100" in capsys.readouterr().err
+    assert "--quality: must be an integer in 1..100, got '0'" in capsys.readouterr().err

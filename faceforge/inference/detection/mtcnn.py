@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceforge.core.safe_load import load_weights_only
 from faceforge.device import resolve_device
 from faceforge.errors import CheckpointError, DataError
 from faceforge.inference.detection.base import Detection
@@ -145,10 +146,7 @@ def find_mtcnn_weights(directory: str | Path | None = None) -> Path:
 
 
 def _load_state_dict(net: nn.Module, path: Path) -> None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or unsafe pickles raise several exception types
-        raise CheckpointError(f"{path}: cannot load MTCNN weights safely ({exc})") from None
+    state = load_weights_only(path, what="MTCNN weights")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a plain state dict of tensors")
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from faceforge.config import HeadConfig
-from faceforge.errors import ConfigError
+from faceforge.errors import ConfigError, shorten
 from faceforge.models.heads.adaface import AdaFace
 from faceforge.models.heads.base import Head
 from faceforge.models.heads.classifier import MarginHead, NoHead, SoftmaxHead
@@ -188,7 +188,8 @@ def build_head(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
     torch.Size([4, 10])
     """
     if cfg.type not in HEADS:
-        raise ConfigError(f"unknown head.type {cfg.type!r}; known types: {', '.join(head_names())}")
+        known = ", ".join(head_names())
+        raise ConfigError(f"unknown head.type {shorten(cfg.type)}; known types: {known}")
     if cfg.scale <= 0.0:
         raise ConfigError(f"head.scale must be > 0 (typically 64); got {cfg.scale}")
     return HEADS.get(cfg.type)(cfg, embedding_size, num_classes)

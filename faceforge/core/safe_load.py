@@ -1,0 +1,162 @@
+"""Reading ``.pt`` / ``.pth`` files anyone may have written: checkpoints, insightface
+``backbone.pth``, MTCNN weights. Nothing in them is trusted:
+
+* ``torch.load(weights_only=True)``: a crafted pickle cannot run code. A refusal is one line
+  naming the file and the Python object the pickle asked for, never torch's advice to retry
+  with ``weights_only=False`` (which would run it);
+* a zip archive (every ``torch.save`` since PyTorch 1.6) must store its entries uncompressed
+  and side by side, as ``torch.save`` writes them, so what is read is no larger than the file
+  (a 200 KB deflated entry otherwise inflates to 200 MB);
+* the unpickled value must be a tree whose full written-out size is about the file's: pickle's
+  memo lets a few bytes refer to one list (or one long string) from many places, or from
+  inside itself, and a tensor with a zero stride repeats one element any number of times, so
+  walking the value (hashing, validating, copying it) could otherwise take exponential time
+  and memory, or never end.
+
+>>> state = load_weights_only("backbone.pth")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from faceforge.errors import CheckpointError, first_line, shorten
+
+#: nesting a file may use (a checkpoint's optimizer state is four levels deep)
+MAX_DEPTH = 64
+#: what the loaded value may take written out in full (see :class:`_Extent`) beyond twice the
+#: file size: real files take about their size (the tensors, plus short key paths)
+SPARE_BYTES = 16 << 20
+#: the key path segment of a list item (``[123]``), counted at the length of a large index
+INDEX_CHARS = 12
+_ZIP_MAGIC = b"PK\x03\x04"
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
+def load_weights_only(
+    path: str | Path, map_location: str | torch.device = "cpu", what: str = "weights file"
+) -> Any:
+    """``torch.load`` of ``path`` with the safe unpickler, its memory bounded by the file size
+    and its value checked to be a bounded tree; any failure is one :class:`CheckpointError`
+    line naming the file (``what`` says what it should have been)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {str(path)!r} does not exist")
+    size = path.stat().st_size
+    _check_archive(path, size)
+    try:
+        value = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged or crafted files
+        raise CheckpointError(f"cannot load {str(path)!r} safely: {_reason(exc)}") from None
+    problem = _Extent(budget=2 * size + SPARE_BYTES).problem(value)
+    if problem:
+        raise CheckpointError(f"{str(path)!r} is not a plain weights file: {problem}")
+    return value
+
+
+def _check_archive(path: Path, size: int) -> None:
+    """Refuse zip entries that would expand beyond the file: compressed or overlapping."""
+    with path.open("rb") as f:
+        if f.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+            return  # PyTorch's pre-1.6 format reads each tensor's bytes from the file itself
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(
+            f"cannot load {str(path)!r} safely: damaged zip archive ({first_line(exc)})"
+        ) from None
+    packed = next((e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED), None)
+    if packed is not None:
+        raise CheckpointError(
+            f"{str(path)!r} was altered after torch.save: its entry {shorten(packed)} is "
+            "compressed (torch.save stores entries as they are)"
+        )
+    if sum(e.file_size for e in entries) > size:
+        raise CheckpointError(
+            f"{str(path)!r} is damaged or crafted: its zip entries add up to more than the "
+            f"file's {size:,} bytes"
+        )
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, in one line of our own words where torch's would advise loading
+    unsafely: the refused global's name when the pickle asked for one."""
+    refused = re.search(r"GLOBAL (\S+)", str(exc))
+    if refused:
+        return (
+            f"it asks for the Python object {shorten(refused.group(1))}, which may run code, "
+            "so it is never imported (only tensors and plain values are read)"
+        )
+    # torch re-raises the unpickler's own error inside a message of advice
+    cause = (exc.__context__ if isinstance(exc, pickle.UnpicklingError) else None) or exc
+    line = first_line(cause)
+    if "weights_only" in line:
+        return "it holds something other than tensors and plain values"
+    kind = type(cause).__name__
+    what = line if line == kind else f"{kind}: {line}"
+    return f"{what} (truncated or damaged file, or not a PyTorch file?)"
+
+
+class _Extent:
+    """What writing a loaded value out in full would take: every shared reference repeated,
+    every tensor as its elements, every value with the key path that leads to it (as
+    :func:`~faceforge.core.checkpoint.content_hash` feeds it). Memoised per container, so
+    measuring is linear in the distinct containers however much they are shared."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._known: dict[int, tuple[int, int]] = {}  # id -> (bytes, values) of a container
+        self._open: set[int] = set()
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not a bounded tree within the budget, or None."""
+        try:
+            self._measure(value, 0)
+        except _Unbounded as exc:
+            return str(exc)
+        return None
+
+    def _measure(self, value: Any, depth: int) -> tuple[int, int]:
+        """``(bytes written out, values)`` of ``value`` and everything below it."""
+        if isinstance(value, torch.Tensor):
+            return value.numel() * value.element_size(), 1
+        if isinstance(value, (str, bytes)):
+            return len(value), 1
+        if not isinstance(value, _CONTAINERS):
+            return 1, 1
+        key = id(value)
+        if key in self._known:
+            return self._known[key]
+        if key in self._open:
+            raise _Unbounded("a container holds itself")
+        if depth >= MAX_DEPTH:
+            raise _Unbounded(f"it nests deeper than {MAX_DEPTH} levels")
+        self._open.add(key)
+        size, count = 1, 1
+        if isinstance(value, dict):
+            entries = ((self._measure(k, depth + 1)[0], v) for k, v in value.items())
+        else:
+            entries = ((INDEX_CHARS, item) for item in value)
+        for name_size, item in entries:
+            item_size, item_count = self._measure(item, depth + 1)
+            size += item_size + name_size * item_count
+            count += item_count
+            if size > self.budget:
+                raise _Unbounded(
+                    f"written out in full (shared references repeated) it would take over "
+                    f"{self.budget:,} bytes, far more than the file holds"
+                )
+        self._open.discard(key)
+        self._known[key] = size, count
+        return size, count
+
+
+class _Unbounded(Exception):
+    """Raised inside :class:`_Extent` to stop the walk at the first problem."""

@@ -1,0 +1,80 @@
+"""Command-line values: every numeric option has a range, checked while parsing, and every
+parse error is one line with status 2."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from faceforge.cli import build_parser, main
+from faceforge.cli.arguments import ranged
+
+
+def _numeric_options_without_range() -> list[str]:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, command in commands.choices.items()
+        for action in command._actions
+        if action.type in (int, float)
+    ]
+
+
+def test_every_numeric_option_has_a_range() -> None:
+    assert _numeric_options_without_range() == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ("align SRC DST --workers -2", "argument --workers: must be an integer >= 1, got '-2'"),
+        (
+            "import --arch iresnet50 W O --mean 0.5 nan 0.5",
+            "argument --mean: must be a finite number, got 'nan'",
+        ),
+        ("import --arch iresnet50 W O --std 0.5 0 0.5", "argument --std: must be a finite "),
+        ("import --arch iresnet50 W O --input-size 112x-8", "argument --input-size: must be an "),
+        ("verify A B --checkpoint M --threshold 1.5", "argument --threshold: must be a finite "),
+        ("search A --gallery G --checkpoint M --top-k 0", "argument --top-k: must be an integer"),
+        ("eval --checkpoint M --folds 1", "argument --folds: must be an integer >= 2, got '1'"),
+        ("eval-ijb --checkpoint M --root R --batch-size 0", "argument --batch-size: must be "),
+        ("identify-bench --images-per-identity 1", "argument --images-per-identity: must be "),
+        ("convert A B --quality 101", "argument --quality: must be an integer in 1..100, got"),
+        ("plan --config quickstart --gpus 0", "argument --gpus: must be an integer >= 1, got '0'"),
+    ],
+)
+def test_an_out_of_range_value_is_one_line_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture, argv: str, message: str
+) -> None:
+    args = [str(tmp_path / word) if word.isupper() else word for word in argv.split()]
+    assert main(args) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"faceforge {args[0]}: error: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_parse_errors_are_one_line_too(capsys: pytest.CaptureFixture) -> None:
+    assert main(["align"]) == 2
+    err = capsys.readouterr().err
+    assert err == "faceforge align: error: the following arguments are required: src, dst\n"
+    assert main(["nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("faceforge: error: argument command: invalid choice: 'nosuch'")
+    assert err.count("\n") == 1
+
+
+def test_ranged_parses_and_names_its_range() -> None:
+    assert ranged(int, 1, 100)("85") == 85 and ranged(float)("-2e-3") == -0.002
+    assert ranged(float, above=0)("1e-9") == 1e-9
+    for parse, text, wanted in [
+        (ranged(int, 1), "1.5", "an integer >= 1"),
+        (ranged(float, above=0), "0", "a finite number > 0"),
+        (ranged(float, high=1), "inf", "a finite number <= 1"),
+        (ranged(float, -1, 1), "x" * 1000, "a finite number in -1..1"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError) as info:
+            parse(text)
+        assert str(info.value).startswith(f"must be {wanted}, got '") and len(str(info.value)) < 150
