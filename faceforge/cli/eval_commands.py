@@ -16,6 +16,7 @@ import numpy as np
 
 from faceforge.cli.model_commands import add_source_options, model_source
 from faceforge.cli.outputs import check_output as _check_output
+from faceforge.cli.outputs import check_output_folder
 from faceforge.core.precision import PRECISIONS
 from faceforge.data.images import RESIZE_MODES
 from faceforge.errors import ConfigError, DataError
@@ -170,6 +171,7 @@ def _eval(args: argparse.Namespace) -> int:
     _check_output(args.json, "--json")
     if args.roc:
         _check_output(args.roc, "--roc", _roc_suffixes())
+    check_output_folder(args.report, "--report")
     scorer = _scorer(args)
     sets = _sets(args, scorer)
     device = resolve_device(args.device)
@@ -203,6 +205,11 @@ def _eval(args: argparse.Namespace) -> int:
     if args.roc:
         plot_roc(args.roc, results)
         print(f"wrote {args.roc}")
+    if args.report:
+        from faceforge.evaluation.html_report import write_html_report
+
+        by_name = {vset.name: vset for vset in sets}
+        print(f"wrote {write_html_report(args.report, results, by_name, meta)}")
     return 0
 
 
@@ -300,6 +307,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--folds", type=int, default=10, help="cross-validation folds (default 10)")
     p.add_argument("--roc", help="write ROC curves (log FAR axis) to this PNG")
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write DIR/report.html: ROC and DET curves, distance histograms, TAR at each FAR, "
+        "accuracy per fold and the hardest false accepts / rejects as thumbnails",
+    )
     _add_runtime_options(p)
     p.set_defaults(func=_eval)
 
