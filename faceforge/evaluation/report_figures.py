@@ -19,12 +19,12 @@ from faceforge.evaluation.verification import VerificationResult
 SAME_COLOUR, DIFFERENT_COLOUR, THRESHOLD_COLOUR = "tab:green", "tab:red", "black"
 
 
-def new_figure(width: float = 6.0, height: float = 4.5) -> Any:
+def new_figure(width: float = 6.0, height: float = 4.5, layout: str | None = None) -> Any:
     """A matplotlib Figure on its own Agg canvas (thread-safe, no GUI backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), dpi=110)
+    figure = Figure(figsize=(width, height), dpi=110, layout=layout)
     FigureCanvasAgg(figure)
     return figure
 
