@@ -92,7 +92,8 @@ def _extract_faces(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     for report in reports:
-        print(report.summary())
+        if report.frames:
+            print(report.summary())
     print(f"wrote {Path(out) / 'manifest.csv'}")
     _write_json(args.json, {"videos": [report.to_dict() for report in reports]})
     failed = [report for report in reports if report.error]

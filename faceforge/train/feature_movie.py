@@ -68,8 +68,8 @@ def record_feature_movie(
     faces, labels, names = _probe_faces(run, identities, per_identity)
 
     def features() -> np.ndarray:
-        return embed_images(
-            run.backbone, faces, run.preprocess, device=run.device, precision="fp32"
+        return embed_images(  # unfolded: a snapshot is too short-lived to pay for tracing
+            run.backbone, faces, run.preprocess, device=run.device, precision="fp32", fold_bn=False
         )
 
     snapshots = [(0, features())]

@@ -79,7 +79,7 @@ def test_page_holds_every_section_and_image(scored, tmp_path) -> None:
     )
     shown = np.concatenate(hardest_pairs(result, issame))
     wrong = (result.distances[shown] < result.best_threshold) != issame[shown]
-    assert page.count("<figcaption class=\"wrong\">") == np.count_nonzero(wrong) > 0
+    assert page.count('<figcaption class="wrong">') == np.count_nonzero(wrong) > 0
     assert f"{100 * result.accuracy:.2f} &plusmn;" in page
 
 
