@@ -58,6 +58,9 @@ def _extract_faces(args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
         raise DataError("give one or more videos and then the output folder")
     *videos, out = args.paths
+    missing = [video for video in videos if not Path(video).is_file()]
+    if missing:
+        raise DataError(f"video file(s) not found: {', '.join(missing)}")
     check_output_folder(out, "output")
     check_output(args.json, "--json", (".json",))
     every = {"every_frames": args.every_frames, "every_seconds": args.every_seconds}

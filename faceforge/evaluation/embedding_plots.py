@@ -97,12 +97,17 @@ def _scatter(axes: Any, points: np.ndarray, labels: np.ndarray, names: Sequence[
         axes.scatter(points[mine, 0], points[mine, 1], s=14, color=colours(k), label=name)
 
 
-def scatter_figure(points: np.ndarray, labels: np.ndarray, names: Sequence[str], title: str) -> Any:
-    """A scatter plot of ``points`` (N, 2) coloured by ``labels`` (0..len(names)-1)."""
+def scatter_figure(
+    points: np.ndarray, labels: np.ndarray, names: Sequence[str], title: str, axis: str = ""
+) -> Any:
+    """A scatter plot of ``points`` (N, 2) coloured by ``labels`` (0..len(names)-1); the
+    axes are called ``axis 1`` and ``axis 2``."""
     figure = new_figure(7.5, 6, layout="constrained")
     axes = figure.add_subplot()
     _scatter(axes, points, np.asarray(labels), names)
     axes.set_title(title)
+    axes.set_xlabel(f"{axis} 1".strip())
+    axes.set_ylabel(f"{axis} 2".strip())
     axes.set_aspect("equal", adjustable="datalim")
     axes.grid(True, alpha=0.3)
     if len(names) <= 20:
@@ -122,7 +127,8 @@ def plot_embeddings(
     """Project ``embeddings`` to 2-D by ``method`` and save the scatter plot (PNG)."""
     points = project_2d(embeddings, method, seed)
     heading = title or f"{len(names)} identities, {len(points)} faces ({method})"
-    save_figure(scatter_figure(points, labels, names, heading), path)
+    axis = {"pca": "principal axis", "tsne": "t-SNE axis"}.get(method, method)
+    save_figure(scatter_figure(points, labels, names, heading, axis), path)
     return Path(path)
 
 
@@ -153,6 +159,8 @@ def write_feature_animation(
         axes.set_xlim(low[0] - pad[0], high[0] + pad[0])
         axes.set_ylim(low[1] - pad[1], high[1] + pad[1])
         axes.set_title(f"2-D features at step {step}")
+        axes.set_xlabel("feature 1")
+        axes.set_ylabel("feature 2")
         axes.grid(True, alpha=0.3)
         return list(axes.collections)
 

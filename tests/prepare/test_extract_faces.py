@@ -154,3 +154,10 @@ def test_turned_frames_find_their_faces_grouped_per_person(
     assert {p.name for p in (out / "two").iterdir()} == {"person_001", "person_002"}
     (video,) = json.loads(summary.read_text())["videos"]
     assert (video["frames"], video["faces"], video["people"], video["error"]) == (5, 10, 2, None)
+
+
+def test_missing_videos_fail_before_any_work(tmp_path: Path, capsys) -> None:
+    assert main(["extract-faces", str(tmp_path / "none.mp4"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"faceforge extract-faces: error: video file(s) not found: {tmp_path / 'none.mp4'}"
+    assert not (tmp_path / "out").exists()

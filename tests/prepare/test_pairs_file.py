@@ -128,3 +128,18 @@ def test_eval_reads_the_pairs_of_a_recordio_set(
     measured = json.loads(result.read_text())["sets"]["pairs"]
     assert measured["num_pairs"] == 24 and len(measured["fold_accuracies"]) == 4
     assert measured["warnings"] == []  # every evaluation fold holds both kinds of pair
+
+
+def test_pack_bin_reads_pairs_over_a_dataset(lfw_folder: Path, tmp_path: Path) -> None:
+    from faceforge.evaluation.bin_format import load_bin
+
+    dataset = tmp_path / "train.lmdb"
+    convert(lfw_folder, dataset, ConvertOptions(progress=False))
+    out = tmp_path / "pairs.txt"
+    make_pairs(dataset, out, PairsOptions(folds=2, per_fold=2))
+    argv = ["pack-bin", str(tmp_path / "p.bin"), "--pairs", str(out), "--images", str(dataset)]
+    assert main([*argv, "--ext", ".png", "--quiet"]) == 0
+    packed = load_bin(tmp_path / "p.bin")
+    expected = read_pairs_on(out, dataset).load("p")
+    np.testing.assert_array_equal(packed.images, expected.images)
+    np.testing.assert_array_equal(packed.issame, expected.issame)
