@@ -159,5 +159,6 @@ def test_turned_frames_find_their_faces_grouped_per_person(
 def test_missing_videos_fail_before_any_work(tmp_path: Path, capsys) -> None:
     assert main(["extract-faces", str(tmp_path / "none.mp4"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"faceforge extract-faces: error: video file(s) not found: {tmp_path / 'none.mp4'}"
+    missing = tmp_path / "none.mp4"
+    assert err == f"faceforge extract-faces: error: video file(s) not found: {missing}"
     assert not (tmp_path / "out").exists()
