@@ -161,6 +161,8 @@ def write_feature_animation(
         axes.set_title(f"2-D features at step {step}")
         axes.set_xlabel("feature 1")
         axes.set_ylabel("feature 2")
+        if len(names) <= 10:
+            axes.legend(loc="upper left", fontsize=7)
         axes.grid(True, alpha=0.3)
         return list(axes.collections)
 
