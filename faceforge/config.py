@@ -94,6 +94,18 @@ class AugmentConfig:
     cutout_size: int = 32
     #: probability of blanking the upper or lower half of the face (occlusion robustness)
     half_face_prob: float = 0.0
+    #: probability of a wavy line mesh over the face, as printed on ID-photo scans (MeshFace,
+    #: https://arxiv.org/abs/1611.05271); the ranges [low, high] its wavelength and line
+    #: thickness are drawn from (pixels of a 112-pixel-high crop) and its opacity's range
+    mesh_prob: float = 0.0
+    mesh_period: tuple[float, ...] = (12.0, 36.0)
+    mesh_thickness: tuple[float, ...] = (1.0, 2.5)
+    mesh_opacity: tuple[float, ...] = (0.3, 0.8)
+    #: probability of a synthetic face mask from the nose bridge to the chin, placed from the
+    #: ArcFace template's landmarks (training crops are aligned); shapes drawn from
+    #: ``mask_shapes`` (surgical | cloth | kn95), colours from a palette
+    mask_prob: float = 0.0
+    mask_shapes: tuple[str, ...] = ("surgical", "cloth", "kn95")
 
 
 @dataclass(frozen=True)

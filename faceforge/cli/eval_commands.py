@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,16 @@ import numpy as np
 
 from faceforge.cli.arguments import image_side, ranged
 from faceforge.cli.model_commands import add_source_options, model_source
+from faceforge.cli.outputs import check_output as _check_output
+from faceforge.cli.outputs import check_output_folder
 from faceforge.core.precision import PRECISIONS
 from faceforge.data.images import RESIZE_MODES
-from faceforge.errors import ConfigError, DataError
+from faceforge.errors import DataError
+
+IMAGES_HELP = (
+    "images of --pairs: a folder of <name>/<name>_NNNN.<ext> files, or the .rec, .lmdb or "
+    "list dataset faceforge pairs drew them from"
+)
 
 
 def _unique_name(name: str, taken: set[str]) -> str:
@@ -30,23 +36,6 @@ def _unique_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _check_output(path: str | None, flag: str, suffixes: tuple[str, ...] = ()) -> None:
-    """Fail before the work, not after it, when an output file cannot be written there."""
-    if path is None:
-        return
-    target = Path(path)
-    if suffixes and target.suffix.lower() not in suffixes:
-        raise ConfigError(f"{flag} {path}: expected a file name ending in {', '.join(suffixes)}")
-    if target.is_dir():
-        raise DataError(f"{flag} {path}: is a folder; give a file name")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=target.parent):
-            pass
-    except OSError as exc:
-        raise DataError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
-
-
 def _roc_suffixes() -> tuple[str, ...]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -55,11 +44,15 @@ def _roc_suffixes() -> tuple[str, ...]:
 
 def _pair_lists(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """``(name, PairList)`` of every ``--pairs`` and ``--pair-list`` file, files checked."""
-    from faceforge.evaluation.pairs import read_lfw_pairs, read_pair_list
+    from faceforge.evaluation.pairs import read_pair_list
+    from faceforge.prepare.pairs_file import read_pairs_on
 
     if args.pairs and not args.images:
-        raise DataError("--pairs needs --images (the folder with <name>/<name>_NNNN.jpg)")
-    pair_lists = [(Path(p).stem, read_lfw_pairs(p, args.images)) for p in args.pairs]
+        raise DataError(
+            "--pairs needs --images (the folder with <name>/<name>_NNNN.jpg, or the RecordIO, "
+            "LMDB or list dataset faceforge pairs drew the pairs from)"
+        )
+    pair_lists = [(Path(p).stem, read_pairs_on(p, args.images)) for p in args.pairs]
     pair_lists += [(Path(p).stem, read_pair_list(p, args.root)) for p in args.pair_list]
     return pair_lists
 
@@ -177,6 +170,7 @@ def _eval(args: argparse.Namespace) -> int:
     _check_output(args.json, "--json")
     if args.roc:
         _check_output(args.roc, "--roc", _roc_suffixes())
+    check_output_folder(args.report, "--report")
     scorer = _scorer(args)
     sets = _sets(args, scorer)
     device = resolve_device(args.device)
@@ -210,6 +204,11 @@ def _eval(args: argparse.Namespace) -> int:
     if args.roc:
         plot_roc(args.roc, results)
         print(f"wrote {args.roc}")
+    if args.report:
+        from faceforge.evaluation.html_report import write_html_report
+
+        by_name = {vset.name: vset for vset in sets}
+        print(f"wrote {write_html_report(args.report, results, by_name, meta)}")
     return 0
 
 
@@ -284,7 +283,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_source_options(p)
     p.add_argument("--bin", nargs="+", default=[], help="insightface .bin verification sets")
     p.add_argument("--pairs", nargs="+", default=[], help="LFW-style pairs.txt file(s)")
-    p.add_argument("--images", help="image folder of --pairs (<name>/<name>_NNNN.<ext>)")
+    p.add_argument("--images", help=IMAGES_HELP)
     p.add_argument(
         "--pair-list", nargs="+", default=[], help="CSV/TSV pair lists: path_a,path_b,same"
     )
@@ -311,6 +310,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--folds", type=ranged(int, 2), default=10, help="cross-validation folds (default 10)"
     )
     p.add_argument("--roc", help="write ROC curves (log FAR axis) to this PNG")
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write DIR/report.html: ROC and DET curves, distance histograms, TAR at each FAR, "
+        "accuracy per fold and the hardest false accepts / rejects as thumbnails",
+    )
     _add_runtime_options(p)
     p.set_defaults(func=_eval)
 
@@ -324,7 +329,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("output", help="the .bin file to write")
     p.add_argument("--pairs", nargs=1, default=[], help="LFW-style pairs.txt")
-    p.add_argument("--images", help="image folder of --pairs (<name>/<name>_NNNN.<ext>)")
+    p.add_argument("--images", help=IMAGES_HELP)
     p.add_argument("--pair-list", nargs=1, default=[], help="CSV/TSV pair list")
     p.add_argument("--root", help="folder relative --pair-list paths start from")
     p.add_argument(

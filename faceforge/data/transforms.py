@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 
 from faceforge.config import AugmentConfig
+from faceforge.data.face_masks import SyntheticMask
+from faceforge.data.mesh_overlay import MeshOverlay
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -112,8 +114,17 @@ class Compose:
 
 
 def build_train_transform(cfg: AugmentConfig) -> Compose:
-    """The augmentation pipeline a config asks for (disabled steps are left out)."""
+    """The augmentation pipeline a config asks for (disabled steps are left out); synthetic
+    masks (:mod:`~faceforge.data.face_masks`) and meshes (:mod:`~faceforge.data.mesh_overlay`)
+    live in their own modules."""
     steps: list[Transform] = []
+    # first, while the crop's landmarks are still exactly the template's
+    if cfg.mask_prob > 0:
+        steps.append(SyntheticMask(cfg.mask_prob, cfg.mask_shapes))
+    if cfg.mesh_prob > 0:
+        steps.append(
+            MeshOverlay(cfg.mesh_prob, cfg.mesh_period, cfg.mesh_thickness, cfg.mesh_opacity)
+        )
     if cfg.random_crop_scale > 0:
         steps.append(ResizeRandomCrop(cfg.random_crop_scale))
     if cfg.hflip > 0:

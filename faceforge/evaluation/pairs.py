@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -38,11 +38,19 @@ LOAD_CHUNK = 256
 _BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
+class StoredImage(Protocol):
+    """An image kept inside a dataset file (RecordIO, LMDB) rather than as a file of its own;
+    ``str()`` names it in errors."""
+
+    def encoded(self) -> bytes: ...
+
+
 @dataclass
 class PairList:
-    """Image files of 1:1 pairs: pair ``i`` is ``paths[2i]`` and ``paths[2i+1]``."""
+    """Images of 1:1 pairs: pair ``i`` is ``paths[2i]`` and ``paths[2i+1]``, image files or
+    images stored in a dataset."""
 
-    paths: list[Path]
+    paths: Sequence[Path | StoredImage]
     issame: np.ndarray
 
     def __len__(self) -> int:
@@ -65,8 +73,9 @@ class PairList:
             for start in range(0, len(self.paths), LOAD_CHUNK):
                 chunk = self.paths[start : start + LOAD_CHUNK]
                 names = [str(p) for p in chunk]
+                data = [p if isinstance(p, Path) else p.encoded() for p in chunk]
                 images[start : start + len(chunk)] = load_images(
-                    chunk, names, image_size, resize, workers
+                    data, names, image_size, resize, workers
                 )
                 bar.update(len(chunk))
         return VerificationSet(name, images, self.issame)
@@ -133,19 +142,20 @@ class _LfwFolder:
         return self.root / name / (found or f"{stem}.jpg")
 
 
-def read_lfw_pairs(pairs_file: str | Path, images_dir: str | Path) -> PairList:
-    """Parse an LFW ``pairs.txt`` (``name n1 n2`` same, ``name1 n1 name2 n2`` different).
+class LfwImage(NamedTuple):
+    """How an LFW ``pairs.txt`` names an image: the person and the image's number."""
 
-    The optional header (``10 300`` for View 2, ``1100`` / ``500`` for View 1) is skipped;
-    files are ``images_dir/<name>/<name>_%04d`` with any image extension. Raises DataError
-    for malformed lines and, listing them, for missing images.
-    """
-    pairs_file, images_dir = Path(pairs_file), Path(images_dir)
+    name: str
+    number: int
+
+
+def parse_lfw_pairs(pairs_file: str | Path) -> tuple[list[tuple[LfwImage, LfwImage]], np.ndarray]:
+    """The pairs of an LFW ``pairs.txt`` (``name n1 n2`` same, ``name1 n1 name2 n2``
+    different) and their same flags; the optional header (``10 300`` for View 2, ``1100`` /
+    ``500`` for View 1) is skipped. Raises DataError for malformed lines and an empty file."""
+    pairs_file = Path(pairs_file)
     lines = _read_text(pairs_file, "pairs file").splitlines()
-    if not images_dir.is_dir():
-        raise DataError(f"{images_dir}: image folder does not exist")
-    folder = _LfwFolder(images_dir)
-    paths: list[Path] = []
+    pairs: list[tuple[LfwImage, LfwImage]] = []
     issame: list[bool] = []
     for number, line in enumerate(lines, 1):
         fields = line.split()
@@ -153,9 +163,9 @@ def read_lfw_pairs(pairs_file: str | Path, images_dir: str | Path) -> PairList:
             continue
         try:
             if len(fields) == 3:
-                pair = [(fields[0], int(fields[1])), (fields[0], int(fields[2]))]
+                pair = (LfwImage(fields[0], int(fields[1])), LfwImage(fields[0], int(fields[2])))
             elif len(fields) == 4:
-                pair = [(fields[0], int(fields[1])), (fields[2], int(fields[3]))]
+                pair = (LfwImage(fields[0], int(fields[1])), LfwImage(fields[2], int(fields[3])))
             else:
                 raise ValueError
         except ValueError:
@@ -163,12 +173,25 @@ def read_lfw_pairs(pairs_file: str | Path, images_dir: str | Path) -> PairList:
                 f"{pairs_file}:{number}: expected 'name n1 n2' or 'name1 n1 name2 n2', "
                 f"got {line.strip()!r}"
             ) from None
-        paths.extend(folder.path(name, n) for name, n in pair)
+        pairs.append(pair)
         issame.append(len(fields) == 3)
     if not issame:
         raise DataError(f"{pairs_file}: no pairs found")
+    return pairs, np.array(issame)
+
+
+def read_lfw_pairs(pairs_file: str | Path, images_dir: str | Path) -> PairList:
+    """An LFW ``pairs.txt`` (see :func:`parse_lfw_pairs`) over an image folder: files are
+    ``images_dir/<name>/<name>_%04d`` with any image extension. Raises DataError for
+    malformed lines and, listing them, for missing images."""
+    images_dir = Path(images_dir)
+    pairs, issame = parse_lfw_pairs(pairs_file)
+    if not images_dir.is_dir():
+        raise DataError(f"{images_dir}: image folder does not exist")
+    folder = _LfwFolder(images_dir)
+    paths = [folder.path(*image) for pair in pairs for image in pair]
     _check_missing(paths, str(pairs_file))
-    return PairList(paths, np.array(issame))
+    return PairList(paths, issame)
 
 
 class Pair(NamedTuple):

@@ -63,29 +63,6 @@ def plot_roc(path: str | Path, results: Mapping[str, VerificationResult]) -> Non
     Uses the all-pairs ROC of each result; FAR = 0 points cannot be shown on a log axis and
     are dropped. Renders off-screen without touching matplotlib's global backend.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from faceforge.evaluation.report_figures import roc_figure, save_figure
 
-    figure = Figure(figsize=(6, 4.5), dpi=120)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    smallest = 1.0
-    for name, result in results.items():
-        shown = result.fpr > 0
-        if not shown.any():
-            continue
-        smallest = min(smallest, float(result.fpr[shown].min()))
-        label = f"{name} (AUC {result.auc:.4f})"
-        axes.plot(result.fpr[shown], result.tpr[shown], label=label, drawstyle="steps-post")
-    axes.set_xscale("log")
-    axes.set_xlim(smallest, 1.0)
-    axes.set_ylim(0.0, 1.01)
-    axes.set_xlabel("false accept rate (FAR)")
-    axes.set_ylabel("true accept rate (TAR)")
-    axes.set_title("verification ROC")
-    axes.grid(True, which="both", alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="lower right")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    save_figure(roc_figure(results), path)

@@ -69,6 +69,8 @@ class VerificationResult:
     grid_fpr: np.ndarray
     #: mean embedding norm before normalisation (set by :func:`evaluate_embeddings`)
     xnorm: float | None = None
+    #: squared distance of every pair (what the thresholds apply to), for reports
+    distances: np.ndarray | None = None
     #: what makes these numbers less meaningful than they look (e.g. one-class folds)
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -308,6 +310,7 @@ def evaluate(
         thresholds=thresholds,
         grid_tpr=grid_tpr.mean(0),
         grid_fpr=grid_fpr.mean(0),
+        distances=dist,
         warnings=fold_warnings(counts) + collapse_warnings(dist),
     )
 

@@ -40,8 +40,10 @@ class Counts:
 
 def _non_finite(run: TrainingRun, state: TrainState, loss: Tensor) -> TrainingError:
     last = run.report.output_dir / "last.pt"
-    kept = f"the last good checkpoint {last} is intact" if last.exists() else (
-        "no checkpoint was written yet"
+    kept = (
+        f"the last good checkpoint {last} is intact"
+        if last.exists()
+        else ("no checkpoint was written yet")
     )
     return TrainingError(
         f"loss became {loss.item()} at step {state.step}; {kept}. Lower optim.lr, "

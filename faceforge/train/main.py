@@ -259,9 +259,7 @@ def _save_on_the_way_out(run: TrainingRun, state: TrainState) -> None:
         run.report.log(f"saved {path} at step {state.step}: continue with --resume {path}")
 
 
-def fit(
-    run: TrainingRun, state: TrainState, sets: Sequence[VerificationSet] = ()
-) -> TrainSummary:
+def fit(run: TrainingRun, state: TrainState, sets: Sequence[VerificationSet] = ()) -> TrainSummary:
     """Train to ``run.total_steps``, evaluating every ``eval.every`` steps and at the end;
     writes ``last.pt`` (periodically, when stopped, at the end) and ``best.pt``."""
     run.report.start(state.step, run.total_steps)

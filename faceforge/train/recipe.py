@@ -15,6 +15,7 @@ from typing import Any
 
 from faceforge.config import Config, load_config
 from faceforge.core.precision import PRECISIONS
+from faceforge.data.face_masks import MASK_SHAPES
 from faceforge.data.samplers import SAMPLERS
 from faceforge.data.sources import DATA_SOURCES
 from faceforge.device import resolve_device
@@ -52,6 +53,15 @@ def _probability(x: float) -> bool:
     return 0 <= x <= 1
 
 
+def _range(low: float, high: float) -> Callable[[Sequence[float]], bool]:
+    """A ``[a, b]`` pair with ``low < a <= b <= high``."""
+    return lambda r: len(r) == 2 and low < r[0] <= r[1] <= high
+
+
+def _mask_shapes(shapes: Sequence[str]) -> bool:
+    return len(shapes) > 0 and all(shape in MASK_SHAPES for shape in shapes)
+
+
 #: field -> (test, what the value must be)
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.image_size": (lambda x: x == 112, "112 (the backbones end on a 7-row feature map)"),
@@ -72,6 +82,12 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "augment.contrast": (_probability, "in [0, 1]"),
     "augment.random_crop_scale": (_non_negative, ">= 0"),
     "augment.cutout_size": (_positive, ">= 1"),
+    "augment.mesh_prob": (_probability, "a probability in [0, 1]"),
+    "augment.mesh_period": (_range(0, 1e4), "a range [low, high] of pixels, 0 < low <= high"),
+    "augment.mesh_thickness": (_range(0, 1e4), "a range [low, high] of pixels, 0 < low <= high"),
+    "augment.mesh_opacity": (_range(0, 1), "a range [low, high] with 0 < low <= high <= 1"),
+    "augment.mask_prob": (_probability, "a probability in [0, 1]"),
+    "augment.mask_shapes": (_mask_shapes, f"a non-empty list of {', '.join(MASK_SHAPES.names())}"),
     "model.embedding_size": (_positive, ">= 1"),
     "model.dropout": (lambda x: 0 <= x < 1, "in [0, 1)"),
     "optim.lr": (_positive, "> 0"),

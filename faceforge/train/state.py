@@ -35,9 +35,7 @@ class TrainState:
 def weights_are_finite(run: TrainingRun) -> bool:
     """Whether every parameter and floating buffer (BatchNorm statistics) is finite: a
     checkpoint is never written otherwise. One device synchronisation."""
-    tensors = [
-        t for t in run.model_without_ddp.state_dict().values() if t.is_floating_point()
-    ]
+    tensors = [t for t in run.model_without_ddp.state_dict().values() if t.is_floating_point()]
     return bool(torch.stack([t.isfinite().all() for t in tensors]).all())
 
 

@@ -90,5 +90,3 @@ def test_pipeline_is_deterministic_for_a_seed(image: np.ndarray) -> None:
 def test_disabled_augmentations_are_left_out() -> None:
     cfg = AugmentConfig(hflip=0.0)
     assert build_train_transform(cfg).transforms == ()
-
-
