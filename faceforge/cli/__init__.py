@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "faceforge.cli.eval_commands",
     "faceforge.cli.data_commands",
     "faceforge.cli.model_commands",
+    "faceforge.cli.weights_commands",
 )
 
 

@@ -48,6 +48,13 @@ class PairList:
     def __len__(self) -> int:
         return len(self.issame)
 
+    def unique(self) -> tuple[list[Path], np.ndarray]:
+        """The distinct image files (in first-seen order) and, for each of ``paths``, its
+        row among them: LFW View 2's 12,000 pair slots hold 7,701 images."""
+        rows: dict[Path, int] = {}
+        index = np.array([rows.setdefault(path, len(rows)) for path in self.paths], np.int64)
+        return list(rows), index
+
     def load(
         self,
         name: str,
