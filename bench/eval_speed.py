@@ -1,65 +1,85 @@
-"""Evaluation speed: embedding throughput, the metric computation, and a MegaFace-style search.
+"""Evaluation speed: LFW-View-2-sized ``faceforge eval --pairs`` runs, the metric computation,
+and a MegaFace-style search.
 
-Prints images/s of faceforge's ``embed_images`` (BatchNorm folded, channels_last, bf16 autocast
-on CPUs with native bf16, micro-batches) against a plain eager fp32 loop over the same
-randomly initialised backbones and images, the time of the accuracy part of a 6000-pair
-evaluation, and optionally a MegaFace-style run over random embeddings checked against brute
-force on a subsample of probes.
+The pairs run has LFW View 2's shape: 6,000 pairs (3,000 same, 3,000 different) over 7,701
+distinct 112x112 JPEG files (synthetic faces, written once to ``--data``), flip TTA on. For
+each backbone it prints the batch embedder's own images/s on the same images already in
+memory (both views), and the end-to-end images/s of the evaluation (distinct images per
+second: decoding, embedding and scoring), which decodes and embeds every distinct image once
+with decoding overlapped; the ratio shows what decoding and pairing cost on top of the
+network. Then the time of the accuracy part of a 6,000-pair evaluation, and optionally a
+MegaFace-style run over random embeddings checked against brute force on a subsample.
 
-    python bench/eval_speed.py --images 256 --megaface-distractors 100000
+    python bench/eval_speed.py                                  # mobilefacenet, iresnet50
+    python bench/eval_speed.py --models mobilefacenet --megaface-distractors 100000
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from faceforge.core.batch_embed import BatchEmbedder
+from faceforge.core.embedder import Embedder
+from faceforge.data.images import load_images
 from faceforge.evaluation.identification import megaface
+from faceforge.evaluation.pairs import read_lfw_pairs
+from faceforge.evaluation.run import evaluate_pair_list
 from faceforge.evaluation.verification import evaluate_embeddings
 from faceforge.models import build_backbone
 
-
-def plain_loop(model: torch.nn.Module, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """The reference: insightface's eval loop, eager fp32, NCHW."""
-    out = []
-    with torch.no_grad():
-        for lo in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[lo : lo + batch_size]).permute(0, 3, 1, 2).float()
-            out.append(model(((x / 255) - 0.5) / 0.5).numpy())
-    return np.concatenate(out)
+#: LFW View 2: 7,701 distinct images in 6,000 pairs; here 2,567 people x 3 photos
+PEOPLE, PHOTOS, PAIRS = 2_567, 3, 6_000
 
 
-def best_rate(fn, count: int, repeats: int) -> float:
-    """Images per second of the fastest of ``repeats`` runs (the machine is shared)."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return count / best
+def write_view2_sized_set(root: Path) -> Path:
+    """``root/images/<name>/<name>_000k.jpg`` and ``root/pairs.txt`` of LFW View 2's size
+    (kept and reused when already there); returns the pairs file."""
+    from faceforge.data.synthetic import SyntheticFaces
+
+    pairs_file = root / "pairs.txt"
+    if pairs_file.is_file():
+        return pairs_file
+    faces = SyntheticFaces(seed=11)
+    for person in range(PEOPLE):
+        folder = root / "images" / f"P{person:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for photo in range(1, PHOTOS + 1):
+            image = faces.render(person, photo)[:, :, ::-1]
+            cv2.imwrite(str(folder / f"P{person:04d}_{photo:04d}.jpg"), image)
+    extra = PAIRS // 2 - PEOPLE  # same pairs beyond one per person, different likewise
+    same = [f"P{i:04d}\t1\t2" for i in range(PEOPLE)]
+    same += [f"P{i:04d}\t1\t3" for i in range(extra)]
+    different = [f"P{i:04d}\t3\tP{(i + 1) % PEOPLE:04d}\t3" for i in range(PEOPLE)]
+    different += [f"P{i:04d}\t2\tP{(i + 7) % PEOPLE:04d}\t1" for i in range(extra)]
+    pairs_file.write_text("\n".join(same + different) + "\n")
+    return pairs_file
 
 
-def bench_embedding(name: str, images: np.ndarray, batch_size: int, repeats: int) -> None:
+def bench_pairs(name: str, root: Path, batch_size: int) -> None:
+    pairs = read_lfw_pairs(write_view2_sized_set(root), root / "images")
+    files, _ = pairs.unique()
     torch.manual_seed(0)
-    model = build_backbone(name).eval()
-    plain = plain_loop(model, images[:16], batch_size)  # warm-up
-    rows = {"plain eager fp32": lambda: plain_loop(model, images, batch_size)}
-    for precision in ("fp32", "auto"):
-        embedder = BatchEmbedder(model, precision=precision)
-        embedder.embed(images[:16])  # warm-up
-        label = f"faceforge {precision} ({embedder.autocast or torch.float32})"
-        rows[label] = lambda e=embedder: [
-            e.embed(images[lo : lo + batch_size]) for lo in range(0, len(images), batch_size)
-        ]
-        fast = embedder.embed(images[:16])
-        cos = (fast * plain).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(plain, axis=1)
-        print(f"  {name} {label}: min cosine vs plain fp32 {cos.min():.6f}")
-    for label, fn in rows.items():
-        print(f"  {name:14s} {label:36s} {best_rate(fn, len(images), repeats):8.1f} img/s")
+    embedder = Embedder.from_backbone(build_backbone(name).eval(), batch_size=batch_size)
+    images = load_images(files, [str(f) for f in files])
+    embedder.views(images[:batch_size], flip=True)  # warm-up
+    started = time.perf_counter()
+    embedder.views(images, flip=True)
+    in_memory = len(files) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    result = evaluate_pair_list(embedder, "view2", pairs, flip=True)
+    end_to_end = len(files) / (time.perf_counter() - started)
+    print(
+        f"  {name:14s} {len(pairs)} pairs, {len(files)} images, flip, "
+        f"{embedder.backend.precision}: embedder {in_memory:7.1f} images/s in memory, "
+        f"eval --pairs {end_to_end:7.1f} images/s end to end "
+        f"({end_to_end / in_memory:.2f}x; accuracy {100 * result.accuracy:.2f})"
+    )
 
 
 def bench_metrics(pairs: int, repeats: int) -> None:
@@ -123,22 +143,25 @@ def bench_megaface(count: int, dim: int, check_identities: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mobilefacenet", "iresnet50"])
-    parser.add_argument("--images", type=int, default=512, help="images per throughput run")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--data", default="runs/bench_view2", help="folder for the synthetic View-2-sized set"
+    )
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=6000)
     parser.add_argument("--megaface-distractors", type=int, default=0)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--check-identities", type=int, default=10)
     args = parser.parse_args()
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    images = np.random.default_rng(0).integers(0, 256, (args.images, 112, 112, 3), np.uint8)
-    print("embedding throughput:")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print("LFW-View-2-sized evaluation (CPU):")
     for name in args.models:
-        bench_embedding(name, images, args.batch_size, args.repeats)
+        bench_pairs(name, Path(args.data), args.batch_size)
     print("verification metrics:")
-    bench_metrics(args.pairs, args.repeats)
+    bench_metrics(PAIRS, args.repeats)
     if args.megaface_distractors:
         print("MegaFace-style identification (random embeddings):")
         bench_megaface(args.megaface_distractors, args.dim, args.check_identities)

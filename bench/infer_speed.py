@@ -1,9 +1,10 @@
 """Inference speed: MTCNN detection ms/image and embedding images/s on this machine.
 
 Embedding compares, on the same model and images, faceforge's default path
-(:class:`faceforge.inference.TorchEmbedder`: BatchNorm folded, channels-last, bf16 autocast
-on CPUs with native bf16), plain eager PyTorch (fp32, NCHW) and ONNX Runtime fp32 (default
-session options, as many threads as PyTorch), at the given batch size. The "agree" column is
+(the :class:`faceforge.core.Embedder`'s ``torch`` backend: BatchNorm folded, channels-last,
+bf16 autocast on CPUs with native bf16), plain eager PyTorch (fp32, NCHW) and the embedder's
+``onnxruntime`` backend (fp32, default session options, as many threads as PyTorch), at the
+given batch size. The "agree" column is
 the smallest cosine similarity between that path's embeddings and eager fp32's; it is only
 meaningful with trained weights (``--checkpoint``): untrained networks map faces alike.
 
@@ -26,9 +27,9 @@ import cv2
 import numpy as np
 import torch
 
+from faceforge.core.embedder import Embedder, load_embedder
+from faceforge.core.model_source import load_model
 from faceforge.core.preprocess import Preprocess
-from faceforge.errors import CheckpointError
-from faceforge.inference.embedding import OnnxEmbedder, TorchEmbedder
 from faceforge.inference.export import export_onnx, synthetic_faces
 from faceforge.models import build_backbone
 
@@ -65,11 +66,7 @@ def detection_images() -> dict[str, np.ndarray]:
 def bench_detection(repeats: int) -> None:
     from faceforge.inference.detection.mtcnn import MTCNN
 
-    try:
-        detector = MTCNN.from_weights(device="cpu")
-    except CheckpointError as exc:
-        print(f"detection skipped: {exc}")
-        return
+    detector = MTCNN.from_weights(device="cpu")
     print("MTCNN detection (CPU)")
     for name, image in detection_images().items():
         seconds = best_time(lambda image=image: detector.detect(image), repeats)
@@ -94,12 +91,12 @@ def bench_embedding(
                 out.append(model(x).numpy())
         return np.concatenate(out)
 
-    faceforge = TorchEmbedder(model, preprocess, device="cpu", batch_size=batch)
+    faceforge = Embedder.from_backbone(model, preprocess, device="cpu", batch_size=batch)
     print(f"{name}: {len(faces)} images, batch {batch}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.onnx"
         export_onnx(model, preprocess, path, check_images=faces[:2])
-        ort = OnnxEmbedder(path, batch_size=batch, threads=torch.get_num_threads())
+        ort = load_embedder(path, batch_size=batch, threads=torch.get_num_threads())
         paths = {
             "faceforge": lambda: faceforge.embed(faces),
             "eager fp32": lambda: unit(eager()),
@@ -139,10 +136,8 @@ def main() -> None:
         bench_detection(args.repeats)
     faces = synthetic_faces(args.images)
     if args.checkpoint:
-        from faceforge.core.checkpoint import load_backbone
-
-        loaded = load_backbone(args.checkpoint)
-        models = {loaded.config.model.backbone: loaded.backbone}
+        loaded = load_model(args.checkpoint)
+        models = {loaded.arch: loaded.backbone}
     else:
         torch.manual_seed(0)
         models = {name: build_backbone(name) for name in args.models}

@@ -1,4 +1,4 @@
-"""Shared fixtures: the optional real-photo data in ../shared/data, the real MTCNN weights,
+"""Shared fixtures: the optional real-photo data in ../shared/data, the shipped MTCNN weights,
 tiny primed models and their checkpoint / ONNX export."""
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from model_helpers import primed_model, write_checkpoint
-
-from faceforge.errors import CheckpointError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -36,14 +34,22 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def mtcnn():
-    """The pretrained MTCNN (skips when facenet-pytorch's weight files are not installed)."""
-    from faceforge.inference.detection.mtcnn import MTCNN, find_mtcnn_weights
+    """The pretrained MTCNN with the weights shipped in the package."""
+    from faceforge.inference.detection.mtcnn import MTCNN
 
-    try:
-        find_mtcnn_weights()
-    except CheckpointError as exc:
-        pytest.skip(f"MTCNN weights unavailable: {exc}")
     return MTCNN.from_weights(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def mtcnn_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of ``pnet.pt``, ``rnet.pt``, ``onet.pt`` in facenet-pytorch's layout (the
+    shipped weights, saved as state dicts): what ``mtcnn:DIR`` names."""
+    from faceforge.inference.detection.mtcnn import packaged_weights
+
+    folder = tmp_path_factory.mktemp("mtcnn")
+    for net, state in packaged_weights().items():
+        torch.save(state, folder / f"{net}.pt")
+    return folder
 
 
 @pytest.fixture(scope="session")

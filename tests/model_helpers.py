@@ -59,3 +59,27 @@ def write_checkpoint(path: Path, model, preprocess=None, metrics=None) -> Path:
         metrics=metrics if metrics is not None else {"synthetic": {"best_threshold": 1.0}},
     ).save(path)
     return path
+
+
+def write_lfw_folder(root: Path, seed: int = 3, width: int = 112) -> tuple[Path, Path]:
+    """An LFW-style ``<name>/<name>_NNNN.jpg`` folder of synthetic faces (112 x ``width``:
+    the centre columns, as SphereFace-style 112x96 crops) and its pairs.txt (one same and one
+    different pair per identity, 10 identities)."""
+    import cv2
+
+    from faceforge.data.synthetic import SyntheticFaces
+
+    identities, faces = 10, SyntheticFaces(seed)
+    images = root / "aligned"
+    left = (112 - width) // 2
+    for identity in range(identities):
+        name = f"Person_{identity}"
+        (images / name).mkdir(parents=True)
+        for number in (1, 2):
+            photo = faces.render(identity, number)[:, left : left + width]
+            cv2.imwrite(str(images / name / f"{name}_{number:04d}.jpg"), photo[:, :, ::-1])
+    lines = [f"Person_{i}\t1\t2" for i in range(identities)]
+    lines += [f"Person_{i}\t1\tPerson_{(i + 1) % identities}\t2" for i in range(identities)]
+    pairs = root / "pairs.txt"
+    pairs.write_text(f"1\t{identities}\n" + "\n".join(lines) + "\n")
+    return pairs, images

@@ -14,11 +14,11 @@ from model_helpers import TINY_CLI
 from faceforge.cli import main
 from faceforge.config import load_config
 from faceforge.core.checkpoint import Checkpoint
+from faceforge.core.embedder import load_embedder
 from faceforge.core.preprocess import Preprocess
+from faceforge.data.alignment import ARCFACE_TEMPLATE, norm_crop, template_points
 from faceforge.data.synthetic import SyntheticFaces
 from faceforge.errors import ConfigError
-from faceforge.inference.alignment import ARCFACE_TEMPLATE, norm_crop, template_points
-from faceforge.inference.embedding import load_embedder
 from faceforge.models import build_backbone
 from faceforge.train.main import fit, setup
 
@@ -121,13 +121,13 @@ def test_image_width_is_checked_by_the_recipe(tmp_path: Path) -> None:
 
 def test_training_at_112x96_evaluates_on_the_square_synthetic_pairs(tmp_path: Path) -> None:
     """The held-out pairs are rendered at 112x112; training evaluation centre-crops them
-    exactly as the training images are, and load_backbone rebuilds the 112x96 model."""
-    from faceforge.core.checkpoint import load_backbone
+    exactly as the training images are, and load_model rebuilds the 112x96 model."""
+    from faceforge.core.model_source import load_model
 
     vset = SyntheticFaces(5).verification_set(num_identities=10, num_pairs=20)
     summary = fit(*setup(narrow_config(tmp_path), log=lambda _: None), [vset])
     assert 0.0 <= summary.results["synthetic"].accuracy <= 1.0
-    loaded = load_backbone(tmp_path / "last.pt")
+    loaded = load_model(tmp_path / "last.pt")
     assert tuple(loaded.preprocess.input_size) == (112, 96)
     with torch.no_grad():
         assert loaded.backbone(torch.zeros(1, 3, 112, 96)).shape == (1, 16)

@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "faceforge.cli.eval_commands",
     "faceforge.cli.data_commands",
     "faceforge.cli.model_commands",
+    "faceforge.cli.weights_commands",
     "faceforge.cli.tools_commands",
 )
 

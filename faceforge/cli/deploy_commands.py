@@ -173,9 +173,9 @@ def _export(args: argparse.Namespace) -> int:
         f"{PARITY_TOLERANCE:.0e}): {'OK' if ok else 'FAILED'}"
     )
     if args.int8:
-        from faceforge.inference.embedding import OnnxEmbedder
+        from faceforge.core.onnx_model import read_onnx
 
-        size = OnnxEmbedder(report.path).input_size
+        size = read_onnx(report.path).preprocess.input_size
         faces = load_calibration_faces(args.calibration, size)
         int8_path = args.int8_output or report.path.with_suffix(".int8.onnx")
         quant = quantize_int8(report.path, int8_path, faces)

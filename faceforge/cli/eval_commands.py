@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +74,9 @@ def _pack_bin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sets(args: argparse.Namespace, scorer: _Scorer) -> list[Any]:
-    """Every requested verification set; all files are checked before anything is decoded."""
+def _sets(args: argparse.Namespace, embedder: Any) -> list[tuple[str, Any]]:
+    """``(name, VerificationSet or PairList)`` of every requested set; all files are checked
+    before anything is embedded (pair lists are decoded while they are evaluated)."""
     from faceforge.evaluation.bin_format import load_bin
 
     missing = [str(p) for p in args.bin if not Path(p).is_file()]
@@ -87,28 +86,26 @@ def _sets(args: argparse.Namespace, scorer: _Scorer) -> list[Any]:
     if not (args.bin or pair_lists or args.synthetic):
         raise DataError("nothing to evaluate: give --bin, --pairs, --pair-list or --synthetic")
 
-    size = tuple(scorer.preprocess.input_size)
+    size = embedder.input_size
     taken: set[str] = set()
-    sets = []
+    sets: list[tuple[str, Any]] = []
     if args.synthetic:
         from faceforge.data.synthetic import synthetic_verification_set
 
         print("rendering the checkpoint config's held-out synthetic pairs ...")
-        vset = synthetic_verification_set(scorer.config.data.synthetic)
+        vset = synthetic_verification_set(embedder.config.data.synthetic)
         if args.resize and vset.images.shape[1:3] != size:
             from faceforge.data.images import fit_image
 
             faces = [fit_image(face, size, args.resize, "synthetic face") for face in vset.images]
             vset.images = np.stack(faces)
-        sets.append(vset)
+        sets.append((vset.name, vset))
         taken.add(vset.name)
     for path in args.bin:
         vset = load_bin(path, image_size=size, resize=args.resize)
         vset.name = _unique_name(vset.name, taken)
-        sets.append(vset)
-    for name, plist in pair_lists:
-        vset = plist.load(_unique_name(name, taken), size, args.resize, progress=not args.quiet)
-        sets.append(vset)
+        sets.append((vset.name, vset))
+    sets += [(_unique_name(name, taken), plist) for name, plist in pair_lists]
     return sets
 
 
@@ -119,81 +116,40 @@ def _recorded(metrics: dict[str, Any], name: str) -> str:
     return ""
 
 
-@dataclass
-class _Scorer:
-    """What ``eval`` needs of a model, whichever way it is named."""
+def _evaluate(args: argparse.Namespace, embedder: Any, name: str, data: Any, flip: bool) -> Any:
+    """One set's result: a pair list streamed from its files, anything else in memory."""
+    from faceforge.evaluation.pairs import PairList
+    from faceforge.evaluation.run import evaluate_embedder, evaluate_pair_list
 
-    preprocess: Any
-    config: Any
-    metrics: dict[str, Any]
-    name: str
-    #: (vset, batch_size, flip, folds, device, precision, progress) -> VerificationResult
-    evaluate: Callable[..., Any]
-
-
-def _scorer(args: argparse.Namespace) -> _Scorer:
-    """A PyTorch source runs :func:`evaluate_model` (what training reports); an ONNX file the
-    same protocol through ONNX Runtime (plain and mirrored views summed before normalising)."""
-    from faceforge.config import Config
-    from faceforge.evaluation.run import evaluate_model
-    from faceforge.evaluation.verification import evaluate_embeddings
-    from faceforge.inference.embedding import OnnxEmbedder
-    from faceforge.inference.model_source import load_torch_model
-
-    source = model_source(args)
-    if source.kind != "onnx":
-        model = load_torch_model(source)
-
-        def run_torch(vset: Any, **options: Any) -> Any:
-            return evaluate_model(model.backbone, vset, preprocess=model.preprocess, **options)
-
-        return _Scorer(model.preprocess, model.config, model.metrics, model.arch, run_torch)
-    embedder = OnnxEmbedder(source.path)
-
-    def run_onnx(vset: Any, *, batch_size: int, flip: bool, folds: int, **_: Any) -> Any:
-        embedder.batch_size = batch_size
-        plain = embedder.embed_raw(vset.images)
-        mirrored = None
-        if flip:
-            mirrored = embedder.embed_raw(np.ascontiguousarray(vset.images[:, :, ::-1]))
-        result = evaluate_embeddings(plain, vset.issame, flipped=mirrored, folds=folds)
-        result.extra.update(name=vset.name, flip=flip)
-        return result
-
-    return _Scorer(embedder.preprocess, Config(), embedder.metrics, embedder.description, run_onnx)
+    options = {"flip": flip, "folds": args.folds, "progress": not args.quiet}
+    if isinstance(data, PairList):
+        return evaluate_pair_list(embedder, name, data, resize=args.resize, **options)
+    return evaluate_embedder(embedder, data, **options)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from faceforge.device import resolve_device
+    from faceforge.core.embedder import load_embedder
     from faceforge.evaluation.report import format_result, plot_roc, write_json
 
     _check_output(args.json, "--json")
     if args.roc:
         _check_output(args.roc, "--roc", _roc_suffixes())
     check_output_folder(args.report, "--report")
-    scorer = _scorer(args)
-    sets = _sets(args, scorer)
-    device = resolve_device(args.device)
-    batch_size = args.batch_size or scorer.config.eval.batch_size
-    flip = scorer.config.eval.flip if args.flip is None else args.flip
+    embedder = load_embedder(model_source(args), device=args.device, precision=args.precision)
+    sets = _sets(args, embedder)
+    settings = embedder.config.eval
+    embedder.batch_size = args.batch_size or settings.batch_size
+    flip = settings.flip if args.flip is None else args.flip
     results = {}
-    for vset in sets:
-        result = scorer.evaluate(
-            vset,
-            batch_size=batch_size,
-            flip=flip,
-            folds=args.folds,
-            device=device,
-            precision=args.precision,
-            progress=not args.quiet,
-        )
-        results[vset.name] = result
-        print(format_result(vset.name, result) + _recorded(scorer.metrics, vset.name))
+    for name, data in sets:
+        result = _evaluate(args, embedder, name, data, flip)
+        results[name] = result
+        print(format_result(name, result) + _recorded(embedder.metrics, name))
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     meta = {
         "checkpoint": str(args.checkpoint),
-        "backbone": scorer.name,
+        "backbone": embedder.model.arch or embedder.description,
         "flip": flip,
         "precision": args.precision,
         "folds": args.folds,
@@ -207,8 +163,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.report:
         from faceforge.evaluation.html_report import write_html_report
 
-        by_name = {vset.name: vset for vset in sets}
-        print(f"wrote {write_html_report(args.report, results, by_name, meta)}")
+        print(f"wrote {write_html_report(args.report, results, dict(sets), meta)}")
     return 0
 
 
@@ -227,21 +182,18 @@ def _identify_bench(args: argparse.Namespace) -> int:
         distractors = NpyFolder(path) if path.is_dir() else open_npy(path)
         result = megaface(probes, labels, distractors)
     elif args.checkpoint:
-        from faceforge.device import resolve_device
+        from faceforge.core.embedder import load_embedder
         from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
-        from faceforge.inference.model_source import load_torch_model
 
-        loaded = load_torch_model(args.checkpoint)
+        embedder = load_embedder(
+            args.checkpoint, device=args.device, precision=args.precision, flip=args.flip
+        )
         result = run_synthetic_megaface(
-            loaded.backbone,
-            loaded.preprocess,
-            seed=loaded.config.data.synthetic.seed,
+            embedder,
+            seed=embedder.config.data.synthetic.seed,
             num_identities=args.identities,
             images_per_identity=args.images_per_identity,
             num_distractors=args.distractors,
-            flip=args.flip,
-            device=resolve_device(args.device),
-            precision=args.precision,
             progress=not args.quiet,
         )
     else:

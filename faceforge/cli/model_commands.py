@@ -1,9 +1,9 @@
-"""How every command names a model, plus ``faceforge import``, ``identify`` and ``eval-ijb``.
+"""How every command names a model, plus ``faceforge identify`` and ``eval-ijb``.
 
-A model is a faceforge checkpoint, an ONNX file, or an insightface ``backbone.pth`` with
-``--arch`` (see :class:`~faceforge.inference.model_source.ModelSource`); the same options
-mean the same thing in ``eval``, ``verify``, ``enroll``, ``search``, ``export`` and
-``identify``.
+A model is a faceforge checkpoint, an ONNX file, or a weights file with ``--arch`` or
+``--pretrained`` (see :class:`~faceforge.core.model_source.ModelSource`); the same options
+mean the same thing in ``eval``, ``verify``, ``enroll``, ``search``, ``export``,
+``identify``, ``eval-ijb`` and ``import``.
 """
 
 from __future__ import annotations
@@ -26,10 +26,8 @@ from faceforge.inference.detection.registry import DETECTOR_SPECS
 from faceforge.inference.matching.storage import MAX_EMBEDDING_SIZE
 
 if TYPE_CHECKING:
+    from faceforge.core.model_source import ModelSource
     from faceforge.core.preprocess import Preprocess
-    from faceforge.evaluation.ijb_layout import IjbMeta
-    from faceforge.inference.embedding import Embedder
-    from faceforge.inference.model_source import ModelSource
     from faceforge.inference.pipeline import FacePipeline
 
 #: an ``--embedding-size`` a gallery can store
@@ -76,16 +74,10 @@ def add_contract_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", help="alignment template (default arcface)")
 
 
-def add_source_options(parser: argparse.ArgumentParser) -> None:
-    """``--checkpoint`` (checkpoint, .onnx or backbone.pth), ``--arch``, ``--embedding-size``
-    and the contract options of ``--arch`` weights."""
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="faceforge checkpoint (.pt), ONNX model (.onnx), or insightface backbone.pth "
-        "together with --arch",
-    )
-    parser.add_argument("--arch", help="architecture of an insightface backbone.pth (iresnet50..)")
+def add_weights_options(parser: argparse.ArgumentParser) -> None:
+    """How to read a weights file of another project: ``--arch`` with ``--embedding-size``,
+    the contract options and ``--key-map``, or ``--pretrained`` (which brings them all)."""
+    parser.add_argument("--arch", help="architecture of a weights file (iresnet50, ...)")
     parser.add_argument(
         "--embedding-size",
         type=EMBEDDING_SIZE,
@@ -93,6 +85,29 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
         help="embedding size of --arch weights",
     )
     add_contract_options(parser)
+    parser.add_argument(
+        "--key-map",
+        metavar="FILE",
+        help="lines of 'SOURCE TARGET' renaming keys of --arch weights that cannot be matched "
+        "by name or order ('prefix.' renames a prefix, a TARGET of - drops the key)",
+    )
+    parser.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="the file is this published model's (see faceforge models): its architecture "
+        "and preprocessing are known and its hash is checked",
+    )
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` (checkpoint, .onnx or weights file) and :func:`add_weights_options`."""
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="faceforge checkpoint (.pt), ONNX model (.onnx), or a weights file together "
+        "with --arch or --pretrained",
+    )
+    add_weights_options(parser)
 
 
 def contract(args: argparse.Namespace) -> Preprocess:
@@ -103,18 +118,33 @@ def contract(args: argparse.Namespace) -> Preprocess:
     return Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
 
 
-def model_source(args: argparse.Namespace) -> ModelSource:
-    """The model the source options name; contract options only go with ``--arch``."""
-    from faceforge.inference.model_source import ModelSource
+def weights_source(args: argparse.Namespace, path: str) -> ModelSource:
+    """The model file ``path`` read as the weights options say; contract options and
+    ``--key-map`` only go with ``--arch``, and ``--pretrained`` replaces them all."""
+    from faceforge.core.model_source import ModelSource
 
-    if args.arch is None:
-        given = [flag for k, flag in _CONTRACT_FLAGS.items() if getattr(args, k) is not None]
-        if given:
-            raise ConfigError(
-                f"{', '.join(given)} describe backbone.pth weights and need --arch; "
-                "checkpoints and ONNX files carry their own preprocessing"
-            )
-    return ModelSource(args.checkpoint, args.arch, args.embedding_size, contract(args))
+    given = [flag for k, flag in _CONTRACT_FLAGS.items() if getattr(args, k) is not None]
+    given += ["--key-map"] if args.key_map is not None else []
+    if args.pretrained is not None and (given or args.arch is not None):
+        named = ", ".join(given + (["--arch"] if args.arch is not None else []))
+        raise ConfigError(
+            f"--pretrained {args.pretrained} brings its own architecture and preprocessing; "
+            f"drop {named}"
+        )
+    if args.arch is None and given:
+        raise ConfigError(
+            f"{', '.join(given)} describe a weights file and need --arch; checkpoints and "
+            "ONNX files carry their own preprocessing"
+        )
+    key_map = None if args.key_map is None else Path(args.key_map)
+    return ModelSource(
+        Path(path), args.arch, args.embedding_size, contract(args), args.pretrained, key_map
+    )
+
+
+def model_source(args: argparse.Namespace) -> ModelSource:
+    """The model the source options name."""
+    return weights_source(args, args.checkpoint)
 
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
@@ -205,21 +235,6 @@ def build_pipeline(args: argparse.Namespace) -> FacePipeline:
     )
 
 
-def _import(args: argparse.Namespace) -> int:
-    from faceforge.inference.embedding import load_embedder
-    from faceforge.inference.model_source import ModelSource, import_backbone
-
-    source = ModelSource(args.weights, args.arch, args.embedding_size, contract(args))
-    path = import_backbone(source, args.output)
-    embedder = load_embedder(path, device="cpu")
-    size = "x".join(map(str, embedder.input_size))
-    print(
-        f"wrote {path}: {args.arch}, {embedder.embedding_size}-d, {size} "
-        f"{embedder.preprocess.color}, template {embedder.preprocess.template}"
-    )
-    return 0
-
-
 def _labelled(pipeline: FacePipeline, folder: str) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings and identity names of a ``folder/<identity>/<image>`` tree; images where
     no face is usable are reported and left out."""
@@ -292,35 +307,20 @@ def _identify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ijb_features(embedder: Embedder, root: Path, meta: IjbMeta, batch: int) -> np.ndarray:
-    """Original + mirrored raw embeddings of every IJB image, aligned from its landmarks."""
-    from faceforge.data.image_io import read_image
-    from faceforge.inference.alignment import norm_crop
-
-    preprocess = embedder.preprocess
-    parts = []
-    for start in range(0, len(meta.images), batch):
-        crops = []
-        for name, points in zip(
-            meta.images[start : start + batch], meta.landmarks[start : start + batch], strict=True
-        ):
-            image = read_image(root / "loose_crop" / name)
-            crop = norm_crop(image, points, embedder.input_size, preprocess.template)
-            crops.append(crop)
-        faces = np.ascontiguousarray(np.stack(crops))
-        mirrored = np.ascontiguousarray(faces[:, :, ::-1])
-        parts.append(embedder.embed_raw(faces) + embedder.embed_raw(mirrored))
-    return np.concatenate(parts)
-
-
 def _eval_ijb(args: argparse.Namespace) -> int:
+    from faceforge.core.embedder import load_embedder
     from faceforge.evaluation.ijb import identify_templates, verify_templates
+    from faceforge.evaluation.ijb_features import ijb_features
     from faceforge.evaluation.ijb_layout import read_ijb
-    from faceforge.inference.embedding import load_embedder
 
     meta = read_ijb(args.root, args.target)
-    embedder = load_embedder(model_source(args), device=args.device, precision=args.precision)
-    features = _ijb_features(embedder, Path(args.root), meta, args.batch_size)
+    embedder = load_embedder(
+        model_source(args),
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+    )
+    features = ijb_features(embedder, args.root, meta)
     faceness = meta.faceness if args.faceness else None
     ids = (meta.template_ids, meta.media_ids)
     options = {"normalise": args.normalise}
@@ -342,21 +342,7 @@ def _eval_ijb(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``import``, ``identify`` and ``eval-ijb`` to the ``faceforge`` parser."""
-    p = subparsers.add_parser(
-        "import",
-        help="turn external backbone.pth weights into a faceforge checkpoint",
-        description="Load an insightface-style backbone.pth strictly into --arch and save it "
-        "with its preprocessing contract as a checkpoint every command takes. Example: "
-        "faceforge import --arch iresnet50 backbone.pth r50.pt",
-    )
-    p.add_argument("weights", help="backbone.pth (a state dict)")
-    p.add_argument("output", help="faceforge checkpoint to write")
-    p.add_argument("--arch", required=True, help="backbone architecture (iresnet50, ...)")
-    p.add_argument("--embedding-size", type=EMBEDDING_SIZE, default=512, help="embedding size")
-    add_contract_options(p)
-    p.set_defaults(func=_import)
-
+    """Add ``identify`` and ``eval-ijb`` to the ``faceforge`` parser."""
     p = subparsers.add_parser(
         "identify",
         help="1:N identification: CMC rank-1/5/10 and open-set TPIR@FPIR",

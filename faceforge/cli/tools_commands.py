@@ -76,7 +76,7 @@ def _extract_faces(args: argparse.Namespace) -> int:
     )
     embed = None
     if args.checkpoint:
-        from faceforge.inference.embedding import load_embedder
+        from faceforge.core.embedder import load_embedder
 
         embedder = load_embedder(args.checkpoint, device=args.device)
         if embedder.input_size != options.size:
@@ -106,8 +106,8 @@ def _extract_faces(args: argparse.Namespace) -> int:
 
 
 def _visualize_embeddings(args: argparse.Namespace) -> int:
+    from faceforge.core.embedder import load_embedder
     from faceforge.evaluation.embedding_plots import plot_embeddings
-    from faceforge.inference.embedding import load_embedder
     from faceforge.prepare.embedding_map import embed_identities
 
     check_output(args.output, "--output", (".png",))

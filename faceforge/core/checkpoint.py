@@ -30,15 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from faceforge import __version__
 from faceforge.config import Config, config_from_dict, config_to_dict
 from faceforge.core.preprocess import Preprocess
 from faceforge.core.safe_load import load_weights_only
-from faceforge.errors import CheckpointError, ConfigError, first_line, shorten
+from faceforge.errors import CheckpointError, ConfigError, shorten
 from faceforge.files import atomic_open
-from faceforge.models import build_backbone
 
 FORMAT = "faceforge-checkpoint"
 #: version 1: typed fields + ``content_hash``; faceforge 0.1 wrote neither version nor hash
@@ -108,27 +107,6 @@ class Checkpoint:
             return cls(**fields)
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise CheckpointError(f"{str(path)!r} has unusable contents: {exc}") from None
-
-    def build_backbone(self) -> nn.Module:
-        """The backbone described by the config, built for the preprocessing's input size,
-        with the stored weights, in eval mode."""
-        model = self.config.model
-        size = tuple(self.preprocess.input_size)
-        backbone = build_backbone(
-            model.backbone,
-            embedding_size=model.embedding_size,
-            dropout=model.dropout,
-            input_size=size,
-        )
-        try:
-            backbone.load_state_dict(self.backbone, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"backbone weights do not fit {model.backbone} at its declared input size "
-                f"{size[0]}x{size[1]} (the model does not accept that input size, or the "
-                f"weights are another model's): {first_line(exc)}"
-            ) from None
-        return backbone.eval()
 
 
 def _verified_fields(name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -208,24 +186,3 @@ def _feed(digest: Any, path: str, value: Any) -> None:
             _feed(digest, f"{path}[{i}]", item)
     else:
         digest.update(f"{path}={value!r};".encode())
-
-
-@dataclass
-class LoadedModel:
-    """A backbone ready for inference plus everything needed to use it correctly."""
-
-    backbone: nn.Module
-    config: Config
-    preprocess: Preprocess
-    #: evaluation results stored at save time, e.g. {"synthetic": {"accuracy": ..}}
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def load_backbone(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the backbone of a checkpoint (config inside) in eval mode, ready to embed."""
-    ckpt = Checkpoint.load(path, map_location)
-    try:
-        backbone = ckpt.build_backbone()
-    except CheckpointError as exc:
-        raise CheckpointError(f"{str(path)!r}: {exc}") from None
-    return LoadedModel(backbone, ckpt.config, ckpt.preprocess, dict(ckpt.metrics))

@@ -1,4 +1,9 @@
-"""Preprocessing that travels with a model: what the backbone expects as input."""
+"""Preprocessing that travels with a model: what the backbone expects as input.
+
+:meth:`Preprocess.apply` is the one place where uint8 pixels become model input: training
+batches, every embedder backend (PyTorch and ONNX Runtime), ONNX export checks and the
+benchmarks all go through it, so colour order and normalisation cannot drift apart.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from faceforge.data.alignment import template_points
+from faceforge.errors import CheckpointError
+
+COLOR_ORDERS = ("RGB", "BGR")
 
 
 @dataclass(frozen=True)
@@ -37,15 +47,36 @@ class Preprocess:
             template=str(values["template"]),
         )
 
-    def normalize(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W, 3) in ``color`` order -> float32 (N, 3, H, W) model input."""
-        x = images.astype(np.float32) / 255.0
-        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    def check(self, where: str) -> None:
+        """Raise CheckpointError (naming ``where``) when this contract cannot describe a
+        usable model input: unknown colour order, non-positive std, or no alignment
+        template for the input size."""
+        if self.color not in COLOR_ORDERS:
+            raise CheckpointError(
+                f"{where}: unknown colour order {self.color!r}; expected one of {COLOR_ORDERS}"
+            )
+        if any(s <= 0 for s in self.std):
+            raise CheckpointError(f"{where}: preprocessing std must be positive, got {self.std}")
+        try:
+            template_points(tuple(self.input_size), self.template)
+        except ValueError as exc:
+            raise CheckpointError(f"{where}: {exc}") from None
 
-    def affine(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """``(scale, shift)`` of shape (1, 3, 1, 1) with ``pixel * scale - shift`` equal to
-        :meth:`normalize` for uint8 pixels: one multiply-add per pixel on any device."""
-        std = torch.tensor(self.std, dtype=torch.float32, device=device) * 255
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=device) * 255
-        return (1 / std).view(1, 3, 1, 1), (mean / std).view(1, 3, 1, 1)
+    def apply(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) RGB pixels -> float32 model input in ``color`` order.
+
+        Any memory layout (an NHWC buffer viewed as NCHW stays channels-last) and any device;
+        one multiply-add per pixel, ``pixel * (1 / (255 std)) - mean / std``.
+        """
+        std = torch.tensor(self.std, dtype=torch.float32, device=pixels.device) * 255
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=pixels.device) * 255
+        if self.color == "BGR":
+            pixels = pixels.flip(1)
+        scale, shift = (1 / std).view(1, 3, 1, 1), (mean / std).view(1, 3, 1, 1)
+        return pixels.float().mul_(scale).sub_(shift)
+
+    def normalize(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) RGB faces -> contiguous float32 (N, 3, H, W) model input
+        (:meth:`apply` on the CPU)."""
+        pixels = torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2)
+        return self.apply(pixels).contiguous().numpy()

@@ -20,6 +20,7 @@ import numpy as np
 
 from faceforge.data.image_io import encode_image
 from faceforge.data.verification_set import VerificationSet
+from faceforge.evaluation.pairs import PairList
 from faceforge.evaluation.report_figures import (
     det_figure,
     folds_figure,
@@ -31,6 +32,8 @@ from faceforge.evaluation.verification import FAR_TARGETS, VerificationResult
 from faceforge.files import atomic_write_bytes
 
 REPORT_FILE = "report.html"
+#: a set's images: in memory, or a pair list's files (only the thumbnails are decoded)
+PairSource = VerificationSet | PairList
 #: hardest false accepts and false rejects shown per set
 HARDEST = 8
 STYLE = """
@@ -126,13 +129,20 @@ def _fold_rows(result: VerificationResult) -> str:
     return f"<table><tr><th>fold</th>{numbers}</tr><tr><th>accuracy %</th>{cells}</tr></table>"
 
 
+def _pair_images(source: PairSource, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two images of pair ``i``: held in memory, or decoded from a pair list's files."""
+    if isinstance(source, VerificationSet):
+        return source.images[2 * i], source.images[2 * i + 1]
+    return source.image(2 * i), source.image(2 * i + 1)
+
+
 def _thumbnails(
-    vset: VerificationSet, result: VerificationResult, pairs: np.ndarray, kind: str
+    vset: PairSource, result: VerificationResult, pairs: np.ndarray, kind: str
 ) -> str:
     threshold = result.best_threshold
     figures = []
     for i in pairs:
-        pair = np.concatenate([vset.images[2 * i], vset.images[2 * i + 1]], axis=1)
+        pair = np.concatenate(_pair_images(vset, i), axis=1)
         distance = float(np.asarray(result.distances)[i])
         accepted = distance < threshold
         wrong = accepted != bool(vset.issame[i])
@@ -147,7 +157,7 @@ def _thumbnails(
     return f'<div class="pairs">{"".join(figures)}</div>'
 
 
-def _set_section(name: str, result: VerificationResult, vset: VerificationSet) -> str:
+def _set_section(name: str, result: VerificationResult, vset: PairSource) -> str:
     issame = np.asarray(vset.issame, dtype=bool)
     accepts, rejects = hardest_pairs(result, issame)
     histogram = _img(png_bytes(histogram_figure(name, result, issame)), f"{name} histogram")
@@ -166,7 +176,7 @@ def _set_section(name: str, result: VerificationResult, vset: VerificationSet) -
 
 def report_html(
     results: Mapping[str, VerificationResult],
-    sets: Mapping[str, VerificationSet],
+    sets: Mapping[str, PairSource],
     meta: Mapping[str, Any] | None = None,
 ) -> str:
     """The page (see the module docs); ``sets`` holds the images of every result's set."""
@@ -186,7 +196,7 @@ def report_html(
 def write_html_report(
     folder: str | Path,
     results: Mapping[str, VerificationResult],
-    sets: Mapping[str, VerificationSet],
+    sets: Mapping[str, PairSource],
     meta: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``folder/report.html`` (atomically) and return its path."""

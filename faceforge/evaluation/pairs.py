@@ -56,6 +56,22 @@ class PairList:
     def __len__(self) -> int:
         return len(self.issame)
 
+    def unique(self) -> tuple[list[Path], np.ndarray]:
+        """The distinct image files (in first-seen order) and, for each of ``paths``, its
+        row among them: LFW View 2's 12,000 pair slots hold 7,701 images."""
+        rows: dict[Path, int] = {}
+        index = np.array([rows.setdefault(path, len(rows)) for path in self.paths], np.int64)
+        return list(rows), index
+
+    def image(
+        self, index: int, image_size: tuple[int, int] = (112, 112), resize: str = "letterbox"
+    ) -> np.ndarray:
+        """Image ``index`` alone, decoded and fitted to ``image_size`` (a report's
+        thumbnail)."""
+        path = self.paths[index]
+        data = path if isinstance(path, Path) else path.encoded()
+        return load_images([data], [str(path)], image_size, resize)[0]
+
     def load(
         self,
         name: str,

@@ -1,20 +1,139 @@
-"""Evaluate a backbone on a verification set: batched embedding, flip TTA, insightface metrics.
+"""Evaluate a model on a verification set: batched embedding, flip TTA, insightface metrics.
 
-The trainer's periodic evaluation and ``faceforge eval`` both go through
-:func:`evaluate_model`, so a number printed during training is the number the CLI reproduces.
+Every path goes through one :class:`~faceforge.core.embedder.Embedder`: the trainer's
+periodic evaluation (:func:`evaluate_model`, an in-memory backbone), ``faceforge eval`` on
+``.bin`` and synthetic sets (:func:`evaluate_embedder`) and on pair lists over image
+folders (:func:`evaluate_pair_list`), so a number printed during training is the number the
+CLI reproduces, whatever the model format. Pair lists are streamed: each distinct image is
+decoded and embedded once, the next batch decoding while the current one is embedded.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Iterable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
-from faceforge.core.batch_embed import embed_image_views
+from faceforge.core.embedder import Embedder
 from faceforge.core.preprocess import Preprocess
+from faceforge.data.images import load_images
+from faceforge.data.prefetch import ahead
 from faceforge.data.verification_set import VerificationSet
+from faceforge.evaluation.pairs import PairList
 from faceforge.evaluation.verification import VerificationResult, evaluate_embeddings
+
+
+def embed_batches(
+    embedder: Embedder,
+    batches: Iterable[np.ndarray],
+    *,
+    flip: bool,
+    total: int,
+    progress: bool = False,
+    desc: str = "embedding",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw plain and (with ``flip``) mirrored embeddings of a stream of uint8 face batches;
+    ``total`` faces in all, counted on a progress bar when ``progress``."""
+    from tqdm import tqdm
+
+    plain, mirrored = [], []
+    with tqdm(total=total, desc=desc, unit="img", disable=not progress) as bar:
+        for batch in batches:
+            views = embedder.views(batch, flip)
+            plain.append(views[0])
+            if views[1] is not None:
+                mirrored.append(views[1])
+            bar.update(len(batch))
+    width = (0, embedder.embedding_size)
+    joined = np.concatenate(plain) if plain else np.zeros(width, np.float32)
+    return joined, (np.concatenate(mirrored) if flip and mirrored else None)
+
+
+def _slices(images: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(images), size):
+        yield images[start : start + size]
+
+
+def _scored(
+    name: str,
+    plain: np.ndarray,
+    mirrored: np.ndarray | None,
+    issame: np.ndarray,
+    *,
+    folds: int,
+    images: int,
+    seconds: float,
+) -> VerificationResult:
+    """insightface's verification metrics of embedded pairs; ``result.extra`` records the
+    set's name, whether flip TTA ran, and the images embedded per second (both views)."""
+    result = evaluate_embeddings(plain, issame, flipped=mirrored, folds=folds)
+    views = 1 if mirrored is None else 2
+    result.extra.update(
+        name=name,
+        flip=mirrored is not None,
+        images_per_second=round(views * images / max(seconds, 1e-9), 1),
+    )
+    return result
+
+
+def evaluate_embedder(
+    embedder: Embedder,
+    vset: VerificationSet,
+    *,
+    flip: bool = True,
+    folds: int = 10,
+    progress: bool = False,
+) -> VerificationResult:
+    """insightface's verification test ("Accuracy-Flip" by default) of an in-memory set."""
+    started = time.perf_counter()
+    batches = _slices(vset.images, embedder.batch_size)
+    plain, mirrored = embed_batches(
+        embedder, batches, flip=flip, total=len(vset.images), progress=progress
+    )
+    seconds = time.perf_counter() - started
+    return _scored(
+        vset.name, plain, mirrored, vset.issame, folds=folds, images=len(plain), seconds=seconds
+    )
+
+
+def evaluate_pair_list(
+    embedder: Embedder,
+    name: str,
+    pairs: PairList,
+    *,
+    resize: str | None = None,
+    flip: bool = True,
+    folds: int = 10,
+    progress: bool = False,
+) -> VerificationResult:
+    """The verification test of pairs of image files: every distinct file is decoded (and
+    fitted by ``resize``, see :func:`~faceforge.data.images.fit_image`) and embedded once,
+    decoding overlapped with embedding. ``images_per_second`` counts distinct images, with
+    their decoding."""
+    started = time.perf_counter()
+    files, index = pairs.unique()
+    size, step = embedder.input_size, embedder.batch_size
+    jobs = (
+        functools.partial(load_images, chunk, [str(p) for p in chunk], size, resize)
+        for chunk in (files[start : start + step] for start in range(0, len(files), step))
+    )
+    plain, mirrored = embed_batches(
+        embedder, ahead(jobs), flip=flip, total=len(files), progress=progress, desc=name
+    )
+    seconds = time.perf_counter() - started
+    return _scored(
+        name,
+        plain[index],
+        None if mirrored is None else mirrored[index],
+        pairs.issame,
+        folds=folds,
+        images=len(files),
+        seconds=seconds,
+    )
 
 
 def evaluate_model(
@@ -29,31 +148,9 @@ def evaluate_model(
     precision: str = "auto",
     progress: bool = False,
 ) -> VerificationResult:
-    """insightface's verification test of ``model`` on ``vset`` ("Accuracy-Flip" by default).
-
-    Embeds every image (and its mirror image with ``flip``) through
-    :func:`~faceforge.core.batch_embed.embed_image_views`, then scores the pairs with
-    :func:`~faceforge.evaluation.verification.evaluate_embeddings` (``xnorm`` filled in).
-    ``result.extra`` records the set's name, ``flip`` and the embedding throughput.
-    The caller's model is left unchanged (weights and train/eval mode).
-    """
-    started = time.perf_counter()
-    plain, mirrored = embed_image_views(
-        model,
-        vset.images,
-        preprocess,
-        batch_size=batch_size,
-        flip=flip,
-        device=device,
-        precision=precision,
-        progress=progress,
+    """:func:`evaluate_embedder` of an in-memory backbone (training's periodic evaluation);
+    the caller's model is left unchanged (weights and train/eval mode)."""
+    embedder = Embedder.from_backbone(
+        model, preprocess, device=device, precision=precision, batch_size=batch_size
     )
-    seconds = time.perf_counter() - started
-    result = evaluate_embeddings(plain, vset.issame, flipped=mirrored, folds=folds)
-    views = 2 if flip else 1
-    result.extra.update(
-        name=vset.name,
-        flip=flip,
-        images_per_second=round(views * len(vset.images) / max(seconds, 1e-9), 1),
-    )
-    return result
+    return evaluate_embedder(embedder, vset, flip=flip, folds=folds, progress=progress)

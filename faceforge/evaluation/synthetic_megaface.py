@@ -10,11 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import torch
-from torch import nn
 
-from faceforge.core.batch_embed import BatchEmbedder
-from faceforge.core.preprocess import Preprocess
+from faceforge.core.embedder import Embedder
 from faceforge.data.synthetic import HELD_OUT_OFFSET, SyntheticFaces
 from faceforge.evaluation.identification import MegaFaceResult, megaface
 
@@ -37,15 +34,15 @@ def synthetic_probes(
 
 
 def synthetic_distractor_embeddings(
-    embedder: BatchEmbedder,
+    embedder: Embedder,
     faces: SyntheticFaces,
     count: int,
     *,
     block: int = 256,
-    flip: bool = False,
     progress: bool = False,
 ) -> Iterator[np.ndarray]:
-    """Embeddings of ``count`` single-photo distractor identities, one block at a time."""
+    """Raw embeddings of ``count`` single-photo distractor identities, one block at a
+    time (flip TTA as the embedder's ``flip``)."""
     bar = None
     if progress:
         from tqdm import tqdm
@@ -55,7 +52,7 @@ def synthetic_distractor_embeddings(
         for lo in range(0, count, block):
             ids = range(DISTRACTOR_OFFSET + lo, DISTRACTOR_OFFSET + min(count, lo + block))
             images = np.stack([faces.render(i, 0) for i in ids])
-            yield embedder.embed(images, flip)
+            yield embedder.embed_raw(images)
             if bar is not None:
                 bar.update(len(images))
     finally:
@@ -64,24 +61,20 @@ def synthetic_distractor_embeddings(
 
 
 def run_synthetic_megaface(
-    model: nn.Module,
-    preprocess: Preprocess | None = None,
+    embedder: Embedder,
     *,
     seed: int = 0,
     num_identities: int = 80,
     images_per_identity: int = 5,
     num_distractors: int = 10_000,
-    flip: bool = False,
-    device: str | torch.device | None = None,
-    precision: str = "auto",
     progress: bool = False,
 ) -> MegaFaceResult:
-    """Rank-k and TAR@FAR=1e-6 of ``model`` with synthetic probes among synthetic distractors."""
+    """Rank-k and TAR@FAR=1e-6 of ``embedder``'s model with synthetic probes among
+    synthetic distractors (rendered 112x112; flip TTA as the embedder's ``flip``)."""
     faces = SyntheticFaces(seed)
-    embedder = BatchEmbedder(model, preprocess, device=device, precision=precision)
     probe_images, probe_ids = synthetic_probes(faces, num_identities, images_per_identity)
-    probes = embedder.embed(probe_images, flip)
+    probes = embedder.embed_raw(probe_images)
     distractors = synthetic_distractor_embeddings(
-        embedder, faces, num_distractors, flip=flip, progress=progress
+        embedder, faces, num_distractors, progress=progress
     )
     return megaface(probes, probe_ids, distractors, num_distractors=num_distractors)

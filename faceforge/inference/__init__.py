@@ -1,6 +1,7 @@
-"""Deploy, in the order a photo flows: ``detection`` (MTCNN, SCRFD by name) -> ``alignment``
--> ``embedding`` -> ``matching`` (thresholds, indexes, galleries); ``pipeline`` runs them all,
-``export`` writes ONNX.
+"""Deploy, in the order a photo flows: ``detection`` (MTCNN, SCRFD by name) -> alignment
+(:mod:`faceforge.data.alignment`) -> the embedder (:mod:`faceforge.core.embedder`) ->
+``matching`` (thresholds, indexes, galleries); ``pipeline`` runs them all, ``export`` writes
+ONNX. The alignment and embedder names are re-exported here for deploy code.
 
 >>> from faceforge.inference import FacePipeline
 >>> pipeline = FacePipeline.load("checkpoint.pt", detector="mtcnn")  # doctest: +SKIP
@@ -10,7 +11,8 @@ True
 
 from __future__ import annotations
 
-from faceforge.inference.alignment import estimate_norm, norm_crop, template_points
+from faceforge.core.embedder import Embedder, load_embedder
+from faceforge.data.alignment import estimate_norm, norm_crop, template_points
 from faceforge.inference.detection import (
     DETECTORS,
     SELECTION_POLICIES,
@@ -21,7 +23,6 @@ from faceforge.inference.detection import (
 )
 from faceforge.inference.detection.mtcnn import MTCNN
 from faceforge.inference.detection.scrfd import SCRFD
-from faceforge.inference.embedding import Embedder, OnnxEmbedder, TorchEmbedder, load_embedder
 from faceforge.inference.matching import INDEX_TYPES, Gallery, Match, Threshold
 from faceforge.inference.pipeline import FacePipeline, Identification, Verification
 
@@ -38,9 +39,7 @@ __all__ = [
     "Gallery",
     "Identification",
     "Match",
-    "OnnxEmbedder",
     "Threshold",
-    "TorchEmbedder",
     "Verification",
     "build_detector",
     "estimate_norm",

@@ -2,8 +2,8 @@
 
 The exported graph has a dynamic batch axis, uses an opset ONNX Runtime's CPU provider runs
 natively, and carries the model's preprocessing, evaluation metrics and weight fingerprint
-in its ``metadata_props`` (read back by :class:`~faceforge.inference.embedding.OnnxEmbedder`,
-so an ONNX model is a drop-in replacement for its checkpoint, galleries included).
+in its ``metadata_props`` (read back by :func:`~faceforge.core.onnx_model.read_onnx`, so an
+ONNX model is a drop-in replacement for its checkpoint in every embedder, galleries included).
 
 Parity is measured on synthetic face photos (or your own aligned faces), not random noise,
 so the activations are in the range real inputs produce. int8 export uses ONNX Runtime
@@ -25,19 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceforge.core.embedder import load_embedder
+from faceforge.core.model_source import ModelSource, load_model, state_dict_fingerprint
+from faceforge.core.onnx_model import META_BACKBONE, META_FINGERPRINT, META_METRICS, META_PREPROCESS
 from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError, DataError, first_line
 from faceforge.files import atomic_write_bytes
-from faceforge.inference.embedding import (
-    META_BACKBONE,
-    META_FINGERPRINT,
-    META_METRICS,
-    META_PREPROCESS,
-    OnnxEmbedder,
-    model_input,
-    state_dict_fingerprint,
-)
-from faceforge.inference.model_source import ModelSource, load_torch_model
 
 #: opset 17 runs on every ONNX Runtime >= 1.14 CPU build with all ops the backbones use
 DEFAULT_OPSET = 17
@@ -141,7 +134,7 @@ def parity(
     and the largest absolute PyTorch embedding value."""
     import onnxruntime as ort
 
-    inputs = model_input(faces, preprocess)
+    inputs = preprocess.normalize(faces)
     with torch.inference_mode():
         expected = model.eval().cpu()(torch.from_numpy(inputs)).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -193,10 +186,10 @@ def quantize_int8(
     from faceforge.data.synthetic import SyntheticFaces
     from faceforge.evaluation.verification import evaluate
 
-    fp32 = OnnxEmbedder(fp32_path)
+    fp32 = load_embedder(fp32_path)
     int8_path = _output_file(int8_path)
     batches = (
-        model_input(calibration_faces[i : i + batch_size], fp32.preprocess)
+        fp32.preprocess.normalize(calibration_faces[i : i + batch_size])
         for i in range(0, len(calibration_faces), batch_size)
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,7 +198,7 @@ def quantize_int8(
         quantize_static(
             str(prepared),
             str(int8_path),
-            _CalibrationReader(fp32.input_name, batches),
+            _CalibrationReader(fp32.backend.input_name, batches),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             weight_type=QuantType.QInt8,
@@ -215,7 +208,7 @@ def quantize_int8(
     pairs = SyntheticFaces(seed=0).verification_set(num_identities=200, num_pairs=eval_pairs)
     faces = _fit(pairs.images, fp32.input_size)
     accuracy = {}
-    for name, embedder in (("fp32", fp32), ("int8", OnnxEmbedder(int8_path))):
+    for name, embedder in (("fp32", fp32), ("int8", load_embedder(int8_path))):
         embeddings = embedder.embed(faces)
         accuracy[name] = evaluate(embeddings[0::2], embeddings[1::2], pairs.issame).accuracy
     return QuantizationReport(int8_path, accuracy["fp32"], accuracy["int8"], len(pairs))
@@ -257,7 +250,7 @@ def export_checkpoint(
 ) -> ExportReport:
     """Export a checkpoint's (or an insightface ``backbone.pth`` source's) backbone with its
     preprocessing and metrics."""
-    model = load_torch_model(checkpoint)
+    model = load_model(checkpoint)
     return export_onnx(
         model.backbone,
         model.preprocess,

@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.core.embedder import Embedder, load_embedder
+from faceforge.core.model_source import ModelSource
+from faceforge.data.alignment import norm_crop
 from faceforge.data.image_io import MAX_PHOTO_PIXELS, read_image
 from faceforge.data.images import RESIZE_MODES, fit_image
 from faceforge.errors import DataError
-from faceforge.inference.alignment import norm_crop
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
 from faceforge.inference.detection.registry import build_detector
-from faceforge.inference.embedding import Embedder, load_embedder
 from faceforge.inference.matching.gallery import Gallery, Match
 from faceforge.inference.matching.threshold import Threshold, resolve_threshold
 
@@ -124,18 +125,16 @@ class FacePipeline:
     @classmethod
     def load(
         cls,
-        model: str | Path,
+        model: str | Path | ModelSource,
         *,
-        arch: str | None = None,
-        embedding_size: int = 512,
         detector: str | None = "mtcnn",
         device: str | None = None,
         flip: bool = False,
         precision: str = "auto",
         **options: Any,
     ) -> FacePipeline:
-        """A pipeline for a checkpoint / ONNX / insightface model (see
-        :func:`~faceforge.inference.embedding.load_embedder`) with the detector a spec names
+        """A pipeline for a checkpoint, ONNX file or :class:`ModelSource` (see
+        :func:`~faceforge.core.embedder.load_embedder`) with the detector a spec names
         (``mtcnn``, ``mtcnn:DIR``, ``scrfd:PATH.onnx``; see
         :func:`~faceforge.inference.detection.registry.build_detector`), or none (``None``)
         when the inputs are aligned crops; ``options`` go to the constructor.
@@ -143,14 +142,7 @@ class FacePipeline:
         >>> FacePipeline.load("best.pt", detector="scrfd:det_10g.onnx")  # doctest: +SKIP
         """
         built = None if detector is None else build_detector(detector, device=device)
-        embedder = load_embedder(
-            model,
-            arch=arch,
-            embedding_size=embedding_size,
-            device=device,
-            flip=flip,
-            precision=precision,
-        )
+        embedder = load_embedder(model, device=device, flip=flip, precision=precision)
         return cls(embedder, built, **options)
 
     @property

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.data.alignment import norm_crop, template_points
 from faceforge.data.image_io import (
     IMAGE_EXTENSIONS,
     MAX_PHOTO_PIXELS,
@@ -33,7 +34,6 @@ from faceforge.data.image_io import (
 )
 from faceforge.data.images import RESIZE_MODES
 from faceforge.errors import ConfigError, DataError
-from faceforge.inference.alignment import norm_crop, template_points
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection
 from faceforge.inference.detection.registry import build_detector, parse_detector_spec
 from faceforge.registry import Registry

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from faceforge.core.embedder import Embedder
 from faceforge.data.images import load_images
 from faceforge.evaluation.embedding_plots import choose_images
-from faceforge.inference.embedding import Embedder
 from faceforge.prepare.formats import open_source
 from faceforge.prepare.pairs_file import identity_names
 

@@ -8,7 +8,7 @@ When the best face scores below ``search_below`` (or none is found) the other qu
 are tried, upright first, until one finds a face that reaches it (else the turn with the
 best face wins); that turn is remembered and tried first on the next frames.
 
-Faces are aligned (:func:`~faceforge.inference.alignment.norm_crop`), grouped per person
+Faces are aligned (:func:`~faceforge.data.alignment.norm_crop`), grouped per person
 (:mod:`~faceforge.prepare.face_tracks`: box overlap, plus embedding similarity when a model
 is given) and near-duplicates dropped. Output, a folder dataset usable for training or
 ``faceforge pairs``::
@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from faceforge.data.alignment import norm_crop, template_points
 from faceforge.data.image_io import encode_image
 from faceforge.errors import ConfigError, DataError
 from faceforge.files import atomic_write_bytes
-from faceforge.inference.alignment import norm_crop, template_points
 from faceforge.inference.detection.base import Detection, Detector
 from faceforge.prepare.face_tracks import FaceTracker, TrackOptions
 from faceforge.prepare.video_frames import VideoFrames, turn

@@ -162,14 +162,10 @@ class TrainingRun:
             dali=data.dali,
         )
 
-    @functools.cached_property
-    def _affine(self) -> tuple[Tensor, Tensor]:
-        return self.preprocess.affine(self.device)
-
     def inputs(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """uint8 images -> normalised floats on the device (cheap there, even on GPU)."""
-        scale, shift = self._affine
-        x = batch.images.to(self.device, non_blocking=True).float().mul_(scale).sub_(shift)
+        """uint8 images -> model input on the device, as the preprocessing contract says
+        (cheap there, even on GPU)."""
+        x = self.preprocess.apply(batch.images.to(self.device, non_blocking=True))
         if self.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, batch.labels.to(self.device, non_blocking=True)

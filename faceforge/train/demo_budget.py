@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from faceforge.config import Config
-from faceforge.core.batch_embed import embed_image_views
+from faceforge.core.embedder import Embedder
 from faceforge.core.precision import resolve_precision
 from faceforge.data.synthetic import SyntheticFaces, render_workers
 from faceforge.device import resolve_device
@@ -162,7 +162,8 @@ def _embed_speed(cfg: Config, samples: int) -> float:
     height, width = cfg.data.input_size
     images = np.random.default_rng(0).integers(0, 256, (samples, height, width, 3), np.uint8)
     batch = cfg.eval.batch_size
-    embed_image_views(model.backbone, images[:batch], batch_size=batch, device=device)  # warm-up
+    embedder = Embedder.from_backbone(model.backbone, device=device, batch_size=batch)
+    embedder.embed_raw(images[:batch])  # warm-up
     started = time.perf_counter()
-    embed_image_views(model.backbone, images, batch_size=batch, device=device)
+    embedder.embed_raw(images)
     return samples / (time.perf_counter() - started)

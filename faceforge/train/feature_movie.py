@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceforge.config import Config
-from faceforge.core.batch_embed import embed_images
+from faceforge.core.embedder import Embedder
 from faceforge.data.images import fit_image
 from faceforge.errors import ConfigError
 from faceforge.evaluation.embedding_plots import choose_images
@@ -68,9 +68,10 @@ def record_feature_movie(
     faces, labels, names = _probe_faces(run, identities, per_identity)
 
     def features() -> np.ndarray:
-        return embed_images(  # unfolded: a snapshot is too short-lived to pay for tracing
-            run.backbone, faces, run.preprocess, device=run.device, precision="fp32", fold_bn=False
+        embedder = Embedder.from_backbone(  # unfolded: too short-lived to pay for tracing
+            run.backbone, run.preprocess, device=run.device, precision="fp32", fold_bn=False
         )
+        return embedder.embed_raw(faces)
 
     snapshots = [(0, features())]
     counts = Counts()

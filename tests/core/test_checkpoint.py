@@ -12,7 +12,8 @@ import torch
 
 from faceforge import __version__
 from faceforge.config import Config, config_to_dict, load_config
-from faceforge.core.checkpoint import VERSION, Checkpoint, content_hash, load_backbone
+from faceforge.core.checkpoint import VERSION, Checkpoint, content_hash
+from faceforge.core.model_source import load_model
 from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError
 from faceforge.models import build_backbone
@@ -126,7 +127,7 @@ def test_a_flipped_weight_bit_is_detected(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="corrupt"):
         Checkpoint.load(path)
     with pytest.raises(CheckpointError, match="corrupt"):
-        load_backbone(path)
+        load_model(path)
 
 
 def test_a_bit_flipped_on_disk_is_an_error(tmp_path: Path) -> None:
@@ -162,7 +163,7 @@ def test_faceforge_0_1_checkpoints_still_load(tmp_path: Path) -> None:
     }
     torch.save(legacy, tmp_path / "old.pt")
     with pytest.warns(UserWarning, match="faceforge 0.1.0 without a content hash.*unverified"):
-        loaded = load_backbone(tmp_path / "old.pt")
+        loaded = load_model(tmp_path / "old.pt")
     assert loaded.config == cfg and loaded.metrics["synthetic"]["accuracy"] == 0.9
     with pytest.warns(UserWarning, match="unverified"):
         assert Checkpoint.load(tmp_path / "old.pt").step == 5
@@ -248,7 +249,7 @@ def test_checkpoint_alone_rebuilds_the_backbone(tmp_path: Path) -> None:
     model = _model()
     pre = Preprocess(mean=(0.4, 0.5, 0.6))
     _checkpoint(preprocess=pre, metrics={"synthetic": {"accuracy": 0.9}}).save(tmp_path / "m.pt")
-    loaded = load_backbone(tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt")
     x = torch.randn(2, 3, 112, 112)
     with torch.no_grad():
         assert torch.equal(loaded.backbone(x), model(x))
@@ -261,5 +262,5 @@ def test_wrong_weights_are_reported(tmp_path: Path) -> None:
     cfg = load_config(None, ["model.embedding_size=128"])
     Checkpoint(config=cfg, backbone=_model(512).state_dict()).save(tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
-        load_backbone(tmp_path / "m.pt")
+        load_model(tmp_path / "m.pt")
     assert isinstance(Checkpoint.load(tmp_path / "m.pt").config, Config)

@@ -11,7 +11,8 @@ import torch
 
 from faceforge.cli import main
 from faceforge.config import load_config
-from faceforge.core.checkpoint import Checkpoint, load_backbone
+from faceforge.core.checkpoint import Checkpoint
+from faceforge.core.model_source import load_model
 from faceforge.core.precision import PRECISIONS
 from faceforge.data.images import RESIZE_MODES
 from faceforge.data.synthetic import synthetic_verification_set
@@ -92,7 +93,7 @@ def test_eval_bin_and_pairs_with_json_and_roc(checkpoint, tmp_path, capsys):
     assert main(argv) == 0
     data = json.loads((tmp_path / "r.json").read_text())
     assert set(data["sets"]) == {"toy", "pairs"}
-    loaded = load_backbone(path)
+    loaded = load_model(path)
     expected = evaluate_model(loaded.backbone, vset, precision="fp32", folds=2)
     assert data["sets"]["toy"]["accuracy"] == expected.accuracy
     assert data["sets"]["pairs"]["num_pairs"] == 4

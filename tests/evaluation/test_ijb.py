@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from faceforge.cli import main
+from faceforge.core.embedder import load_embedder
+from faceforge.data.alignment import ARCFACE_TEMPLATE
 from faceforge.errors import DataError
 from faceforge.evaluation import ijb, ijb_layout
 from faceforge.evaluation.ijb import (
@@ -24,8 +26,6 @@ from faceforge.evaluation.ijb import (
     verify_templates,
 )
 from faceforge.evaluation.ijb_layout import read_ijb
-from faceforge.inference.alignment import ARCFACE_TEMPLATE
-from faceforge.inference.embedding import load_embedder
 from tests.evaluation import ijb_reference as reference
 from tests.model_helpers import primed_model, write_checkpoint
 

@@ -44,3 +44,42 @@ def test_matches_plain_forward_and_restores_training_mode():
     no_flip = evaluate_model(model, vset, precision="fp32", flip=False, folds=5)
     expected = evaluate(plain[0::2], plain[1::2], vset.issame, folds=5)
     assert no_flip.accuracy == expected.accuracy
+
+
+def test_pair_lists_decode_and_embed_each_distinct_image_once(tmp_path, monkeypatch):
+    """LFW View 2 repeats images across pairs: every distinct file is decoded and embedded
+    once, and the scores are those of embedding every pair slot."""
+    import faceforge.evaluation.run as run
+    from faceforge.core.embedder import Embedder
+    from faceforge.evaluation.pairs import read_lfw_pairs
+    from faceforge.evaluation.run import evaluate_embedder, evaluate_pair_list
+    from tests.model_helpers import primed_model, write_lfw_folder
+
+    pairs = read_lfw_pairs(*write_lfw_folder(tmp_path))
+    files, index = pairs.unique()
+    assert len(pairs.paths) == 40 and len(files) == 20  # each image is in two pairs
+    assert [files[i] for i in index] == pairs.paths
+    decoded = []
+
+    def counting(sources, *args, **kwargs):
+        decoded.extend(sources)
+        return load_images(sources, *args, **kwargs)
+
+    load_images = run.load_images
+    monkeypatch.setattr(run, "load_images", counting)
+    embedder = Embedder.from_backbone(primed_model(), precision="fp32", batch_size=6)
+    embedded = []
+    views = embedder.views
+
+    def counted_views(faces, flip):
+        embedded.append(len(faces))
+        return views(faces, flip)
+
+    monkeypatch.setattr(embedder, "views", counted_views)
+    streamed = evaluate_pair_list(embedder, "pairs", pairs, folds=5)
+    assert sorted(decoded) == sorted(files) and sum(embedded) == len(files)
+    assert streamed.extra["flip"] and streamed.extra["name"] == "pairs"
+
+    in_memory = evaluate_embedder(embedder, pairs.load("pairs"), folds=5)
+    assert streamed.accuracy == in_memory.accuracy
+    assert streamed.xnorm == pytest.approx(in_memory.xnorm, rel=1e-6)

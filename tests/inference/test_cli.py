@@ -11,9 +11,8 @@ import pytest
 from image_bombs import DECLARED, forbid_decoding, png_bomb
 
 import faceforge.cli as cli
+from faceforge.data.alignment import ARCFACE_TEMPLATE
 from faceforge.data.image_io import read_image
-from faceforge.inference.alignment import ARCFACE_TEMPLATE
-from faceforge.inference.detection.mtcnn import find_mtcnn_weights
 from faceforge.inference.matching.gallery import Gallery
 from faceforge.inference.pipeline import FacePipeline
 
@@ -305,9 +304,9 @@ def test_align_with_scrfd_puts_the_landmarks_on_the_template(
 
 
 def test_mtcnn_weights_means_a_mtcnn_spec(
-    run, tiny_checkpoint: Path, lfw_images: list[Path], tmp_path: Path
+    run, tiny_checkpoint: Path, lfw_images: list[Path], mtcnn_folder: Path, tmp_path: Path
 ) -> None:
-    weights = find_mtcnn_weights()
+    weights = mtcnn_folder
     image = lfw_images[0]
     status, out, _ = run(
         "verify", image, image, "--checkpoint", tiny_checkpoint, "--mtcnn-weights", weights

@@ -12,9 +12,10 @@ import torch
 from model_helpers import prime_batch_norms
 from torch import nn
 
+from faceforge.core.embedder import load_embedder
+from faceforge.core.onnx_model import META_METRICS, META_PREPROCESS
 from faceforge.core.preprocess import Preprocess
 from faceforge.data.image_io import encode_image
-from faceforge.inference.embedding import META_METRICS, META_PREPROCESS, load_embedder
 from faceforge.inference.export import (
     PARITY_TOLERANCE,
     export_onnx,

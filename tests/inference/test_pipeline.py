@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from faceforge.core.embedder import load_embedder
+from faceforge.data.alignment import ARCFACE_TEMPLATE, estimate_norm
 from faceforge.data.image_io import read_image
 from faceforge.errors import CheckpointError, ConfigError, DataError, UnknownChoiceError
-from faceforge.inference.alignment import ARCFACE_TEMPLATE, estimate_norm
 from faceforge.inference.detection.mtcnn import MTCNN
 from faceforge.inference.detection.scrfd import SCRFD
-from faceforge.inference.embedding import load_embedder
 from faceforge.inference.matching.gallery import Gallery
 from faceforge.inference.pipeline import UNKNOWN, FacePipeline
 

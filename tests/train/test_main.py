@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from faceforge.config import Config, load_config
-from faceforge.core.checkpoint import Checkpoint, load_backbone
+from faceforge.core.checkpoint import Checkpoint
+from faceforge.core.model_source import load_model
 from faceforge.data.synthetic import SyntheticFaces
 from faceforge.errors import CheckpointError, TrainingError
 from faceforge.train.build import TrainingRun
@@ -58,7 +59,7 @@ def test_two_steps_change_the_weights_and_write_checkpoints(tmp_path: Path) -> N
     ckpt = Checkpoint.load(tmp_path / "last.pt")
     assert ckpt.step == 2 and ckpt.config.train.max_steps == 2
     assert (tmp_path / "config.yaml").is_file()
-    assert load_backbone(tmp_path / "last.pt").config.model.embedding_size == 64
+    assert load_model(tmp_path / "last.pt").config.model.embedding_size == 64
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:

@@ -6,15 +6,16 @@ candidate windows, R-Net rejects most of them, O-Net refines the survivors and p
 eyes, nose and mouth corners. Every stage calibrates its boxes with a regression and prunes
 them with NMS; R-Net and O-Net run on the crops of all images of a batch at once.
 
-The layer names and shapes match the published facenet-pytorch weight files
-(``pnet.pt``, ``rnet.pt``, ``onet.pt``; converted from the original Caffe model). Those
-weights expect images in normal (row = y) orientation, but their dense layers were trained on
+The published weights ship with faceforge (``weights/mtcnn.npz``: facenet-pytorch's
+``pnet.pt``, ``rnet.pt``, ``onet.pt``, converted from the original Caffe model; MIT licence,
+see ``weights/NOTICE``), so detection works straight after ``pip install``; a folder with
+other ``.pt`` files of the same layout can be named instead (``mtcnn:DIR``). The weights
+expect images in normal (row = y) orientation, but their dense layers were trained on
 feature maps flattened in (width, height, channel) order, which :func:`_flatten_wh` mirrors.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,9 @@ from faceforge.errors import CheckpointError, DataError
 from faceforge.inference.detection.base import Detection
 from faceforge.inference.detection.boxes import apply_box_regression, batched_nms, square_boxes
 
-WEIGHT_FILES = ("pnet.pt", "rnet.pt", "onet.pt")
+NETWORKS = ("pnet", "rnet", "onet")
+#: the published weights of the three networks, shipped with the package
+PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mtcnn.npz"
 
 
 def _flatten_wh(x: torch.Tensor) -> torch.Tensor:
@@ -123,36 +126,42 @@ class ONet(nn.Module):
         return _face_probability(self.dense6_1(x)), self.dense6_2(x), self.dense6_3(x)
 
 
-def find_mtcnn_weights(directory: str | Path | None = None) -> Path:
-    """Folder holding ``pnet.pt``, ``rnet.pt``, ``onet.pt``.
-
-    Without ``directory``, looks in the ``data/`` folder of an installed facenet-pytorch
-    package (located with ``importlib.util.find_spec``; the package itself is never imported).
-    """
-    if directory is not None:
-        candidates = [Path(directory)]
-    else:
-        spec = importlib.util.find_spec("facenet_pytorch")
-        roots = list(spec.submodule_search_locations or []) if spec else []
-        candidates = [Path(root) / "data" for root in roots]
-    for folder in candidates:
-        if all((folder / name).is_file() for name in WEIGHT_FILES):
-            return folder
-    where = str(directory) if directory is not None else "the facenet_pytorch package"
-    raise CheckpointError(
-        f"MTCNN weights ({', '.join(WEIGHT_FILES)}) not found in {where}; install them with "
-        "`pip install --no-deps facenet-pytorch==2.6.0` or pass the folder that holds them"
-    )
+def packaged_weights() -> dict[str, dict[str, torch.Tensor]]:
+    """The published weights shipped in ``weights/mtcnn.npz``, per network (a plain NumPy
+    archive: reading it unpickles nothing)."""
+    states: dict[str, dict[str, torch.Tensor]] = {name: {} for name in NETWORKS}
+    with np.load(PACKAGED_WEIGHTS, allow_pickle=False) as archive:
+        for key in archive.files:
+            net, _, parameter = key.partition(".")
+            states[net][parameter] = torch.from_numpy(archive[key].copy())
+    return states
 
 
-def _load_state_dict(net: nn.Module, path: Path) -> None:
+def folder_weights(directory: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The state dicts of ``pnet.pt``, ``rnet.pt``, ``onet.pt`` in ``directory`` (the
+    facenet-pytorch layout), read with the safe unpickler."""
+    folder = Path(directory)
+    missing = [f"{net}.pt" for net in NETWORKS if not (folder / f"{net}.pt").is_file()]
+    if missing:
+        raise CheckpointError(
+            f"MTCNN weights {', '.join(missing)} not found in {folder}; name a folder holding "
+            "pnet.pt, rnet.pt and onet.pt, or use the weights shipped with faceforge (mtcnn)"
+        )
+    return {net: _read_state_dict(folder / f"{net}.pt") for net in NETWORKS}
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     state = load_weights_only(path, what="MTCNN weights")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a plain state dict of tensors")
+    return state
+
+
+def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit {type(net).__name__}: {exc}") from None
+        raise CheckpointError(f"{where}: weights do not fit {type(net).__name__}: {exc}") from None
 
 
 def pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
@@ -203,7 +212,7 @@ class MTCNN(nn.Module):
     downscaled image) and the results mapped back. Defaults follow the paper's released
     detector: thresholds (0.6, 0.7, 0.7), pyramid factor 0.709, 20-pixel faces.
 
-    >>> detector = MTCNN.from_weights()  # doctest: +SKIP
+    >>> detector = MTCNN.from_weights()  # the shipped weights  # doctest: +SKIP
     >>> [d.score for d in detector.detect(read_image("photo.jpg"))]  # doctest: +SKIP
     [0.9998]
     """
@@ -230,12 +239,13 @@ class MTCNN(nn.Module):
     def from_weights(
         cls, directory: str | Path | None = None, device: str | torch.device | None = None, **kwargs
     ) -> MTCNN:
-        """Build the detector with the pretrained weights from :func:`find_mtcnn_weights`."""
-        folder = find_mtcnn_weights(directory)
+        """The detector with the shipped weights, or with those in ``directory``
+        (:func:`folder_weights`)."""
+        states = packaged_weights() if directory is None else folder_weights(directory)
+        where = "the shipped MTCNN weights" if directory is None else str(directory)
         detector = cls(device="cpu", **kwargs)
-        nets = (detector.pnet, detector.rnet, detector.onet)
-        for net, name in zip(nets, WEIGHT_FILES, strict=True):
-            _load_state_dict(net, folder / name)
+        for name in NETWORKS:
+            _load_state_dict(getattr(detector, name), states[name], f"{where} ({name})")
         return detector.to(resolve_device(device))
 
     @property

@@ -1,9 +1,10 @@
 """Face detectors by name: a spec ``name`` or ``name:ARGUMENT`` builds one backend.
 
-``mtcnn`` (PyTorch; the argument, optional, is the folder with ``pnet.pt``, ``rnet.pt``,
-``onet.pt``) and ``scrfd`` (ONNX Runtime; the argument, required, is an insightface SCRFD
-``.onnx`` file with keypoints). The same spec is accepted by :class:`FacePipeline.load
-<faceforge.inference.pipeline.FacePipeline>`, the dataset aligner and ``--detector``.
+``mtcnn`` (PyTorch, with the weights shipped in faceforge; the argument, optional, is a
+folder with other ``pnet.pt``, ``rnet.pt``, ``onet.pt``) and ``scrfd`` (ONNX Runtime; the
+argument, required, is an insightface SCRFD ``.onnx`` file with keypoints). The same spec
+is accepted by :class:`FacePipeline.load <faceforge.inference.pipeline.FacePipeline>`, the
+dataset aligner and ``--detector``.
 
 >>> detector = build_detector("scrfd:models/det_10g.onnx", device="cpu")  # doctest: +SKIP
 >>> [round(face.score, 2) for face in detector.detect(read_image("photo.jpg"))]  # doctest: +SKIP
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from faceforge.device import resolve_device
+from faceforge.core.onnx_model import onnx_providers
 from faceforge.errors import ConfigError
 from faceforge.inference.detection.base import Detector
 from faceforge.inference.detection.mtcnn import MTCNN
@@ -33,7 +34,7 @@ Device = str | torch.device | None
 
 
 def _mtcnn(argument: str | None, device: Device, min_face_size: float, threads: int) -> MTCNN:
-    """MTCNN with the weights in folder ``argument`` (default: facenet-pytorch's); PyTorch's
+    """MTCNN with the weights in folder ``argument`` (default: the shipped ones); PyTorch's
     thread count is the process's (``torch.set_num_threads``)."""
     return MTCNN.from_weights(argument, device=device, min_face_size=min_face_size)
 
@@ -56,16 +57,6 @@ def _scrfd(argument: str | None, device: Device, min_face_size: float, threads: 
 
 #: detector name -> factory of (argument or None, device, min_face_size, threads)
 DETECTORS: Registry[Detector] = Registry.of("detector", {"mtcnn": _mtcnn, "scrfd": _scrfd})
-
-
-def onnx_providers(device: Device) -> list[str]:
-    """ONNX Runtime providers for ``device``: CUDA first when asked for and installed."""
-    import onnxruntime as ort
-
-    cuda = "CUDAExecutionProvider"
-    if resolve_device(device).type == "cuda" and cuda in ort.get_available_providers():
-        return [cuda, "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
 
 
 def parse_detector_spec(spec: str) -> tuple[str, str | None]:

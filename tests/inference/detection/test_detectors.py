@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scrfd_stub import scrfd_outputs, write_graph
 
+from faceforge.core.onnx_model import onnx_providers
 from faceforge.data.image_io import read_image
 from faceforge.errors import CheckpointError, ConfigError, UnknownChoiceError
 from faceforge.inference.detection import (
@@ -19,8 +20,7 @@ from faceforge.inference.detection import (
     parse_detector_spec,
     select_face,
 )
-from faceforge.inference.detection.mtcnn import MTCNN, find_mtcnn_weights
-from faceforge.inference.detection.registry import onnx_providers
+from faceforge.inference.detection.mtcnn import MTCNN
 from faceforge.inference.detection.scrfd import SCRFD
 
 
@@ -81,11 +81,10 @@ def test_onnx_providers_follow_the_device() -> None:
     assert onnx_providers("cpu") == ["CPUExecutionProvider"]
 
 
-def test_mtcnn_specs(mtcnn, tmp_path: Path) -> None:
+def test_mtcnn_specs(mtcnn, mtcnn_folder: Path, tmp_path: Path) -> None:
     default = build_detector("mtcnn", device="cpu", min_face_size=40)
     assert isinstance(default, MTCNN) and default.min_face_size == 40
-    folder = find_mtcnn_weights()
-    named = build_detector(f"mtcnn:{folder}", device="cpu")
+    named = build_detector(f"mtcnn:{mtcnn_folder}", device="cpu")
     weights = default.onet.dense6_3.weight
     assert named.min_face_size == 20 and named.onet.dense6_3.weight.equal(weights)
     with pytest.raises(CheckpointError, match="not found in"):

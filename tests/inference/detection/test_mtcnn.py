@@ -1,4 +1,4 @@
-"""MTCNN with the real pretrained weights on real photos: face counts, landmark plausibility,
+"""MTCNN with the shipped pretrained weights on real photos: face counts, landmark plausibility,
 batching, huge images and the weight-loading failure modes."""
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ import torch
 from faceforge.data.image_io import read_image
 from faceforge.errors import CheckpointError, DataError
 from faceforge.inference.detection.base import Detection, Detector, select_face
-from faceforge.inference.detection.mtcnn import MTCNN, find_mtcnn_weights, pyramid_scales
+from faceforge.inference.detection.mtcnn import (
+    MTCNN,
+    folder_weights,
+    packaged_weights,
+    pyramid_scales,
+)
 
 
 def assert_plausible(face: Detection) -> None:
@@ -104,8 +109,25 @@ def test_pyramid_scales() -> None:
 
 
 def test_missing_weights_name_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="pip install --no-deps facenet-pytorch"):
-        find_mtcnn_weights(tmp_path)
+    with pytest.raises(CheckpointError, match="pnet.pt, rnet.pt, onet.pt not found in"):
+        folder_weights(tmp_path)
+
+
+def test_shipped_weights_are_the_published_files() -> None:
+    """The .npz in the package holds facenet-pytorch's pnet.pt / rnet.pt / onet.pt exactly
+    (checked where facenet-pytorch is installed; the archive needs no unpickling)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None:
+        pytest.skip("facenet-pytorch is not installed: nothing to compare with")
+    published = folder_weights(Path(next(iter(spec.submodule_search_locations))) / "data")
+    shipped = packaged_weights()
+    assert shipped.keys() == published.keys()
+    for net, state in published.items():
+        assert shipped[net].keys() == state.keys()
+        for key, tensor in state.items():
+            assert torch.equal(shipped[net][key], tensor), (net, key)
 
 
 @pytest.mark.parametrize(

@@ -1,22 +1,20 @@
-"""Batched embedding: same numbers as a plain forward pass, flip TTA, bf16 accuracy, no side
-effects on the caller's model."""
+"""The PyTorch backend through the Embedder: same numbers as a plain forward pass, flip TTA,
+BatchNorm folding, bf16 accuracy, the fp32 fallback on overflow, no side effects on the
+caller's model."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from faceforge.core.batch_embed import (
-    embed_image_views,
-    embed_images,
-    fold_batchnorm,
-    inference_copy,
-    iter_embedding_views,
-)
+from faceforge.core.embedder import Embedder
 from faceforge.core.precision import native_bf16
 from faceforge.core.preprocess import Preprocess
-from faceforge.errors import ConfigError, DataError
+from faceforge.core.torch_backend import fold_batchnorm, inference_copy
+from faceforge.errors import CheckpointError, ConfigError, DataError
 from faceforge.evaluation.verification import evaluate_embeddings
 from faceforge.models import build_backbone
 
@@ -44,30 +42,41 @@ def _reference(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
 def test_fp32_matches_plain_forward_and_flip_sums_views():
     model, images = _model(), _images(5)
     ref = _reference(model, images)
-    out = embed_images(model, images, precision="fp32", batch_size=2)
-    assert out.dtype == np.float32 and out.shape == (5, 64)
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
     mirrored = _reference(model, images[:, :, ::-1])
-    flipped = embed_images(model, images, precision="fp32", flip=True)
-    np.testing.assert_allclose(flipped, ref + mirrored, rtol=1e-4, atol=2e-4 * np.abs(ref).max())
-    _, views = embed_image_views(model, images, precision="fp32", flip=True)
-    np.testing.assert_allclose(views, mirrored, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    embedder = Embedder.from_backbone(model, precision="fp32", batch_size=2)
+    tolerance = {"rtol": 1e-4, "atol": 1e-4 * np.abs(ref).max()}
+    out = embedder.embed_raw(images)
+    assert out.dtype == np.float32 and out.shape == (5, 64)
+    np.testing.assert_allclose(out, ref, **tolerance)
+    plain, views = embedder.views(images, flip=True)
+    np.testing.assert_allclose(plain, ref, **tolerance)
+    np.testing.assert_allclose(views, mirrored, **tolerance)
+    flipped = Embedder.from_backbone(model, precision="fp32", flip=True)
+    np.testing.assert_allclose(flipped.embed_raw(images), ref + mirrored, rtol=1e-4, atol=2e-4)
+    normalised = flipped.embed(images)
+    expected = (ref + mirrored) / np.linalg.norm(ref + mirrored, axis=1, keepdims=True)
+    np.testing.assert_allclose(normalised, expected, atol=1e-5)
 
 
-def test_bgr_preprocess_and_custom_normalisation():
+def test_bgr_contract_and_custom_normalisation():
     model, images = _model(), _images(2)
     pre = Preprocess(color="BGR", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     x = images[:, :, :, ::-1].astype(np.float32) / 255.0
     with torch.no_grad():
         ref = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
-    out = embed_images(model, images, pre, precision="fp32", channels_last=False)
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    for channels_last in (True, False):
+        embedder = Embedder.from_backbone(
+            model, pre, precision="fp32", channels_last=channels_last
+        )
+        np.testing.assert_allclose(
+            embedder.embed_raw(images), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max()
+        )
 
 
 def test_callers_model_is_untouched():
     model = _model().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    embed_images(model, _images(4), precision="fp32")
+    Embedder.from_backbone(model, precision="fp32").embed(_images(4))
     assert model.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -111,22 +120,52 @@ def test_fold_batchnorm_keeps_the_function():
     assert isinstance(model.bn1, torch.nn.BatchNorm2d)  # the original is untouched
 
 
-def test_iterator_of_batches_equals_one_array():
-    model, images = _model(), _images(6)
-    parts = [p for p, _ in iter_embedding_views(model, [images[:4], images[4:]], precision="fp32")]
-    np.testing.assert_allclose(
-        np.concatenate(parts), embed_images(model, images, precision="fp32"), rtol=1e-5, atol=1e-6
-    )
-
-
 def test_bad_inputs_raise():
-    model = _model()
-    with pytest.raises(DataError, match="96x96 but the model expects 112x112"):
-        embed_images(model, np.zeros((1, 96, 96, 3), np.uint8))
+    embedder = Embedder.from_backbone(_model(), precision="fp32")
+    with pytest.raises(DataError, match=r"shape \(N, 112, 112, 3\), got uint8 \(1, 96, 96, 3\)"):
+        embedder.embed(np.zeros((1, 96, 96, 3), np.uint8))
     with pytest.raises(DataError, match="uint8"):
-        embed_images(model, np.zeros((1, 112, 112, 3), np.float32))
+        embedder.embed(np.zeros((1, 112, 112, 3), np.float32))
+    assert embedder.embed(np.zeros((0, 112, 112, 3), np.uint8)).shape == (0, 64)
+    assert embedder.embed(_images(1)[0]).shape == (1, 64)  # one face without a batch axis
     with pytest.raises(ConfigError, match="precision"):
-        embed_images(model, _images(1), precision="int8")
+        Embedder.from_backbone(_model(), precision="int8")
+    with pytest.raises(DataError, match="batch_size must be positive"):
+        Embedder.from_backbone(_model(), batch_size=0)
+
+
+class _OverflowsBelowFp32(torch.nn.Module):
+    """Finite in fp32, infinite under reduced-precision autocast: what an untrained IResNet
+    does in fp16 (activations past 65504), simulated on a CPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x.mean((2, 3)))
+        return y if y.dtype == torch.float32 else y * float("inf")
+
+
+def test_reduced_precision_overflow_falls_back_to_fp32_once():
+    torch.manual_seed(0)
+    model, images = _OverflowsBelowFp32().eval(), _images(3)
+    with pytest.warns(UserWarning, match="bf16 gave non-finite embeddings.*fp32 from now on"):
+        embedder = Embedder.from_backbone(model, precision="bf16")
+    assert embedder.backend.precision == "fp32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per embedder, not one per batch
+        out = embedder.embed_raw(images)
+    assert np.isfinite(out).all()
+    expected = Embedder.from_backbone(model, precision="fp32").embed_raw(images)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_non_finite_fp32_output_is_an_error():
+    model = _OverflowsBelowFp32().eval()
+    model.fc.bias.data.fill_(float("nan"))  # diverged weights
+    with pytest.raises(CheckpointError, match="non-finite embeddings in fp32"):
+        Embedder.from_backbone(model, precision="fp32")
 
 
 def test_bf16_matches_fp32_verification_accuracy():
@@ -135,8 +174,8 @@ def test_bf16_matches_fp32_verification_accuracy():
         pytest.skip("this CPU has no native bfloat16")
     vset = synthetic.SyntheticFaces(seed=0).verification_set(num_identities=30, num_pairs=40)
     model = _model()
-    fp32 = embed_image_views(model, vset.images, precision="fp32", flip=True)
-    bf16 = embed_image_views(model, vset.images, precision="bf16", flip=True)
+    fp32 = Embedder.from_backbone(model, precision="fp32").views(vset.images, flip=True)
+    bf16 = Embedder.from_backbone(model, precision="bf16").views(vset.images, flip=True)
     for a, b in zip(fp32, bf16, strict=True):
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         assert cos.min() > 0.99

@@ -1,5 +1,6 @@
 """One way to name a model: checkpoint, backbone.pth + --arch, ONNX and imported checkpoints
-give the same accuracy in ``eval`` and the same embeddings through ``load_embedder``."""
+give the same accuracy in ``eval`` and the same embeddings through ``load_embedder``;
+``create_model`` is the same loading path."""
 
 from __future__ import annotations
 
@@ -13,33 +14,13 @@ import torch
 
 from faceforge.cli import main
 from faceforge.core.checkpoint import Checkpoint
+from faceforge.core.embedder import load_embedder
+from faceforge.core.model_source import ModelSource, create_model, import_weights, load_model
 from faceforge.core.preprocess import Preprocess
 from faceforge.data.synthetic import SyntheticFaces
 from faceforge.errors import CheckpointError
-from faceforge.inference.embedding import load_embedder
 from faceforge.inference.export import export_checkpoint
-from faceforge.inference.model_source import ModelSource, import_backbone, load_torch_model
-from tests.model_helpers import primed_model, write_checkpoint
-
-IDENTITIES = 10
-
-
-def write_lfw_folder(root: Path, seed: int = 3) -> tuple[Path, Path]:
-    """An LFW-style ``<name>/<name>_NNNN.jpg`` folder of synthetic faces and its pairs.txt
-    (one same and one different pair per identity)."""
-    faces = SyntheticFaces(seed)
-    images = root / "aligned"
-    for identity in range(IDENTITIES):
-        name = f"Person_{identity}"
-        (images / name).mkdir(parents=True)
-        for number in (1, 2):
-            photo = faces.render(identity, number)
-            cv2.imwrite(str(images / name / f"{name}_{number:04d}.jpg"), photo[:, :, ::-1])
-    lines = [f"Person_{i}\t1\t2" for i in range(IDENTITIES)]
-    lines += [f"Person_{i}\t1\tPerson_{(i + 1) % IDENTITIES}\t2" for i in range(IDENTITIES)]
-    pairs = root / "pairs.txt"
-    pairs.write_text(f"1\t{IDENTITIES}\n" + "\n".join(lines) + "\n")
-    return pairs, images
+from tests.model_helpers import primed_model, write_checkpoint, write_lfw_folder
 
 
 @pytest.fixture(scope="module")
@@ -106,20 +87,26 @@ def test_import_keeps_the_given_contract(tmp_path) -> None:
 
 def test_source_kinds_and_errors(tmp_path, capsys) -> None:
     assert ModelSource(Path("m.ONNX")).kind == "onnx"
-    assert ModelSource(Path("b.pth"), arch="iresnet50").kind == "insightface"
+    assert ModelSource(Path("b.pth"), arch="iresnet50").kind == "weights"
+    assert ModelSource(Path("b.pth"), pretrained="iresnet50.ms1mv3_arcface").kind == "pretrained"
     assert ModelSource(Path("m.pt")).kind == "checkpoint"
     with pytest.raises(CheckpointError, match="ONNX model has no PyTorch backbone"):
-        load_torch_model(ModelSource(tmp_path / "m.onnx"))
+        load_model(ModelSource(tmp_path / "m.onnx"))
     with pytest.raises(CheckpointError, match="needs the architecture"):
-        import_backbone(ModelSource(tmp_path / "m.pt"), tmp_path / "out.pt")
+        import_weights(ModelSource(tmp_path / "m.pt"), tmp_path / "out.pt")
+    with pytest.raises(CheckpointError, match="either the pretrained name or the architecture"):
+        ModelSource(Path("b.pth"), "iresnet50", pretrained="iresnet50.ms1mv3_arcface")
     torch.save(primed_model().state_dict(), tmp_path / "backbone.pth")
     yuv = ModelSource(tmp_path / "backbone.pth", "mobilefacenet", 32, Preprocess(color="YUV"))
     with pytest.raises(CheckpointError, match="unknown colour order"):
-        import_backbone(yuv, tmp_path / "out.pt")
+        import_weights(yuv, tmp_path / "out.pt")
     assert not (tmp_path / "out.pt").exists()
     argv = ["eval", "--checkpoint", "m.pt", "--color", "BGR", "--synthetic"]
     assert main(argv) == 2
-    assert "--color describe backbone.pth weights and need --arch" in capsys.readouterr().err
+    assert "--color describe a weights file and need --arch" in capsys.readouterr().err
+    argv = ["eval", "--checkpoint", "m.pt", "--pretrained", "iresnet50.ms1mv3_arcface"]
+    assert main([*argv, "--arch", "iresnet50", "--synthetic"]) == 2
+    assert "brings its own architecture and preprocessing; drop --arch" in capsys.readouterr().err
 
 
 def test_export_takes_a_backbone_pth(tmp_path, capsys) -> None:
@@ -163,3 +150,16 @@ def test_identify_prints_cmc_and_open_set_rates(sources, tmp_path, capsys) -> No
     argv = ["identify", *model, "--gallery", str(enrolled_dir), "--probes", str(probes)]
     assert main([*argv, "--json", str(tmp_path / "enrolled.json")]) == 0
     assert json.loads((tmp_path / "enrolled.json").read_text()) == result
+
+
+def test_create_model_is_the_one_loading_path(sources, tmp_path) -> None:
+    pth = sources["backbone.pth"][1]
+    fresh = create_model("mobilefacenet", embedding_size=32, input_size=(112, 96))
+    assert fresh.training and fresh.gdc[0].kernel_size == (7, 6)
+    loaded = create_model("mobilefacenet", pth, embedding_size=32)
+    reference = load_model(sources["checkpoint"][1]).backbone
+    assert not loaded.training
+    for key, value in reference.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(CheckpointError, match="downloads nothing: get ms1mv3_arcface_r50"):
+        create_model("iresnet50.ms1mv3_arcface")

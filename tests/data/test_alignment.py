@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceforge.errors import DataError
-from faceforge.inference.alignment import (
+from faceforge.data.alignment import (
     ARCFACE_TEMPLATE,
     estimate_norm,
     norm_crop,
     template_points,
     umeyama_similarity,
 )
+from faceforge.errors import DataError
 
 
 def lstsq_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -1,5 +1,9 @@
 """Face alignment: a 5-point similarity transform to the ArcFace template, as pure functions.
 
+It sits in ``data`` so that every layer above shares one implementation: the embedder's
+contract names its template (``core``), evaluation aligns IJB crops from their meta
+landmarks, deployment aligns detected faces, and ``prepare`` aligns whole datasets.
+
 The template is the one insightface's ``norm_crop`` warps to (eyes, nose tip, mouth corners
 of a 112x112 crop); the 112x96 variant used by SphereFace/CosFace is the same template
 shifted 8 pixels left. The similarity (rotation, uniform scale, translation; no reflection)

@@ -1,5 +1,6 @@
-"""Embedders from the three model sources agree with the backbone run by hand, and a model
-whose preprocessing cannot work is refused when it is loaded."""
+"""Embedders from every model source (checkpoint, weights file + architecture, ONNX) agree
+with the backbone run by hand, and a model whose preprocessing cannot work is refused when it
+is loaded."""
 
 from __future__ import annotations
 
@@ -12,15 +13,12 @@ import pytest
 import torch
 from model_helpers import write_checkpoint
 
+from faceforge.core.embedder import EMBEDDER_BACKENDS, load_embedder
+from faceforge.core.model_source import ModelSource, state_dict_fingerprint
+from faceforge.core.onnx_model import META_PREPROCESS, OnnxRuntimeBackend
 from faceforge.core.preprocess import Preprocess
+from faceforge.core.torch_backend import TorchBackend
 from faceforge.errors import CheckpointError, DataError, UnknownChoiceError
-from faceforge.inference.embedding import (
-    META_PREPROCESS,
-    OnnxEmbedder,
-    TorchEmbedder,
-    load_embedder,
-    state_dict_fingerprint,
-)
 from faceforge.inference.export import synthetic_faces
 
 
@@ -46,7 +44,7 @@ def faces() -> np.ndarray:
 
 def test_checkpoint_embedder(tiny_checkpoint: Path, tiny_model, faces: np.ndarray) -> None:
     embedder = load_embedder(tiny_checkpoint, device="cpu", precision="fp32")
-    assert isinstance(embedder, TorchEmbedder)
+    assert isinstance(embedder.backend, TorchBackend)
     assert embedder.embedding_size == 32 and embedder.input_size == (112, 112)
     assert embedder.metrics == {"synthetic": {"best_threshold": 1.0}}
     assert embedder.fingerprint == state_dict_fingerprint(tiny_model.state_dict())
@@ -104,25 +102,25 @@ def test_insightface_state_dict(tmp_path: Path, tiny_model, faces: np.ndarray) -
     path = tmp_path / "backbone.pth"
     torch.save({f"module.{k}": v for k, v in tiny_model.state_dict().items()}, path)
     embedder = load_embedder(
-        path, arch="mobilefacenet", embedding_size=32, device="cpu", precision="fp32"
+        ModelSource(path, "mobilefacenet", 32), device="cpu", precision="fp32"
     )
     assert embedder.preprocess == Preprocess() and embedder.metrics == {}
     expected = by_hand(tiny_model, faces, Preprocess())
     np.testing.assert_allclose(embedder.embed(faces), expected, atol=1e-5)
-    with pytest.raises(CheckpointError, match="do not fit --arch iresnet18"):
-        load_embedder(path, arch="iresnet18", embedding_size=32)
+    with pytest.raises(CheckpointError, match="as iresnet18 at 112x112 .32-d.: weights do not"):
+        load_embedder(ModelSource(path, "iresnet18", 32))
     with pytest.raises(UnknownChoiceError, match="valid choices"):
-        load_embedder(path, arch="resnet9000")
+        load_embedder(ModelSource(path, "resnet9000"))
     torch.save({"weights": [1, 2, 3]}, tmp_path / "not_a_state_dict.pth")
     with pytest.raises(CheckpointError, match="state dict"):
-        load_embedder(tmp_path / "not_a_state_dict.pth", arch="mobilefacenet")
+        load_embedder(ModelSource(tmp_path / "not_a_state_dict.pth", "mobilefacenet"))
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_embedder(tmp_path / "missing.pth", arch="mobilefacenet")
+        load_embedder(ModelSource(tmp_path / "missing.pth", "mobilefacenet"))
 
 
 def test_onnx_embedder_carries_everything(tiny_onnx, tiny_model, faces: np.ndarray) -> None:
     embedder = load_embedder(tiny_onnx.path, flip=True)
-    assert isinstance(embedder, OnnxEmbedder)
+    assert isinstance(embedder.backend, OnnxRuntimeBackend)
     assert embedder.preprocess == Preprocess()
     assert embedder.metrics == {"synthetic": {"best_threshold": 1.0}}
     assert embedder.fingerprint == state_dict_fingerprint(tiny_model.state_dict())
@@ -182,3 +180,13 @@ def test_foreign_onnx_that_normalises_inside_the_graph(tmp_path: Path) -> None:
     expected = (faces.reshape(3, -1, 3).astype(np.float64).mean(axis=1) - 127.5) / 128
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(embedder.embed(faces), expected, atol=1e-5)
+
+
+def test_backends_are_chosen_by_name(tiny_checkpoint: Path, tiny_onnx) -> None:
+    assert EMBEDDER_BACKENDS.names() == ["onnxruntime", "torch"]
+    with pytest.raises(UnknownChoiceError, match="backend='tensorrt'; valid choices"):
+        load_embedder(tiny_checkpoint, backend="tensorrt")
+    with pytest.raises(CheckpointError, match="the onnxruntime backend needs an ONNX file"):
+        load_embedder(tiny_checkpoint, backend="onnxruntime")
+    with pytest.raises(CheckpointError, match="the torch backend needs a PyTorch model"):
+        load_embedder(tiny_onnx.path, backend="torch")

@@ -1,0 +1,233 @@
+"""Weights written by other projects, loaded into faceforge backbones without user Python.
+
+Published face models come as state dicts in many wrappings and namings: insightface's bare
+``backbone.pth``, ``{'epoch', 'net_state_dict'}`` training checkpoints, PyTorch Lightning's
+``state_dict`` with ``model.`` prefixes, ``module.`` prefixes from DataParallel, and key
+names of their own. :func:`read_state_dict` unwraps the file; :func:`match_state_dict` maps
+its tensors onto a backbone's, in this order:
+
+1. a key map the user wrote (:func:`read_key_map`), applied first when given;
+2. by name: exact, or the one source key ending in ``.<name>`` (a wrapper prefix such as
+   ``model.`` or ``backbone.``); a name found under several prefixes is refused as
+   ambiguous;
+3. the keys left over on both sides by order, when they pair up one to one with equal
+   shapes and equal leaf names (``weight``, ``bias``, ``running_mean``...): a network
+   written with other names but the same layers in the same order.
+
+BatchNorm's ``num_batches_tracked`` counters (absent from files saved before PyTorch 0.4.1)
+take no part in matching and default to zero. Anything left unmatched is a
+:class:`~faceforge.errors.CheckpointError` listing the first missing, unexpected and
+wrongly shaped keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from faceforge.core.safe_load import load_weights_only
+from faceforge.errors import CheckpointError, first_line
+
+#: where training scripts keep the network's state dict, looked for in this order
+CONTAINER_KEYS = (
+    "state_dict",
+    "model_state_dict",
+    "net_state_dict",
+    "backbone_state_dict",
+    "model",
+    "backbone",
+    "net",
+    "network",
+)
+#: prefixes of wrappers (DataParallel / DDP, torch.compile) removed from every key
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: BatchNorm step counters: irrelevant at inference, missing in old files
+COUNTER = "num_batches_tracked"
+#: keys named per kind of problem in a mismatch error
+LISTED = 3
+#: a key map line's target that drops the source key (or prefix)
+DROP = "-"
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of a weights file (any of :data:`CONTAINER_KEYS` unwrapped, wrapper
+    prefixes removed), read with the safe unpickler: a file that needs any Python object
+    beyond tensors and plain containers is refused in one line naming it."""
+    path = Path(path)
+    value = load_weights_only(path)
+    state = _unwrap(value)
+    if state is None:
+        found = ", ".join(map(str, list(value)[:8])) if isinstance(value, dict) else type(value)
+        raise CheckpointError(
+            f"{path}: expected a state dict of tensors, directly or under one of "
+            f"{', '.join(CONTAINER_KEYS)}; found {found}"
+        )
+    return {_unwrapped_name(key): tensor for key, tensor in state.items()}
+
+
+def _unwrap(value: Any, depth: int = 0) -> dict[str, Tensor] | None:
+    """The state dict inside ``value``: itself when every value is a tensor, else the first
+    container key holding one (a faceforge checkpoint's ``backbone`` included)."""
+    if not isinstance(value, dict) or depth > len(CONTAINER_KEYS):
+        return None
+    if value and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in value.items()):
+        return value
+    for key in CONTAINER_KEYS:
+        found = _unwrap(value.get(key), depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _unwrapped_name(key: str) -> str:
+    while key.startswith(WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
+
+
+def read_key_map(path: str | Path) -> dict[str, str]:
+    """Renames from a key map file: one ``SOURCE TARGET`` pair per line (``#`` comments).
+
+    A SOURCE ending in ``.`` renames every key under that prefix (``body.`` -> ``layer``
+    style), a TARGET of ``-`` drops the key or prefix (a classifier head the backbone has
+    no use for). Raises CheckpointError naming the line when it is malformed.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: cannot read the key map ({first_line(exc)})") from None
+    rules: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if len(fields) != 2 or fields[0] in rules:
+            problem = "repeats a source" if len(fields) == 2 else "expected 'SOURCE TARGET'"
+            raise CheckpointError(f"{path}:{number}: {problem}, got {line.strip()!r}")
+        rules[fields[0]] = fields[1]
+    return rules
+
+
+def apply_key_map(state: Mapping[str, Tensor], rules: Mapping[str, str]) -> dict[str, Tensor]:
+    """``state`` with :func:`read_key_map` rules applied (exact keys before prefixes, the
+    longest prefix first)."""
+    prefixes = sorted((k for k in rules if k.endswith(".")), key=len, reverse=True)
+    renamed: dict[str, Tensor] = {}
+    for key, tensor in state.items():
+        new = rules.get(key)
+        if new is None:
+            prefix = next((p for p in prefixes if key.startswith(p)), None)
+            if prefix is not None:
+                new = DROP if rules[prefix] == DROP else rules[prefix] + key[len(prefix) :]
+        if new != DROP:
+            renamed[key if new is None else new] = tensor
+    return renamed
+
+
+def match_state_dict(
+    source: Mapping[str, Tensor],
+    target: Mapping[str, Tensor],
+    what: str,
+    *,
+    drop: Iterable[str] = (),
+) -> dict[str, Tensor]:
+    """``source``'s tensors under ``target``'s names (see the module docs); keys starting
+    with a ``drop`` prefix are left out first. ``what`` starts every error message."""
+    drop = tuple(drop)
+    kept = {k: v for k, v in source.items() if not k.startswith(drop)}
+    source = {k: v for k, v in kept.items() if _counted(k)}
+    wanted = [k for k in target if _counted(k)]
+    by_name = _match_names(wanted, source, what)
+    wrong = [(t, s) for t, s in by_name.items() if source[s].shape != target[t].shape]
+    used = set(by_name.values())
+    missing = [k for k in wanted if k not in by_name]
+    unexpected = [k for k in source if k not in used]
+    if not wrong and missing and _pairs_in_order(missing, unexpected, source, target):
+        by_name.update(zip(missing, unexpected, strict=True))
+        missing = unexpected = []
+    if wrong or missing or unexpected:
+        if not wrong and len(missing) == len(unexpected):
+            pairs = zip(missing, unexpected, strict=True)
+            wrong = [(t, s) for t, s in pairs if source[s].shape != target[t].shape]
+        raise CheckpointError(f"{what}: " + _mismatch(missing, unexpected, wrong, source, target))
+    matched = {t: source[s] for t, s in by_name.items()}
+    modules = {t.rpartition(".")[0]: s.rpartition(".")[0] for t, s in by_name.items()}
+    for key, tensor in target.items():  # BatchNorm counters: the matched layer's, else zero
+        if not _counted(key):
+            module = modules.get(key.rpartition(".")[0])
+            counter = kept.get(f"{module}.{COUNTER}") if module is not None else None
+            matched[key] = counter if counter is not None else torch.zeros_like(tensor)
+    return matched
+
+
+def _counted(key: str) -> bool:
+    return not key.endswith(COUNTER)
+
+
+def _match_names(wanted: list[str], source: Mapping[str, Tensor], what: str) -> dict[str, str]:
+    """target key -> source key, by exact name or a unique ``.<name>`` suffix."""
+    matched: dict[str, str] = {}
+    for key in wanted:
+        if key in source:
+            matched[key] = key
+            continue
+        candidates = [name for name in source if name.endswith("." + key)]
+        if len(candidates) > 1:
+            raise CheckpointError(
+                f"{what}: {key} is ambiguous: it matches {', '.join(candidates[:LISTED])}; "
+                "say which with --key-map FILE (lines of 'SOURCE TARGET')"
+            )
+        if candidates:
+            matched[key] = candidates[0]
+    return matched
+
+
+def _leaf(key: str) -> str:
+    return key.rpartition(".")[2]
+
+
+def _pairs_in_order(
+    missing: list[str],
+    unexpected: list[str],
+    source: Mapping[str, Tensor],
+    target: Mapping[str, Tensor],
+) -> bool:
+    """Whether the leftover keys pair up one to one in order, shape and leaf name alike."""
+    if len(missing) != len(unexpected):
+        return False
+    return all(
+        source[s].shape == target[t].shape and _leaf(s) == _leaf(t)
+        for t, s in zip(missing, unexpected, strict=True)
+    )
+
+
+def _mismatch(
+    missing: list[str],
+    unexpected: list[str],
+    wrong: list[tuple[str, str]],
+    source: Mapping[str, Tensor],
+    target: Mapping[str, Tensor],
+) -> str:
+    """One line: the first missing, unexpected and wrongly shaped keys, and what to do."""
+    parts = []
+    if wrong:
+        shown = [
+            f"{s} {tuple(source[s].shape)} for {t} {tuple(target[t].shape)}"
+            for t, s in wrong[:LISTED]
+        ]
+        parts.append(f"{len(wrong)} wrongly shaped ({'; '.join(shown)})")
+    if missing:
+        parts.append(f"{len(missing)} missing ({', '.join(missing[:LISTED])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:LISTED])})")
+    return (
+        "weights do not fit: "
+        + "; ".join(parts)
+        + " (check --arch, --embedding-size and --input-size, or rename keys with "
+        "--key-map FILE)"
+    )

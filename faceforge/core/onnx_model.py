@@ -1,0 +1,159 @@
+"""ONNX models: what an ``.onnx`` file says about itself, and the ONNX Runtime backend.
+
+faceforge exports (:mod:`faceforge.inference.export`) store their preprocessing, metrics,
+weight fingerprint and backbone name in the ONNX ``metadata_props`` (the ``faceforge.*``
+keys below); other recognition files get insightface's conventions at the graph's input
+size (see :func:`foreign_onnx_preprocess`). :func:`read_onnx` checks the contract against
+the graph when the file is opened, so a mismatch fails at once rather than deep inside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from faceforge.config import Config
+from faceforge.core.preprocess import Preprocess
+from faceforge.core.torch_backend import RuntimeOptions
+from faceforge.device import resolve_device
+from faceforge.errors import CheckpointError, first_line
+
+#: ONNX metadata_props keys written by :mod:`faceforge.inference.export`
+META_PREPROCESS = "faceforge.preprocess"
+META_FINGERPRINT = "faceforge.fingerprint"
+META_METRICS = "faceforge.metrics"
+META_BACKBONE = "faceforge.backbone"
+#: how many of the first graph nodes :func:`foreign_onnx_preprocess` inspects
+NORMALISING_NODES = 8
+
+
+@dataclass
+class OnnxModel:
+    """An ONNX embedding model: its file, contract and provenance (no network loaded)."""
+
+    path: Path
+    preprocess: Preprocess
+    fingerprint: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    #: the faceforge backbone it was exported from ("" for foreign files)
+    arch: str = ""
+    #: the graph's fixed embedding size, or None when the output axis is symbolic
+    embedding_size: int | None = None
+    #: evaluation defaults (batch size, flip) come from here, as for a checkpoint
+    config: Config = field(default_factory=Config)
+
+    @property
+    def name(self) -> str:
+        return f"ONNX {self.path.name}"
+
+
+def file_fingerprint(path: Path) -> str:
+    """Short SHA-256 of a model file without faceforge metadata."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def read_onnx(path: str | Path) -> OnnxModel:
+    """Open an ONNX file's graph and metadata; CheckpointError for a missing or unreadable
+    file, malformed faceforge metadata, or a contract the graph contradicts."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"ONNX model {str(path)!r} does not exist")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # protobuf and onnx raise several types for bad files
+        raise CheckpointError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from None
+    meta = {prop.key: prop.value for prop in proto.metadata_props}
+    graph_size = _dims(proto.graph.input[0])[2:4] if proto.graph.input else []
+    fixed = len(graph_size) == 2 and all(isinstance(s, int) for s in graph_size)
+    try:
+        if META_PREPROCESS in meta:
+            preprocess = Preprocess.from_dict(json.loads(meta[META_PREPROCESS]))
+        else:
+            preprocess = foreign_onnx_preprocess(proto, tuple(graph_size) if fixed else (112, 112))
+        metrics = json.loads(meta[META_METRICS]) if META_METRICS in meta else {}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: malformed faceforge metadata ({exc})") from None
+    preprocess.check(str(path))
+    if fixed and tuple(graph_size) != tuple(preprocess.input_size):
+        raise CheckpointError(
+            f"{path}: graph input is {tuple(graph_size)} but its preprocessing declares "
+            f"{tuple(preprocess.input_size)}"
+        )
+    outputs = _dims(proto.graph.output[0]) if proto.graph.output else []
+    size = outputs[-1] if outputs and isinstance(outputs[-1], int) else None
+    return OnnxModel(
+        path,
+        preprocess,
+        meta.get(META_FINGERPRINT) or file_fingerprint(path),
+        metrics,
+        meta.get(META_BACKBONE, ""),
+        size,
+    )
+
+
+def _dims(value_info: Any) -> list[int | str]:
+    """Shape of a graph input/output: ints for fixed axes, names for symbolic ones."""
+    dims = value_info.type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+
+
+def foreign_onnx_preprocess(proto: Any, input_size: tuple[int, int]) -> Preprocess:
+    """insightface's convention for a recognition ONNX file without faceforge metadata: RGB,
+    ``(x - 127.5) / 127.5``, unless one of the first 8 nodes is named Sub/_minus and one
+    Mul/_mul (models converted from MXNet normalise inside the graph and take raw pixels)."""
+    names = [node.name for node in proto.graph.node[:NORMALISING_NODES]]
+    subtracts = any(name.startswith(("Sub", "_minus")) for name in names)
+    multiplies = any(name.startswith(("Mul", "_mul")) for name in names)
+    if subtracts and multiplies:
+        return Preprocess(input_size=input_size, mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3)
+    return Preprocess(input_size=input_size)
+
+
+def onnx_providers(device: str | torch.device | None) -> list[str]:
+    """ONNX Runtime providers for ``device`` (``None``/``auto``: CUDA when available): CUDA
+    first when asked for and installed, else the CPU."""
+    import onnxruntime as ort
+
+    cuda = "CUDAExecutionProvider"
+    if resolve_device(device).type == "cuda" and cuda in ort.get_available_providers():
+        return [cuda, "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeBackend:
+    """An ONNX model run with ONNX Runtime (CUDA when the device is a GPU and the provider is
+    installed, else CPU); always fp32, so there is nothing to fall back from."""
+
+    precision = "fp32"
+
+    def __init__(self, model: OnnxModel, options: RuntimeOptions) -> None:
+        import onnxruntime as ort
+
+        self.device = torch.device("cpu")  # inputs are handed over as numpy arrays
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = options.threads
+        providers = onnx_providers(options.device or "cpu")
+        try:
+            self.session = ort.InferenceSession(
+                str(model.path), sess_options=session_options, providers=providers
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise CheckpointError(f"{model.path}: not a loadable ONNX model ({exc})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def fall_back_to_fp32(self) -> None:
+        """Nothing to do: ONNX Runtime runs the graph as stored (fp32)."""
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw float32 (N, D) embeddings of float (N, 3, H, W) model input."""
+        batch = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
+        out = self.session.run(None, {self.input_name: batch})[0]
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))

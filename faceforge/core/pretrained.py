@@ -1,0 +1,176 @@
+"""Named, well-known public face recognition weights and the contract each was trained with
+(timm's pretrained configs: weights are useless without their input size, colour order,
+normalisation and alignment).
+
+faceforge downloads nothing: a user fetches the file from the entry's ``source`` and names it
+(``faceforge import --pretrained NAME FILE OUT``, or ``--checkpoint FILE --pretrained NAME``
+in any command). The file's SHA-256 is checked against the published one where a published
+value exists; where none does, loading says the file could not be verified. Names are
+``<architecture>.<training>``, as timm's ``<model>.<tag>``.
+
+>>> pretrained_weights("iresnet100.adaface_webface12m").preprocess.color
+'BGR'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faceforge.core.preprocess import Preprocess
+from faceforge.errors import CheckpointError
+from faceforge.registry import Registry
+
+INSIGHTFACE_ZOO = "https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch"
+INSIGHTFACE_LICENCE = "insightface model zoo: non-commercial research purposes only"
+ADAFACE_ZOO = "https://github.com/mk-minchul/AdaFace#pretrained-models"
+ADAFACE_LICENCE = (
+    "AdaFace code MIT; weights trained on a research dataset (MS1MV2 / WebFace), "
+    "check its terms before commercial use"
+)
+#: AdaFace models take BGR input normalised to [-1, 1] (its README, "Pretrained Models")
+ADAFACE_CONTRACT = Preprocess(color="BGR")
+#: bytes hashed at a time
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """A published weights file: what network it fits, how its inputs were prepared during
+    training, and where it comes from."""
+
+    name: str
+    #: faceforge backbone the weights load into
+    arch: str
+    embedding_size: int
+    preprocess: Preprocess
+    licence: str
+    #: published figures, in percent, as the authors report them
+    accuracy: Mapping[str, float]
+    #: where users get the file, and its published name
+    source: str
+    file: str
+    #: SHA-256 of the published file; None where no published value could be found
+    sha256: str | None = None
+    #: a :data:`~faceforge.core.weight_adapters.WEIGHT_ADAPTERS` name for another layout
+    adapter: str | None = None
+    #: key prefixes of training-only tensors in the file (classifier heads)
+    drop: tuple[str, ...] = ()
+    notes: str = field(default="", compare=False)
+
+
+def _insightface(name: str, arch: str, folder: str, ijbc: float, mfr: float) -> PretrainedWeights:
+    return PretrainedWeights(
+        name,
+        arch,
+        512,
+        Preprocess(),
+        INSIGHTFACE_LICENCE,
+        {"IJB-C TAR@FAR=1e-4": ijbc, "ICCV2021-MFR-ALL TAR@FAR=1e-6": mfr},
+        INSIGHTFACE_ZOO + "#model-zoo",
+        f"{folder}/backbone.pth",
+    )
+
+
+def _adaface(name: str, arch: str, file: str, lfw: float, ijbc: float) -> PretrainedWeights:
+    return PretrainedWeights(
+        name,
+        arch,
+        512,
+        ADAFACE_CONTRACT,
+        ADAFACE_LICENCE,
+        {"LFW": lfw, "IJB-C TAR@FAR=1e-4": ijbc},
+        ADAFACE_ZOO,
+        file,
+        adapter="adaface_ir",
+        notes="a PyTorch Lightning checkpoint; the head and optimizer state are left out",
+    )
+
+
+ENTRIES = (
+    _insightface("iresnet50.ms1mv3_arcface", "iresnet50", "ms1mv3_arcface_r50_fp16", 96.37, 79.14),
+    _insightface(
+        "iresnet100.ms1mv3_arcface", "iresnet100", "ms1mv3_arcface_r100_fp16", 96.85, 81.97
+    ),
+    _insightface(
+        "iresnet100.glint360k_cosface",
+        "iresnet100",
+        "glint360k_cosface_r100_fp16_0.1",
+        97.55,
+        89.52,
+    ),
+    _adaface(
+        "iresnet18.adaface_webface4m", "iresnet18", "adaface_ir18_webface4m.ckpt", 99.53, 94.99
+    ),
+    _adaface("iresnet50.adaface_ms1mv2", "iresnet50", "adaface_ir50_ms1mv2.ckpt", 99.82, 96.27),
+    _adaface(
+        "iresnet50.adaface_webface4m", "iresnet50", "adaface_ir50_webface4m.ckpt", 99.78, 96.98
+    ),
+    _adaface("iresnet100.adaface_ms1mv2", "iresnet100", "adaface_ir101_ms1mv2.ckpt", 99.82, 96.89),
+    _adaface(
+        "iresnet100.adaface_webface12m",
+        "iresnet100",
+        "adaface_ir101_webface12m.ckpt",
+        99.82,
+        97.66,
+    ),
+    PretrainedWeights(
+        "mobilefacenet.casia_112x96",
+        "mobilefacenet",
+        128,
+        # SphereFace-style 112x96 crops, (x - 127.5) / 128 in RGB
+        Preprocess(input_size=(112, 96), std=(128 / 255,) * 3),
+        "none stated by the author",
+        {"LFW": 99.30},
+        "https://github.com/Xiaoccer/MobileFaceNet_Pytorch (model/best/068.ckpt)",
+        "068.ckpt",
+        # the file as published in that repository
+        sha256="e839247cdbdfc023fb7cadeaf53a4549d50c8fc24ad154c02e35920ea8910d99",
+        notes="trained on CASIA-WebFace; its own key names, matched to MobileFaceNet by order",
+    ),
+)
+
+#: pretrained entry name -> its :class:`PretrainedWeights`
+PRETRAINED: Registry[PretrainedWeights] = Registry.of(
+    "pretrained weights", {entry.name: (lambda entry=entry: entry) for entry in ENTRIES}
+)
+
+
+def pretrained_weights(name: str) -> PretrainedWeights:
+    """The entry called ``name``; UnknownChoiceError listing the entries otherwise."""
+    return PRETRAINED.get(name, "--pretrained")()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(entry: PretrainedWeights, path: str | Path) -> None:
+    """Check that ``path`` is ``entry``'s published file: CheckpointError when its SHA-256
+    differs, a warning when no published hash exists to compare with."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"weights file {str(path)!r} does not exist; get {entry.file} from {entry.source}"
+        )
+    if entry.sha256 is None:
+        warnings.warn(
+            f"{path.name}: the hash could not be verified (no published SHA-256 for "
+            f"{entry.name}); make sure it is {entry.file} from {entry.source}",
+            stacklevel=3,
+        )
+        return
+    actual = file_sha256(path)
+    if actual != entry.sha256:
+        raise CheckpointError(
+            f"{path} is not the published {entry.name} file: its SHA-256 is {actual}, "
+            f"expected {entry.sha256} (another release, or a damaged download)"
+        )

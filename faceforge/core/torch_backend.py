@@ -1,0 +1,157 @@
+"""The PyTorch embedder backend: a backbone prepared once to embed many batches fast.
+
+The backbone runs as an eval-mode *copy* prepared for inference (the caller's model is never
+modified): BatchNorm folded into the preceding convolution / linear layer, weights and
+inputs in ``channels_last`` layout, and the autocast dtype that ``precision`` resolves to on
+the device (:mod:`faceforge.core.precision`: bf16 on CPUs that compute it natively, fp16 on
+CUDA, else fp32). On CPU the network sees micro-batches of 16 images, which keeps
+activations in cache and measured faster than larger batches. Each option can be turned off
+(:class:`RuntimeOptions`), which is how other backends (ONNX Runtime, quantised models) are
+compared against this one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from faceforge.core.precision import resolve_precision
+
+#: images per forward pass on CPU (see the module docstring)
+CPU_MICRO_BATCH = 16
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How an embedder backend runs its network; a backend ignores the options it has no use
+    for (ONNX Runtime has no BatchNorm folding to switch off)."""
+
+    #: where the network runs; ``None`` keeps an in-memory backbone where it is
+    device: torch.device | None = None
+    #: ``auto | fp32 | bf16 | fp16`` (:data:`~faceforge.core.precision.PRECISIONS`)
+    precision: str = "auto"
+    fold_bn: bool = True
+    channels_last: bool = True
+    #: images per forward pass (default: 16 on CPU, the whole batch elsewhere)
+    micro_batch: int | None = None
+    #: intra-op threads of ONNX Runtime (0: its default, one per core)
+    threads: int = 0
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter (CPU for a parameter-free module)."""
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Copy of an eval-mode ``model`` where each BatchNorm fed only by a convolution or linear
+    layer is folded into that layer's weights (one op instead of two at inference).
+
+    The model is traced with ``torch.fx``; tracing errors propagate to the caller.
+    """
+    traced = torch.fx.symbolic_trace(copy.deepcopy(model))
+    modules = dict(traced.named_modules())
+    for node in list(traced.graph.nodes):
+        bn = modules.get(node.target) if node.op == "call_module" else None
+        source = node.args[0] if node.args else None
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or not bn.track_running_stats:
+            continue
+        if not isinstance(source, torch.fx.Node) or source.op != "call_module":
+            continue
+        if len(source.users) != 1:
+            continue
+        layer = modules[source.target]
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            fused = fuse_conv_bn_eval(layer, bn)
+        elif isinstance(layer, nn.Linear) and isinstance(bn, nn.BatchNorm1d):
+            fused = fuse_linear_bn_eval(layer, bn)
+        else:
+            continue
+        parent, _, name = source.target.rpartition(".")
+        setattr(traced.get_submodule(parent) if parent else traced, name, fused)
+        node.replace_all_uses_with(source)
+        traced.graph.erase_node(node)
+    traced.graph.lint()
+    traced.delete_all_unused_submodules()
+    traced.recompile()
+    return traced
+
+
+def inference_copy(
+    model: nn.Module,
+    device: torch.device,
+    *,
+    fold_bn: bool = True,
+    channels_last: bool = True,
+) -> nn.Module:
+    """An eval-mode copy of ``model`` on ``device``, BatchNorm folded where possible.
+
+    A model that ``torch.fx`` cannot trace is copied unfolded. The output is the same
+    function up to floating-point rounding; ``model`` itself is left as it was.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        prepared = None
+        if fold_bn:
+            with contextlib.suppress(Exception):  # untraceable model: keep it unfolded
+                prepared = fold_batchnorm(model)
+        if prepared is None:
+            prepared = copy.deepcopy(model)
+    finally:
+        model.train(was_training)
+    prepared.eval().to(device)
+    if channels_last:
+        prepared.to(memory_format=torch.channels_last)
+    return prepared
+
+
+class TorchBackend:
+    """A backbone prepared once (:func:`inference_copy`) for the embedder's batches.
+
+    Not thread-safe: use one per thread.
+    """
+
+    def __init__(self, backbone: nn.Module, options: RuntimeOptions) -> None:
+        self.device = options.device or model_device(backbone)
+        self.autocast = resolve_precision(options.precision, self.device).dtype
+        self.channels_last = options.channels_last
+        self.model = inference_copy(
+            backbone, self.device, fold_bn=options.fold_bn, channels_last=options.channels_last
+        )
+        micro_batch = options.micro_batch
+        if micro_batch is None:
+            micro_batch = CPU_MICRO_BATCH if self.device.type == "cpu" else 1 << 30
+        self.micro_batch = micro_batch
+
+    @property
+    def precision(self) -> str:
+        """What runs: ``fp32``, ``bf16`` or ``fp16``."""
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast]
+
+    def fall_back_to_fp32(self) -> None:
+        """Run in fp32 from now on (the embedder calls this when reduced precision produced
+        non-finite embeddings)."""
+        self.autocast = None
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw float32 (N, D) embeddings of float (N, 3, H, W) model input on the device."""
+        if not self.channels_last:
+            x = x.contiguous()
+        step = self.micro_batch
+        context = (
+            contextlib.nullcontext()
+            if self.autocast is None
+            # autocast caches the cast weights within the region: micro-batches share them
+            else torch.autocast(self.device.type, dtype=self.autocast)
+        )
+        with torch.inference_mode(), context:
+            parts = [self.model(x[i : i + step]) for i in range(0, len(x), step)]
+        return torch.cat(parts).float()

@@ -1,0 +1,62 @@
+"""IJB-B / IJB-C image features as insightface computes them, for any model.
+
+Each loose crop is aligned from its meta landmarks to the model's own template and input
+size (:mod:`faceforge.data.alignment`), embedded with its mirror image, and the two raw
+views are summed; :mod:`faceforge.evaluation.ijb` pools the features into templates. The
+next batch of crops is read and aligned while the current one is embedded.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.core.embedder import Embedder
+from faceforge.data.alignment import norm_crop
+from faceforge.data.image_io import read_image
+from faceforge.data.prefetch import ahead
+from faceforge.evaluation.ijb_layout import IjbMeta
+from faceforge.evaluation.run import embed_batches
+
+
+def aligned_crops(
+    folder: Path,
+    names: Sequence[str],
+    landmarks: np.ndarray,
+    size: tuple[int, int],
+    template: str,
+) -> np.ndarray:
+    """uint8 (N, H, W, 3) RGB crops of ``folder/<name>`` aligned from their (N, 5, 2)
+    landmarks; a missing or unreadable image is a DataError naming it."""
+    crops = [
+        norm_crop(read_image(folder / name), points, size, template)
+        for name, points in zip(names, landmarks, strict=True)
+    ]
+    return np.ascontiguousarray(np.stack(crops))
+
+
+def ijb_features(
+    embedder: Embedder, root: str | Path, meta: IjbMeta, *, progress: bool = False
+) -> np.ndarray:
+    """Original + mirrored raw embeddings of every IJB image under ``root/loose_crop``
+    (``embedder.batch_size`` at a time)."""
+    folder, step = Path(root) / "loose_crop", embedder.batch_size
+    template = embedder.preprocess.template
+    jobs = (
+        functools.partial(
+            aligned_crops,
+            folder,
+            meta.images[start : start + step],
+            meta.landmarks[start : start + step],
+            embedder.input_size,
+            template,
+        )
+        for start in range(0, len(meta.images), step)
+    )
+    plain, mirrored = embed_batches(
+        embedder, ahead(jobs), flip=True, total=len(meta.images), progress=progress, desc="IJB"
+    )
+    return plain + mirrored

@@ -1,0 +1,61 @@
+"""The pretrained registry: every entry loads into a registered backbone with a usable
+contract; published hashes are checked, missing ones said; ``faceforge models`` lists all."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from faceforge.cli import main
+from faceforge.core.pretrained import PRETRAINED, file_sha256, pretrained_weights, verify_file
+from faceforge.core.weight_adapters import WEIGHT_ADAPTERS
+from faceforge.errors import CheckpointError, UnknownChoiceError
+from faceforge.models import backbone_names
+
+
+@pytest.mark.parametrize("name", PRETRAINED.names())
+def test_every_entry_is_complete_and_loadable(name: str) -> None:
+    entry = pretrained_weights(name)
+    assert entry.name == name and name.split(".")[0] == entry.arch
+    assert entry.arch in backbone_names()
+    entry.preprocess.check(name)
+    assert entry.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
+    assert entry.adapter is None or entry.adapter in WEIGHT_ADAPTERS
+    assert entry.licence and entry.source.startswith("https://") and entry.file
+    assert entry.accuracy and all(50 < value <= 100 for value in entry.accuracy.values())
+
+
+def test_adaface_models_record_their_bgr_input() -> None:
+    adaface = [n for n in PRETRAINED.names() if ".adaface_" in n]
+    assert adaface and all(pretrained_weights(n).preprocess.color == "BGR" for n in adaface)
+    assert pretrained_weights("iresnet50.ms1mv3_arcface").preprocess.color == "RGB"
+
+
+def test_hashes_are_verified_or_reported_unverifiable(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"published bytes" * 100_000)  # more than one read chunk
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert file_sha256(path) == digest
+    entry = dataclasses.replace(pretrained_weights("iresnet50.ms1mv3_arcface"), sha256=digest)
+    verify_file(entry, path)
+    path.write_bytes(b"another release")
+    with pytest.raises(CheckpointError, match=f"not the published .* expected {digest}"):
+        verify_file(entry, path)
+    with pytest.warns(UserWarning, match="hash could not be verified .*ms1mv3_arcface_r50_fp16"):
+        verify_file(dataclasses.replace(entry, sha256=None), path)
+    with pytest.raises(CheckpointError, match="does not exist; get ms1mv3_arcface_r50_fp16"):
+        verify_file(entry, tmp_path / "missing.pth")
+    with pytest.raises(UnknownChoiceError, match="--pretrained='r50'; valid choices: iresnet"):
+        pretrained_weights("r50")
+
+
+def test_models_lists_backbones_and_pretrained_entries(capsys) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in backbone_names() + PRETRAINED.names():
+        assert f"  {name} " in out or f"  {name}\n" in out, name
+    assert "112x96 RGB; LFW 99.3" in out and "sha256 checked" in out
