@@ -23,7 +23,8 @@ import torch.multiprocessing as mp
 from model_helpers import TINY_CLI
 from test_main import tiny_config
 
-from faceforge.core.checkpoint import Checkpoint, load_backbone
+from faceforge.core.checkpoint import Checkpoint
+from faceforge.core.model_source import load_model
 from faceforge.data.dataset import collate_faces
 from faceforge.data.synthetic import synthetic_verification_set
 from faceforge.errors import TrainingError
@@ -302,7 +303,7 @@ def test_rank_0_evaluations_equal_the_checkpoints_evaluated_alone(torchrun_run) 
     weights, the BatchNorm statistics included."""
     out, stdout, _ = torchrun_run
     for name in ("best.pt", "last.pt"):
-        model = load_backbone(out / name)
+        model = load_model(out / name)
         vset = synthetic_verification_set(model.config.data.synthetic)
         alone = evaluate_model(
             model.backbone, vset, preprocess=model.preprocess, flip=model.config.eval.flip,
