@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from faceforge.cli.arguments import image_side, ranged
 from faceforge.cli.model_commands import (
     add_detector_options,
     add_source_options,
@@ -162,14 +163,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("src", help=f"the dataset: {FORMATS}")
     p.add_argument("output", help="the pairs file to write (e.g. pairs.txt)")
-    p.add_argument("--folds", type=int, default=10, help="identity-disjoint folds (default 10)")
+    p.add_argument(
+        "--folds", type=ranged(int, 2, 100), default=10, help="identity-disjoint folds (default 10)"
+    )
     p.add_argument(
         "--per-fold",
-        type=int,
+        type=ranged(int, 1),
         default=300,
         help="same pairs per fold, and as many different pairs (default 300, as LFW)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=ranged(int, 0), default=0, help="random seed (default 0)")
     p.add_argument(
         "--export",
         metavar="DIR",
@@ -196,37 +199,57 @@ def _register_extract_faces(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="VIDEO... OUT (the output folder)")
     every = p.add_mutually_exclusive_group()
-    every.add_argument("--every-frames", type=int, metavar="N", help="take every N-th frame")
     every.add_argument(
-        "--every-seconds", type=float, metavar="S", help="take a frame every S seconds (default 1)"
+        "--every-frames", type=ranged(int, 1), metavar="N", help="take every N-th frame"
+    )
+    every.add_argument(
+        "--every-seconds",
+        type=ranged(float, above=0),
+        metavar="S",
+        help="take a frame every S seconds (default 1)",
     )
     add_detector_options(p)
     p.add_argument(
-        "--min-face-size", type=float, default=40.0, help="smallest face in pixels (default 40)"
+        "--min-face-size",
+        type=ranged(float, 1),
+        default=40.0,
+        help="smallest face in pixels (default 40)",
     )
-    p.add_argument("--min-score", type=float, default=0.9, help="detection score a face needs")
+    p.add_argument(
+        "--min-score", type=ranged(float, 0, 1), default=0.9, help="detection score a face needs"
+    )
     p.add_argument(
         "--search-below",
-        type=float,
+        type=ranged(float, 0, 1),
         default=0.99,
         help="try the other quarter turns when the best face scores below this (default 0.99)",
     )
-    p.add_argument("--size", type=int, default=112, help="aligned crop height (default 112)")
-    p.add_argument("--width", type=int, help="aligned crop width (default: --size; 96 for 112x96)")
+    p.add_argument("--size", type=image_side, default=112, help="aligned crop height (default 112)")
+    p.add_argument(
+        "--width", type=image_side, help="aligned crop width (default: --size; 96 for 112x96)"
+    )
     p.add_argument(
         "--checkpoint",
         help="model (checkpoint or .onnx) whose embeddings must agree to join a person's track",
     )
-    p.add_argument("--min-iou", type=float, default=0.3, help="box overlap to continue a track")
     p.add_argument(
-        "--min-similarity", type=float, default=0.4, help="cosine similarity (with --checkpoint)"
+        "--min-iou", type=ranged(float, 0, 1), default=0.3, help="box overlap to continue a track"
     )
     p.add_argument(
-        "--max-gap", type=int, default=2, help="sampled frames a person may be missed (default 2)"
+        "--min-similarity",
+        type=ranged(float, -1, 1),
+        default=0.4,
+        help="cosine similarity (with --checkpoint)",
+    )
+    p.add_argument(
+        "--max-gap",
+        type=ranged(int, 0),
+        default=2,
+        help="sampled frames a person may be missed (default 2)",
     )
     p.add_argument(
         "--duplicate-below",
-        type=float,
+        type=ranged(float, 0, 255),
         default=12.0,
         help="drop a crop whose grey thumbnail differs from the person's last kept crop by "
         "less than this many grey levels on average (default 12)",
@@ -240,12 +263,15 @@ def _register_extract_faces(subparsers: argparse._SubParsersAction) -> None:
 def _add_sample_options(parser: argparse.ArgumentParser, identities: int, per: int) -> None:
     parser.add_argument(
         "--identities",
-        type=int,
+        type=ranged(int, 1),
         default=identities,
         help=f"identities shown (default {identities})",
     )
     parser.add_argument(
-        "--per-identity", type=int, default=per, help=f"faces of each identity (default {per})"
+        "--per-identity",
+        type=ranged(int, 1),
+        default=per,
+        help=f"faces of each identity (default {per})",
     )
 
 
@@ -270,7 +296,9 @@ def _register_visualize(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument(
         "--resize", choices=RESIZE_MODES.names(), help="fit crops of another size to the model"
     )
-    e.add_argument("--seed", type=int, default=0, help="which identities and faces (default 0)")
+    e.add_argument(
+        "--seed", type=ranged(int, 0), default=0, help="which identities and faces (default 0)"
+    )
     e.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     e.add_argument("--precision", choices=PRECISIONS.names(), default="auto")
     e.set_defaults(func=_visualize_embeddings)
@@ -278,9 +306,13 @@ def _register_visualize(subparsers: argparse._SubParsersAction) -> None:
     t = kinds.add_parser("training", help="a GIF of 2-D features over a training run")
     t.add_argument("--config", help="YAML file or shipped recipe name (e.g. quickstart)")
     t.add_argument("-o", "--output", required=True, help="the GIF to write")
-    t.add_argument("--every", type=int, default=20, help="steps between frames (default 20)")
+    t.add_argument(
+        "--every", type=ranged(int, 1), default=20, help="steps between frames (default 20)"
+    )
     _add_sample_options(t, 8, 30)
-    t.add_argument("--fps", type=float, default=4.0, help="frames per second (default 4)")
+    t.add_argument(
+        "--fps", type=ranged(float, above=0), default=4.0, help="frames per second (default 4)"
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument(
         "overrides", nargs="*", help=f"{OVERRIDE_HELP} (model.embedding_size=2 is set first)"

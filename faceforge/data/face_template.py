@@ -2,7 +2,7 @@
 
 The template is the one insightface's ``norm_crop`` warps to (eyes, nose tip, mouth corners
 of a 112x112 crop). Alignment (:mod:`faceforge.data.alignment`) warps photos onto it;
-training augmentations that draw on the face (:mod:`faceforge.data.overlays`) read from it
+training augmentations that draw on the face (:mod:`faceforge.data.face_masks`) read from it
 where the nose and mouth of an aligned training crop are.
 """
 

@@ -45,6 +45,18 @@ class StoredImage(Protocol):
     def encoded(self) -> bytes: ...
 
 
+def load_pair_images(
+    entries: Sequence[Path | StoredImage],
+    image_size: tuple[int, int],
+    resize: str | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
+    """Decode image files and stored images alike into uint8 (N, H, W, 3) RGB (see
+    :func:`~faceforge.data.images.load_images`)."""
+    data = [entry if isinstance(entry, Path) else entry.encoded() for entry in entries]
+    return load_images(data, [str(entry) for entry in entries], image_size, resize, workers)
+
+
 @dataclass
 class PairList:
     """Images of 1:1 pairs: pair ``i`` is ``paths[2i]`` and ``paths[2i+1]``, image files or
@@ -68,9 +80,7 @@ class PairList:
     ) -> np.ndarray:
         """Image ``index`` alone, decoded and fitted to ``image_size`` (a report's
         thumbnail)."""
-        path = self.paths[index]
-        data = path if isinstance(path, Path) else path.encoded()
-        return load_images([data], [str(path)], image_size, resize)[0]
+        return load_pair_images([self.paths[index]], image_size, resize)[0]
 
     def load(
         self,
@@ -88,10 +98,8 @@ class PairList:
         with tqdm(total=len(self.paths), desc=name, unit="img", disable=not progress) as bar:
             for start in range(0, len(self.paths), LOAD_CHUNK):
                 chunk = self.paths[start : start + LOAD_CHUNK]
-                names = [str(p) for p in chunk]
-                data = [p if isinstance(p, Path) else p.encoded() for p in chunk]
-                images[start : start + len(chunk)] = load_images(
-                    data, names, image_size, resize, workers
+                images[start : start + len(chunk)] = load_pair_images(
+                    chunk, image_size, resize, workers
                 )
                 bar.update(len(chunk))
         return VerificationSet(name, images, self.issame)

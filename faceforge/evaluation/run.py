@@ -20,10 +20,9 @@ from torch import nn
 
 from faceforge.core.embedder import Embedder
 from faceforge.core.preprocess import Preprocess
-from faceforge.data.images import load_images
 from faceforge.data.prefetch import ahead
 from faceforge.data.verification_set import VerificationSet
-from faceforge.evaluation.pairs import PairList
+from faceforge.evaluation.pairs import PairList, load_pair_images
 from faceforge.evaluation.verification import VerificationResult, evaluate_embeddings
 
 
@@ -118,7 +117,7 @@ def evaluate_pair_list(
     files, index = pairs.unique()
     size, step = embedder.input_size, embedder.batch_size
     jobs = (
-        functools.partial(load_images, chunk, [str(p) for p in chunk], size, resize)
+        functools.partial(load_pair_images, chunk, size, resize)
         for chunk in (files[start : start + step] for start in range(0, len(files), step))
     )
     plain, mirrored = embed_batches(

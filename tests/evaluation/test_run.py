@@ -63,10 +63,10 @@ def test_pair_lists_decode_and_embed_each_distinct_image_once(tmp_path, monkeypa
 
     def counting(sources, *args, **kwargs):
         decoded.extend(sources)
-        return load_images(sources, *args, **kwargs)
+        return original(sources, *args, **kwargs)
 
-    load_images = run.load_images
-    monkeypatch.setattr(run, "load_images", counting)
+    original = run.load_pair_images
+    monkeypatch.setattr(run, "load_pair_images", counting)
     embedder = Embedder.from_backbone(primed_model(), precision="fp32", batch_size=6)
     embedded = []
     views = embedder.views
