@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from faceforge.evaluation.embedding_plots import choose_images
 from faceforge.train.build import TrainingRun
 from faceforge.train.engine import Counts, train_one_epoch
 from faceforge.train.main import setup
+from faceforge.train.runs import release
 
 
 @dataclass
@@ -76,8 +78,11 @@ def record_feature_movie(
     snapshots = [(0, features())]
     counts = Counts()
     run.model.train()
-    while state.step < run.total_steps:
-        for _ in train_one_epoch(run, state, state.step // run.steps_per_epoch, counts):
-            if state.step % every == 0 or state.step == run.total_steps:
-                snapshots.append((state.step, features()))
+    try:
+        while state.step < run.total_steps:
+            for _ in train_one_epoch(run, state, state.step // run.steps_per_epoch, counts):
+                if state.step % every == 0 or state.step == run.total_steps:
+                    snapshots.append((state.step, features()))
+    finally:
+        release(Path(run.cfg.train.output_dir))  # the claim setup made: nothing was written
     return FeatureMovie(snapshots, labels, names)

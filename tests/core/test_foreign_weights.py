@@ -126,7 +126,7 @@ def test_a_name_under_two_prefixes_is_ambiguous_until_a_key_map_says(tmp_path: P
 
 def test_unreadable_and_unsafe_files_are_one_line_errors(tmp_path: Path) -> None:
     torch.save({"weight": torch.zeros(1), "where": Path("/tmp")}, tmp_path / "code.pth")
-    with pytest.raises(CheckpointError, match=r"it asks for the Python object pathlib\.") as e:
+    with pytest.raises(CheckpointError, match=r"it asks for the Python object 'pathlib\.") as e:
         read_state_dict(tmp_path / "code.pth")
     assert "\n" not in str(e.value)
     torch.save({"epoch": 1, "notes": "no tensors"}, tmp_path / "empty.pth")
