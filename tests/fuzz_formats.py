@@ -152,20 +152,30 @@ def _seed_onnx(folder: Path) -> bytes:
 
 
 def _onnx_location(data: bytes, rng: np.random.Generator) -> bytes:
-    """The external-data location pointed outside the model folder, at another file in it,
-    or given a huge offset/length."""
+    """The weight's external-data entry rewritten: its location pointed outside the model
+    folder or at another file, or a huge (or negative) offset or length."""
+    import onnx
+
+    model = onnx.load_from_string(data)
+    entries = model.graph.initializer[0].external_data
     choices = (
-        b"../secret.txt",
-        b"/etc/passwd",
-        b"secret.txt",
-        b"weights.bin\x00",
-        b"//etc/hostname",
-        b"subdir/../../x",
+        "../secret.txt",
+        "/etc/passwd",
+        "../../../../../../etc/hostname",
+        "secret.txt",
+        "model.onnx",
+        "sub/../../secret.txt",
+        "",
+        ".",
     )
-    new = choices[int(rng.integers(len(choices)))]
+    for entry in entries:
+        if entry.key == "location" and rng.random() < 0.6:
+            entry.value = choices[int(rng.integers(len(choices)))]
     if rng.random() < 0.5:
-        return data.replace(b"\x12\x0bweights.bin", bytes([0x12, len(new)]) + new)
-    return huge_word(data, rng)
+        key = ("offset", "length")[int(rng.integers(2))]
+        value = int(rng.choice([-1, 1 << 40, 1 << 62, 7, 95, 97]))
+        entries.add(key=key, value=str(value))
+    return model.SerializeToString()
 
 
 def _read_onnx(path: Path) -> object:

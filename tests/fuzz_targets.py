@@ -32,7 +32,7 @@ Craft = Callable[[bytes, np.random.Generator], bytes]
 
 #: seconds one read may take before it counts as "over time"
 TIME_LIMIT = 5.0
-OUTCOMES = ("ok", "faceforge error", "other exception", "over time or memory")
+OUTCOMES = ("ok", "faceforge error", "other exception", "over time", "over memory")
 
 
 @dataclass(frozen=True)
@@ -210,13 +210,15 @@ def outcome(target: Target, path: Path) -> tuple[str, str]:
         target.read(path)
     except FaceforgeError as exc:
         return "faceforge error", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    except (_OverTime, MemoryError) as exc:
-        return "over time or memory", type(exc).__name__
+    except _OverTime:
+        return "over time", f"over {TIME_LIMIT:.0f} s"
+    except MemoryError:
+        return "over memory", "MemoryError"
     except Exception as exc:
         return "other exception", f"{type(exc).__name__}: {exc}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     if time.perf_counter() - started > TIME_LIMIT:
-        return "over time or memory", "slow"
+        return "over time", "slow"
     return "ok", ""
