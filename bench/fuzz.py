@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's faceforge
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fuzz_targets import OUTCOMES, TARGETS, mutate, outcome
 
@@ -51,11 +54,18 @@ def cap_memory(extra_gb: float) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
+def _quiet() -> None:
+    """Silence the warnings and the C libraries' stderr chatter about damaged files."""
+    warnings.simplefilter("ignore")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+
 def fuzz_format(name: str, cases: int, seed: int, case_mb: float, extra_gb: float) -> dict:
     """Run in a child: outcome counts, peak RSS figures (MB) and failure examples."""
     import torch
 
     torch.set_num_threads(1)
+    _quiet()
     target = TARGETS[name]
     counts: Counter = Counter()
     failures: list[str] = []
@@ -121,7 +131,7 @@ def main() -> None:
             str(sum(counts.values())),
             *(str(counts.get(kind, 0)) for kind in OUTCOMES),
             *(f"{value:.0f}" for value in figures),
-            f"{result['seconds']:.0f}",
+            f"{result['seconds']:.1f}",
         )
         print(f"{name}: done in {result['seconds']:.0f} s", file=sys.stderr, flush=True)
     Console(width=200).print(table)
