@@ -121,7 +121,7 @@ def _read_lmdb(path: Path) -> object:
     return [reader.load(i) for i in range(min(len(reader), 16))]
 
 
-def _seed_onnx(folder: Path) -> bytes:
+def seed_onnx(folder: Path) -> bytes:
     """A tiny embedding graph (mean-pool, one 3x8 MatMul) whose weight is external data."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -176,6 +176,20 @@ def _onnx_location(data: bytes, rng: np.random.Generator) -> bytes:
         value = int(rng.choice([-1, 1 << 40, 1 << 62, 7, 95, 97]))
         entries.add(key=key, value=str(value))
     return model.SerializeToString()
+
+
+def set_external_data(path: Path, **entries: str) -> None:
+    """Rewrite the external-data entries (``location``, ``offset``, ``length``) of the
+    weight of the model at ``path``."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    tensor = model.graph.initializer[0]
+    kept = [(e.key, e.value) for e in tensor.external_data if e.key not in entries]
+    del tensor.external_data[:]
+    for key, value in [*kept, *entries.items()]:
+        tensor.external_data.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
 
 
 def _read_onnx(path: Path) -> object:
@@ -273,7 +287,7 @@ def format_targets(target: type) -> tuple:
         target(".idx", "train.idx", _recordio_file("train.idx"), _read_recordio, huge_number),
         target("property", "property", _recordio_file("property"), _read_recordio, huge_number),
         target("lmdb", "data.lmdb", _seed_lmdb, _read_lmdb, huge_word),
-        target("onnx", "model/model.onnx", _seed_onnx, _read_onnx, _onnx_location),
+        target("onnx", "model/model.onnx", seed_onnx, _read_onnx, _onnx_location),
         target("backbone.pth", "backbone.pth", _seed_backbone, read_state_dict, huge_word),
         target("yaml config", "config.yaml", lambda f: _CONFIG, load_config, _alias_bomb),
         target("overrides", "overrides.txt", lambda f: _OVERRIDES, _read_overrides, _override_bomb),

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from faceforge.config import Config
+from faceforge.core.onnx_external import check_external_data
 from faceforge.core.preprocess import Preprocess
 from faceforge.core.torch_backend import RuntimeOptions
 from faceforge.device import resolve_device
@@ -59,17 +60,20 @@ def file_fingerprint(path: Path) -> str:
 
 
 def read_onnx(path: str | Path) -> OnnxModel:
-    """Open an ONNX file's graph and metadata; CheckpointError for a missing or unreadable
-    file, malformed faceforge metadata, or a contract the graph contradicts."""
+    """Open an ONNX file's graph and metadata (its external data is checked, see
+    :mod:`~faceforge.core.onnx_external`, not read); CheckpointError for a missing or
+    unreadable file, external data outside the model's folder, malformed faceforge
+    metadata, or a contract the graph contradicts."""
     import onnx
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"ONNX model {str(path)!r} does not exist")
     try:
-        proto = onnx.load(str(path))
+        proto = onnx.load(str(path), load_external_data=False)  # the graph, not the weights
     except Exception as exc:  # protobuf and onnx raise several types for bad files
         raise CheckpointError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from None
+    check_external_data(proto, path)
     meta = {prop.key: prop.value for prop in proto.metadata_props}
     graph_size = _dims(proto.graph.input[0])[2:4] if proto.graph.input else []
     fixed = len(graph_size) == 2 and all(isinstance(s, int) for s in graph_size)
