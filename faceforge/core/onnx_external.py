@@ -51,6 +51,8 @@ def check_external_data(proto: Any, path: Path) -> None:
 def _check_reference(tensor: Any, folder: Path, where: str) -> None:
     entries = {entry.key: entry.value for entry in tensor.external_data}
     location = entries.get("location", "")
+    if not isinstance(location, str):  # protobuf hands over a non-UTF-8 string as bytes
+        raise CheckpointError(f"{where}: its external-data location is not UTF-8 text")
     named = f"{where} keeps its data in {shorten(location)}"
     parts = PurePath(location).parts
     if not location or PurePath(location).is_absolute() or ".." in parts or "\0" in location:

@@ -57,3 +57,34 @@ def test_a_byte_range_outside_the_file_is_refused(model: Path, offset: str, leng
     with pytest.raises(CheckpointError, match=f"^{model}: tensor 'w' keeps its data in"):
         read_onnx(model)
     assert np.fromfile(model.parent / "weights.bin", np.float32).size == 24  # untouched
+
+
+def test_a_non_utf8_location_is_refused(model: Path) -> None:
+    """protobuf hands a non-UTF-8 location over as bytes (found by bench/fuzz.py)."""
+    data = model.read_bytes().replace(b"weights.bin", b"weights\xff\xfein")
+    model.write_bytes(data)
+    with pytest.raises(CheckpointError, match="location is not UTF-8 text"):
+        read_onnx(model)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        (["n", 3, 112], "its first input must be a float \\(N, 3, H, W\\) batch"),
+        (["n", 1, 112, 112], "its first input must be a float \\(N, 3, H, W\\) batch"),
+        (None, "its graph has no output"),
+    ],
+)
+def test_a_graph_that_is_no_embedding_model_is_refused_at_open(model: Path, shape, message):
+    """Found by bench/fuzz.py: such graphs opened and then failed inside ONNX Runtime."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    proto = onnx.load(str(model), load_external_data=False)
+    if shape is None:
+        del proto.graph.output[:]
+    else:
+        proto.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", TensorProto.FLOAT, shape))
+    model.write_bytes(proto.SerializeToString())
+    with pytest.raises(CheckpointError, match=f"^{model}: not an embedding model: {message}"):
+        read_onnx(model)
