@@ -135,7 +135,8 @@ def main() -> None:
             *(f"{value:.0f}" for value in figures),
             f"{result['seconds']:.1f}",
         )
-        print(f"{name}: done in {result['seconds']:.0f} s", file=sys.stderr, flush=True)
+        done = ", ".join(f"{kind} {counts.get(kind, 0)}" for kind in OUTCOMES)
+        print(f"{name}: {done}; peak RSS {result['peak']:.0f} MB", file=sys.stderr, flush=True)
     Console(width=200).print(table)
     for line in failures:
         print(line)
