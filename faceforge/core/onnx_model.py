@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from faceforge.config import Config
+from faceforge.core.onnx_external import check_external_data
 from faceforge.core.preprocess import Preprocess
 from faceforge.core.torch_backend import RuntimeOptions
 from faceforge.device import resolve_device
-from faceforge.errors import CheckpointError, first_line
+from faceforge.errors import CheckpointError, first_line, shorten
 
 #: ONNX metadata_props keys written by :mod:`faceforge.inference.export`
 META_PREPROCESS = "faceforge.preprocess"
@@ -31,6 +32,8 @@ META_METRICS = "faceforge.metrics"
 META_BACKBONE = "faceforge.backbone"
 #: how many of the first graph nodes :func:`foreign_onnx_preprocess` inspects
 NORMALISING_NODES = 8
+#: TensorProto.DataType.FLOAT
+FLOAT = 1
 
 
 @dataclass
@@ -59,17 +62,21 @@ def file_fingerprint(path: Path) -> str:
 
 
 def read_onnx(path: str | Path) -> OnnxModel:
-    """Open an ONNX file's graph and metadata; CheckpointError for a missing or unreadable
-    file, malformed faceforge metadata, or a contract the graph contradicts."""
+    """Open an ONNX file's graph and metadata (its external data is checked, see
+    :mod:`~faceforge.core.onnx_external`, not read); CheckpointError for a missing or
+    unreadable file, external data outside the model's folder, malformed faceforge
+    metadata, or a contract the graph contradicts."""
     import onnx
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"ONNX model {str(path)!r} does not exist")
     try:
-        proto = onnx.load(str(path))
+        proto = onnx.load(str(path), load_external_data=False)  # the graph, not the weights
     except Exception as exc:  # protobuf and onnx raise several types for bad files
         raise CheckpointError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from None
+    check_external_data(proto, path)
+    _check_signature(proto, path)
     meta = {prop.key: prop.value for prop in proto.metadata_props}
     graph_size = _dims(proto.graph.input[0])[2:4] if proto.graph.input else []
     fixed = len(graph_size) == 2 and all(isinstance(s, int) for s in graph_size)
@@ -97,6 +104,22 @@ def read_onnx(path: str | Path) -> OnnxModel:
         meta.get(META_BACKBONE, ""),
         size,
     )
+
+
+def _check_signature(proto: Any, path: Path) -> None:
+    """An embedding model takes one float (N, 3, H, W) batch and returns at least one output;
+    anything else would only fail later, inside ONNX Runtime."""
+    data = proto.graph.input[0] if proto.graph.input else None
+    dims = _dims(data) if data is not None else []
+    float_input = data is not None and data.type.tensor_type.elem_type == FLOAT
+    fixed_channels = len(dims) == 4 and isinstance(dims[1], int)
+    if len(dims) != 4 or (fixed_channels and dims[1] != 3) or not float_input:
+        raise CheckpointError(
+            f"{path}: not an embedding model: its first input must be a float (N, 3, H, W) "
+            f"batch, got {shorten(dims)}"
+        )
+    if not proto.graph.output:
+        raise CheckpointError(f"{path}: not an embedding model: its graph has no output")
 
 
 def _dims(value_info: Any) -> list[int | str]:
@@ -137,6 +160,7 @@ class OnnxRuntimeBackend:
     def __init__(self, model: OnnxModel, options: RuntimeOptions) -> None:
         import onnxruntime as ort
 
+        self.path = model.path
         self.device = torch.device("cpu")  # inputs are handed over as numpy arrays
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = options.threads
@@ -155,5 +179,10 @@ class OnnxRuntimeBackend:
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """Raw float32 (N, D) embeddings of float (N, 3, H, W) model input."""
         batch = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
-        out = self.session.run(None, {self.input_name: batch})[0]
+        try:
+            out = self.session.run(None, {self.input_name: batch})[0]
+        except Exception as exc:  # onnxruntime raises its own types for graphs it cannot run
+            raise CheckpointError(
+                f"{self.path}: ONNX Runtime cannot run it ({first_line(exc)})"
+            ) from None
         return torch.from_numpy(np.asarray(out, dtype=np.float32))

@@ -7,6 +7,7 @@ benchmarks all go through it, so colour order and normalisation cannot drift apa
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,11 +50,16 @@ class Preprocess:
 
     def check(self, where: str) -> None:
         """Raise CheckpointError (naming ``where``) when this contract cannot describe a
-        usable model input: unknown colour order, non-positive std, or no alignment
-        template for the input size."""
+        usable model input: unknown colour order, a non-finite mean or std, a non-positive
+        std, or no alignment template for the input size."""
         if self.color not in COLOR_ORDERS:
             raise CheckpointError(
                 f"{where}: unknown colour order {self.color!r}; expected one of {COLOR_ORDERS}"
+            )
+        if not all(math.isfinite(float(v)) for v in (*self.mean, *self.std)):
+            raise CheckpointError(
+                f"{where}: preprocessing mean and std must be finite, got mean {self.mean} "
+                f"and std {self.std}"
             )
         if any(s <= 0 for s in self.std):
             raise CheckpointError(f"{where}: preprocessing std must be positive, got {self.std}")

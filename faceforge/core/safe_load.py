@@ -68,7 +68,8 @@ def _check_archive(path: Path, size: int) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    # NotImplementedError: an entry claims a zip version or feature zipfile does not know
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise CheckpointError(
             f"cannot load {str(path)!r} safely: damaged zip archive ({first_line(exc)})"
         ) from None

@@ -16,7 +16,7 @@ import numpy as np
 
 from faceforge.core.embedder import Embedder
 from faceforge.data.alignment import norm_crop
-from faceforge.data.image_io import read_image
+from faceforge.data.image_io import MAX_PHOTO_PIXELS, read_image
 from faceforge.data.prefetch import ahead
 from faceforge.evaluation.ijb_layout import IjbMeta
 from faceforge.evaluation.run import embed_batches
@@ -28,21 +28,28 @@ def aligned_crops(
     landmarks: np.ndarray,
     size: tuple[int, int],
     template: str,
+    max_pixels: int = MAX_PHOTO_PIXELS,
 ) -> np.ndarray:
     """uint8 (N, H, W, 3) RGB crops of ``folder/<name>`` aligned from their (N, 5, 2)
-    landmarks; a missing or unreadable image is a DataError naming it."""
+    landmarks; a missing or unreadable image, or one declaring more than ``max_pixels``, is
+    a DataError naming it."""
     crops = [
-        norm_crop(read_image(folder / name), points, size, template)
+        norm_crop(read_image(folder / name, max_pixels), points, size, template)
         for name, points in zip(names, landmarks, strict=True)
     ]
     return np.ascontiguousarray(np.stack(crops))
 
 
 def ijb_features(
-    embedder: Embedder, root: str | Path, meta: IjbMeta, *, progress: bool = False
+    embedder: Embedder,
+    root: str | Path,
+    meta: IjbMeta,
+    *,
+    progress: bool = False,
+    max_pixels: int = MAX_PHOTO_PIXELS,
 ) -> np.ndarray:
     """Original + mirrored raw embeddings of every IJB image under ``root/loose_crop``
-    (``embedder.batch_size`` at a time)."""
+    (``embedder.batch_size`` at a time), each image decoded within ``max_pixels``."""
     folder, step = Path(root) / "loose_crop", embedder.batch_size
     template = embedder.preprocess.template
     jobs = (
@@ -53,6 +60,7 @@ def ijb_features(
             meta.landmarks[start : start + step],
             embedder.input_size,
             template,
+            max_pixels,
         )
         for start in range(0, len(meta.images), step)
     )

@@ -18,7 +18,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from faceforge.data.image_io import list_images
+from faceforge.data.image_io import MAX_PHOTO_PIXELS, list_images
 from faceforge.data.images import load_images
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import DataError
@@ -50,11 +50,13 @@ def load_pair_images(
     image_size: tuple[int, int],
     resize: str | None = None,
     workers: int | None = None,
+    max_pixels: int = MAX_PHOTO_PIXELS,
 ) -> np.ndarray:
-    """Decode image files and stored images alike into uint8 (N, H, W, 3) RGB (see
-    :func:`~faceforge.data.images.load_images`)."""
+    """Decode image files and stored images alike into uint8 (N, H, W, 3) RGB, each of at
+    most ``max_pixels`` (see :func:`~faceforge.data.images.load_images`)."""
     data = [entry if isinstance(entry, Path) else entry.encoded() for entry in entries]
-    return load_images(data, [str(entry) for entry in entries], image_size, resize, workers)
+    names = [str(entry) for entry in entries]
+    return load_images(data, names, image_size, resize, workers, max_pixels)
 
 
 @dataclass

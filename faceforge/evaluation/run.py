@@ -20,6 +20,7 @@ from torch import nn
 
 from faceforge.core.embedder import Embedder
 from faceforge.core.preprocess import Preprocess
+from faceforge.data.image_io import MAX_PHOTO_PIXELS
 from faceforge.data.prefetch import ahead
 from faceforge.data.verification_set import VerificationSet
 from faceforge.evaluation.pairs import PairList, load_pair_images
@@ -108,16 +109,18 @@ def evaluate_pair_list(
     flip: bool = True,
     folds: int = 10,
     progress: bool = False,
+    max_pixels: int = MAX_PHOTO_PIXELS,
 ) -> VerificationResult:
     """The verification test of pairs of image files: every distinct file is decoded (and
     fitted by ``resize``, see :func:`~faceforge.data.images.fit_image`) and embedded once,
-    decoding overlapped with embedding. ``images_per_second`` counts distinct images, with
+    decoding overlapped with embedding; a file declaring more than ``max_pixels`` is refused
+    before decoding. ``images_per_second`` counts distinct images, with
     their decoding."""
     started = time.perf_counter()
     files, index = pairs.unique()
     size, step = embedder.input_size, embedder.batch_size
     jobs = (
-        functools.partial(load_pair_images, chunk, size, resize)
+        functools.partial(load_pair_images, chunk, size, resize, max_pixels=max_pixels)
         for chunk in (files[start : start + step] for start in range(0, len(files), step))
     )
     plain, mirrored = embed_batches(

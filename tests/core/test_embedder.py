@@ -101,9 +101,7 @@ def test_wrong_face_shape_is_a_data_error(tiny_checkpoint: Path) -> None:
 def test_insightface_state_dict(tmp_path: Path, tiny_model, faces: np.ndarray) -> None:
     path = tmp_path / "backbone.pth"
     torch.save({f"module.{k}": v for k, v in tiny_model.state_dict().items()}, path)
-    embedder = load_embedder(
-        ModelSource(path, "mobilefacenet", 32), device="cpu", precision="fp32"
-    )
+    embedder = load_embedder(ModelSource(path, "mobilefacenet", 32), device="cpu", precision="fp32")
     assert embedder.preprocess == Preprocess() and embedder.metrics == {}
     expected = by_hand(tiny_model, faces, Preprocess())
     np.testing.assert_allclose(embedder.embed(faces), expected, atol=1e-5)

@@ -45,6 +45,8 @@ def test_dict_round_trip() -> None:
     [
         (Preprocess(color="YUV"), "unknown colour order 'YUV'"),
         (Preprocess(std=(0.5, 0.0, 0.5)), "preprocessing std must be positive"),
+        (Preprocess(std=(0.5, float("nan"), 0.5)), "preprocessing mean and std must be finite"),
+        (Preprocess(mean=(float("inf"), 0.5, 0.5)), "preprocessing mean and std must be finite"),
         (Preprocess(input_size=(100, 100)), "no arcface template for a 100x100 crop"),
         (Preprocess(template="dlib"), "unknown alignment template 'dlib'"),
     ],

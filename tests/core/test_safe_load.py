@@ -154,3 +154,16 @@ def test_other_damage_is_one_line_naming_the_cause(tmp_path: Path) -> None:
         load_weights_only(tmp_path / "text.pt")
     with pytest.raises(CheckpointError, match="MTCNN weights '.*none.pt' does not exist"):
         load_weights_only(tmp_path / "none.pt", what="MTCNN weights")
+
+
+def test_an_unknown_zip_version_is_a_damaged_archive(tmp_path: Path) -> None:
+    """An entry whose 'version needed to extract' is beyond zipfile's makes it raise
+    NotImplementedError (found by bench/fuzz.py): one CheckpointError line instead."""
+    path = tmp_path / "backbone.pth"
+    torch.save({"w": torch.ones(2)}, path)
+    data = bytearray(path.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    data[central + 6 : central + 8] = (128).to_bytes(2, "little")  # version 12.8
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged zip archive .*zip file version 12.8"):
+        load_weights_only(path)

@@ -65,9 +65,7 @@ def test_bgr_contract_and_custom_normalisation():
     with torch.no_grad():
         ref = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     for channels_last in (True, False):
-        embedder = Embedder.from_backbone(
-            model, pre, precision="fp32", channels_last=channels_last
-        )
+        embedder = Embedder.from_backbone(model, pre, precision="fp32", channels_last=channels_last)
         np.testing.assert_allclose(
             embedder.embed_raw(images), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max()
         )

@@ -342,3 +342,14 @@ def test_a_bomb_record_is_refused_before_decoding(tmp_path: Path, monkeypatch) -
     with pytest.raises(DataError, match=rf"record 1 at byte \d+: the image declares {DECLARED}"):
         reader.load(1)
     assert RecordIOReader(tmp_path, max_pixels=112 * 112).max_pixels == 112 * 112
+
+
+@pytest.mark.parametrize("count", ["\u00b2", "\u0663", "\uff11"])
+def test_a_property_file_with_non_ascii_digits_is_a_format_error(tmp_path: Path, count: str):
+    """str.isdigit() accepts superscript, Arabic-Indic and full-width digits that int()
+    refuses (found by bench/fuzz.py): the class count must be plain ASCII digits."""
+    from faceforge.data.recordio.index import read_property
+
+    (tmp_path / "property").write_text(f"{count},112,112\n")
+    with pytest.raises(FormatError, match="expected 'num_classes,height,width'"):
+        read_property(tmp_path / "property")

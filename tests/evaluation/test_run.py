@@ -83,3 +83,32 @@ def test_pair_lists_decode_and_embed_each_distinct_image_once(tmp_path, monkeypa
     in_memory = evaluate_embedder(embedder, pairs.load("pairs"), folds=5)
     assert streamed.accuracy == in_memory.accuracy
     assert streamed.xnorm == pytest.approx(in_memory.xnorm, rel=1e-6)
+
+
+def test_pair_lists_decode_within_the_given_pixel_budget(tmp_path):
+    """``max_pixels`` (``--max-pixels``) reaches the decoding of pair-list images: a file
+    over the budget is refused by name before it is decoded."""
+    from faceforge.core.embedder import Embedder
+    from faceforge.errors import DataError
+    from faceforge.evaluation.pairs import read_lfw_pairs
+    from faceforge.evaluation.run import evaluate_pair_list
+    from tests.model_helpers import primed_model, write_lfw_folder
+
+    pairs = read_lfw_pairs(*write_lfw_folder(tmp_path))
+    embedder = Embedder.from_backbone(primed_model(), precision="fp32", batch_size=6)
+    with pytest.raises(DataError, match="pixels"):
+        evaluate_pair_list(embedder, "pairs", pairs, folds=5, max_pixels=100)
+
+
+def test_ijb_crops_decode_within_the_given_pixel_budget(tmp_path):
+    from faceforge.data.image_io import encode_image
+    from faceforge.errors import DataError
+    from faceforge.evaluation.ijb_features import aligned_crops
+
+    image = np.zeros((120, 100, 3), np.uint8)
+    (tmp_path / "a.jpg").write_bytes(encode_image(image, ".jpg"))
+    points = np.array([[[38.3, 51.7], [73.5, 51.5], [56.0, 71.7], [41.5, 92.4], [70.7, 92.2]]])
+    crops = aligned_crops(tmp_path, ["a.jpg"], points, (112, 112), "arcface", 120 * 100)
+    assert crops.shape == (1, 112, 112, 3)
+    with pytest.raises(DataError, match="a.jpg.*120 ?x ?100|a.jpg.*100 ?x ?120"):
+        aligned_crops(tmp_path, ["a.jpg"], points, (112, 112), "arcface", 120 * 100 - 1)

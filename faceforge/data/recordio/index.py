@@ -124,7 +124,7 @@ def read_property(path: Path) -> int | None:
         return None
     text = path.read_text(errors="replace").strip()
     fields = text.split(",")
-    if not fields[0].strip().isdigit():
+    if not (fields[0].strip().isascii() and fields[0].strip().isdigit()):
         raise FormatError(f"{path}: expected 'num_classes,height,width', got {text[:80]!r}")
     return int(fields[0])
 
