@@ -19,13 +19,12 @@ from typing import Any
 
 import yaml
 
-from faceforge.errors import ConfigError, clip, first_line, shorten
 from faceforge.config.sections import Config
+from faceforge.errors import ConfigError, clip, first_line, shorten
 from faceforge.safe_yaml import BoundedLoader, located
 
 #: a config file is a few kilobytes; anything past this is not one
 MAX_CONFIG_BYTES = 1 << 20
-
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
