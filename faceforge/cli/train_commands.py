@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from faceforge.cli.arguments import ranged
 from faceforge.errors import ConfigError
@@ -63,12 +64,25 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_keys_help() -> str:
+    """Every config key with its type, default and documentation (the sections' field docs)."""
+    from faceforge.config import config_keys
+
+    lines = ["config keys (YAML sections, or dotted overrides such as optim.lr=0.05):"]
+    for key in config_keys():
+        lines.append(f"  {key.key} ({key.type}, default {key.default!r})")
+        lines += textwrap.wrap(key.doc, 94, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(lines)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train",
         help="train a face recognition model from a YAML recipe",
         description="Train a backbone + margin head. Example: "
         "faceforge train --config configs/casia_mobilefacenet_arcface.yaml optim.lr=0.05",
+        epilog=config_keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--config", help="YAML file or shipped recipe name (e.g. quickstart)")
     train.add_argument(

@@ -1,38 +1,24 @@
-"""Typed, frozen training configuration loaded from YAML with dotted command-line overrides.
+"""The sections of a training configuration: frozen dataclasses, one per concern.
 
-Every section is a frozen dataclass, so a typo in a YAML key or an override is an error that
-names the key instead of silently becoming a new setting (the EasyDict trap).
-
->>> cfg = load_config(None, ["optim.lr=0.05", "head.type=cosface"])
->>> cfg.optim.lr, cfg.head.type
-(0.05, 'cosface')
+Every field carries a ``#:`` doc comment (the Sphinx convention); :mod:`faceforge.config.docs`
+reads them to document the keys in ``faceforge train --help``, so the comment is the one
+place a setting is explained.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import yaml
-
-from faceforge.errors import ConfigError, clip, first_line, shorten
-from faceforge.safe_yaml import BoundedLoader, located
-
-#: a config file is a few kilobytes; anything past this is not one
-MAX_CONFIG_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Synthetic-faces source used when ``data.source == 'synthetic'``."""
 
+    #: identities rendered for training
     num_identities: int = 300
+    #: training images rendered per identity
     images_per_identity: int = 24
+    #: seed of the rendered identities and pairs
     seed: int = 0
     #: held-out verification identities (never used for training) and pair count
     val_identities: int = 600
@@ -57,6 +43,7 @@ class DataConfig:
     #: model input width: 0 = square, 96 = SphereFace-style 112x96 crops (the centre 96
     #: columns of 112x112 ArcFace-aligned images, the same template shifted 8 px left)
     image_width: int = 0
+    #: data loader worker processes (0: load in the training process)
     num_workers: int = 0
     #: skip unreadable images (counted and reported) instead of stopping with an error
     skip_corrupt: bool = False
@@ -69,6 +56,7 @@ class DataConfig:
     #: epoch (a shuffled permutation) | pk (P identities x ``pk_images`` images per batch, for
     #: triplet mining)
     sampler: str = "epoch"
+    #: images of each identity in a ``pk`` batch
     pk_images: int = 4
     #: decode a recordio source on the GPU with NVIDIA DALI when it is installed (CUDA only;
     #: falls back to the CPU loader with a warning otherwise)
@@ -85,11 +73,14 @@ class DataConfig:
 class AugmentConfig:
     """Training-time augmentations (all operate on uint8 HWC RGB before normalisation)."""
 
+    #: probability of a horizontal flip
     hflip: float = 0.5
+    #: brightness and contrast jitter: factors drawn from [1 - x, 1 + x]
     brightness: float = 0.0
     contrast: float = 0.0
     #: resize by a factor in [1, 1 + random_crop_scale] then crop back to image_size
     random_crop_scale: float = 0.0
+    #: probability of Cutout (a random ``cutout_size`` square blanked)
     cutout_prob: float = 0.0
     cutout_size: int = 32
     #: probability of blanking the upper or lower half of the face (occlusion robustness)
@@ -112,8 +103,11 @@ class AugmentConfig:
 class ModelConfig:
     """Backbone architecture; names come from :func:`faceforge.models.build_backbone`."""
 
+    #: backbone name (see ``faceforge models``)
     backbone: str = "mobilefacenet"
+    #: length of the face embedding
     embedding_size: int = 512
+    #: dropout before the embedding layer
     dropout: float = 0.0
     #: recompute activations in the backward pass (IResNet): far less memory, ~1/3 more time
     grad_checkpointing: bool = False
@@ -133,9 +127,13 @@ class HeadConfig:
     cosine; sphereface ``margin`` is the integer multiplier of the angle.
     """
 
+    #: margin head; see the section's description for the names
     type: str = "arcface"
+    #: logit scale s applied to the cosines
     scale: float = 64.0
+    #: margin m (radians for arcface, on the cosine for cosface)
     margin: float = 0.5
+    #: arcface: apply the margin only where theta + m < pi
     easy_margin: bool = False
     #: combined margin cos(m1 * theta + m2) - m3 (insightface's "combined")
     m1: float = 1.0
@@ -179,6 +177,7 @@ class LossConfig:
 
     #: focal loss exponent; 0 means plain cross-entropy
     focal_gamma: float = 0.0
+    #: label smoothing of the cross-entropy targets
     label_smoothing: float = 0.0
     #: weight of the center loss (0 disables it); the seeds' recipe uses 0.005
     center_weight: float = 0.0
@@ -186,6 +185,7 @@ class LossConfig:
     center_lr: float = 0.5
     #: weight of the triplet loss on the L2-normalised embeddings (0 disables it)
     triplet_weight: float = 0.0
+    #: triplet margin, in the units of ``triplet_distance``
     triplet_margin: float = 0.2
     #: batch_hard | semi_hard (online mining inside each batch)
     triplet_mining: str = "batch_hard"
@@ -199,13 +199,17 @@ class OptimConfig:
 
     #: sgd | adamw
     name: str = "sgd"
+    #: peak learning rate (per global batch, reached after warm-up)
     lr: float = 0.1
+    #: SGD momentum (adamw: beta1)
     momentum: float = 0.9
+    #: L2 weight decay
     weight_decay: float = 5e-4
     #: exclude BatchNorm/PReLU weights and biases from weight decay
     no_decay_bn_bias: bool = True
     #: cosine | step | poly | constant
     schedule: str = "cosine"
+    #: steps of linear warm-up from 0 to ``lr``
     warmup_steps: int = 0
     #: step schedule: multiply by ``gamma`` at these fractions of the total steps
     milestones: tuple[float, ...] = (0.5, 0.75, 0.9)
@@ -226,7 +230,10 @@ class EvalConfig:
     synthetic_pairs: bool = True
     #: insightface .bin verification sets evaluated beside the synthetic pairs
     bins: tuple[str, ...] = ()
+    #: images per batch when embedding the evaluation sets
     batch_size: int = 128
+    #: add the mirrored face's embedding (flip test-time augmentation); the stored decision
+    #: thresholds are calibrated with it
     flip: bool = True
 
 
@@ -234,7 +241,9 @@ class EvalConfig:
 class TrainConfig:
     """The training run itself."""
 
+    #: folder of checkpoints, logs and the resolved config
     output_dir: str = "runs/quickstart"
+    #: passes over the training set
     epochs: int = 1
     #: if > 0, overrides epochs
     max_steps: int = 0
@@ -242,12 +251,14 @@ class TrainConfig:
     batch_size: int = 64
     #: batches whose gradients are summed before each optimizer step
     accumulate: int = 1
+    #: seed of initialisation, sampling and augmentation
     seed: int = 0
     #: auto | cpu | cuda
     device: str = "auto"
     #: fp32 | bf16 | fp16 | auto: fp16 on CUDA (with a GradScaler), bf16 on a CPU that computes
     #: it natively, else fp32 (see core/precision.py)
     amp: str = "auto"
+    #: NHWC memory layout (faster convolutions on recent GPUs)
     channels_last: bool = False
     #: synchronise BatchNorm statistics across processes (CUDA only)
     sync_bn: bool = False
@@ -255,6 +266,7 @@ class TrainConfig:
     max_skipped_steps: int = 50
     #: run the training forward through torch.compile (slow first step, faster after)
     compile: bool = False
+    #: log loss, learning rate and speed every N steps
     log_every: int = 20
     #: write last.pt every N steps (0: off) and every ``save_minutes`` of training (0: off)
     save_every: int = 0
@@ -263,7 +275,9 @@ class TrainConfig:
     #: checkpoint gathered from every process, a gradient all-reduce) before the run ends
     #: with an error naming what it waited for
     collective_timeout_minutes: float = 30.0
+    #: write TensorBoard event files to ``output_dir``
     tensorboard: bool = True
+    #: show a progress bar (``faceforge train --no-progress`` turns it off)
     progress: bool = True
 
 
@@ -279,135 +293,3 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Convert a YAML/override value to the field's declared type, or raise ConfigError."""
-    origin = typing.get_origin(annotation)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {shorten(value)}")
-        return _build(annotation, value, key)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        (item_type, _) = typing.get_args(annotation)
-        return tuple(_coerce(v, item_type, key) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true/false, got {shorten(value)}")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected an integer, got {shorten(value)}")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        # YAML 1.1 reads exponents without a dot (5e-4, 1e-3) as strings
-        with contextlib.suppress(ValueError, TypeError):
-            return float(value)
-        raise ConfigError(f"{key}: expected a number, got {shorten(value)}")
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {shorten(value)}")
-    return value
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            known = ", ".join(sorted(names))
-            raise ConfigError(f"unknown config key {shorten(dotted)}; known keys here: {known}")
-        kwargs[key] = _coerce(value, hints[key], dotted)
-    return cls(**kwargs)
-
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain nested dict (tuples become lists) suitable for YAML and safe checkpoints."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-
-    return plain(dataclasses.asdict(cfg))
-
-
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from :func:`config_to_dict` output, validating every key."""
-    return _build(Config, values)
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {shorten(dotted)}: {shorten(part)} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split ``a.b=value`` and parse the value as YAML (so ``0.1``, ``true``, ``[1, 2]`` work)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {shorten(text)} must look like section.key=value")
-    value = parse_yaml(raw, f"override {shorten(text)}") if raw.strip() else ""
-    return key.strip(), value
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    """``text`` read by the bounded safe loader (:mod:`faceforge.safe_yaml`); any failure is
-    one :class:`ConfigError` line naming ``source``."""
-    try:
-        return yaml.load(text, Loader=BoundedLoader)
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an over-long integer, a bad date
-        problem = located(exc) if isinstance(exc, yaml.MarkedYAMLError) else first_line(exc)
-        raise ConfigError(f"{source}: not valid YAML: {clip(problem)}") from None
-
-
-def builtin_config_path(name: str) -> Path:
-    """Path of a recipe shipped in ``faceforge/configs`` (``quickstart`` -> quickstart.yaml)."""
-    return Path(__file__).parent / "configs" / f"{name}.yaml"
-
-
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a YAML config (a file path or the name of a shipped recipe), apply overrides.
-
-    Unknown keys, wrong types and malformed overrides raise :class:`ConfigError`.
-    """
-    values: dict[str, Any] = {}
-    if path is not None:
-        file = Path(path)
-        if not file.exists() and builtin_config_path(str(path)).exists():
-            file = builtin_config_path(str(path))
-        if not file.is_file():
-            what = "is a folder, not a YAML file" if file.is_dir() else "not found"
-            raise ConfigError(f"config file {str(path)!r} {what}")
-        if file.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{file}: over {MAX_CONFIG_BYTES >> 20} MiB, not a config file")
-        loaded = parse_yaml(file.read_text(errors="replace"), str(file)) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{file}: top level must be a mapping of sections")
-        values = loaded
-    for text in overrides:
-        key, value = parse_override(text)
-        _set_dotted(values, key, value)
-    return _build(Config, values)
-
-
-def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (what the run actually used)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -1,0 +1,159 @@
+"""Reading and writing configurations: YAML files, dotted overrides, plain dicts.
+
+Every value is checked against the field's declared type and an unknown key names itself,
+so a typo is an error instead of a new setting (the EasyDict trap).
+
+>>> cfg = load_config(None, ["optim.lr=0.05", "head.type=cosface"])
+>>> cfg.optim.lr, cfg.head.type
+(0.05, 'cosface')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from faceforge.config.sections import Config
+from faceforge.errors import ConfigError, clip, first_line, shorten
+from faceforge.safe_yaml import BoundedLoader, located
+
+#: a config file is a few kilobytes; anything past this is not one
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a YAML/override value to the field's declared type, or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {shorten(value)}")
+        return _build(annotation, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        (item_type, _) = typing.get_args(annotation)
+        return tuple(_coerce(v, item_type, key) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {shorten(value)}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {shorten(value)}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # YAML 1.1 reads exponents without a dot (5e-4, 1e-3) as strings
+        with contextlib.suppress(ValueError, TypeError):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {shorten(value)}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {shorten(value)}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"unknown config key {shorten(dotted)}; known keys here: {known}")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists) suitable for YAML and safe checkpoints."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a :class:`Config` from :func:`config_to_dict` output, validating every key."""
+    return _build(Config, values)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {shorten(dotted)}: {shorten(part)} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b=value`` and parse the value as YAML (so ``0.1``, ``true``, ``[1, 2]`` work)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {shorten(text)} must look like section.key=value")
+    value = parse_yaml(raw, f"override {shorten(text)}") if raw.strip() else ""
+    return key.strip(), value
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``text`` read by the bounded safe loader (:mod:`faceforge.safe_yaml`); any failure is
+    one :class:`ConfigError` line naming ``source``."""
+    try:
+        return yaml.load(text, Loader=BoundedLoader)
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an over-long integer, a bad date
+        problem = located(exc) if isinstance(exc, yaml.MarkedYAMLError) else first_line(exc)
+        raise ConfigError(f"{source}: not valid YAML: {clip(problem)}") from None
+
+
+def builtin_config_path(name: str) -> Path:
+    """Path of a recipe shipped in ``faceforge/configs`` (``quickstart`` -> quickstart.yaml)."""
+    return Path(__file__).parents[1] / "configs" / f"{name}.yaml"
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config (a file path or the name of a shipped recipe), apply overrides.
+
+    Unknown keys, wrong types and malformed overrides raise :class:`ConfigError`.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.exists() and builtin_config_path(str(path)).exists():
+            file = builtin_config_path(str(path))
+        if not file.is_file():
+            what = "is a folder, not a YAML file" if file.is_dir() else "not found"
+            raise ConfigError(f"config file {str(path)!r} {what}")
+        if file.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{file}: over {MAX_CONFIG_BYTES >> 20} MiB, not a config file")
+        loaded = parse_yaml(file.read_text(errors="replace"), str(file)) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: top level must be a mapping of sections")
+        values = loaded
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(values, key, value)
+    return _build(Config, values)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (what the run actually used)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
