@@ -64,7 +64,7 @@ class ResNet(nn.Module):
         )
         stages: list[nn.Module] = []
         channels = 64
-        for width, count in zip(STAGE_WIDTHS, blocks):
+        for width, count in zip(STAGE_WIDTHS, blocks, strict=True):
             stage = []
             for index in range(count):
                 stage.append(Bottleneck(channels, width, 2 if index == 0 else 1))

@@ -15,11 +15,10 @@ from torch.utils.checkpoint import checkpoint_sequential
 
 from faceforge.models.iresnet import INPUT_SIZE, STAGE_WIDTHS, final_map_size
 
+
 def conv_prelu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
     """Biased 3x3 convolution (padding 1) and a per-channel PReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride, 1), nn.PReLU(out_channels)
-    )
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, 1), nn.PReLU(out_channels))
 
 
 class ResidualUnit(nn.Module):
@@ -56,7 +55,7 @@ class SphereNet(nn.Module):
         super().__init__()
         stages: list[nn.Module] = []
         channels = 3
-        for width, count in zip(STAGE_WIDTHS, units):
+        for width, count in zip(STAGE_WIDTHS, units, strict=True):
             stages.append(
                 nn.Sequential(
                     conv_prelu(channels, width, stride=2),
@@ -87,19 +86,20 @@ class SphereNet(nn.Module):
 def sphereface20(
     embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
 ) -> SphereNet:
-    """SphereFace-20 (``sphere20a``, https://arxiv.org/abs/1704.08063) (native 112x96: pass ``input_size``)."""
+    """SphereFace-20 (``sphere20a``, https://arxiv.org/abs/1704.08063); native
+    input 112x96 (pass ``input_size``)."""
     return SphereNet((1, 2, 4, 1), embedding_size, dropout, input_size)
 
 
 def sphereface36(
     embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
 ) -> SphereNet:
-    """SphereFace-36 (https://arxiv.org/abs/1704.08063) (native 112x96: pass ``input_size``)."""
+    """SphereFace-36 (https://arxiv.org/abs/1704.08063); native 112x96."""
     return SphereNet((2, 4, 8, 2), embedding_size, dropout, input_size)
 
 
 def sphereface64(
     embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
 ) -> SphereNet:
-    """SphereFace-64 (https://arxiv.org/abs/1704.08063) (native 112x96: pass ``input_size``)."""
+    """SphereFace-64 (https://arxiv.org/abs/1704.08063); native 112x96."""
     return SphereNet((3, 8, 16, 3), embedding_size, dropout, input_size)
