@@ -30,6 +30,8 @@ EXPECTED_PARAMETERS = {
     "mobilenetv1_0_5": 1_107_872,
     "mobilenetv1_0_25": 358_224,
     "resnet50": 74_886_208,
+    # facenet-pytorch's InceptionResnetV1 without logits: the same 23,482,624 (run locally)
+    "inception_resnet_v1": 23_482_624,
     "sphereface20": 24_505_664,
     "sphereface36": 34_613_824,
     "sphereface64": 50_035_520,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from faceforge.models import backbone_names, build_backbone, count_macs, count_parameters
+from tests.models.facenet_state import facenet_state
 
 #: built and counted only (test_backbones.py): they run the same code as a smaller sibling
 SAME_CODE_AS_SMALLER = {
@@ -190,3 +191,19 @@ def test_mobilenetv1_macs_from_paper_table() -> None:
         total += (conv(3, c_in, c_in, c_in) + conv(1, c_in, c_out)) * side * side
     total += conv(7, 1024, 1024, 1024) + conv(1, 1024, 512)
     assert count_macs(build_backbone("mobilenetv1_1_0")) == total
+
+
+#: first 8 values of facenet-pytorch 2.6.0's own (L2-normalised) InceptionResnetV1 output for
+#: facenet_state(0) on the seeded 160x160 input below, recorded by running the reference
+FACENET_OUTPUT = [-0.01009, -0.01045, -0.036038, -0.003639, -0.009277, 0.118368, -0.020477]
+FACENET_OUTPUT.append(-0.029764)
+
+
+def test_inception_resnet_v1_loads_facenet_pytorch_state_strictly_and_matches() -> None:
+    model = build_backbone("inception_resnet_v1").eval()
+    model.load_state_dict(facenet_state(0), strict=True)
+    x = torch.rand(1, 3, 160, 160, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    with torch.no_grad():
+        out = nn.functional.normalize(model(x), dim=1)
+    # recorded to 6 decimals; fp32 summation order differs across CPUs by ~1e-6
+    np.testing.assert_allclose(out[0, :8].numpy(), FACENET_OUTPUT, rtol=0, atol=5e-6)
