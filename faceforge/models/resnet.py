@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint_sequential
 
 from faceforge.models.init import init_weights
-from faceforge.models.iresnet import INPUT_SIZE, STAGE_WIDTHS, final_map_size
+from faceforge.models.iresnet import INPUT_SIZE, STAGE_WIDTHS, final_map_size, run_stages
 
 EXPANSION = 4
 
@@ -85,11 +84,7 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        for stage in self.stages:
-            if self.grad_checkpointing and self.training:
-                x = checkpoint_sequential(stage, len(stage), x, use_reentrant=False)
-            else:
-                x = stage(x)
+        x = run_stages(self.stages, x, self.grad_checkpointing and self.training)
         x = self.dropout(self.bn(x).flatten(1))
         return self.features(self.fc(x))
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint_sequential
 
-from faceforge.models.iresnet import INPUT_SIZE, STAGE_WIDTHS, final_map_size
+from faceforge.models.iresnet import INPUT_SIZE, STAGE_WIDTHS, final_map_size, run_stages
 
 
 def conv_prelu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -75,11 +74,7 @@ class SphereNet(nn.Module):
         self.grad_checkpointing = enabled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
-            if self.grad_checkpointing and self.training:
-                x = checkpoint_sequential(stage, len(stage), x, use_reentrant=False)
-            else:
-                x = stage(x)
+        x = run_stages(self.stages, x, self.grad_checkpointing and self.training)
         return self.fc(self.dropout(x.flatten(1)))
 
 
