@@ -136,7 +136,9 @@ def _pair_images(source: PairSource, i: int) -> tuple[np.ndarray, np.ndarray]:
     return source.image(2 * i), source.image(2 * i + 1)
 
 
-def _thumbnails(vset: PairSource, result: VerificationResult, pairs: np.ndarray, kind: str) -> str:
+def _thumbnails(
+    vset: PairSource, result: VerificationResult, pairs: np.ndarray, kind: str
+) -> str:
     threshold = result.best_threshold
     figures = []
     for i in pairs:
