@@ -37,6 +37,17 @@ def final_map_size(input_size: tuple[int, int]) -> tuple[int, int]:
     return -(-height // scale), -(-width // scale)
 
 
+def run_stages(stages: nn.Module, x: torch.Tensor, checkpointing: bool) -> torch.Tensor:
+    """Run each stage, recomputing its activations in the backward pass when
+    ``checkpointing`` (gradient checkpointing: memory for compute)."""
+    for stage in stages:
+        if checkpointing:
+            x = checkpoint_sequential(stage, len(stage), x, use_reentrant=False)
+        else:
+            x = stage(x)
+    return x
+
+
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
 
@@ -131,11 +142,8 @@ class IResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.prelu(self.bn1(self.conv1(x)))
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            if self.grad_checkpointing and self.training:
-                x = checkpoint_sequential(stage, len(stage), x, use_reentrant=False)
-            else:
-                x = stage(x)
+        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
+        x = run_stages(stages, x, self.grad_checkpointing and self.training)
         x = self.dropout(self.bn2(x).flatten(1))
         return self.features(self.fc(x))
 

@@ -6,7 +6,14 @@ from typing import Any
 
 from torch import nn
 
-from faceforge.models import iresnet, mobilefacenet
+from faceforge.models import (
+    inception_resnet,
+    iresnet,
+    mobilefacenet,
+    mobilenet,
+    resnet,
+    sphereface,
+)
 from faceforge.registry import Registry
 
 BACKBONES: Registry[nn.Module] = Registry.of(
@@ -19,6 +26,14 @@ BACKBONES: Registry[nn.Module] = Registry.of(
         "iresnet100": iresnet.iresnet100,
         "iresnet200": iresnet.iresnet200,
         "se_iresnet50": iresnet.se_iresnet50,
+        "mobilenetv1_1_0": mobilenet.mobilenetv1_1_0,
+        "mobilenetv1_0_5": mobilenet.mobilenetv1_0_5,
+        "mobilenetv1_0_25": mobilenet.mobilenetv1_0_25,
+        "resnet50": resnet.resnet50,
+        "inception_resnet_v1": inception_resnet.inception_resnet_v1,
+        "sphereface20": sphereface.sphereface20,
+        "sphereface36": sphereface.sphereface36,
+        "sphereface64": sphereface.sphereface64,
     },
 )
 

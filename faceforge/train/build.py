@@ -214,7 +214,7 @@ def build_backbone_for(cfg: Config, device: torch.device, dist: Distributed) -> 
         if not hasattr(backbone, "set_grad_checkpointing"):
             raise ConfigError(
                 f"model.grad_checkpointing is not supported by {model.backbone}; "
-                "use an iresnet backbone or turn it off"
+                "use an iresnet, resnet or sphereface backbone or turn it off"
             )
         backbone.set_grad_checkpointing()
     if cfg.train.sync_bn and dist.enabled and device.type == "cuda":

@@ -3,11 +3,7 @@ exact parameter counts, insightface state-dict compatibility, MACs, ONNX and bf1
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -25,6 +21,16 @@ EXPECTED_PARAMETERS = {
     "iresnet100": 65_156_160,
     "iresnet200": 118_833_920,
     "se_iresnet50": 43_819_756,
+    # recomputed layer by layer from the papers' tables in tests/models/test_zoo.py
+    "mobilenetv1_1_0": 3_784_512,
+    "mobilenetv1_0_5": 1_107_872,
+    "mobilenetv1_0_25": 358_224,
+    "resnet50": 74_886_208,
+    # facenet-pytorch's InceptionResnetV1 without logits: the same 23,482,624 (run locally)
+    "inception_resnet_v1": 23_482_624,
+    "sphereface20": 24_505_664,
+    "sphereface36": 34_613_824,
+    "sphereface64": 50_035_520,
 }
 IRESNET_STAGES = {
     "iresnet18": (2, 2, 2, 2),
@@ -36,7 +42,8 @@ IRESNET_STAGES = {
 #: built and counted only: a forward pass would dominate the test time (iresnet34 runs the
 #: same code as iresnet18/50)
 TOO_BIG_TO_RUN = {"iresnet34", "iresnet100", "iresnet200"}
-RUNNABLE = [name for name in EXPECTED_PARAMETERS if name not in TOO_BIG_TO_RUN]
+#: the families with tests of their own below; every backbone goes through test_zoo.py
+RUNNABLE = ["iresnet18", "iresnet50", "mobilefacenet", "se_iresnet50"]
 
 
 def images(batch: int, seed: int = 0) -> torch.Tensor:
@@ -62,7 +69,7 @@ def test_registry_lists_every_backbone() -> None:
 
 
 def test_unknown_name_lists_available_backbones() -> None:
-    with pytest.raises(KeyError, match=r"resnet9.*valid choices: iresnet100.*mobilefacenet"):
+    with pytest.raises(KeyError, match=r"resnet9.*valid choices: inception_resnet_v1.*iresnet100"):
         build_backbone("resnet9")
 
 
@@ -241,30 +248,6 @@ def test_iresnet18_loads_insightface_state_dict_strictly() -> None:
         a, b = first.eval()(images(2)), second.eval()(images(2))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert a.std() > 0.1  # a real, non-degenerate embedding
-
-
-def test_mobilefacenet_onnx_matches_torch() -> None:
-    torch.manual_seed(0)
-    model = calibrated(build_backbone("mobilefacenet"))
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # legacy TorchScript exporter
-        torch.onnx.export(
-            model,
-            (images(1),),
-            buffer,
-            input_names=["input"],
-            output_names=["embedding"],
-            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-            dynamo=False,
-        )
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    x = images(3, seed=5)  # a batch size other than the exported one
-    (onnx_out,) = session.run(None, {"input": x.numpy()})
-    with torch.no_grad():
-        torch_out = model(x).numpy()
-    assert np.abs(torch_out).mean() > 0.1
-    np.testing.assert_allclose(onnx_out, torch_out, rtol=0, atol=1e-4)
 
 
 def test_mobilefacenet_channels_last_bf16_matches_fp32() -> None:
