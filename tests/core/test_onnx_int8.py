@@ -25,16 +25,10 @@ pytest.importorskip("onnxruntime.quantization")
 
 
 def shallow_net() -> nn.Module:
-    """A network shallow enough that int8 keeps its embeddings within MIN_COSINE."""
+    """A network whose embedding keeps the faces' spatial detail, so int8 rounding stays small
+    against it (untrained deep networks map all faces alike, which int8 noise swamps)."""
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 3, stride=4),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 32),
-    ).eval()
+    return nn.Sequential(nn.Conv2d(3, 4, 8, stride=8), nn.ReLU(), nn.Flatten()).eval()
 
 
 def held_out_faces(count: int) -> np.ndarray:
