@@ -54,11 +54,10 @@ def synthetic_inputs(model: OnnxModel, count: int, first_identity: int) -> np.nd
 def quantize_int8(model: OnnxModel, target: Path) -> Path:
     """Write ``model`` statically quantised to int8 (calibrated on synthetic faces) to
     ``target``; CheckpointError with one line when ONNX Runtime cannot quantise it."""
+    import onnxruntime as ort
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationDataReader
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    import onnxruntime as ort
 
     input_name = ort.InferenceSession(str(model.path)).get_inputs()[0].name
     inputs = synthetic_inputs(model, CALIBRATION_FACES, first_identity=0)

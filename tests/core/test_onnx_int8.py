@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from faceforge.config import Config
 from faceforge.core.embedder import EMBEDDER_BACKENDS, load_embedder
 from faceforge.core.model_source import LoadedModel
 from faceforge.core.onnx_int8 import MIN_COSINE, Int8AccuracyWarning
@@ -17,7 +18,6 @@ from faceforge.core.precision import resolve_precision
 from faceforge.core.preprocess import Preprocess
 from faceforge.core.torch_backend import RuntimeOptions
 from faceforge.data.synthetic.faces import SyntheticFaces
-from faceforge.config import Config
 from faceforge.errors import CheckpointError, ConfigError
 from faceforge.inference.export import export_onnx
 
