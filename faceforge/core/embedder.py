@@ -24,6 +24,7 @@ from torch import nn
 
 from faceforge.config import Config
 from faceforge.core.model_source import LoadedModel, ModelSource, as_source, load_model
+from faceforge.core.onnx_int8 import Int8OnnxBackend
 from faceforge.core.onnx_model import OnnxModel, OnnxRuntimeBackend, read_onnx
 from faceforge.core.preprocess import Preprocess
 from faceforge.core.torch_backend import RuntimeOptions, TorchBackend
@@ -43,7 +44,7 @@ class Backend(Protocol):
 
     @property
     def precision(self) -> str:
-        """What runs now: ``fp32``, ``bf16`` or ``fp16``."""
+        """What runs now: ``fp32``, ``bf16``, ``fp16`` or ``int8``."""
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """Raw float32 (N, D) embeddings."""
@@ -64,9 +65,18 @@ def _onnxruntime(model: Model, options: RuntimeOptions) -> Backend:
     return OnnxRuntimeBackend(model, options)
 
 
+def _onnxruntime_int8(model: Model, options: RuntimeOptions) -> Backend:
+    if not isinstance(model, OnnxModel):
+        raise CheckpointError(
+            f"{model.name}: int8 runs an ONNX file; export the model first (faceforge export)"
+        )
+    return Int8OnnxBackend(model, options)
+
+
 #: backend name -> factory of (loaded model, runtime options)
 EMBEDDER_BACKENDS: Registry[Backend] = Registry.of(
-    "embedder backend", {"torch": _torch, "onnxruntime": _onnxruntime}
+    "embedder backend",
+    {"torch": _torch, "onnxruntime": _onnxruntime, "onnxruntime-int8": _onnxruntime_int8},
 )
 
 
@@ -244,9 +254,16 @@ def load_embedder(
     """
     source = as_source(source)
     model: Model = read_onnx(source.path) if source.kind == "onnx" else load_model(source)
-    name = backend or ("onnxruntime" if isinstance(model, OnnxModel) else "torch")
+    name = backend or _default_backend(model, precision)
     factory = EMBEDDER_BACKENDS.get(name, "backend")
     options = RuntimeOptions(
         resolve_device(device), precision, fold_bn, channels_last, None, threads
     )
     return Embedder(model, factory(model, options), flip=flip, batch_size=batch_size)
+
+
+def _default_backend(model: Model, precision: str) -> str:
+    """``onnxruntime-int8`` for precision ``int8``, else the model's own runtime."""
+    if precision == "int8":
+        return "onnxruntime-int8"
+    return "onnxruntime" if isinstance(model, OnnxModel) else "torch"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from faceforge.errors import ConfigError
 from faceforge.registry import Registry
 
 
@@ -71,9 +72,16 @@ def _auto(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if native_bf16(device) else None
 
 
+def _int8(device: torch.device) -> torch.dtype | None:
+    raise ConfigError(
+        "int8 is an inference precision for ONNX models (the onnxruntime-int8 embedder "
+        "backend); PyTorch runs fp32, bf16 or fp16"
+    )
+
+
 #: precision name -> autocast dtype on a device (``None``: plain fp32)
 PRECISIONS: Registry[torch.dtype | None] = Registry.of(
-    "precision", {"fp32": _fp32, "bf16": _bf16, "fp16": _fp16, "auto": _auto}
+    "precision", {"fp32": _fp32, "bf16": _bf16, "fp16": _fp16, "auto": _auto, "int8": _int8}
 )
 
 
