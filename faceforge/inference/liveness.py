@@ -24,14 +24,23 @@ import torch
 from torch import nn
 
 from faceforge.core.foreign_weights import read_state_dict
-from faceforge.errors import CheckpointError, ConfigError
+from faceforge.errors import CheckpointError, ConfigError, DataError
 from faceforge.inference.detection.base import Detection
 from faceforge.models.registry import build_antispoof_model
 
+#: the published MiniFASNetV2 (scale 2.7) and V1SE (scale 4.0), shipped under Apache-2.0
+SHIPPED_MODELS = tuple(
+    Path(__file__).with_name("liveness_weights") / name
+    for name in ("2.7_80x80_MiniFASNetV2.pth", "4_0_0_80x80_MiniFASNetV1SE.pth")
+)
 #: the decision used by the published pipeline (live when the averaged probability is above)
 DEFAULT_THRESHOLD = 0.5
 #: published file names: ``<scale>_<H>x<W>_MiniFASNet<kind>.pth`` (scale ``4_0_0`` is 4.0)
 _PUBLISHED_NAME = re.compile(r"^(?P<scale>[\d_.]+)_(?P<h>\d+)x(?P<w>\d+)_MiniFASNet(?P<kind>\w+)$")
+
+
+class SpoofRefused(DataError):
+    """A face judged a presentation attack (print, screen replay)."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +115,11 @@ class LivenessChecker:
         self.threshold = threshold
 
     @classmethod
-    def load(cls, paths: Sequence[str | Path], threshold: float = DEFAULT_THRESHOLD):
-        """Checker from published-style files (see :func:`load_liveness_model`)."""
+    def load(
+        cls, paths: Sequence[str | Path] = SHIPPED_MODELS, threshold: float = DEFAULT_THRESHOLD
+    ) -> LivenessChecker:
+        """Checker from published-style files (see :func:`load_liveness_model`); by default the
+        two shipped Minivision models."""
         return cls([load_liveness_model(path) for path in paths], threshold)
 
     @torch.inference_mode()
@@ -121,6 +133,16 @@ class LivenessChecker:
         ]
         score = float(np.mean(probabilities))
         return LivenessResult(score, score >= self.threshold, crops[0])
+
+    def refuse_spoof(self, image: np.ndarray, detection: Detection, name: str) -> LivenessResult:
+        """:meth:`check`, raising :class:`SpoofRefused` with the score when not live."""
+        result = self.check(image, detection)
+        if not result.live:
+            raise SpoofRefused(
+                f"{name}: refused as a presentation attack (liveness {result.score:.3f} < "
+                f"threshold {self.threshold:g})"
+            )
+        return result
 
 
 def load_liveness_model(path: str | Path) -> LivenessModel:

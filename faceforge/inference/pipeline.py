@@ -23,6 +23,7 @@ from faceforge.data.images import RESIZE_MODES, fit_image
 from faceforge.errors import DataError
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
 from faceforge.inference.detection.registry import build_detector
+from faceforge.inference.liveness import LivenessChecker, LivenessResult
 from faceforge.inference.matching.gallery import Gallery, Match
 from faceforge.inference.matching.threshold import Threshold, resolve_threshold
 
@@ -97,7 +98,9 @@ class FacePipeline:
     exact input size). With a detector, ``selection`` (a :data:`SELECTION_POLICIES` name)
     picks one face per image and ``fallback`` handles images where no face is found (``None``
     raises a DataError naming the image). Image files declaring more than ``max_pixels``
-    are refused before decoding. Unknown names raise UnknownChoiceError.
+    are refused before decoding. With ``liveness`` every detected face is judged first and a
+    presentation attack is refused (:class:`~faceforge.inference.liveness.SpoofRefused`, a
+    DataError giving its liveness score). Unknown names raise UnknownChoiceError.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class FacePipeline:
         threshold: float | None = None,
         eval_set: str | None = None,
         max_pixels: int = MAX_PHOTO_PIXELS,
+        liveness: LivenessChecker | None = None,
     ) -> None:
         SELECTION_POLICIES.get(selection, field="selection")
         if fallback is not None:
@@ -121,6 +125,7 @@ class FacePipeline:
         self._threshold = threshold
         self._eval_set = eval_set
         self.max_pixels = max_pixels
+        self.liveness = liveness
 
     @classmethod
     def load(
@@ -151,6 +156,14 @@ class FacePipeline:
         return resolve_threshold(self._threshold, self.embedder.metrics, self._eval_set)
 
     # ------------------------------------------------------------------ steps
+    def judge_faces(self, image: ImageLike) -> list[tuple[Detection, LivenessResult | None]]:
+        """Every detected face with its liveness (``None`` without a liveness checker): the
+        optional per-face fields a server shows."""
+        array = _as_image(image, 0, self.max_pixels)[0]
+        faces = self.detect(array)
+        judge = self.liveness
+        return [(face, judge.check(array, face) if judge else None) for face in faces]
+
     def detect(self, image: ImageLike) -> list[Detection]:
         """All faces in one image, best first (DataError without a detector)."""
         if self.detector is None:
@@ -204,6 +217,8 @@ class FacePipeline:
     def _face_crop(self, array: np.ndarray, name: str, faces: list[Detection]) -> np.ndarray:
         face = select_face(faces, array.shape, self.selection)
         if face is not None:
+            if self.liveness is not None:
+                self.liveness.refuse_spoof(array, face, name)
             return self._crop(array, face)
         if self.detector is None or self.fallback is not None:
             return fit_image(array, self.embedder.input_size, self.fallback, name)
