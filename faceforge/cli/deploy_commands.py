@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceforge.cli.arguments import image_side, ranged
-from faceforge.cli.liveness_commands import add_anti_spoof_options
+from faceforge.cli.liveness_commands import add_anti_spoof_options, add_min_quality_option
 from faceforge.cli.model_commands import (
     add_detector_options,
     add_max_pixels_option,
@@ -285,6 +285,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_options(p)
     add_anti_spoof_options(p)
+    add_min_quality_option(p)
     p.set_defaults(func=_enroll)
 
     p = subparsers.add_parser(

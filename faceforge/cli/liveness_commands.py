@@ -41,6 +41,17 @@ def add_anti_spoof_options(parser: argparse.ArgumentParser, always: bool = False
     )
 
 
+def add_min_quality_option(parser: argparse.ArgumentParser) -> None:
+    """``--min-quality``: refuse faces whose quality total (size, pose, sharpness, exposure)
+    is lower."""
+    parser.add_argument(
+        "--min-quality",
+        type=ranged(float, 0, 1),
+        metavar="Q",
+        help="refuse faces whose quality score in [0, 1] is below Q (e.g. 0.4)",
+    )
+
+
 def liveness_checker(args: argparse.Namespace) -> LivenessChecker | None:
     """The checker the options ask for, ``None`` when anti-spoofing is off."""
     if not getattr(args, "anti_spoof", False):

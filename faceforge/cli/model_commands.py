@@ -234,6 +234,7 @@ def build_pipeline(args: argparse.Namespace) -> FacePipeline:
         eval_set=getattr(args, "eval_set", None),
         max_pixels=args.max_pixels,
         liveness=liveness_checker(args),
+        min_quality=getattr(args, "min_quality", None),
     )
 
 
