@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from faceforge.cli.arguments import ranged
-from faceforge.cli.model_commands import add_detector_options, add_max_pixels_option, detector_spec
+from faceforge.cli.model_commands import (
+    add_detector_options,
+    add_max_pixels_option,
+    add_model_options,
+    detector_spec,
+)
 from faceforge.data.image_io import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 
@@ -93,6 +98,32 @@ def _print_result(args: argparse.Namespace, photo: str, result: LivenessResult) 
     print(f"{photo}: {decision} (liveness {result.score:.4f}, threshold {args.liveness_threshold})")
 
 
+def _quality_erc(args: argparse.Namespace) -> int:
+    from faceforge.cli.model_commands import build_pipeline
+    from faceforge.evaluation.erc import REJECT_FRACTIONS, error_versus_reject, plot_erc
+    from faceforge.evaluation.pairs import read_pairs
+
+    pipeline = build_pipeline(args)
+    pairs = read_pairs(args.pair_list, args.root)
+    results = pipeline.verify_pairs([(p.a, p.b) for p in pairs], report_errors=True)
+    quality = {}
+    for path in {str(image) for pair in pairs for image in pair[:2]}:
+        faces = pipeline.assess_faces(path)
+        quality[path] = faces[0].quality.total if faces else 0.0
+    usable = [(r, p) for r, p in zip(results, pairs, strict=True) if r.error is None]
+    curve = error_versus_reject(
+        [r.similarity for r, _ in usable],
+        [bool(p.same) for _, p in usable],
+        [min(quality[str(p.a)], quality[str(p.b)]) for _, p in usable],
+        pipeline.threshold.cosine,
+    )
+    print("rejected  FNMR")
+    for fraction, error in zip(REJECT_FRACTIONS, curve, strict=True):
+        print(f"{fraction:8.0%}  {error:.4f}")
+    print(f"wrote {plot_erc({'face quality': curve}, args.plot)}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "liveness",
@@ -107,3 +138,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_detector_options(p)
     add_max_pixels_option(p, MAX_PHOTO_PIXELS, "photos")
     p.set_defaults(func=_liveness)
+
+    p = subparsers.add_parser(
+        "quality-erc",
+        help="error-versus-reject curve of the face quality score on labelled photo pairs",
+        description="Verify every pair of --pair-list (raw photos), reject the pairs whose lower "
+        "face quality is lowest in growing fractions, print the FNMR left and plot the curve.",
+    )
+    p.add_argument("--pair-list", required=True, help="CSV/TSV of path_a,path_b,same rows")
+    p.add_argument("--root", help="folder relative --pair-list paths start from")
+    p.add_argument("--plot", default="erc.png", help="PNG of the curve (default erc.png)")
+    p.add_argument("--threshold", type=ranged(float, -1, 1), help="cosine decision threshold")
+    add_model_options(p)
+    p.set_defaults(func=_quality_erc)

@@ -60,3 +60,16 @@ def test_enroll_min_quality_leaves_out_poor_faces(
     common = ("enroll", tmp_path / "people", "--gallery", gallery, "--checkpoint", tiny_checkpoint)
     _, _, err = run(*common, "--min-quality", "1", "--no-progress")
     assert "face quality" in err
+
+
+def test_quality_erc_command_plots_the_curve(
+    run, tiny_checkpoint: Path, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    a, b, c, d = lfw_images
+    rows = [f"{a}\t{a}\t1", f"{b}\t{b}\t1", f"{a}\t{c}\t0", f"{b}\t{d}\t0"]
+    (tmp_path / "pairs.tsv").write_text("\n".join(rows) + "\n")
+    plot = tmp_path / "erc.png"
+    args = ("quality-erc", "--pair-list", tmp_path / "pairs.tsv", "--plot", plot)
+    status, out, _ = run(*args, "--checkpoint", tiny_checkpoint, "--threshold", "0.5")
+    assert status == 0 and out.startswith("rejected  FNMR")
+    assert plot.read_bytes()[:4] == b"\x89PNG"
