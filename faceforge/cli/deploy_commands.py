@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceforge.cli.arguments import image_side, ranged
+from faceforge.cli.liveness_commands import add_anti_spoof_options, add_min_quality_option
 from faceforge.cli.model_commands import (
     add_detector_options,
     add_max_pixels_option,
@@ -260,6 +261,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (--pairs)")
     add_model_options(p)
     _add_threshold_options(p)
+    add_anti_spoof_options(p)
     p.set_defaults(func=_verify)
 
     p = subparsers.add_parser(
@@ -282,6 +284,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_options(p)
+    add_anti_spoof_options(p)
+    add_min_quality_option(p)
     p.set_defaults(func=_enroll)
 
     p = subparsers.add_parser(
@@ -295,6 +299,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=ranged(int, 1), default=5, help="matches to print per image")
     add_model_options(p)
     _add_threshold_options(p)
+    add_anti_spoof_options(p)
     p.set_defaults(func=_search)
 
     p = subparsers.add_parser(

@@ -219,6 +219,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def build_pipeline(args: argparse.Namespace) -> FacePipeline:
     """The detection + embedding pipeline the model options describe."""
+    from faceforge.cli.liveness_commands import liveness_checker
     from faceforge.inference.pipeline import FacePipeline
 
     return FacePipeline.load(
@@ -232,6 +233,8 @@ def build_pipeline(args: argparse.Namespace) -> FacePipeline:
         threshold=getattr(args, "threshold", None),
         eval_set=getattr(args, "eval_set", None),
         max_pixels=args.max_pixels,
+        liveness=liveness_checker(args),
+        min_quality=getattr(args, "min_quality", None),
     )
 
 

@@ -20,9 +20,11 @@ from faceforge.core.model_source import ModelSource
 from faceforge.data.alignment import norm_crop
 from faceforge.data.image_io import MAX_PHOTO_PIXELS, read_image
 from faceforge.data.images import RESIZE_MODES, fit_image
+from faceforge.data.quality import FaceQuality, face_quality
 from faceforge.errors import DataError
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
 from faceforge.inference.detection.registry import build_detector
+from faceforge.inference.liveness import LivenessChecker, LivenessResult
 from faceforge.inference.matching.gallery import Gallery, Match
 from faceforge.inference.matching.threshold import Threshold, resolve_threshold
 
@@ -89,6 +91,29 @@ def _as_image(image: ImageLike, index: int, max_pixels: int) -> tuple[np.ndarray
     return array, name
 
 
+@dataclass(frozen=True)
+class FaceReport:
+    """One detected face with its quality parts and optional liveness."""
+
+    detection: Detection
+    quality: FaceQuality
+    liveness: LivenessResult | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"box": [round(float(v), 1) for v in self.detection.box]}
+        fields["quality"] = self.quality.as_dict()
+        if self.liveness is not None:
+            fields.update(self.liveness.as_dict())
+        return fields
+
+
+def _refuse_low_quality(image: np.ndarray, face: Detection, name: str, minimum: float) -> None:
+    quality = face_quality(image, face.box, face.landmarks)
+    if quality.total < minimum:
+        parts = ", ".join(f"{k} {v}" for k, v in quality.as_dict().items() if v is not None)
+        raise DataError(f"{name}: face quality {quality.total:.3f} < {minimum:g} ({parts})")
+
+
 class FacePipeline:
     """Detect, align and embed faces with one model; verify pairs and search galleries.
 
@@ -97,7 +122,11 @@ class FacePipeline:
     exact input size). With a detector, ``selection`` (a :data:`SELECTION_POLICIES` name)
     picks one face per image and ``fallback`` handles images where no face is found (``None``
     raises a DataError naming the image). Image files declaring more than ``max_pixels``
-    are refused before decoding. Unknown names raise UnknownChoiceError.
+    are refused before decoding. With ``liveness`` every detected face is judged first and a
+    presentation attack is refused (:class:`~faceforge.inference.liveness.SpoofRefused`, a
+    DataError giving its liveness score); with ``min_quality`` faces whose
+    :func:`~faceforge.data.quality.face_quality` total is lower are refused too. Unknown
+    names raise UnknownChoiceError.
     """
 
     def __init__(
@@ -110,6 +139,8 @@ class FacePipeline:
         threshold: float | None = None,
         eval_set: str | None = None,
         max_pixels: int = MAX_PHOTO_PIXELS,
+        liveness: LivenessChecker | None = None,
+        min_quality: float | None = None,
     ) -> None:
         SELECTION_POLICIES.get(selection, field="selection")
         if fallback is not None:
@@ -121,6 +152,8 @@ class FacePipeline:
         self._threshold = threshold
         self._eval_set = eval_set
         self.max_pixels = max_pixels
+        self.liveness = liveness
+        self.min_quality = min_quality
 
     @classmethod
     def load(
@@ -151,6 +184,20 @@ class FacePipeline:
         return resolve_threshold(self._threshold, self.embedder.metrics, self._eval_set)
 
     # ------------------------------------------------------------------ steps
+    def assess_faces(self, image: ImageLike) -> list[FaceReport]:
+        """Every detected face with its quality and (with a checker) liveness: the optional
+        per-face fields a server shows."""
+        array = _as_image(image, 0, self.max_pixels)[0]
+        judge = self.liveness
+        return [
+            FaceReport(
+                face,
+                face_quality(array, face.box, face.landmarks),
+                judge.check(array, face) if judge else None,
+            )
+            for face in self.detect(array)
+        ]
+
     def detect(self, image: ImageLike) -> list[Detection]:
         """All faces in one image, best first (DataError without a detector)."""
         if self.detector is None:
@@ -204,6 +251,10 @@ class FacePipeline:
     def _face_crop(self, array: np.ndarray, name: str, faces: list[Detection]) -> np.ndarray:
         face = select_face(faces, array.shape, self.selection)
         if face is not None:
+            if self.liveness is not None:
+                self.liveness.refuse_spoof(array, face, name)
+            if self.min_quality is not None:
+                _refuse_low_quality(array, face, name, self.min_quality)
             return self._crop(array, face)
         if self.detector is None or self.fallback is not None:
             return fit_image(array, self.embedder.input_size, self.fallback, name)

@@ -9,6 +9,7 @@ from torch import nn
 from faceforge.models import (
     inception_resnet,
     iresnet,
+    minifasnet,
     mobilefacenet,
     mobilenet,
     resnet,
@@ -58,3 +59,21 @@ def build_backbone(name: str, embedding_size: int = 512, **kwargs: Any) -> nn.Mo
     torch.Size([2, 128])
     """
     return BACKBONES.get(name)(embedding_size=embedding_size, **kwargs)
+
+
+#: silent anti-spoofing classifiers (80x80 BGR 0-255 input, logits with index 1 = live)
+ANTISPOOF_MODELS: Registry[nn.Module] = Registry.of(
+    "anti-spoofing model",
+    {
+        "minifasnet_v1": minifasnet.minifasnet_v1,
+        "minifasnet_v2": minifasnet.minifasnet_v2,
+        "minifasnet_v1se": minifasnet.minifasnet_v1se,
+        "minifasnet_v2se": minifasnet.minifasnet_v2se,
+    },
+)
+
+
+def build_antispoof_model(name: str, num_classes: int = 3, **kwargs: Any) -> nn.Module:
+    """Build a MiniFASNet anti-spoofing classifier by name (see :mod:`faceforge.models.minifasnet`);
+    ``conv6_kernel`` must be the input size / 16 (5 for 80x80)."""
+    return ANTISPOOF_MODELS.get(name)(num_classes=num_classes, **kwargs)

@@ -33,6 +33,7 @@ from faceforge.data.image_io import (
     read_image,
 )
 from faceforge.data.images import RESIZE_MODES
+from faceforge.data.quality import face_quality
 from faceforge.errors import ConfigError, DataError
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection
 from faceforge.inference.detection.registry import build_detector, parse_detector_spec
@@ -68,6 +69,8 @@ REPORT_FILE = "align_report.tsv"
 #: output formats written as they are; anything else is saved as PNG
 OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CHUNK = 16
+#: faces below this quality total are counted in the summary (see enroll --min-quality)
+LOW_QUALITY = 0.4
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,21 @@ class AlignReport:
     fallback: int = 0
     #: (relative path, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: quality total (:func:`~faceforge.data.quality.face_quality`) of each detected face
+    qualities: list[float] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"aligned {self.aligned} images ({self.fallback} by the no-face fallback, "
             f"{self.chose_among_several} with several faces), kept {self.existing} existing, "
             f"skipped {len(self.skipped)}"
+        )
+        if not self.qualities:
+            return text
+        low = sum(q < LOW_QUALITY for q in self.qualities)
+        return (
+            f"{text}; face quality median {float(np.median(self.qualities)):.2f}, "
+            f"{low} below {LOW_QUALITY}"
         )
 
 
@@ -164,17 +176,18 @@ class _Worker:
         if face is not None:
             crop = norm_crop(image, face.landmarks, options.size, options.template)
             outcome = "several" if len(faces) > 1 else "aligned"
+            detail = f"{face_quality(image, face.box, face.landmarks).total:.4f}"
         elif faces:
             return str(relative), "skipped", f"{len(faces)} faces found"
         else:
             crop = NO_FACE_POLICIES.get(options.no_face)(image, *options.size)
             if crop is None:
                 return str(relative), "skipped", "no face found"
-            outcome = "fallback"
+            outcome, detail = "fallback", ""
         target = output_path(self.dst, relative)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(encode_image(crop, target.suffix.lower()))
-        return str(relative), outcome, ""
+        return str(relative), outcome, detail
 
 
 _WORKER: _Worker | Exception | None = None
@@ -271,4 +284,6 @@ def _collect(outcomes: Iterator[list[tuple[str, str, str]]], report: AlignReport
                 report.aligned += 1
                 report.fallback += outcome == "fallback"
                 report.chose_among_several += outcome == "several"
+                if detail:
+                    report.qualities.append(float(detail))
         bar.update(len(results))

@@ -45,6 +45,8 @@ def test_default_policies(dataset: Path, tmp_path: Path) -> None:
     dst = tmp_path / "dst"
     report = align_dataset(dataset, dst, progress=False)
     assert (report.aligned, report.chose_among_several, report.fallback) == (3, 1, 0)
+    assert len(report.qualities) == 3 and all(0 <= q <= 1 for q in report.qualities)
+    assert "face quality median" in report.summary()
     skipped = read_report(dst)
     assert set(skipped) == {"person_b/blank.png", "person_b/corrupt.jpg"}
     assert skipped["person_b/blank.png"] == "no face found"

@@ -1,0 +1,153 @@
+"""``faceforge liveness`` and the ``--anti-spoof`` options shared by verify, enroll and search."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from faceforge.cli.arguments import ranged
+from faceforge.cli.model_commands import (
+    add_detector_options,
+    add_max_pixels_option,
+    add_model_options,
+    detector_spec,
+)
+from faceforge.data.image_io import MAX_PHOTO_PIXELS
+from faceforge.errors import DataError
+
+if TYPE_CHECKING:
+    from faceforge.inference.liveness import LivenessChecker, LivenessResult
+
+THRESHOLD_HELP = (
+    "live when the averaged live probability is at least this (default 0.5, the published "
+    "decision); higher refuses more attacks (lower APCER) and more genuine faces (higher BPCER)"
+)
+
+
+def add_anti_spoof_options(parser: argparse.ArgumentParser, always: bool = False) -> None:
+    """``--anti-spoof`` (unless ``always``), ``--liveness-model`` and ``--liveness-threshold``."""
+    if not always:
+        parser.add_argument(
+            "--anti-spoof",
+            action="store_true",
+            help="refuse faces judged a print or screen replay (silent anti-spoofing)",
+        )
+    parser.add_argument(
+        "--liveness-model",
+        action="append",
+        metavar="PTH",
+        help="MiniFASNet file named <scale>_<H>x<W>_MiniFASNet<kind>.pth (repeat to average; "
+        "default: the shipped Minivision V2 and V1SE models)",
+    )
+    parser.add_argument(
+        "--liveness-threshold", type=ranged(float, 0, 1), default=0.5, help=THRESHOLD_HELP
+    )
+
+
+def add_min_quality_option(parser: argparse.ArgumentParser) -> None:
+    """``--min-quality``: refuse faces whose quality total (size, pose, sharpness, exposure)
+    is lower."""
+    parser.add_argument(
+        "--min-quality",
+        type=ranged(float, 0, 1),
+        metavar="Q",
+        help="refuse faces whose quality score in [0, 1] is below Q (e.g. 0.4)",
+    )
+
+
+def liveness_checker(args: argparse.Namespace) -> LivenessChecker | None:
+    """The checker the options ask for, ``None`` when anti-spoofing is off."""
+    if not getattr(args, "anti_spoof", False):
+        return None
+    from faceforge.inference.liveness import SHIPPED_MODELS, LivenessChecker
+
+    return LivenessChecker.load(args.liveness_model or SHIPPED_MODELS, args.liveness_threshold)
+
+
+def _liveness(args: argparse.Namespace) -> int:
+    from faceforge.data.image_io import encode_image, read_image
+    from faceforge.inference.detection.base import select_face
+    from faceforge.inference.detection.registry import build_detector
+
+    args.anti_spoof = True
+    checker = liveness_checker(args)
+    detector = build_detector(detector_spec(args), device="cpu")
+    spoofs = 0
+    for photo in args.photos:
+        image = read_image(photo, args.max_pixels)
+        face = select_face(detector.detect(image), image.shape, "best")
+        if face is None:
+            raise DataError(f"{photo}: no face found")
+        result = checker.check(image, face)
+        spoofs += not result.live
+        if args.save_crops:
+            Path(args.save_crops).mkdir(parents=True, exist_ok=True)
+            target = Path(args.save_crops) / f"{Path(photo).stem}_judged.png"
+            target.write_bytes(encode_image(result.crop, ".png"))
+        _print_result(args, photo, result)
+    return 1 if spoofs else 0
+
+
+def _print_result(args: argparse.Namespace, photo: str, result: LivenessResult) -> None:
+    if args.json:
+        print(json.dumps({"photo": photo, **result.as_dict()}))
+        return
+    decision = "live" if result.live else "SPOOF"
+    print(f"{photo}: {decision} (liveness {result.score:.4f}, threshold {args.liveness_threshold})")
+
+
+def _quality_erc(args: argparse.Namespace) -> int:
+    from faceforge.cli.model_commands import build_pipeline
+    from faceforge.evaluation.erc import REJECT_FRACTIONS, error_versus_reject, plot_erc
+    from faceforge.evaluation.pairs import read_pairs
+
+    pipeline = build_pipeline(args)
+    pairs = read_pairs(args.pair_list, args.root)
+    results = pipeline.verify_pairs([(p.a, p.b) for p in pairs], report_errors=True)
+    quality = {}
+    for path in {str(image) for pair in pairs for image in pair[:2]}:
+        faces = pipeline.assess_faces(path)
+        quality[path] = faces[0].quality.total if faces else 0.0
+    usable = [(r, p) for r, p in zip(results, pairs, strict=True) if r.error is None]
+    curve = error_versus_reject(
+        [r.similarity for r, _ in usable],
+        [bool(p.same) for _, p in usable],
+        [min(quality[str(p.a)], quality[str(p.b)]) for _, p in usable],
+        pipeline.threshold.cosine,
+    )
+    print("rejected  FNMR")
+    for fraction, error in zip(REJECT_FRACTIONS, curve, strict=True):
+        print(f"{fraction:8.0%}  {error:.4f}")
+    print(f"wrote {plot_erc({'face quality': curve}, args.plot)}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "liveness",
+        help="is the face in each photo live, or a print / screen replay?",
+        description="Detect the face, judge it with the anti-spoofing models and print the "
+        "live probability and decision; exit status 1 when any photo is judged a spoof.",
+    )
+    p.add_argument("photos", nargs="+", help="photos to judge")
+    p.add_argument("--json", action="store_true", help="one JSON object per photo")
+    p.add_argument("--save-crops", metavar="DIR", help="save the crop each decision judged")
+    add_anti_spoof_options(p, always=True)
+    add_detector_options(p)
+    add_max_pixels_option(p, MAX_PHOTO_PIXELS, "photos")
+    p.set_defaults(func=_liveness)
+
+    p = subparsers.add_parser(
+        "quality-erc",
+        help="error-versus-reject curve of the face quality score on labelled photo pairs",
+        description="Verify every pair of --pair-list (raw photos), reject the pairs whose lower "
+        "face quality is lowest in growing fractions, print the FNMR left and plot the curve.",
+    )
+    p.add_argument("--pair-list", required=True, help="CSV/TSV of path_a,path_b,same rows")
+    p.add_argument("--root", help="folder relative --pair-list paths start from")
+    p.add_argument("--plot", default="erc.png", help="PNG of the curve (default erc.png)")
+    p.add_argument("--threshold", type=ranged(float, -1, 1), help="cosine decision threshold")
+    add_model_options(p)
+    p.set_defaults(func=_quality_erc)
