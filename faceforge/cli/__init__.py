@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "faceforge.cli.model_commands",
     "faceforge.cli.weights_commands",
     "faceforge.cli.tools_commands",
+    "faceforge.cli.serve_commands",
 )
 
 
