@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,11 +32,12 @@ def _as_db_user() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh PostgreSQL cluster in a temporary folder, stopped after the session."""
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL cluster in a temporary folder (one the ``postgres`` user can reach
+    when tests run as root), stopped and removed after the session."""
     if not (shutil.which("initdb") and shutil.which("pg_ctl")):
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
-    folder = tmp_path_factory.mktemp("pg")
+    folder = Path(tempfile.mkdtemp(prefix="faceforge-pg-"))
     data, port = folder / "data", free_port()
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
@@ -50,6 +52,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run([*run, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
