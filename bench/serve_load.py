@@ -22,12 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from faceforge.data.image_io import encode_image  # noqa: E402
-from faceforge.data.synthetic.faces import SyntheticFaces  # noqa: E402
-from faceforge.config import Config, ModelConfig  # noqa: E402
-from faceforge.core.checkpoint import Checkpoint  # noqa: E402
-from tests.model_helpers import primed_model  # noqa: E402
-from tests.serve.conftest import Server  # noqa: E402
+from faceforge.config import Config, ModelConfig
+from faceforge.core.checkpoint import Checkpoint
+from faceforge.data.image_io import encode_image
+from faceforge.data.synthetic.faces import SyntheticFaces
+from tests.model_helpers import primed_model
+from tests.serve.conftest import Server
 
 
 def _rss_mib(pid: int) -> float:
@@ -69,8 +69,15 @@ def load_table(args: argparse.Namespace) -> None:
     print(f"{args.clients} clients, {args.requests} embed requests, {args.arch} 512-d")
     print("mode        req/s    p50 ms   p95 ms   p99 ms  errors  RSS MiB")
     for label, batch in (("batch-1", 1), (f"batch-{args.max_batch}", args.max_batch)):
-        server = Server(checkpoint, f"sqlite:///{folder / f'{batch}.db'}", "--aligned",
-                        "--max-batch", str(batch), "--max-wait-ms", str(args.max_wait_ms))
+        server = Server(
+            checkpoint,
+            f"sqlite:///{folder / f'{batch}.db'}",
+            "--aligned",
+            "--max-batch",
+            str(batch),
+            "--max-wait-ms",
+            str(args.max_wait_ms),
+        )
         try:
             asyncio.run(_load(server.url, images, args.clients, args.clients))  # warm-up
             start = time.perf_counter()
@@ -78,7 +85,9 @@ def load_table(args: argparse.Namespace) -> None:
             rate = len(lat) / (time.perf_counter() - start)
             p50, p95, p99 = np.percentile(lat, [50, 95, 99]) * 1000
             rss = _rss_mib(server.process.pid)
-            print(f"{label:<10} {rate:6.1f} {p50:9.1f} {p95:8.1f} {p99:8.1f} {errors:7d} {rss:8.0f}")
+            print(
+                f"{label:<10} {rate:6.1f} {p50:9.1f} {p95:8.1f} {p99:8.1f} {errors:7d} {rss:8.0f}"
+            )
         finally:
             server.kill()
 

@@ -9,7 +9,7 @@ from faceforge.cli.arguments import ranged
 from faceforge.cli.model_commands import add_model_options, build_pipeline
 
 
-def _make_service(args: argparse.Namespace):  # noqa: ANN202 - a faceforge.serve Service
+def _make_service(args: argparse.Namespace):
     from faceforge.serve.batcher import Batcher
     from faceforge.serve.galleries import Galleries
     from faceforge.serve.service import Limits, Service
@@ -52,8 +52,16 @@ def _import(args: argparse.Namespace) -> int:
     for folder in args.galleries:
         gallery = Gallery.load(folder)
         name = args.name or folder.rstrip("/").rsplit("/", 1)[-1]
-        store.create_gallery(GalleryInfo(name, gallery.fingerprint, gallery.embedding_size,
-                                         gallery.model, gallery.index_type, gallery.mode))
+        store.create_gallery(
+            GalleryInfo(
+                name,
+                gallery.fingerprint,
+                gallery.embedding_size,
+                gallery.model,
+                gallery.index_type,
+                gallery.mode,
+            )
+        )
         for person in gallery.names:
             store.add_faces(name, person, gallery.embeddings(person))
         print(f"imported {folder} as gallery {name!r}: {len(gallery)} people")
@@ -61,8 +69,11 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _add_store(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default="sqlite:///faces.db",
-                        help="sqlite:///PATH (default faces.db) or postgresql://USER@HOST:PORT/DB")
+    parser.add_argument(
+        "--store",
+        default="sqlite:///faces.db",
+        help="sqlite:///PATH (default faces.db) or postgresql://USER@HOST:PORT/DB",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,17 +83,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_store(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=ranged(int, 0, 65535), default=8000)
-    p.add_argument("--max-batch", type=ranged(int, 1), default=32,
-                   help="faces embedded together (1: no batching)")
-    p.add_argument("--max-wait-ms", type=ranged(float, 0), default=5.0,
-                   help="how long a batch waits for more faces")
-    p.add_argument("--sync-ms", type=ranged(float, 1), default=200.0,
-                   help="change-feed poll interval: the bound on cross-server delay")
+    p.add_argument(
+        "--max-batch",
+        type=ranged(int, 1),
+        default=32,
+        help="faces embedded together (1: no batching)",
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=ranged(float, 0),
+        default=5.0,
+        help="how long a batch waits for more faces",
+    )
+    p.add_argument(
+        "--sync-ms",
+        type=ranged(float, 1),
+        default=200.0,
+        help="change-feed poll interval: the bound on cross-server delay",
+    )
     p.add_argument("--max-body", type=ranged(int, 1), default=20 << 20, help="bytes")
     p.add_argument("--max-faces", type=ranged(int, 1), default=20, help="per image")
     p.add_argument("--max-images", type=ranged(int, 1), default=16, help="per request")
-    p.add_argument("--cors-origin", action="append", default=[],
-                   help="allow this browser origin (CORS is off by default)")
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        help="allow this browser origin (CORS is off by default)",
+    )
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=_serve)
 

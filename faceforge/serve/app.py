@@ -47,22 +47,29 @@ def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...
     app = FastAPI(title="faceforge", version="1", lifespan=lifespan)
     app.include_router(router)
     registry = CollectorRegistry()
-    requests = Counter("faceforge_requests", "HTTP requests", ["path", "status"],
-                       registry=registry)
+    requests = Counter("faceforge_requests", "HTTP requests", ["path", "status"], registry=registry)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
-                           allow_methods=["*"], allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
 
     @app.middleware("http")
-    async def limit_and_count(request: Request, call_next):  # noqa: ANN001, ANN202
+    async def limit_and_count(request: Request, call_next):
         service = getattr(request.app.state, "service", None)
         length = request.headers.get("content-length")
         if service is not None and length and int(length) > service.limits.max_body:
             response = JSONResponse(
-                {"error": f"request body of {length} bytes is over the "
-                          f"{service.limits.max_body} allowed"}, status_code=413)
+                {
+                    "error": f"request body of {length} bytes is over the "
+                    f"{service.limits.max_body} allowed"
+                },
+                status_code=413,
+            )
         else:
             response = await call_next(request)
         route = request.scope.get("route")
@@ -84,8 +91,11 @@ def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...
     @app.get("/ready")
     async def ready(request: Request) -> dict:
         service = request.app.state.service
-        return {"status": "ready", "galleries": len(service.galleries.names()),
-                "seq": service.galleries.seq}
+        return {
+            "status": "ready",
+            "galleries": len(service.galleries.names()),
+            "seq": service.galleries.seq,
+        }
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -59,7 +59,7 @@ class Batcher:
     def _run(self, batch: list[tuple[np.ndarray, Future]]) -> None:
         try:
             out = self.embedder.embed(np.concatenate([crops for crops, _ in batch]))
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+        except Exception as exc:
             for _, future in batch:
                 future.set_exception(exc)
             return

@@ -26,8 +26,13 @@ class Galleries:
             self._load(info)
 
     def _load(self, info: GalleryInfo) -> None:
-        gallery = Gallery(info.embedding_size, info.fingerprint, index_type=info.index_type,
-                          mode=info.mode, model=info.model)
+        gallery = Gallery(
+            info.embedding_size,
+            info.fingerprint,
+            index_type=info.index_type,
+            mode=info.mode,
+            model=info.model,
+        )
         for person, vectors in self.store.faces(info.name).items():
             gallery.add(person, vectors)
         self._galleries[info.name] = gallery

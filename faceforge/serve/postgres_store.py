@@ -27,10 +27,12 @@ class PostgresStore(SqlStore):
         self.url = url
         super().__init__(self._open, pool)
 
-    def _open(self):  # noqa: ANN202 - a psycopg connection
+    def _open(self):
         import psycopg
 
         try:
             return psycopg.connect(self.url)
         except psycopg.OperationalError as exc:
-            raise ConfigError(f"cannot connect to the store {self.url}: {first_line(exc)}")
+            raise ConfigError(
+                f"cannot connect to the store {self.url}: {first_line(exc)}"
+            ) from None

@@ -19,19 +19,22 @@ from faceforge.serve.store import GalleryInfo
 router = APIRouter(prefix="/v1")
 
 
-def _service(request: Request):  # noqa: ANN202 - the app's Service
+def _service(request: Request):
     return request.app.state.service
 
 
-async def _crops(service, data: list[bytes]) -> np.ndarray:  # noqa: ANN001
+async def _crops(service, data: list[bytes]) -> np.ndarray:
     crops = [await run_in_threadpool(service.crop, d, f"image {i}") for i, d in enumerate(data)]
     return np.concatenate(crops)
 
 
-def _faces(detections) -> list[dict[str, Any]]:  # noqa: ANN001
+def _faces(detections) -> list[dict[str, Any]]:
     return [
-        {"box": [float(v) for v in d.box], "score": float(d.score),
-         "landmarks": np.asarray(d.landmarks).astype(float).tolist()}
+        {
+            "box": [float(v) for v in d.box],
+            "score": float(d.score),
+            "landmarks": np.asarray(d.landmarks).astype(float).tolist(),
+        }
         for d in detections
     ]
 
@@ -49,9 +52,10 @@ async def embed(request: Request) -> dict[str, Any]:
     service = _service(request)
     data, _ = await photos(request, service)
     vectors = await service.batcher.embed(await _crops(service, data))
-    return {"faces": [{"embedding": v.tolist(), "norm": float(np.linalg.norm(v))}
-                      for v in vectors],
-            "model": service.galleries.fingerprint}
+    return {
+        "faces": [{"embedding": v.tolist(), "norm": float(np.linalg.norm(v))} for v in vectors],
+        "model": service.galleries.fingerprint,
+    }
 
 
 @router.post("/verify", summary="are two photos the same person?")
@@ -64,9 +68,14 @@ async def verify(request: Request) -> dict[str, Any]:
     threshold = service.pipeline.threshold
     cosine = option(fields, "threshold", float, threshold.cosine)
     similarity = float(a @ b)
-    return {"similarity": similarity, "same": similarity > cosine,
-            "threshold": {"cosine": cosine, "source": threshold.source
-                          if cosine == threshold.cosine else "set in the request"}}
+    return {
+        "similarity": similarity,
+        "same": similarity > cosine,
+        "threshold": {
+            "cosine": cosine,
+            "source": threshold.source if cosine == threshold.cosine else "set in the request",
+        },
+    }
 
 
 @router.get("/galleries")
@@ -83,17 +92,23 @@ async def create_gallery(request: Request, x_api_key: str | None = Header(None))
     if not name:
         raise DataError("a gallery needs a name")
     galleries = service.galleries
-    info = GalleryInfo(name, galleries.fingerprint, galleries.embedding_size,
-                       service.pipeline.embedder.description,
-                       str(body.get("index", "flat")), str(body.get("mode", "mean")))
+    info = GalleryInfo(
+        name,
+        galleries.fingerprint,
+        galleries.embedding_size,
+        service.pipeline.embedder.description,
+        str(body.get("index", "flat")),
+        str(body.get("mode", "mean")),
+    )
     await run_in_threadpool(service.store.create_gallery, info)
     await run_in_threadpool(galleries.sync)
     return {"name": name, "index": info.index_type, "mode": info.mode}
 
 
 @router.delete("/galleries/{gallery}")
-async def delete_gallery(request: Request, gallery: str,
-                         x_api_key: str | None = Header(None)) -> dict:
+async def delete_gallery(
+    request: Request, gallery: str, x_api_key: str | None = Header(None)
+) -> dict:
     service = _service(request)
     service.check_key(x_api_key)
     await run_in_threadpool(service.store.delete_gallery, gallery)
@@ -106,10 +121,14 @@ async def people(request: Request, gallery: str) -> dict[str, Any]:
     return {"people": await run_in_threadpool(_service(request).galleries.people, gallery)}
 
 
-@router.post("/galleries/{gallery}/people/{person}", status_code=201,
-             summary="enroll one or many photos of a person (acknowledged after commit)")
-async def enroll(request: Request, gallery: str, person: str,
-                 x_api_key: str | None = Header(None)) -> dict[str, Any]:
+@router.post(
+    "/galleries/{gallery}/people/{person}",
+    status_code=201,
+    summary="enroll one or many photos of a person (acknowledged after commit)",
+)
+async def enroll(
+    request: Request, gallery: str, person: str, x_api_key: str | None = Header(None)
+) -> dict[str, Any]:
     service = _service(request)
     service.check_key(x_api_key)
     service.galleries.check(gallery)
@@ -121,8 +140,9 @@ async def enroll(request: Request, gallery: str, person: str,
 
 
 @router.delete("/galleries/{gallery}/people/{person}")
-async def delete_person(request: Request, gallery: str, person: str,
-                        x_api_key: str | None = Header(None)) -> dict[str, Any]:
+async def delete_person(
+    request: Request, gallery: str, person: str, x_api_key: str | None = Header(None)
+) -> dict[str, Any]:
     service = _service(request)
     service.check_key(x_api_key)
     await run_in_threadpool(service.store.delete_person, gallery, person)
@@ -130,8 +150,10 @@ async def delete_person(request: Request, gallery: str, person: str,
     return {"deleted": person}
 
 
-@router.post("/galleries/{gallery}/search",
-             summary="top-k people for each photo, and the open-set identity decided")
+@router.post(
+    "/galleries/{gallery}/search",
+    summary="top-k people for each photo, and the open-set identity decided",
+)
 async def search(request: Request, gallery: str) -> dict[str, Any]:
     service = _service(request)
     service.galleries.check(gallery)
@@ -142,6 +164,13 @@ async def search(request: Request, gallery: str) -> dict[str, Any]:
     cosine = option(fields, "threshold", float, service.pipeline.threshold.cosine)
     vectors = await service.batcher.embed(await _crops(service, data))
     found = await run_in_threadpool(service.galleries.search, gallery, vectors, top_k)
-    return {"threshold": cosine, "results": [
-        {"identity": m[0].name if m and m[0].score > cosine else "unknown",
-         "matches": [{"name": x.name, "score": x.score} for x in m]} for m in found]}
+    return {
+        "threshold": cosine,
+        "results": [
+            {
+                "identity": m[0].name if m and m[0].score > cosine else "unknown",
+                "matches": [{"name": x.name, "score": x.score} for x in m],
+            }
+            for m in found
+        ],
+    }

@@ -25,8 +25,7 @@ class SqliteStore(SqlStore):
         super().__init__(self._open, pool)
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
-                               isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         return _Immediate(conn)

@@ -118,8 +118,9 @@ class SqlStore:
         """Serialise writers, then append the change row (inside the caller's transaction)."""
         if self.lock_writers:
             cur.execute(self.lock_writers)
-        cur.execute(self._sql("INSERT INTO changes (gallery, person) VALUES (?, ?)"),
-                    (gallery, person))
+        cur.execute(
+            self._sql("INSERT INTO changes (gallery, person) VALUES (?, ?)"), (gallery, person)
+        )
 
     def close(self) -> None:
         """Close the idle connections."""
@@ -138,8 +139,14 @@ class SqlStore:
                 raise ConflictError(f"gallery {info.name!r} exists already")
             cur.execute(
                 self._sql("INSERT INTO galleries VALUES (?, ?, ?, ?, ?, ?)"),
-                (info.name, info.fingerprint, info.embedding_size, info.model,
-                 info.index_type, info.mode),
+                (
+                    info.name,
+                    info.fingerprint,
+                    info.embedding_size,
+                    info.model,
+                    info.index_type,
+                    info.mode,
+                ),
             )
 
     def delete_gallery(self, name: str) -> None:

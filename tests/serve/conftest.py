@@ -3,6 +3,7 @@ loopback port) and ``faceforge serve`` subprocesses with a tiny random model."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -42,16 +43,23 @@ def postgres_url() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
     run = [*_as_db_user()]
-    subprocess.run([*run, "initdb", "-D", str(data), "-U", "faces", "--auth=trust"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*run, "initdb", "-D", str(data), "-U", "faces", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*run, "pg_ctl", "-D", str(data), "-o", options, "-w", "start",
-                    "-l", str(folder / "log")], check=True, capture_output=True)
+    subprocess.run(
+        [*run, "pg_ctl", "-D", str(data), "-o", options, "-w", "start", "-l", str(folder / "log")],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://faces@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*run, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -61,8 +69,13 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def faceforge(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "faceforge", *args], cwd=ROOT, check=True,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "faceforge", *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 class Server:
@@ -75,11 +88,28 @@ class Server:
         self.start()
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "faceforge", "serve", "--checkpoint",
-                   str(self.checkpoint), "--store", self.store, "--port", str(self.port),
-                   "--fallback", "stretch", "--device", "cpu", "--sync-ms", "50", *self.extra]
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
+        command = [
+            sys.executable,
+            "-m",
+            "faceforge",
+            "serve",
+            "--checkpoint",
+            str(self.checkpoint),
+            "--store",
+            self.store,
+            "--port",
+            str(self.port),
+            "--fallback",
+            "stretch",
+            "--device",
+            "cpu",
+            "--sync-ms",
+            "50",
+            *self.extra,
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         while True:  # ready when /ready answers (or the process died)
             if self.process.poll() is not None:
                 raise RuntimeError(f"serve exited: {self.process.stderr.read()}")
@@ -95,10 +125,8 @@ class Server:
 
 
 def _wait_briefly(process: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=0.2)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def start_server(checkpoint: Path, store: str) -> tuple[Server, str]:
@@ -108,8 +136,9 @@ def start_server(checkpoint: Path, store: str) -> tuple[Server, str]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, checkpoint: Path,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+def server(
+    request: pytest.FixtureRequest, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, str]]:
     """A running server with an API key, on each store."""
     if request.param == "sqlite":
         store = f"sqlite:///{tmp_path_factory.mktemp('db') / 'faces.db'}"

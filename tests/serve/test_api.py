@@ -29,20 +29,26 @@ def files(*images: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
 
 def new_gallery(server: Server, key: str, **settings: str) -> str:
     name = f"g{uuid.uuid4().hex[:8]}"
-    answer = httpx.post(f"{server.url}/v1/galleries", json={"name": name, **settings},
-                        headers={"X-API-Key": key})
+    answer = httpx.post(
+        f"{server.url}/v1/galleries", json={"name": name, **settings}, headers={"X-API-Key": key}
+    )
     assert answer.status_code == 201, answer.text
     return name
 
 
 def enroll(url: str, key: str, gallery: str, person: str, *images: bytes) -> httpx.Response:
-    return httpx.post(f"{url}/v1/galleries/{gallery}/people/{person}", files=files(*images),
-                      headers={"X-API-Key": key}, timeout=120)
+    return httpx.post(
+        f"{url}/v1/galleries/{gallery}/people/{person}",
+        files=files(*images),
+        headers={"X-API-Key": key},
+        timeout=120,
+    )
 
 
 def search(url: str, gallery: str, image: bytes, **fields: str) -> dict:
-    answer = httpx.post(f"{url}/v1/galleries/{gallery}/search", files=files(image),
-                        data=fields, timeout=60)
+    answer = httpx.post(
+        f"{url}/v1/galleries/{gallery}/search", files=files(image), data=fields, timeout=60
+    )
     assert answer.status_code == 200, answer.text
     return answer.json()["results"][0]
 
@@ -53,8 +59,10 @@ def test_ops_endpoints(server):
     assert httpx.get(f"{srv.url}/ready").json()["status"] == "ready"
     assert "faceforge_requests_total" in httpx.get(f"{srv.url}/metrics").text
     assert "/v1/galleries/{gallery}/search" in httpx.get(f"{srv.url}/openapi.json").text
-    assert "access-control-allow-origin" not in httpx.get(
-        f"{srv.url}/health", headers={"Origin": "http://evil.example"}).headers
+    assert (
+        "access-control-allow-origin"
+        not in httpx.get(f"{srv.url}/health", headers={"Origin": "http://evil.example"}).headers
+    )
 
 
 def test_detect_embed_verify(server):
@@ -70,8 +78,14 @@ def test_detect_embed_verify(server):
     same = httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(0))).json()
     assert same["similarity"] == pytest.approx(1.0, abs=1e-5) and same["same"]
     other = httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(1))).json()
-    expected = float(np.dot(one["embedding"], httpx.post(
-        f"{srv.url}/v1/embed", files=files(photo(1))).json()["faces"][0]["embedding"]))
+    expected = float(
+        np.dot(
+            one["embedding"],
+            httpx.post(f"{srv.url}/v1/embed", files=files(photo(1))).json()["faces"][0][
+                "embedding"
+            ],
+        )
+    )
     assert other["similarity"] == pytest.approx(expected, abs=1e-5)
     assert other["threshold"]["cosine"] == pytest.approx(0.5)
 
@@ -94,8 +108,10 @@ def test_gallery_life_cycle(server, index):
     assert httpx.delete(url, headers={"X-API-Key": key}).status_code == 404
     gone = httpx.delete(f"{srv.url}/v1/galleries/{gallery}", headers={"X-API-Key": key})
     assert gone.status_code == 200
-    assert httpx.post(f"{srv.url}/v1/galleries/{gallery}/search",
-                      files=files(photo(0))).status_code == 404
+    assert (
+        httpx.post(f"{srv.url}/v1/galleries/{gallery}/search", files=files(photo(0))).status_code
+        == 404
+    )
 
 
 def test_bad_requests_get_one_line_4xx(server):
@@ -103,17 +119,20 @@ def test_bad_requests_get_one_line_4xx(server):
     gallery = new_gallery(srv, key)
     cases = [
         httpx.post(f"{srv.url}/v1/galleries/{gallery}/people/x", files=files(photo(0))),
-        httpx.post(f"{srv.url}/v1/galleries/{gallery}/people/x", files=files(photo(0)),
-                   headers={"X-API-Key": "wrong"}),
+        httpx.post(
+            f"{srv.url}/v1/galleries/{gallery}/people/x",
+            files=files(photo(0)),
+            headers={"X-API-Key": "wrong"},
+        ),
         httpx.post(f"{srv.url}/v1/embed", files=files(png_bomb())),
         httpx.post(f"{srv.url}/v1/embed", files=files(b"not an image")),
         httpx.post(f"{srv.url}/v1/embed", json={"images": ["%%%"]}),
-        httpx.post(f"{srv.url}/v1/embed", content=b"{", headers={"content-type":
-                                                                  "application/json"}),
+        httpx.post(
+            f"{srv.url}/v1/embed", content=b"{", headers={"content-type": "application/json"}
+        ),
         httpx.post(f"{srv.url}/v1/verify", files=files(photo(0))),
         httpx.post(f"{srv.url}/v1/embed", files=files(b"x" * (21 << 20))),
-        httpx.post(f"{srv.url}/v1/galleries", json={"name": gallery},
-                   headers={"X-API-Key": key}),
+        httpx.post(f"{srv.url}/v1/galleries", json={"name": gallery}, headers={"X-API-Key": key}),
     ]
     statuses = [answer.status_code for answer in cases]
     assert statuses == [401, 401, 400, 400, 400, 400, 400, 413, 409]

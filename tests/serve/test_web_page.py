@@ -10,9 +10,15 @@ from faceforge.data.image_io import encode_image
 from faceforge.data.synthetic.faces import SyntheticFaces
 from tests.serve.conftest import start_server
 
-CHROME_OPTIONS = ("--headless=new", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run")
+CHROME_OPTIONS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
 
 
 @pytest.fixture
