@@ -98,7 +98,7 @@ def search_table(args: argparse.Namespace) -> None:
     vectors = rng.standard_normal((n, dim), dtype=np.float32)
     faiss.normalize_L2(vectors)
     picked = rng.choice(n, args.queries, replace=False)
-    queries = vectors[picked] + 0.05 * rng.standard_normal((args.queries, dim), dtype=np.float32)
+    queries = vectors[picked] + args.noise / np.sqrt(dim) * rng.standard_normal((args.queries, dim), dtype=np.float32)
     faiss.normalize_L2(queries)
     exact = faiss.IndexFlatIP(dim)
     exact.add(vectors)
@@ -107,7 +107,7 @@ def search_table(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     hnsw.add(vectors)
     built = time.perf_counter() - start
-    hnsw.hnsw.efSearch = 64
+    hnsw.hnsw.efSearch = args.ef_search
     print(f"\nsearch over {n:,} synthetic 512-d identities, {args.queries} queries, one at a time")
     print("index     p50 ms   p99 ms  recall@1")
     truth = None
@@ -122,7 +122,7 @@ def search_table(args: argparse.Namespace) -> None:
         truth = top if truth is None else truth
         p50, p99 = np.percentile(times, [50, 99]) * 1000
         print(f"{label:<8} {p50:7.2f} {p99:8.2f} {np.mean(top == truth):9.3f}")
-    print(f"(HNSW M=32 efConstruction=40 built in {built:.0f} s, efSearch=64)")
+    print(f"(HNSW M=32 efConstruction=40 built in {built:.0f} s, efSearch={args.ef_search})")
 
 
 def main() -> None:
@@ -134,6 +134,8 @@ def main() -> None:
     parser.add_argument("--arch", default="mobilefacenet")
     parser.add_argument("--identities", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--noise", type=float, default=0.5, help="query noise norm")
+    parser.add_argument("--ef-search", type=int, default=128)
     parser.add_argument("--skip-load", action="store_true")
     args = parser.parse_args()
     if not args.skip_load:
