@@ -98,7 +98,8 @@ def search_table(args: argparse.Namespace) -> None:
     vectors = rng.standard_normal((n, dim), dtype=np.float32)
     faiss.normalize_L2(vectors)
     picked = rng.choice(n, args.queries, replace=False)
-    queries = vectors[picked] + args.noise / np.sqrt(dim) * rng.standard_normal((args.queries, dim), dtype=np.float32)
+    noise = rng.standard_normal((args.queries, dim), dtype=np.float32)
+    queries = vectors[picked] + args.noise / np.sqrt(dim) * noise
     faiss.normalize_L2(queries)
     exact = faiss.IndexFlatIP(dim)
     exact.add(vectors)
