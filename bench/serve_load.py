@@ -99,7 +99,7 @@ def search_table(args: argparse.Namespace) -> None:
     faiss.normalize_L2(vectors)
     picked = rng.choice(n, args.queries, replace=False)
     noise = rng.standard_normal((args.queries, dim), dtype=np.float32)
-    queries = vectors[picked] + args.noise / np.sqrt(dim) * noise
+    queries = (vectors[picked] + args.noise / np.sqrt(dim) * noise).astype(np.float32)
     faiss.normalize_L2(queries)
     exact = faiss.IndexFlatIP(dim)
     exact.add(vectors)
