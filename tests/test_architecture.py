@@ -1,7 +1,7 @@
 """The package layering: imports (lazy ones included) only go down, modules stay small.
 
     base (faceforge, errors, files, safe_yaml -> config, registry, device)
-      -> data, models, losses -> core -> evaluation -> inference, train -> prepare -> cli
+      -> data, models, losses -> core -> evaluation -> inference, train -> prepare, serve -> cli
 
 A package may import itself and any package of a lower layer, never one of its own layer or
 above. A new package must be placed in :data:`LAYERS` (and in docs/architecture.md).
@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"core"},
     {"evaluation"},
     {"inference", "train"},
-    {"prepare"},
+    {"prepare", "serve"},
     {"cli"},
     {"__main__"},  # python -m faceforge
 ]

@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "faceforge.cli.weights_commands",
     "faceforge.cli.tools_commands",
     "faceforge.cli.liveness_commands",
+    "faceforge.cli.serve_commands",
 )
 
 

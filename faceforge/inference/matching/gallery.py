@@ -112,6 +112,10 @@ class Gallery:
     def num_images(self, name: str) -> int:
         return len(self._embeddings[name])
 
+    def embeddings(self, name: str) -> np.ndarray:
+        """Every (k, D) unit-length embedding enrolled for ``name``."""
+        return self._embeddings[name].copy()
+
     def check_model(self, fingerprint: str, embedding_size: int, where: str = "gallery") -> None:
         """Raise CheckpointError unless embeddings of this model can be compared with ours."""
         if fingerprint != self.fingerprint or embedding_size != self.embedding_size:

@@ -1,0 +1,125 @@
+"""Service subcommands: ``serve`` (the HTTP API), ``serve-key`` (add an API key) and
+``serve-import`` (on-disk galleries into a store)."""
+
+from __future__ import annotations
+
+import argparse
+
+from faceforge.cli.arguments import ranged
+from faceforge.cli.model_commands import add_model_options, build_pipeline
+
+
+def _make_service(args: argparse.Namespace):
+    from faceforge.serve.batcher import Batcher
+    from faceforge.serve.galleries import Galleries
+    from faceforge.serve.service import Limits, Service
+    from faceforge.serve.store import open_store
+
+    pipeline = build_pipeline(args)  # --anti-spoof: wired onto the pipeline here
+    embedder = pipeline.embedder
+    store = open_store(args.store)
+    galleries = Galleries(store, embedder.fingerprint, embedder.embedding_size)
+    batcher = Batcher(embedder, args.max_batch, args.max_wait_ms)
+    limits = Limits(args.max_body, args.max_faces, args.max_images)
+    return Service(pipeline, batcher, store, galleries, limits, args.sync_ms / 1000)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from faceforge.serve.app import create_app
+
+    app = create_app(lambda: _make_service(args), tuple(args.cors_origin))
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
+    return 0
+
+
+def _key(args: argparse.Namespace) -> int:
+    from faceforge.serve.service import key_digest, new_api_key
+    from faceforge.serve.store import open_store
+
+    key = new_api_key()
+    open_store(args.store, pool=1).add_api_key(key_digest(key), args.name)
+    print(key)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from faceforge.inference.matching.gallery import Gallery
+    from faceforge.serve.store import GalleryInfo, open_store
+
+    store = open_store(args.store, pool=1)
+    for folder in args.galleries:
+        gallery = Gallery.load(folder)
+        name = args.name or folder.rstrip("/").rsplit("/", 1)[-1]
+        store.create_gallery(
+            GalleryInfo(
+                name,
+                gallery.fingerprint,
+                gallery.embedding_size,
+                gallery.model,
+                gallery.index_type,
+                gallery.mode,
+            )
+        )
+        for person in gallery.names:
+            store.add_faces(name, person, gallery.embeddings(person))
+        print(f"imported {folder} as gallery {name!r}: {len(gallery)} people")
+    return 0
+
+
+def _add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        default="sqlite:///faces.db",
+        help="sqlite:///PATH (default faces.db) or postgresql://USER@HOST:PORT/DB",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the service subcommands to the ``faceforge`` parser."""
+    p = subparsers.add_parser("serve", help="run the HTTP face service (see docs/serve.md)")
+    add_model_options(p)
+    _add_store(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=ranged(int, 0, 65535), default=8000)
+    p.add_argument(
+        "--max-batch",
+        type=ranged(int, 1),
+        default=32,
+        help="faces embedded together (1: no batching)",
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=ranged(float, 0),
+        default=5.0,
+        help="how long a batch waits for more faces",
+    )
+    p.add_argument(
+        "--sync-ms",
+        type=ranged(float, 1),
+        default=200.0,
+        help="change-feed poll interval: the bound on cross-server delay",
+    )
+    p.add_argument("--max-body", type=ranged(int, 1), default=20 << 20, help="bytes")
+    p.add_argument("--max-faces", type=ranged(int, 1), default=20, help="per image")
+    p.add_argument("--max-images", type=ranged(int, 1), default=16, help="per request")
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        help="allow this browser origin (CORS is off by default)",
+    )
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(func=_serve)
+
+    p = subparsers.add_parser("serve-key", help="create an API key (printed once, stored hashed)")
+    _add_store(p)
+    p.add_argument("--name", default="default", help="who the key is for")
+    p.set_defaults(func=_key)
+
+    p = subparsers.add_parser("serve-import", help="import gallery folders into a store")
+    p.add_argument("galleries", nargs="+", help="gallery folders made by enroll")
+    p.add_argument("--name", help="gallery name in the store (default: the folder name)")
+    _add_store(p)
+    p.set_defaults(func=_import)

@@ -1,0 +1,108 @@
+"""The FastAPI application: lifespan (service created once, change feed followed), error
+handling, body limit, CORS (off unless origins are given), health, readiness, metrics and
+the web page.
+
+>>> app = create_app(lambda: build_service(...))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from faceforge.errors import FaceforgeError
+from faceforge.serve.requests import error_response
+from faceforge.serve.routes import router
+from faceforge.serve.service import Service
+
+
+async def _follow(service: Service) -> None:
+    """Apply other servers' writes every ``sync_interval`` seconds."""
+    while True:
+        await asyncio.sleep(service.sync_interval)
+        with contextlib.suppress(Exception):  # a lost connection is retried next round
+            await run_in_threadpool(service.galleries.sync)
+
+
+def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...] = ()) -> FastAPI:
+    """The service's app; ``make_service`` runs once at start-up (model, store, index)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.service = await run_in_threadpool(make_service)
+        follower = asyncio.create_task(_follow(app.state.service))
+        yield
+        follower.cancel()
+        app.state.service.batcher.close()
+        app.state.service.store.close()
+
+    app = FastAPI(title="faceforge", version="1", lifespan=lifespan)
+    app.include_router(router)
+    registry = CollectorRegistry()
+    requests = Counter("faceforge_requests", "HTTP requests", ["path", "status"], registry=registry)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+
+    @app.middleware("http")
+    async def limit_and_count(request: Request, call_next):
+        service = getattr(request.app.state, "service", None)
+        length = request.headers.get("content-length")
+        if service is not None and length and int(length) > service.limits.max_body:
+            response = JSONResponse(
+                {
+                    "error": f"request body of {length} bytes is over the "
+                    f"{service.limits.max_body} allowed"
+                },
+                status_code=413,
+            )
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        requests.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(FaceforgeError)
+    async def faceforge_error(request: Request, exc: FaceforgeError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(json.JSONDecodeError)
+    async def bad_json(request: Request, exc: json.JSONDecodeError) -> JSONResponse:
+        return JSONResponse({"error": f"the body is not valid JSON ({exc.msg})"}, 400)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready(request: Request) -> dict:
+        service = request.app.state.service
+        return {
+            "status": "ready",
+            "galleries": len(service.galleries.names()),
+            "seq": service.galleries.seq,
+        }
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return resources.files("faceforge.serve").joinpath("web/index.html").read_text()
+
+    return app

@@ -1,0 +1,149 @@
+"""Real parts for the service tests: a throwaway PostgreSQL (initdb + pg_ctl on a free
+loopback port) and ``faceforge serve`` subprocesses with a tiny random model."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.model_helpers import primed_model, write_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_db_user() -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the ``postgres`` user then."""
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL cluster in a temporary folder (one the ``postgres`` user can reach
+    when tests run as root), stopped and removed after the session."""
+    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
+    folder = Path(tempfile.mkdtemp(prefix="faceforge-pg-"))
+    data, port = folder / "data", free_port()
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    run = [*_as_db_user()]
+    subprocess.run(
+        [*run, "initdb", "-D", str(data), "-U", "faces", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*run, "pg_ctl", "-D", str(data), "-o", options, "-w", "start", "-l", str(folder / "log")],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://faces@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*run, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("serve") / "tiny.pt", primed_model())
+
+
+def faceforge(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "faceforge", *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+class Server:
+    """A ``faceforge serve`` subprocess on a free loopback port."""
+
+    def __init__(self, checkpoint: Path, store: str, *extra: str) -> None:
+        self.checkpoint, self.store, self.extra = checkpoint, store, extra
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.start()
+
+    def start(self) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "faceforge",
+            "serve",
+            "--checkpoint",
+            str(self.checkpoint),
+            "--store",
+            self.store,
+            "--port",
+            str(self.port),
+            "--fallback",
+            "stretch",
+            "--device",
+            "cpu",
+            "--sync-ms",
+            "50",
+            *self.extra,
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        while True:  # ready when /ready answers (or the process died)
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.process.stderr.read()}")
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                _wait_briefly(self.process)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def _wait_briefly(process: subprocess.Popen) -> None:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=0.2)
+
+
+def start_server(checkpoint: Path, store: str) -> tuple[Server, str]:
+    """A server and an API key for its store."""
+    key = faceforge("serve-key", "--store", store).stdout.strip()
+    return Server(checkpoint, store), key
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, str]]:
+    """A running server with an API key, on each store."""
+    if request.param == "sqlite":
+        store = f"sqlite:///{tmp_path_factory.mktemp('db') / 'faces.db'}"
+    else:
+        store = request.getfixturevalue("postgres_url")
+    server, key = start_server(checkpoint, store)
+    yield server, key
+    server.kill()

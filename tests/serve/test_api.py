@@ -1,0 +1,192 @@
+"""Every endpoint over HTTP against a ``faceforge serve`` subprocess, on SQLite and
+PostgreSQL: answers, 4xx errors, write safety, crash consistency and several servers."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+
+from faceforge.data.image_io import encode_image
+from faceforge.data.synthetic.faces import SyntheticFaces
+from tests.image_bombs import png_bomb
+from tests.serve.conftest import Server, start_server
+
+FACES = SyntheticFaces(seed=0)
+
+
+def photo(identity: int, index: int = 0) -> bytes:
+    return encode_image(FACES.render(identity, index), ".png")
+
+
+def files(*images: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("image", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+
+
+def new_gallery(server: Server, key: str, **settings: str) -> str:
+    name = f"g{uuid.uuid4().hex[:8]}"
+    answer = httpx.post(
+        f"{server.url}/v1/galleries", json={"name": name, **settings}, headers={"X-API-Key": key}
+    )
+    assert answer.status_code == 201, answer.text
+    return name
+
+
+def enroll(url: str, key: str, gallery: str, person: str, *images: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/galleries/{gallery}/people/{person}",
+        files=files(*images),
+        headers={"X-API-Key": key},
+        timeout=120,
+    )
+
+
+def search(url: str, gallery: str, image: bytes, **fields: str) -> dict:
+    answer = httpx.post(
+        f"{url}/v1/galleries/{gallery}/search", files=files(image), data=fields, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["results"][0]
+
+
+def test_ops_endpoints(server):
+    srv, _ = server
+    assert httpx.get(f"{srv.url}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{srv.url}/ready").json()["status"] == "ready"
+    assert "faceforge_requests_total" in httpx.get(f"{srv.url}/metrics").text
+    assert "/v1/galleries/{gallery}/search" in httpx.get(f"{srv.url}/openapi.json").text
+    assert (
+        "access-control-allow-origin"
+        not in httpx.get(f"{srv.url}/health", headers={"Origin": "http://evil.example"}).headers
+    )
+
+
+def test_detect_embed_verify(server):
+    srv, _ = server
+    faces = httpx.post(f"{srv.url}/v1/detect", files=files(photo(0))).json()["images"][0]
+    for face in faces["faces"]:
+        assert len(face["box"]) == 4 and np.shape(face["landmarks"]) == (5, 2)
+    one = httpx.post(f"{srv.url}/v1/embed", files=files(photo(0))).json()["faces"][0]
+    b64 = base64.b64encode(photo(0)).decode()
+    two = httpx.post(f"{srv.url}/v1/embed", json={"images": [b64]}).json()["faces"][0]
+    np.testing.assert_allclose(one["embedding"], two["embedding"], atol=1e-6)
+    assert one["norm"] == pytest.approx(1.0, abs=1e-5)
+    same = httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(0))).json()
+    assert same["similarity"] == pytest.approx(1.0, abs=1e-5) and same["same"]
+    other = httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(1))).json()
+    expected = float(
+        np.dot(
+            one["embedding"],
+            httpx.post(f"{srv.url}/v1/embed", files=files(photo(1))).json()["faces"][0][
+                "embedding"
+            ],
+        )
+    )
+    assert other["similarity"] == pytest.approx(expected, abs=1e-5)
+    assert other["threshold"]["cosine"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_gallery_life_cycle(server, index):
+    srv, key = server
+    gallery = new_gallery(srv, key, index=index, mode="all")
+    assert gallery in httpx.get(f"{srv.url}/v1/galleries").json()["galleries"]
+    assert enroll(srv.url, key, gallery, "alice", photo(0, 0), photo(0, 1)).status_code == 201
+    assert enroll(srv.url, key, gallery, "bob", photo(1)).status_code == 201
+    people = httpx.get(f"{srv.url}/v1/galleries/{gallery}/people").json()["people"]
+    assert people == {"alice": 2, "bob": 1}
+    found = search(srv.url, gallery, photo(0, 1), top_k="2")
+    assert found["identity"] == "alice" and found["matches"][0]["score"] == pytest.approx(1, 1e-4)
+    assert search(srv.url, gallery, photo(0, 1), threshold="1.0")["identity"] == "unknown"
+    url = f"{srv.url}/v1/galleries/{gallery}/people/alice"
+    assert httpx.delete(url, headers={"X-API-Key": key}).status_code == 200
+    assert [m["name"] for m in search(srv.url, gallery, photo(0, 1))["matches"]] == ["bob"]
+    assert httpx.delete(url, headers={"X-API-Key": key}).status_code == 404
+    gone = httpx.delete(f"{srv.url}/v1/galleries/{gallery}", headers={"X-API-Key": key})
+    assert gone.status_code == 200
+    assert (
+        httpx.post(f"{srv.url}/v1/galleries/{gallery}/search", files=files(photo(0))).status_code
+        == 404
+    )
+
+
+def test_bad_requests_get_one_line_4xx(server):
+    srv, key = server
+    gallery = new_gallery(srv, key)
+    cases = [
+        httpx.post(f"{srv.url}/v1/galleries/{gallery}/people/x", files=files(photo(0))),
+        httpx.post(
+            f"{srv.url}/v1/galleries/{gallery}/people/x",
+            files=files(photo(0)),
+            headers={"X-API-Key": "wrong"},
+        ),
+        httpx.post(f"{srv.url}/v1/embed", files=files(png_bomb())),
+        httpx.post(f"{srv.url}/v1/embed", files=files(b"not an image")),
+        httpx.post(f"{srv.url}/v1/embed", json={"images": ["%%%"]}),
+        httpx.post(
+            f"{srv.url}/v1/embed", content=b"{", headers={"content-type": "application/json"}
+        ),
+        httpx.post(f"{srv.url}/v1/verify", files=files(photo(0))),
+        httpx.post(f"{srv.url}/v1/embed", files=files(b"x" * (21 << 20))),
+        httpx.post(f"{srv.url}/v1/galleries", json={"name": gallery}, headers={"X-API-Key": key}),
+    ]
+    statuses = [answer.status_code for answer in cases]
+    assert statuses == [401, 401, 400, 400, 400, 400, 400, 413, 409]
+    assert all("\n" not in answer.json()["error"] for answer in cases)
+    assert httpx.get(f"{srv.url}/health").status_code == 200
+
+
+def test_gallery_of_another_model_is_refused(server, tmp_path):
+    from tests.model_helpers import primed_model, write_checkpoint
+
+    srv, key = server
+    gallery = new_gallery(srv, key)
+    other = Server(write_checkpoint(tmp_path / "other.pt", primed_model(seed=1)), srv.store)
+    try:
+        answer = enroll(other.url, key, gallery, "eve", photo(2))
+        assert answer.status_code == 409 and "fingerprint" in answer.json()["error"]
+    finally:
+        other.kill()
+
+
+def test_kill_during_concurrent_enrolls(checkpoint, tmp_path):
+    """kill -9 during 100 concurrent enrolls: every acknowledged one survives, whole."""
+    srv, key = start_server(checkpoint, f"sqlite:///{tmp_path / 'faces.db'}")
+    gallery = new_gallery(srv, key, mode="all")
+    acknowledged: list[str] = []
+
+    def one(i: int) -> None:
+        try:
+            if enroll(srv.url, key, gallery, f"p{i}", photo(i % 7), photo(i % 7, 1)).is_success:
+                acknowledged.append(f"p{i}")
+        except httpx.TransportError:
+            pass
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        jobs = [pool.submit(one, i) for i in range(100)]
+        jobs[30].result()  # some are done, many in flight
+        srv.kill()
+    srv.start()
+    people = httpx.get(f"{srv.url}/v1/galleries/{gallery}/people").json()["people"]
+    srv.kill()
+    assert acknowledged and set(acknowledged) <= set(people)
+    assert set(people.values()) == {2}  # nobody half-written
+
+
+def test_two_servers_share_postgresql(checkpoint, postgres_url):
+    first, key = start_server(checkpoint, postgres_url)
+    second = Server(checkpoint, postgres_url)
+    try:
+        gallery = new_gallery(first, key)
+        assert enroll(first.url, key, gallery, "carol", photo(3)).status_code == 201
+        for _ in range(200):  # the change feed is polled every 50 ms
+            if search(second.url, gallery, photo(3))["identity"] == "carol":
+                break
+        assert search(second.url, gallery, photo(3))["identity"] == "carol"
+    finally:
+        first.kill()
+        second.kill()
