@@ -1,3 +1,3 @@
 """faceforge: train, evaluate and deploy face recognition models."""
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
