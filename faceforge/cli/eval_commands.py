@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from faceforge.cli.arguments import image_side, ranged
-from faceforge.cli.model_commands import add_source_options, model_source
+from faceforge.cli.model_commands import add_max_pixels_option, add_source_options, model_source
 from faceforge.cli.outputs import check_output as _check_output
 from faceforge.cli.outputs import check_output_folder
 from faceforge.core.precision import PRECISIONS
+from faceforge.data.image_io import MAX_PHOTO_PIXELS
 from faceforge.data.images import RESIZE_MODES
 from faceforge.errors import DataError
 
@@ -123,7 +124,9 @@ def _evaluate(args: argparse.Namespace, embedder: Any, name: str, data: Any, fli
 
     options = {"flip": flip, "folds": args.folds, "progress": not args.quiet}
     if isinstance(data, PairList):
-        return evaluate_pair_list(embedder, name, data, resize=args.resize, **options)
+        return evaluate_pair_list(
+            embedder, name, data, resize=args.resize, max_pixels=args.max_pixels, **options
+        )
     return evaluate_embedder(embedder, data, **options)
 
 
@@ -240,6 +243,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pair-list", nargs="+", default=[], help="CSV/TSV pair lists: path_a,path_b,same"
     )
     p.add_argument("--root", help="folder relative --pair-list paths start from")
+    add_max_pixels_option(p, MAX_PHOTO_PIXELS, "pair-list and pairs.txt images")
     p.add_argument(
         "--synthetic", action="store_true", help="the checkpoint config's synthetic held-out pairs"
     )

@@ -323,7 +323,7 @@ def _eval_ijb(args: argparse.Namespace) -> int:
         precision=args.precision,
         batch_size=args.batch_size,
     )
-    features = ijb_features(embedder, args.root, meta)
+    features = ijb_features(embedder, args.root, meta, max_pixels=args.max_pixels)
     faceness = meta.faceness if args.faceness else None
     ids = (meta.template_ids, meta.media_ids)
     options = {"normalise": args.normalise}
@@ -371,6 +371,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--root", required=True, help="folder with loose_crop/ and meta/")
     p.add_argument("--target", choices=("IJBB", "IJBC"), default="IJBC")
+    add_max_pixels_option(p, MAX_PHOTO_PIXELS, "loose crops")
     p.add_argument(
         "--faceness",
         action=argparse.BooleanOptionalAction,

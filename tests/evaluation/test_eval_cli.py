@@ -287,3 +287,18 @@ def test_pack_bin_from_a_tsv_pair_list_with_header(tmp_path, capsys) -> None:
     np.testing.assert_array_equal(vset.images, images[[0, 1, 2, 2]])
     assert main([*argv, "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_eval_max_pixels_refuses_a_large_pair_list_image_by_name(checkpoint, tmp_path, capsys):
+    """``eval --max-pixels`` is the budget of the pair-list photos: a 112x112 photo over a
+    10,000-pixel budget is refused before decoding, in one line naming it."""
+    path, _ = checkpoint
+    face = np.zeros((112, 112, 3), np.uint8)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), face)
+    (tmp_path / "pairs.csv").write_text("a.png,b.png,1\na.png,b.png,0\n")
+    argv = ["eval", "--checkpoint", str(path), "--pair-list", str(tmp_path / "pairs.csv")]
+    argv += ["--root", str(tmp_path), "--max-pixels", "10000", "--folds", "2"]
+    assert main(argv) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "a.png" in errors[0] and "12,544 pixels" in errors[0]
