@@ -12,6 +12,7 @@ is an error that names the key instead of silently becoming a new setting (the E
 from faceforge.config.docs import ConfigKey, config_keys, field_docs
 from faceforge.config.loading import (
     MAX_CONFIG_BYTES,
+    build_dataclass,
     builtin_config_path,
     config_from_dict,
     config_to_dict,
@@ -46,6 +47,7 @@ __all__ = [
     "OptimConfig",
     "SyntheticConfig",
     "TrainConfig",
+    "build_dataclass",
     "builtin_config_path",
     "config_from_dict",
     "config_keys",

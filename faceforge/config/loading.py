@@ -33,7 +33,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {shorten(value)}")
-        return _build(annotation, value, key)
+        return build_dataclass(annotation, value, key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             value = [value]
@@ -63,7 +63,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """The frozen dataclass ``cls`` from plain ``values``: every key known, every value of
+    its field's type and range (errors name ``prefix.key``); nested sections recursively."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -91,7 +93,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def config_from_dict(values: dict[str, Any]) -> Config:
     """Rebuild a :class:`Config` from :func:`config_to_dict` output, validating every key."""
-    return _build(Config, values)
+    return build_dataclass(Config, values)
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -151,7 +153,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(values, key, value)
-    return _build(Config, values)
+    return build_dataclass(Config, values)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceforge.config import _build, parse_yaml
+from faceforge.config import build_dataclass, parse_yaml
 from faceforge.data.image_io import list_images, read_image
 from faceforge.data.spoof import random_attack
 from faceforge.errors import ConfigError, DataError
@@ -57,7 +57,7 @@ def load_antispoof_config(path: str | Path) -> AntiSpoofConfig:
     values = parse_yaml(Path(path).read_text(), str(path)) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of recipe keys")
-    return _build(AntiSpoofConfig, values)
+    return build_dataclass(AntiSpoofConfig, values)
 
 
 @dataclass

@@ -299,6 +299,6 @@ def test_eval_max_pixels_refuses_a_large_pair_list_image_by_name(checkpoint, tmp
     (tmp_path / "pairs.csv").write_text("a.png,b.png,1\na.png,b.png,0\n")
     argv = ["eval", "--checkpoint", str(path), "--pair-list", str(tmp_path / "pairs.csv")]
     argv += ["--root", str(tmp_path), "--max-pixels", "10000", "--folds", "2"]
-    assert main(argv) == 1
+    assert main(argv) == 2  # bad input, as for every other refused file
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "a.png" in errors[0] and "12,544 pixels" in errors[0]

@@ -46,7 +46,7 @@ def _with_attacks(live: np.ndarray, seed: int) -> SpoofSet:
 def trained(shared_data: Path):
     live = _live_faces(shared_data, 160)
     train, held_out = live[:120], live[120:]
-    cfg = load_antispoof_config(RECIPE / "antispoof_minifasnet_v2.yaml")
+    cfg = load_antispoof_config(RECIPE / "antispoof" / "minifasnet_v2.yaml")
     cfg = replace(cfg, input_size=SIZE, steps=150, batch_size=32, lr=3e-3)
     model = train_antispoof(_with_attacks(train, seed=1), cfg)
     return model, _with_attacks(held_out, seed=2)
@@ -87,6 +87,6 @@ def test_folder_reader_puts_live_at_index_one(tmp_path: Path) -> None:
 def test_published_name_round_trips() -> None:
     from faceforge.inference.liveness import _PUBLISHED_NAME
 
-    cfg = load_antispoof_config(RECIPE / "antispoof_minifasnet_v2.yaml")
+    cfg = load_antispoof_config(RECIPE / "antispoof" / "minifasnet_v2.yaml")
     assert published_name(cfg) == "2_7_80x80_MiniFASNetV2.pth"
     assert _PUBLISHED_NAME.match(Path(published_name(replace(cfg, scale=4.0))).stem)
