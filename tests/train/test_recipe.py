@@ -60,7 +60,7 @@ def test_device_and_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ConfigError, match="unknown device 'gpu'"):
         load_recipe(None, ["train.device=gpu"])
     assert load_recipe(None, ["optim.lr=5e-4"]).optim.lr == 5e-4
-    assert main(["train", "model.backbone=resnet50"]) == 2
+    assert main(["train", "model.backbone=resnet5000"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("faceforge train: error: unknown backbone model.backbone='resnet50'")
+    assert err.startswith("faceforge train: error: unknown backbone model.backbone='resnet5000'")
     assert len(err.splitlines()) == 1
