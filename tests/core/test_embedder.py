@@ -181,7 +181,7 @@ def test_foreign_onnx_that_normalises_inside_the_graph(tmp_path: Path) -> None:
 
 
 def test_backends_are_chosen_by_name(tiny_checkpoint: Path, tiny_onnx) -> None:
-    assert EMBEDDER_BACKENDS.names() == ["onnxruntime", "torch"]
+    assert EMBEDDER_BACKENDS.names() == ["onnxruntime", "onnxruntime-int8", "torch"]
     with pytest.raises(UnknownChoiceError, match="backend='tensorrt'; valid choices"):
         load_embedder(tiny_checkpoint, backend="tensorrt")
     with pytest.raises(CheckpointError, match="the onnxruntime backend needs an ONNX file"):

@@ -344,7 +344,7 @@ def test_bad_detector_specs_are_one_line_errors(
     ("command", "shown"),
     [
         ("verify", ["mtcnn:DIR", "scrfd:PATH.onnx", "{best,central,largest}"]),
-        ("verify", ["{center-crop,letterbox,stretch}", "{auto,bf16,fp16,fp32}"]),
+        ("verify", ["{center-crop,letterbox,stretch}", "{auto,bf16,fp16,fp32,int8}"]),
         ("enroll", ["--detector SPEC", "{flat,hnsw,ivf}", "{mean,all}"]),
         ("search", ["--detector SPEC", "mtcnn:DIR"]),
         ("align", ["{best,central,largest,skip}", "{center-crop,letterbox,skip,stretch}"]),
