@@ -32,7 +32,7 @@ LIVE = "live"
 
 @dataclass(frozen=True)
 class AntiSpoofConfig:
-    """An anti-spoofing recipe (``faceforge/configs/antispoof_*.yaml``)."""
+    """An anti-spoofing recipe (``faceforge/configs/antispoof/*.yaml``)."""
 
     arch: str = "minifasnet_v2"
     input_size: int = 80
