@@ -5,7 +5,8 @@ Embedding compares, on the same model and images, faceforge's default path
 bf16 autocast on CPUs with native bf16), plain eager PyTorch (fp32, NCHW) and the embedder's
 ``onnxruntime`` backend (fp32, default session options, as many threads as PyTorch) and its
 ``onnxruntime-int8`` backend (static int8, timed even where its self-check would fall back to
-fp32), at the given batch size. The "agree" column is
+fp32), at the given batch size, and the torch backend under ``torch.compile`` (its one-time
+compile is timed separately). The "agree" column is
 the smallest cosine similarity between that path's embeddings and eager fp32's; it is only
 meaningful with trained weights (``--checkpoint``): untrained networks map faces alike.
 
@@ -93,7 +94,13 @@ def bench_embedding(
         return np.concatenate(out)
 
     faceforge = Embedder.from_backbone(model, preprocess, device="cpu", batch_size=batch)
+    compiled = Embedder.from_backbone(
+        model, preprocess, device="cpu", batch_size=batch, compile=True
+    )
+    start = time.perf_counter()
+    compiled.embed(faces[:1])
     print(f"{name}: {len(faces)} images, batch {batch}")
+    print(f"  torch.compile: {time.perf_counter() - start:.1f} s once (then cached on disk)")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.onnx"
         export_onnx(model, preprocess, path, check_images=faces[:2])
@@ -104,6 +111,7 @@ def bench_embedding(
         int8.backend._active = int8.backend.int8
         paths = {
             "faceforge": lambda: faceforge.embed(faces),
+            "faceforge compiled": lambda: compiled.embed(faces),
             "eager fp32": lambda: unit(eager()),
             "onnxruntime fp32": lambda: ort.embed(faces),
             "onnxruntime int8": lambda: int8.embed(faces),
@@ -115,7 +123,7 @@ def bench_embedding(
             agree = f"{cosines.min():.5f} (mean {cosines.mean():.5f})"
             ratio = rates[label] / rates["onnxruntime fp32"]
             print(
-                f"  {label:>17}: {rates[label]:8.1f} images/s  ({ratio:4.2f}x ORT)  agree {agree}"
+                f"  {label:>18}: {rates[label]:8.1f} images/s  ({ratio:4.2f}x ORT)  agree {agree}"
             )
 
 

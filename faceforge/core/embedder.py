@@ -128,12 +128,13 @@ class Embedder:
         batch_size: int = 64,
         fold_bn: bool = True,
         channels_last: bool = True,
+        compile: bool = False,
     ) -> Embedder:
         """An embedder for an in-memory backbone (training's evaluation, benchmarks), on its
         own device unless ``device`` is given; the backbone itself is not modified."""
         model = LoadedModel(backbone, preprocess or Preprocess(), Config(), "model")
         target = None if device is None else resolve_device(device)
-        options = RuntimeOptions(target, precision, fold_bn, channels_last)
+        options = RuntimeOptions(target, precision, fold_bn, channels_last, compile=compile)
         return cls(model, TorchBackend(backbone, options), flip=flip, batch_size=batch_size)
 
     # ------------------------------------------------------------- what the model is
@@ -237,6 +238,7 @@ def load_embedder(
     fold_bn: bool = True,
     channels_last: bool = True,
     threads: int = 0,
+    compile: bool = False,
 ) -> Embedder:
     """An :class:`Embedder` for any :class:`~faceforge.core.model_source.ModelSource`: a
     faceforge checkpoint, an ONNX file (``.onnx``), a weights file with its architecture or a
@@ -246,7 +248,8 @@ def load_embedder(
     ``onnxruntime`` for ONNX files). ``device`` ``None``/``"auto"`` picks CUDA when
     available; ``precision`` (``auto``: bf16 on CPUs with native bf16, fp16 on CUDA, else
     fp32) applies to PyTorch; ``fold_bn``/``channels_last`` turn those optimisations off;
-    ``threads`` bounds ONNX Runtime's threads.
+    ``compile`` runs the PyTorch network through ``torch.compile`` (faster for long jobs,
+    after a one-time compile); ``threads`` bounds ONNX Runtime's threads.
 
     >>> embedder = load_embedder("runs/quickstart/checkpoint.pt")  # doctest: +SKIP
     >>> embedder.embed(aligned_faces).shape  # doctest: +SKIP
@@ -257,7 +260,7 @@ def load_embedder(
     name = backend or _default_backend(model, precision)
     factory = EMBEDDER_BACKENDS.get(name, "backend")
     options = RuntimeOptions(
-        resolve_device(device), precision, fold_bn, channels_last, None, threads
+        resolve_device(device), precision, fold_bn, channels_last, None, threads, compile
     )
     return Embedder(model, factory(model, options), flip=flip, batch_size=batch_size)
 

@@ -8,12 +8,19 @@ CUDA, else fp32). On CPU the network sees micro-batches of 16 images, which keep
 activations in cache and measured faster than larger batches. Each option can be turned off
 (:class:`RuntimeOptions`), which is how other backends (ONNX Runtime, quantised models) are
 compared against this one.
+
+``compile`` adds ``torch.compile`` (inductor, weights frozen as constants so convolutions
+run as prepacked oneDNN kernels on CPU): about 1.4x the eager speed of MobileFaceNet on an
+AVX2 CPU, for a one-time compile of ~10-30 s (cached on disk by inductor), so it pays off
+for long jobs (evaluations, a server) and is off by default. The last micro-batch of a
+call is padded to the micro-batch size so that one input shape compiles once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +48,8 @@ class RuntimeOptions:
     micro_batch: int | None = None
     #: intra-op threads of ONNX Runtime (0: its default, one per core)
     threads: int = 0
+    #: ``torch.compile`` the prepared network (see the module docstring)
+    compile: bool = False
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -130,6 +139,10 @@ class TorchBackend:
         if micro_batch is None:
             micro_batch = CPU_MICRO_BATCH if self.device.type == "cpu" else 1 << 30
         self.micro_batch = micro_batch
+        self.eager = self.model
+        self.compiled = options.compile
+        if options.compile:
+            self.model = torch.compile(self.model, options={"freezing": True})
 
     @property
     def precision(self) -> str:
@@ -153,5 +166,27 @@ class TorchBackend:
             else torch.autocast(self.device.type, dtype=self.autocast)
         )
         with torch.inference_mode(), context:
-            parts = [self.model(x[i : i + step]) for i in range(0, len(x), step)]
+            parts = [self._forward(x[i : i + step]) for i in range(0, len(x), step)]
         return torch.cat(parts).float()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on one micro-batch; a compiled network on CPU sees a short last
+        micro-batch padded with zeros to the micro-batch size (one shape, one compile)."""
+        if not self.compiled:
+            return self.model(x)
+        missing = self.micro_batch - len(x)
+        if self.device.type == "cpu" and missing > 0:
+            padded = torch.cat([x, x.new_zeros((missing, *x.shape[1:]))])
+            if self.channels_last:
+                padded = padded.contiguous(memory_format=torch.channels_last)
+            return self._forward(padded)[: len(x)]
+        try:
+            return self.model(x)
+        except Exception as error:  # no C++ compiler, unsupported op: eager still works
+            warnings.warn(
+                f"torch.compile failed ({type(error).__name__}: {str(error)[:200]}); "
+                "embedding without it",
+                stacklevel=2,
+            )
+            self.model, self.compiled = self.eager, False
+            return self.model(x)

@@ -13,7 +13,12 @@ import torch
 from faceforge.core.embedder import Embedder
 from faceforge.core.precision import native_bf16
 from faceforge.core.preprocess import Preprocess
-from faceforge.core.torch_backend import fold_batchnorm, inference_copy
+from faceforge.core.torch_backend import (
+    RuntimeOptions,
+    TorchBackend,
+    fold_batchnorm,
+    inference_copy,
+)
 from faceforge.errors import CheckpointError, ConfigError, DataError
 from faceforge.evaluation.verification import evaluate_embeddings
 from faceforge.models import build_backbone
@@ -180,3 +185,46 @@ def test_bf16_matches_fp32_verification_accuracy():
     acc32 = evaluate_embeddings(fp32[0], vset.issame, flipped=fp32[1]).accuracy
     acc16 = evaluate_embeddings(bf16[0], vset.issame, flipped=bf16[1]).accuracy
     assert abs(acc32 - acc16) <= 1e-3
+
+
+def _tiny_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.PReLU(8),
+        torch.nn.AdaptiveAvgPool2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(128, 16),
+    ).eval()
+
+
+def test_compiled_backend_matches_eager_on_a_padded_last_micro_batch():
+    net = _tiny_net()
+    x = torch.randn(6, 3, 32, 32)  # micro-batches of 4: the second one is padded to 4
+    eager = TorchBackend(net, RuntimeOptions(torch.device("cpu"), "fp32", micro_batch=4))
+    compiled = TorchBackend(
+        net, RuntimeOptions(torch.device("cpu"), "fp32", micro_batch=4, compile=True)
+    )
+    expected, got = eager.run(x), compiled.run(x)
+    assert got.shape == (6, 16) and compiled.compiled  # ran compiled, did not fall back
+    # same fp32 function, different kernels: rounding of a 27-term dot product chain
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: broken)
+    net = _tiny_net()
+    backend = TorchBackend(net, RuntimeOptions(torch.device("cpu"), "fp32", compile=True))
+    x = torch.randn(3, 3, 32, 32)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        got = backend.run(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = backend.run(x)
+    with torch.no_grad():
+        torch.testing.assert_close(got, net(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(again, got)
