@@ -1,4 +1,8 @@
-"""The ``faceforge`` command: one entry point, one module per group of subcommands."""
+"""The ``faceforge`` command: one entry point, one module per group of subcommands.
+
+Building the parser imports no torch, NumPy or OpenCV (handlers import what they use), so
+``faceforge --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from faceforge.cli.arguments import Parser, UsageError
+from faceforge.cli.arguments import Parser, UsageError, warn_deprecated
 from faceforge.errors import FaceforgeError, TrainingInterrupted
 
 # Each module exposes ``register(subparsers)`` adding its subcommands with ``func=handler``.
@@ -22,6 +26,14 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "faceforge.cli.liveness_commands",
     "faceforge.cli.serve_commands",
 )
+
+#: verbs renamed in 0.4, accepted with a deprecation line for one release
+OLD_VERBS: dict[str, tuple[str, ...]] = {
+    "eval-ijb": ("eval", "ijb"),
+    "identify": ("eval", "identify"),
+    "identify-bench": ("eval", "megaface"),
+    "quality-erc": ("eval", "quality"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; expected errors print a one-line message and exit with status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in OLD_VERBS:
+        new = OLD_VERBS[argv[0]]
+        warn_deprecated(argv[0], " ".join(new))
+        argv = [*new, *argv[1:]]
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
