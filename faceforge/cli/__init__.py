@@ -20,7 +20,6 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "faceforge.cli.deploy_commands",
     "faceforge.cli.eval_commands",
     "faceforge.cli.data_commands",
-    "faceforge.cli.model_commands",
     "faceforge.cli.weights_commands",
     "faceforge.cli.tools_commands",
     "faceforge.cli.liveness_commands",

@@ -150,6 +150,8 @@ def add_deprecated_option(
 ) -> None:
     """Accept ``old`` for one release as a spelling of ``new`` (stored in ``dest``); a flag
     without a value passes ``nargs=0, const=VALUE``."""
+    if kwargs.get("nargs") != 0:
+        kwargs.setdefault("metavar", "VALUE")  # argparse would list lazy choices otherwise
     parser.add_argument(old, action=_Deprecated, replacement=new, dest=dest, **kwargs)
 
 
