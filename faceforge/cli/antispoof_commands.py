@@ -12,7 +12,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from faceforge.cli.arguments import ranged
-from faceforge.cli.outputs import output_file, output_folder, write_json
+from faceforge.cli.outputs import add_json_option, output_folder, write_json
 
 if TYPE_CHECKING:
     from faceforge.evaluation.pad import PadReport
@@ -105,7 +105,5 @@ def register_eval(tasks: argparse._SubParsersAction) -> None:
         default=0.5,
         help="live when the live probability is at least this (default 0.5)",
     )
-    p.add_argument(
-        "--json", type=output_file(".json"), metavar="FILE", help="write the metrics as JSON"
-    )
+    add_json_option(p)
     p.set_defaults(func=_eval, command="eval liveness")

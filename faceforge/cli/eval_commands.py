@@ -21,7 +21,6 @@ from faceforge.cli.arguments import (
     ranged,
     resolve_flip,
 )
-from faceforge.cli.identification_commands import add_json_option
 from faceforge.cli.model_commands import (
     RESIZE_CHOICES,
     add_max_pixels_option,
@@ -29,7 +28,7 @@ from faceforge.cli.model_commands import (
     add_source_options,
     model_source,
 )
-from faceforge.cli.outputs import output_file, output_folder, plot_file
+from faceforge.cli.outputs import add_json_option, output_file, output_folder, plot_file
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 

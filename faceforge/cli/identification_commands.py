@@ -26,7 +26,7 @@ from faceforge.cli.model_commands import (
     build_pipeline,
     model_source,
 )
-from faceforge.cli.outputs import output_file, plot_file, write_json
+from faceforge.cli.outputs import add_json_option, plot_file, write_json
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 
@@ -183,13 +183,6 @@ def _megaface(args: argparse.Namespace) -> int:
     )
     write_json(args.json, result.to_dict())
     return 0
-
-
-def add_json_option(parser: argparse.ArgumentParser) -> None:
-    """``--json FILE``: the results as JSON (the path checked before the work)."""
-    parser.add_argument(
-        "--json", type=output_file(".json"), metavar="FILE", help="write the results as JSON"
-    )
 
 
 def register(tasks: argparse._SubParsersAction) -> None:

@@ -17,7 +17,7 @@ from faceforge.cli.model_commands import (
     add_model_options,
     detector_spec,
 )
-from faceforge.cli.outputs import output_file, output_folder, plot_file, write_json
+from faceforge.cli.outputs import add_json_option, output_folder, plot_file, write_json
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 
@@ -185,9 +185,7 @@ def register_eval_tasks(tasks: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--plot", type=plot_file, default="erc.png", help="PNG of the curve (default erc.png)"
     )
-    p.add_argument(
-        "--json", type=output_file(".json"), metavar="FILE", help="write the curve as JSON"
-    )
+    add_json_option(p)
     p.add_argument("--threshold", type=ranged(float, -1, 1), help="cosine decision threshold")
     add_model_options(p)
     add_progress_option(p)

@@ -24,10 +24,10 @@ from faceforge.files import atomic_write_bytes
 def file_problem(path: str, suffixes: tuple[str, ...] = ()) -> str | None:
     """Why the file ``path`` cannot be written, or ``None``."""
     target = Path(path)
-    if suffixes and target.suffix.lower() not in suffixes:
-        return f"{path}: expected a file name ending in {', '.join(suffixes)}"
     if target.is_dir():
         return f"{path}: is a folder; give a file name"
+    if suffixes and target.suffix.lower() not in suffixes:
+        return f"{path}: expected a file name ending in {', '.join(suffixes)}"
     return _unwritable(target.parent, path)
 
 
@@ -46,7 +46,7 @@ def _unwritable(folder: Path, path: str) -> str | None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        return f"{path}: {existing} is a file, not a folder"
+        return f"{path}: cannot write there ({existing} is a file)"
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
@@ -81,6 +81,13 @@ def plot_file(text: str) -> str:
 
     formats = FigureCanvasAgg.get_supported_filetypes()
     return output_file(*(f".{name}" for name in sorted(formats)))(text)
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    """``--json FILE``: the results as JSON (the path checked before the work)."""
+    parser.add_argument(
+        "--json", type=output_file(), metavar="FILE", help="write the results as JSON"
+    )
 
 
 def check_output_folder(path: str, what: str) -> None:

@@ -122,7 +122,18 @@ def test_eval_reads_the_pairs_of_a_recordio_set(
     assert f"--pairs {out} --images {dataset}" in capsys.readouterr().out
     argv = ["eval", "--checkpoint", str(tiny_checkpoint), "--pairs", str(out)]
     assert (
-        main([*argv, "--images", str(dataset), "--folds", "4", "--quiet", "--json", str(result)])
+        main(
+            [
+                *argv,
+                "--images",
+                str(dataset),
+                "--folds",
+                "4",
+                "--no-progress",
+                "--json",
+                str(result),
+            ]
+        )
         == 0
     )
     measured = json.loads(result.read_text())["sets"]["pairs"]
@@ -138,7 +149,7 @@ def test_pack_bin_reads_pairs_over_a_dataset(lfw_folder: Path, tmp_path: Path) -
     out = tmp_path / "pairs.txt"
     make_pairs(dataset, out, PairsOptions(folds=2, per_fold=2))
     argv = ["pack-bin", str(tmp_path / "p.bin"), "--pairs", str(out), "--images", str(dataset)]
-    assert main([*argv, "--ext", ".png", "--quiet"]) == 0
+    assert main([*argv, "--ext", ".png", "--no-progress"]) == 0
     packed = load_bin(tmp_path / "p.bin")
     expected = read_pairs_on(out, dataset).load("p")
     np.testing.assert_array_equal(packed.images, expected.images)
