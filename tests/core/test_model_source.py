@@ -137,7 +137,7 @@ def test_identify_prints_cmc_and_open_set_rates(sources, tmp_path, capsys) -> No
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert "rank-1" in capsys.readouterr().out
 
-    embedder = load_embedder(sources["checkpoint"][1], device="cpu", precision="fp32")
+    embedder = load_embedder(sources["checkpoint"][1], device="cpu", precision="fp32", flip=True)
     faces = SyntheticFaces(9)
     enrolled = embedder.embed(np.stack([faces.render(i, 0) for i in range(6)]))
     searched = embedder.embed(np.stack([faces.render(i, 1) for i in range(6)]))

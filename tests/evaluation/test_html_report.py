@@ -99,4 +99,4 @@ def test_report_folder_is_checked_before_any_work(tmp_path, capsys) -> None:
     (tmp_path / "taken").write_text("")
     argv = ["eval", "--checkpoint", str(tmp_path / "none.pt"), "--synthetic"]
     assert main([*argv, "--report", str(tmp_path / "taken")]) == 2
-    assert f"--report {tmp_path / 'taken'}: is a file" in capsys.readouterr().err
+    assert f"--report: {tmp_path / 'taken'}: is a file" in capsys.readouterr().err
