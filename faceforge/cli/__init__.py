@@ -47,15 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; expected errors print a one-line message and exit with status 2."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The namespace of a command line; an old verb is read as its new spelling after one
+    deprecation line on stderr."""
+    argv = list(argv)
     if argv and argv[0] in OLD_VERBS:
         new = OLD_VERBS[argv[0]]
         warn_deprecated(argv[0], " ".join(new))
         argv = [*new, *argv[1:]]
+    return build_parser().parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; expected errors print a one-line message and exit with status 2."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2

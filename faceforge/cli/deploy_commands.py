@@ -272,7 +272,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--gallery (created if missing; must have been built with the same model).",
     )
     p.add_argument("people_dir", nargs="?", help="folder of per-person image folders")
-    p.add_argument("--gallery", required=True, help="gallery folder")
+    p.add_argument("--gallery", type=output_folder, required=True, help="gallery folder")
     p.add_argument("--remove", action="append", default=[], help="remove this person first")
     p.add_argument(
         "--index",
