@@ -72,10 +72,10 @@ def register_train(tasks: argparse._SubParsersAction) -> None:
         help="train a MiniFASNet anti-spoofing model on a live/ + spoof/ folder",
         description="Train the recipe (cross-entropy plus the Fourier-spectrum auxiliary "
         "loss) and write OUT/<scale>_<H>x<W>_MiniFASNet<kind>.pth, the file --liveness-model "
-        "takes. Example: faceforge liveness train crops/ --out runs/pad steps=500 "
+        "takes. Example: faceforge liveness train --data crops/ --out runs/pad steps=500 "
         "synthesize=true",
     )
-    p.add_argument("data", help=FOLDER_HELP)
+    p.add_argument("--data", required=True, help=FOLDER_HELP)
     p.add_argument(
         "--config",
         default="minifasnet_v2",
