@@ -60,6 +60,18 @@ def test_verify_two_photos(run, tiny_checkpoint: Path, lfw_images: list[Path]) -
     assert err == ""
 
 
+@pytest.mark.parametrize("flip", [None, True, False])
+def test_verify_flips_by_default_as_the_threshold_was_calibrated(
+    run, tiny_checkpoint: Path, lfw_images: list[Path], flip: bool | None
+) -> None:
+    """Unset, ``--flip`` is the model's recorded ``eval.flip`` (on); ``--no-flip`` turns it off."""
+    options = {None: [], True: ["--flip"], False: ["--no-flip"]}[flip]
+    status, out, _ = run("verify", *lfw_images[:2], "--checkpoint", tiny_checkpoint, *options)
+    reference = FacePipeline.load(tiny_checkpoint, device="cpu", flip=flip is not False)
+    expected = reference.verify(lfw_images[0], lfw_images[1]).similarity
+    assert status == 0 and out.startswith(f"similarity {expected:.4f}: ")
+
+
 def test_verify_pairs_file(
     run, tiny_checkpoint: Path, lfw_images: list[Path], tmp_path: Path
 ) -> None:
