@@ -83,11 +83,13 @@ def plot_file(text: str) -> str:
     return output_file(*(f".{name}" for name in sorted(formats)))(text)
 
 
-def add_json_option(parser: argparse.ArgumentParser) -> None:
+def add_json_option(
+    parser: argparse.ArgumentParser,
+    help: str = "write the results as JSON",
+    suffixes: tuple[str, ...] = (),
+) -> None:
     """``--json FILE``: the results as JSON (the path checked before the work)."""
-    parser.add_argument(
-        "--json", type=output_file(), metavar="FILE", help="write the results as JSON"
-    )
+    parser.add_argument("--json", type=output_file(*suffixes), metavar="FILE", help=help)
 
 
 def check_output_folder(path: str, what: str) -> None:

@@ -26,7 +26,13 @@ from faceforge.cli.model_commands import (
     detector_spec,
     model_source,
 )
-from faceforge.cli.outputs import check_output_folder, output_file, output_folder, write_json
+from faceforge.cli.outputs import (
+    add_json_option,
+    check_output_folder,
+    output_file,
+    output_folder,
+    write_json,
+)
 from faceforge.cli.train_commands import OVERRIDE_HELP
 
 FORMATS = "a folder of <identity>/<image>, a 'path label' list, a .rec or an .lmdb dataset"
@@ -138,11 +144,6 @@ def _visualize_training(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_common(parser: argparse.ArgumentParser, json_help: str) -> None:
-    parser.add_argument("--json", type=output_file(".json"), metavar="FILE", help=json_help)
-    add_progress_option(parser)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``pairs``, ``extract-faces`` and ``visualize`` to the ``faceforge`` parser."""
     p = subparsers.add_parser(
@@ -172,7 +173,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also copy the paired images to DIR/<name>/<name>_NNNN.<ext> (an LFW folder; "
         "needed when the source's file names are not of that form)",
     )
-    _add_common(p, "write the folds' summary to this JSON file")
+    add_json_option(p, "write the folds' summary to this JSON file", (".json",))
+    add_progress_option(p)
     p.set_defaults(func=_pairs)
 
     _register_extract_faces(subparsers)
@@ -249,7 +251,8 @@ def _register_extract_faces(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--overwrite", action="store_true", help="replace videos already extracted")
-    _add_common(p, "write every video's summary to this JSON file")
+    add_json_option(p, "write every video's summary to this JSON file", (".json",))
+    add_progress_option(p)
     p.set_defaults(func=_extract_faces)
 
 
