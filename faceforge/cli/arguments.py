@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from faceforge.errors import FaceforgeError, shorten
 
+#: the words that ask a verb with tasks for its help rather than name a task
 HELP = ("-h", "--help")
 #: largest image side an option may ask for (a face crop or model input; photos are larger)
 MAX_SIDE = 4096

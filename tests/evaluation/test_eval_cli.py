@@ -47,12 +47,8 @@ def checkpoint(tmp_path_factory):
 def test_eval_reproduces_the_recorded_synthetic_accuracy(checkpoint, capsys, tmp_path):
     path, recorded = checkpoint
     out = tmp_path / "r.json"
-    assert (
-        main(
-            ["eval", "--checkpoint", str(path), "--synthetic", "--no-progress", "--json", str(out)]
-        )
-        == 0
-    )
+    argv = ["eval", "--checkpoint", str(path), "--synthetic", "--no-progress", "--json", str(out)]
+    assert main(argv) == 0
     line = capsys.readouterr().out.strip().splitlines()[-2]
     acc = f"{100 * recorded.accuracy:.4f}"
     assert line.startswith(f"synthetic average acc: {acc} +- ")

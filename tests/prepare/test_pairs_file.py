@@ -121,21 +121,8 @@ def test_eval_reads_the_pairs_of_a_recordio_set(
     assert json.loads(summary.read_text())["fold_identities"] == [6, 6, 6, 6]
     assert f"--pairs {out} --images {dataset}" in capsys.readouterr().out
     argv = ["eval", "--checkpoint", str(tiny_checkpoint), "--pairs", str(out)]
-    assert (
-        main(
-            [
-                *argv,
-                "--images",
-                str(dataset),
-                "--folds",
-                "4",
-                "--no-progress",
-                "--json",
-                str(result),
-            ]
-        )
-        == 0
-    )
+    argv += ["--images", str(dataset), "--folds", "4", "--no-progress", "--json", str(result)]
+    assert main(argv) == 0
     measured = json.loads(result.read_text())["sets"]["pairs"]
     assert measured["num_pairs"] == 24 and len(measured["fold_accuracies"]) == 4
     assert measured["warnings"] == []  # every evaluation fold holds both kinds of pair
