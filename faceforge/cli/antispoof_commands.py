@@ -44,7 +44,7 @@ def _train(args: argparse.Namespace) -> int:
     held_out = read_spoof_folder(args.eval_data, cfg.input_size) if args.eval_data else None
     print(f"training {cfg.arch} on {len(data.labels)} crops ({', '.join(data.classes)})")
     model = train_antispoof(data, cfg)
-    print(f"wrote {save_antispoof(model, cfg, args.out)}")
+    print(f"wrote {save_antispoof(model, cfg, args.output)}")
     if held_out is not None:
         _print_report(args.eval_data, evaluate_antispoof(model, held_out))
     return 0
@@ -59,7 +59,7 @@ def _eval(args: argparse.Namespace) -> int:
     data = read_spoof_folder(args.data, model.size[0])
     scores = live_scores(model.network, data.images)
     types = [data.classes[label] for label in data.labels]
-    report = pad_report(scores, data.labels == 1, args.threshold, types)
+    report = pad_report(scores, data.labels == 1, args.liveness_threshold, types)
     _print_report(args.data, report)
     write_json(args.json, report.as_dict())
     return 0
@@ -71,8 +71,8 @@ def register_train(tasks: argparse._SubParsersAction) -> None:
         "train",
         help="train a MiniFASNet anti-spoofing model on a live/ + spoof/ folder",
         description="Train the recipe (cross-entropy plus the Fourier-spectrum auxiliary "
-        "loss) and write OUT/<scale>_<H>x<W>_MiniFASNet<kind>.pth, the file --liveness-model "
-        "takes. Example: faceforge liveness train --data crops/ --out runs/pad steps=500 "
+        "loss) and write OUTPUT/<scale>_<H>x<W>_MiniFASNet<kind>.pth, the file --liveness-model "
+        "takes. Example: faceforge liveness train --data crops/ -o runs/pad steps=500 "
         "synthesize=true",
     )
     p.add_argument("--data", required=True, help=FOLDER_HELP)
@@ -81,7 +81,9 @@ def register_train(tasks: argparse._SubParsersAction) -> None:
         default="minifasnet_v2",
         help="YAML recipe or a name in faceforge/configs/antispoof (default minifasnet_v2)",
     )
-    p.add_argument("--out", type=output_folder, required=True, help="folder to write to")
+    p.add_argument(
+        "-o", "--output", type=output_folder, required=True, help="folder to write the model to"
+    )
     p.add_argument("--eval-data", metavar="FOLDER", help=f"held-out {FOLDER_HELP}: PAD metrics")
     p.add_argument("overrides", nargs="*", help="recipe overrides, e.g. steps=500 synthesize=true")
     p.set_defaults(func=_train, command="liveness train")
@@ -93,14 +95,14 @@ def register_eval(tasks: argparse._SubParsersAction) -> None:
         "liveness",
         help="presentation attack detection metrics: APCER, BPCER, ACER, HTER",
         description="Score every crop of the folder with one anti-spoofing model and print "
-        "APCER (worst attack type), BPCER, ACER, HTER at --threshold and APCER at fixed "
+        "APCER (worst attack type), BPCER, ACER, HTER at --liveness-threshold and APCER at fixed "
         "BPCER. Example: faceforge eval liveness --liveness-model runs/pad/"
         "2_7_80x80_MiniFASNetV2.pth --data test_crops/",
     )
     p.add_argument("--liveness-model", required=True, metavar="PTH", help="MiniFASNet file")
     p.add_argument("--data", required=True, help=FOLDER_HELP)
     p.add_argument(
-        "--threshold",
+        "--liveness-threshold",
         type=ranged(float, 0, 1),
         default=0.5,
         help="live when the live probability is at least this (default 0.5)",

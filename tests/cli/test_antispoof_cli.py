@@ -36,15 +36,8 @@ def test_train_writes_the_published_name_and_eval_reports_pad_metrics(
     spoof_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     recipe = ["input_size=32", "steps=2", "batch_size=4"]
-    argv = [
-        "liveness",
-        "train",
-        "--data",
-        str(spoof_folder),
-        "--out",
-        str(tmp_path / "run"),
-        *recipe,
-    ]
+    run = tmp_path / "run"
+    argv = ["liveness", "train", "--data", str(spoof_folder), "-o", str(run), *recipe]
     assert main([*argv, "--eval-data", str(spoof_folder)]) == 0
     out = capsys.readouterr().out
     model_path = tmp_path / "run" / "2_7_32x32_MiniFASNetV2.pth"
@@ -52,7 +45,7 @@ def test_train_writes_the_published_name_and_eval_reports_pad_metrics(
 
     report_path = tmp_path / "pad.json"
     argv = ["eval", "liveness", "--liveness-model", str(model_path), "--data", str(spoof_folder)]
-    assert main([*argv, "--threshold", "0.4", "--json", str(report_path)]) == 0
+    assert main([*argv, "--liveness-threshold", "0.4", "--json", str(report_path)]) == 0
     assert "APCER" in capsys.readouterr().out
     model = load_liveness_model(model_path)
     data = read_spoof_folder(spoof_folder, 32)
@@ -63,7 +56,7 @@ def test_train_writes_the_published_name_and_eval_reports_pad_metrics(
 
 
 def test_an_unknown_recipe_key_is_one_line(spoof_folder: Path, tmp_path: Path, capsys) -> None:
-    argv = ["liveness", "train", "--data", str(spoof_folder), "--out", str(tmp_path), "stepz=2"]
+    argv = ["liveness", "train", "--data", str(spoof_folder), "-o", str(tmp_path), "stepz=2"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("faceforge liveness train: error: ") and err.count("\n") == 1

@@ -32,7 +32,7 @@ CASES = [
         "eval liveness --liveness-model IN --data IN --json DIR",
         "faceforge.inference.liveness:load_liveness_model",
     ),
-    ("liveness train --data IN --out FILE", "faceforge.train.antispoof:train_antispoof"),
+    ("liveness train --data IN -o FILE", "faceforge.train.antispoof:train_antispoof"),
     ("liveness IN --save-crops FILE", "faceforge.inference.detection.registry:build_detector"),
     ("pack-bin DIR --pairs IN --images IN", "faceforge.evaluation.pairs:PairList.pack"),
     ("convert --to-bin IN --images IN DIR", "faceforge.evaluation.pairs:PairList.pack"),
