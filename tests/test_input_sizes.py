@@ -91,11 +91,12 @@ def test_a_112x96_mobilefacenet_trains_exports_and_evaluates(tmp_path: Path) -> 
     for model in (ckpt, onnx):
         out = tmp_path / f"{model.suffix[1:]}.json"
         argv = ["eval", "--checkpoint", str(model), "--pairs", str(pairs), "--images"]
-        argv += [str(folder), "--folds", "2", "--precision", "fp32", "--quiet", "--json", str(out)]
+        argv += [str(folder), "--folds", "2", "--precision", "fp32", "--no-progress"]
+        argv += ["--json", str(out)]
         assert main(argv) == 0
         accuracies.append(json.loads(out.read_text())["sets"]["pairs"]["accuracy"])
     assert accuracies[0] == accuracies[1]
-    synthetic = ["eval", "--checkpoint", str(ckpt), "--synthetic", "--quiet"]
+    synthetic = ["eval", "--checkpoint", str(ckpt), "--synthetic", "--no-progress"]
     assert main([*synthetic, "--resize", "center-crop"]) == 0  # 112x112 renders, centre 96
 
 

@@ -1,4 +1,8 @@
-"""The ``faceforge`` command: one entry point, one module per group of subcommands."""
+"""The ``faceforge`` command: one entry point, one module per group of subcommands.
+
+Building the parser imports no torch, NumPy or OpenCV (handlers import what they use), so
+``faceforge --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from faceforge.cli.arguments import Parser, UsageError
+from faceforge.cli.arguments import Parser, UsageError, warn_deprecated
 from faceforge.errors import FaceforgeError, TrainingInterrupted
 
 # Each module exposes ``register(subparsers)`` adding its subcommands with ``func=handler``.
@@ -16,12 +20,19 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "faceforge.cli.deploy_commands",
     "faceforge.cli.eval_commands",
     "faceforge.cli.data_commands",
-    "faceforge.cli.model_commands",
     "faceforge.cli.weights_commands",
     "faceforge.cli.tools_commands",
     "faceforge.cli.liveness_commands",
     "faceforge.cli.serve_commands",
 )
+
+#: verbs renamed in 0.4, accepted with a deprecation line for one release
+OLD_VERBS: dict[str, tuple[str, ...]] = {
+    "eval-ijb": ("eval", "ijb"),
+    "identify": ("eval", "identify"),
+    "identify-bench": ("eval", "megaface"),
+    "quality-erc": ("eval", "quality"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,10 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The namespace of a command line; an old verb is read as its new spelling after one
+    deprecation line on stderr."""
+    argv = list(argv)
+    if argv and argv[0] in OLD_VERBS:
+        new = OLD_VERBS[argv[0]]
+        warn_deprecated(argv[0], " ".join(new))
+        argv = [*new, *argv[1:]]
+    return build_parser().parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; expected errors print a one-line message and exit with status 2."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2

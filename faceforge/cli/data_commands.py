@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from faceforge.cli.arguments import image_side, ranged
+from faceforge.cli.arguments import add_progress_option, image_side, ranged, warn_deprecated
 from faceforge.cli.model_commands import add_max_pixels_option
-from faceforge.data.image_io import MAX_DATASET_PIXELS
+from faceforge.cli.outputs import file_problem
+from faceforge.data.limits import MAX_DATASET_PIXELS
 from faceforge.errors import DataError
 
 FORMATS_HELP = (
@@ -21,20 +21,28 @@ FORMATS_HELP = (
 )
 
 
+def _to_bin(args: argparse.Namespace) -> int:
+    """The old ``convert --to-bin PAIRS --images DIR OUT.bin``: ``pack-bin``'s code path."""
+    from faceforge.cli.eval_commands import pack_bin
+
+    warn_deprecated("convert --to-bin", "pack-bin")
+    if len(args.paths) != 1 or not args.images:
+        raise DataError("--to-bin PAIRS needs --images DIR and exactly one output .bin path")
+    problem = file_problem(args.paths[0])
+    if problem:
+        raise DataError(problem)
+    pack = {"pairs": [args.to_bin], "images": args.images, "pair_list": [], "root": None}
+    pack |= {"output": args.paths[0], "size": args.size or 112, "resize": None, "ext": ".jpg"}
+    return pack_bin(argparse.Namespace(**pack, no_progress=args.no_progress))
+
+
 def _convert(args: argparse.Namespace) -> int:
-    from faceforge.evaluation.pairs import read_lfw_pairs
     from faceforge.prepare.convert import ConvertOptions, convert
 
     if args.to_bin:
-        if len(args.paths) != 1 or not args.images:
-            raise DataError("--to-bin PAIRS needs --images DIR and exactly one output .bin path")
-        size = args.size or 112
-        pairs = read_lfw_pairs(args.to_bin, args.images)
-        vset = pairs.pack(Path(args.to_bin).stem, args.paths[0], image_size=(size, size))
-        print(f"wrote {args.paths[0]}: {len(vset.issame)} pairs ({int(vset.issame.sum())} same)")
-        return 0
+        return _to_bin(args)
     if len(args.paths) != 2:
-        raise DataError("convert takes SRC and DST (or --to-bin PAIRS --images DIR OUT.bin)")
+        raise DataError("convert takes SRC and DST (.bin files: faceforge pack-bin)")
     options = ConvertOptions(
         quality=args.quality,
         size=args.size,
@@ -42,7 +50,7 @@ def _convert(args: argparse.Namespace) -> int:
         seed=args.seed,
         skip_corrupt=args.skip_corrupt,
         overwrite=args.overwrite,
-        progress=not args.quiet,
+        progress=not args.no_progress,
         max_pixels=args.max_pixels,
     )
     summary = convert(*args.paths, options, log=lambda text: print(text, file=sys.stderr))
@@ -66,16 +74,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Copy a dataset into another format, losslessly unless --quality or "
         f"--size re-encode. {FORMATS_HELP} The output appears only when complete. Examples: "
         "faceforge convert casia/ casia/train.rec; faceforge convert ms1m/ ms1m.lmdb; "
-        "faceforge convert ms1m/train.rec shuffled/train.rec --shuffle (for DALI); "
-        "faceforge convert --to-bin pairs.txt --images lfw-112x112/ lfw.bin",
+        "faceforge convert ms1m/train.rec shuffled/train.rec --shuffle (for DALI). "
+        "Verification .bin files: faceforge pack-bin.",
     )
-    p.add_argument(
-        "paths", nargs="+", metavar="PATH", help="SRC DST (with --to-bin: the output .bin)"
-    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="SRC DST")
     p.add_argument(
         "--quality", type=ranged(int, 1, 100), help="re-encode as JPEG of this quality (1-100)"
     )
-    p.add_argument("--size", type=image_side, help="resize to SIZE x SIZE (re-encodes; .bin: side)")
+    p.add_argument("--size", type=image_side, help="resize to SIZE x SIZE (re-encodes)")
     p.add_argument("--shuffle", action="store_true", help="write the images in random order")
     p.add_argument("--seed", type=ranged(int, 0), default=0, help="shuffle seed (default 0)")
     p.add_argument(
@@ -84,11 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="log and count unreadable images or records instead of stopping",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--to-bin", metavar="PAIRS", help="pack an LFW pairs.txt into an insightface .bin"
-    )
-    p.add_argument("--images", help="image folder of --to-bin (<name>/<name>_NNNN.<ext>)")
+    add_progress_option(p, quiet=True)
+    p.add_argument("--to-bin", help=argparse.SUPPRESS)  # deprecated: faceforge pack-bin
+    p.add_argument("--images", help=argparse.SUPPRESS)
     add_max_pixels_option(p, MAX_DATASET_PIXELS, "images")
     p.set_defaults(func=_convert)
 

@@ -11,12 +11,20 @@ import csv
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from faceforge.cli.arguments import image_side, ranged
+from faceforge.cli.arguments import (
+    LazyChoices,
+    add_deprecated_option,
+    add_progress_option,
+    image_side,
+    progress_bar,
+    ranged,
+)
 from faceforge.cli.liveness_commands import add_anti_spoof_options, add_min_quality_option
 from faceforge.cli.model_commands import (
     add_detector_options,
+    add_face_policy_options,
     add_max_pixels_option,
     add_model_options,
     add_source_options,
@@ -24,23 +32,18 @@ from faceforge.cli.model_commands import (
     detector_spec,
     model_source,
 )
-from faceforge.data.image_io import MAX_PHOTO_PIXELS
+from faceforge.cli.outputs import output_file, output_folder
+from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
-from faceforge.inference.matching.gallery import MODES
-from faceforge.inference.matching.index import INDEX_TYPES
-from faceforge.prepare.align_folder import MULTIPLE_FACE_POLICIES, NO_FACE_POLICIES
 
 if TYPE_CHECKING:
     from faceforge.inference.matching.threshold import Threshold
     from faceforge.inference.pipeline import FacePipeline
 
-
-def _progress_bar(args: argparse.Namespace, total: int, desc: str) -> Any:
-    """A tqdm bar on stderr counting images (none with --no-progress or nothing to count)."""
-    from tqdm import tqdm
-
-    hidden = args.no_progress or not total
-    return tqdm(total=total, desc=desc, unit="img", disable=hidden, file=sys.stderr)
+INDEX_CHOICES = LazyChoices("faceforge.inference.matching.index", "INDEX_TYPES")
+MODE_CHOICES = LazyChoices("faceforge.inference.matching.storage", "MODES")
+ALIGN_SELECTIONS = LazyChoices("faceforge.prepare.align_folder", "MULTIPLE_FACE_POLICIES")
+ALIGN_FALLBACKS = LazyChoices("faceforge.prepare.align_folder", "NO_FACE_POLICIES")
 
 
 def _decision_threshold(pipeline: FacePipeline) -> Threshold:
@@ -63,11 +66,11 @@ def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    if (args.pairs is None) == (len(args.images) != 2):
-        if args.pairs is None:
-            raise DataError("verify needs two images, or --pairs FILE")
-        raise DataError("give either two images or --pairs FILE, not both")
-    return _verify_two(args) if args.pairs is None else _verify_pairs_file(args)
+    if (args.pair_list is None) == (len(args.images) != 2):
+        if args.pair_list is None:
+            raise DataError("verify needs two images, or --pair-list FILE")
+        raise DataError("give either two images or --pair-list FILE, not both")
+    return _verify_two(args) if args.pair_list is None else _verify_pairs_file(args)
 
 
 def _verify_two(args: argparse.Namespace) -> int:
@@ -84,11 +87,11 @@ def _verify_pairs_file(args: argparse.Namespace) -> int:
     """One CSV row per pair on stdout, a summary on stderr; status 1 when a pair failed."""
     from faceforge.evaluation.pairs import read_pairs
 
-    pairs = [(pair.a, pair.b) for pair in read_pairs(args.pairs, labelled=False)]
+    pairs = [(pair.a, pair.b) for pair in read_pairs(args.pair_list, labelled=False)]
     pipeline = build_pipeline(args)
     threshold = _decision_threshold(pipeline)
     images = {str(image) for pair in pairs for image in pair}
-    with _progress_bar(args, len(images), "embedding") as bar:
+    with progress_bar(args, len(images), "embedding") as bar:
         results = pipeline.verify_pairs(pairs, report_errors=True, progress=bar.update)
     writer = csv.writer(sys.stdout)
     writer.writerow(["image_a", "image_b", "similarity", "same", "error"])
@@ -125,7 +128,7 @@ def _enroll(args: argparse.Namespace) -> int:
     ) as gallery:
         for name in args.remove:
             gallery.remove(name)
-        with _progress_bar(args, sum(len(files) for _, files in people), "enrolling") as bar:
+        with progress_bar(args, sum(len(files) for _, files in people), "enrolling") as bar:
             report = pipeline.enroll_people(gallery, people, bar.update)
     for error in report.skipped:
         print(f"skipped: {error}", file=sys.stderr)
@@ -146,11 +149,13 @@ def _search(args: argparse.Namespace) -> int:
     embedder = pipeline.embedder
     gallery.check_model(embedder.fingerprint, embedder.embedding_size, f"gallery {args.gallery}")
     threshold = _decision_threshold(pipeline)
-    for image in args.images:
-        result = pipeline.search(image, gallery, top_k=args.top_k)
-        print(f"{image}: {result.identity}")
-        for rank, match in enumerate(result.matches, 1):
-            print(f"  {rank}. {match.name}  {match.score:.4f}")
+    with progress_bar(args, len(args.images), "searching") as bar:
+        for image in args.images:
+            result = pipeline.search(image, gallery, top_k=args.top_k)
+            bar.update()
+            print(f"{image}: {result.identity}")
+            for rank, match in enumerate(result.matches, 1):
+                print(f"  {rank}. {match.name}  {match.score:.4f}")
     print(f"threshold {threshold.cosine:.4f} ({threshold.source})")
     return 0
 
@@ -195,8 +200,8 @@ def _align(args: argparse.Namespace) -> int:
     options = AlignOptions(
         size=(args.size, args.size if args.width is None else args.width),
         template=args.template,
-        multiple=args.multiple,
-        no_face=args.no_face,
+        multiple=args.selection,
+        no_face=args.fallback,
         min_face_size=args.min_face_size,
         detector=detector_spec(args),
         device=args.device,
@@ -226,26 +231,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "DST/align_report.tsv.",
     )
     p.add_argument("src", help="image folder (e.g. <identity>/<image>.jpg)")
-    p.add_argument("dst", help="output folder")
+    p.add_argument("dst", type=output_folder, help="output folder")
     p.add_argument("--size", type=image_side, default=112, help="output height (and width)")
     p.add_argument("--width", type=image_side, help="output width if not square (96 for 112x96)")
     p.add_argument("--template", default="arcface")
-    p.add_argument(
-        "--multiple",
-        choices=MULTIPLE_FACE_POLICIES.names(),
-        default="largest",
-        help="policy for images with several faces",
-    )
-    p.add_argument(
-        "--no-face",
-        choices=NO_FACE_POLICIES.names(),
-        default="skip",
-        help="policy for images without a detected face",
-    )
+    add_face_policy_options(p, "largest", ALIGN_SELECTIONS, ALIGN_FALLBACKS, "skip")
+    add_deprecated_option(p, "--multiple", "--selection", "selection", choices=ALIGN_SELECTIONS)
+    add_deprecated_option(p, "--no-face", "--fallback", "fallback", choices=ALIGN_FALLBACKS)
     p.add_argument("--min-face-size", type=ranged(float, 1), default=20.0, help="in pixels")
     p.add_argument("--workers", type=ranged(int, 1), default=1, help="worker processes")
     p.add_argument("--overwrite", action="store_true", help="redo images already aligned")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(p)
     add_detector_options(p)
     add_max_pixels_option(p, MAX_PHOTO_PIXELS, "photos")
     p.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto")
@@ -257,8 +253,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print the cosine similarity, the decision and the threshold used.",
     )
     p.add_argument("images", nargs="*", help="two image files")
-    p.add_argument("--pairs", help="CSV/TSV of path_a,path_b rows; prints one result per row")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (--pairs)")
+    p.add_argument(
+        "--pair-list",
+        metavar="FILE",
+        help="CSV/TSV of path_a,path_b rows; prints one result per row",
+    )
+    add_deprecated_option(p, "--pairs", "--pair-list", "pair_list")
+    add_progress_option(p)
     add_model_options(p)
     _add_threshold_options(p)
     add_anti_spoof_options(p)
@@ -271,18 +272,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--gallery (created if missing; must have been built with the same model).",
     )
     p.add_argument("people_dir", nargs="?", help="folder of per-person image folders")
-    p.add_argument("--gallery", required=True, help="gallery folder")
+    p.add_argument("--gallery", type=output_folder, required=True, help="gallery folder")
     p.add_argument("--remove", action="append", default=[], help="remove this person first")
     p.add_argument(
-        "--index", choices=INDEX_TYPES.names(), default="flat", help="FAISS index of the gallery"
+        "--index",
+        choices=INDEX_CHOICES,
+        metavar="TYPE",
+        default="flat",
+        help="FAISS index of the gallery: %(choices)s (default flat)",
     )
     p.add_argument(
         "--mode",
-        choices=MODES,
+        choices=MODE_CHOICES,
+        metavar="MODE",
         default="mean",
-        help="store each person's mean embedding or every image",
+        help="store each person's mean embedding or every image: %(choices)s (default mean)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(p)
     add_model_options(p)
     add_anti_spoof_options(p)
     add_min_quality_option(p)
@@ -297,6 +303,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="query images")
     p.add_argument("--gallery", required=True, help="gallery folder made by enroll")
     p.add_argument("--top-k", type=ranged(int, 1), default=5, help="matches to print per image")
+    add_progress_option(p)
     add_model_options(p)
     _add_threshold_options(p)
     add_anti_spoof_options(p)
@@ -309,9 +316,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "metadata, then print the parity against PyTorch.",
     )
     add_source_options(p)
-    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--onnx", type=output_file(".onnx"), required=True, help="output .onnx file")
     p.add_argument("--opset", type=ranged(int, 1), default=17)
     p.add_argument("--int8", action="store_true", help="also write a static-int8 model")
     p.add_argument("--calibration", help="folder of aligned faces for int8 calibration")
-    p.add_argument("--int8-output", help="int8 model path (default: <onnx>.int8.onnx)")
+    p.add_argument(
+        "--int8-output",
+        type=output_file(".onnx"),
+        help="int8 model path (default: <onnx>.int8.onnx)",
+    )
     p.set_defaults(func=_export)

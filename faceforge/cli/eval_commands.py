@@ -1,4 +1,7 @@
-"""``faceforge eval`` (1:1 verification sets) and ``faceforge identify-bench`` (MegaFace-style).
+"""``faceforge eval``: one verb for every benchmark, the task its first word
+(``verification``, the default, may be left out: 1:1 verification sets; ``ijb``, ``identify``
+and ``megaface`` in :mod:`.identification_commands`; ``quality`` and ``liveness`` in
+:mod:`.liveness_commands`), and ``faceforge pack-bin``, the one ``.bin`` writer.
 
 Handlers only gather inputs and print: the work is done by :mod:`faceforge.evaluation`.
 """
@@ -10,16 +13,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from faceforge.cli.arguments import image_side, ranged
-from faceforge.cli.model_commands import add_max_pixels_option, add_source_options, model_source
-from faceforge.cli.outputs import check_output as _check_output
-from faceforge.cli.outputs import check_output_folder
-from faceforge.core.precision import PRECISIONS
-from faceforge.data.image_io import MAX_PHOTO_PIXELS
-from faceforge.data.images import RESIZE_MODES
+from faceforge.cli import identification_commands, liveness_commands
+from faceforge.cli.arguments import (
+    add_flip_option,
+    add_progress_option,
+    image_side,
+    ranged,
+    resolve_flip,
+)
+from faceforge.cli.model_commands import (
+    RESIZE_CHOICES,
+    add_max_pixels_option,
+    add_runtime_options,
+    add_source_options,
+    model_source,
+)
+from faceforge.cli.outputs import add_json_option, output_file, output_folder, plot_file
+from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
+
+#: the task ``faceforge eval`` runs when its first word names none
+DEFAULT_TASK = "verification"
 
 IMAGES_HELP = (
     "images of --pairs: a folder of <name>/<name>_NNNN.<ext> files, or the .rec, .lmdb or "
@@ -33,12 +47,6 @@ def _unique_name(name: str, taken: set[str]) -> str:
         candidate, n = f"{name}-{n}", n + 1
     taken.add(candidate)
     return candidate
-
-
-def _roc_suffixes() -> tuple[str, ...]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    return tuple(f".{name}" for name in sorted(FigureCanvasAgg.get_supported_filetypes()))
 
 
 def _pair_lists(args: argparse.Namespace) -> list[tuple[str, Any]]:
@@ -56,9 +64,8 @@ def _pair_lists(args: argparse.Namespace) -> list[tuple[str, Any]]:
     return pair_lists
 
 
-def _pack_bin(args: argparse.Namespace) -> int:
+def pack_bin(args: argparse.Namespace) -> int:
     """Write one insightface ``.bin`` from a pairs file over an image folder."""
-    _check_output(args.output, "output")
     pair_lists = _pair_lists(args)
     if len(pair_lists) != 1:
         raise DataError("pack-bin takes exactly one --pairs or --pair-list file")
@@ -69,7 +76,7 @@ def _pack_bin(args: argparse.Namespace) -> int:
         image_size=(args.size, args.size),
         resize=args.resize,
         ext=args.ext,
-        progress=not args.quiet,
+        progress=not args.no_progress,
     )
     print(f"wrote {args.output}: {len(vset.issame)} pairs ({int(vset.issame.sum())} same)")
     return 0
@@ -96,6 +103,8 @@ def _sets(args: argparse.Namespace, embedder: Any) -> list[tuple[str, Any]]:
         print("rendering the checkpoint config's held-out synthetic pairs ...")
         vset = synthetic_verification_set(embedder.config.data.synthetic)
         if args.resize and vset.images.shape[1:3] != size:
+            import numpy as np
+
             from faceforge.data.images import fit_image
 
             faces = [fit_image(face, size, args.resize, "synthetic face") for face in vset.images]
@@ -117,12 +126,12 @@ def _recorded(metrics: dict[str, Any], name: str) -> str:
     return ""
 
 
-def _evaluate(args: argparse.Namespace, embedder: Any, name: str, data: Any, flip: bool) -> Any:
+def _evaluate(args: argparse.Namespace, embedder: Any, name: str, data: Any) -> Any:
     """One set's result: a pair list streamed from its files, anything else in memory."""
     from faceforge.evaluation.pairs import PairList
     from faceforge.evaluation.run import evaluate_embedder, evaluate_pair_list
 
-    options = {"flip": flip, "folds": args.folds, "progress": not args.quiet}
+    options = {"flip": embedder.flip, "folds": args.folds, "progress": not args.no_progress}
     if isinstance(data, PairList):
         return evaluate_pair_list(
             embedder, name, data, resize=args.resize, max_pixels=args.max_pixels, **options
@@ -134,18 +143,13 @@ def _eval(args: argparse.Namespace) -> int:
     from faceforge.core.embedder import load_embedder
     from faceforge.evaluation.report import format_result, plot_roc, write_json
 
-    _check_output(args.json, "--json")
-    if args.roc:
-        _check_output(args.roc, "--roc", _roc_suffixes())
-    check_output_folder(args.report, "--report")
     embedder = load_embedder(model_source(args), device=args.device, precision=args.precision)
     sets = _sets(args, embedder)
-    settings = embedder.config.eval
-    embedder.batch_size = args.batch_size or settings.batch_size
-    flip = settings.flip if args.flip is None else args.flip
+    embedder.batch_size = args.batch_size or embedder.config.eval.batch_size
+    flip = resolve_flip(embedder, args.flip)
     results = {}
     for name, data in sets:
-        result = _evaluate(args, embedder, name, data, flip)
+        result = _evaluate(args, embedder, name, data)
         results[name] = result
         print(format_result(name, result) + _recorded(embedder.metrics, name))
         for warning in result.warnings:
@@ -170,66 +174,40 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _identify_bench(args: argparse.Namespace) -> int:
-    import json
-
-    from faceforge.evaluation.identification import NpyFolder, megaface, open_npy
-
-    _check_output(args.json, "--json")
-    if args.probe_embeddings:
-        if not (args.probe_labels and args.distractor_embeddings):
-            raise DataError("--probe-embeddings needs --probe-labels and --distractor-embeddings")
-        probes = open_npy(args.probe_embeddings)
-        labels = open_npy(args.probe_labels)
-        path = Path(args.distractor_embeddings)
-        distractors = NpyFolder(path) if path.is_dir() else open_npy(path)
-        result = megaface(probes, labels, distractors)
-    elif args.checkpoint:
-        from faceforge.core.embedder import load_embedder
-        from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
-
-        embedder = load_embedder(
-            args.checkpoint, device=args.device, precision=args.precision, flip=args.flip
-        )
-        result = run_synthetic_megaface(
-            embedder,
-            seed=embedder.config.data.synthetic.seed,
-            num_identities=args.identities,
-            images_per_identity=args.images_per_identity,
-            num_distractors=args.distractors,
-            progress=not args.quiet,
-        )
-    else:
-        raise DataError("give --checkpoint (synthetic faces) or --probe-embeddings (.npy)")
-    ranks = ", ".join(f"rank-{k} {100 * v:.2f}" for k, v in result.rank_accuracy.items())
-    tars = ", ".join(f"TAR@FAR={k:g} {100 * v:.2f}" for k, v in result.tar_at_far.items())
-    print(
-        f"{result.num_probes} probes of {result.num_identities} identities, "
-        f"{result.num_distractors} distractors, {result.num_searches} searches: {ranks}; {tars}"
-    )
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
-
-
-def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+def _add_pair_files(parser: argparse.ArgumentParser, nargs: str | int) -> None:
+    """``--pairs`` (LFW pairs.txt with ``--images``) and ``--pair-list`` (CSV/TSV, ``--root``)."""
+    parser.add_argument("--pairs", nargs=nargs, default=[], help="LFW-style pairs.txt file(s)")
+    parser.add_argument("--images", help=IMAGES_HELP)
     parser.add_argument(
-        "--precision",
-        choices=PRECISIONS.names(),
-        default="auto",
-        help="compute precision (auto: bf16 on CPUs with native bf16, fp16 on CUDA)",
+        "--pair-list", nargs=nargs, default=[], help="CSV/TSV pair lists: path_a,path_b,same"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--json", help="write the results to this JSON file")
+    parser.add_argument("--root", help="folder relative --pair-list paths start from")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``eval`` and ``identify-bench`` to the ``faceforge`` parser."""
-    p = subparsers.add_parser(
+    """Add ``eval`` (with its tasks) and ``pack-bin`` to the ``faceforge`` parser."""
+    family = subparsers.add_parser(
         "eval",
-        help="1:1 verification accuracy (insightface protocol) of a model",
+        help="benchmark a model: 1:1 verification (default), IJB, 1:N, MegaFace, quality, PAD",
+        description="faceforge eval [TASK] ...; without TASK, verification. Examples: "
+        "faceforge eval --checkpoint last.pt --bin lfw.bin; faceforge eval ijb --checkpoint "
+        "best.pt --root IJB_release/IJBC; faceforge eval --quality --checkpoint best.pt "
+        "--pair-list pairs.csv. See faceforge eval TASK --help.",
+        default_task=DEFAULT_TASK,
+        flag_tasks=("quality",),
+    )
+    tasks = family.add_subparsers(dest="task", required=True, metavar="TASK")
+    _register_verification(tasks)
+    identification_commands.register(tasks)
+    liveness_commands.register_eval_tasks(tasks)
+    _register_pack_bin(subparsers)
+
+
+def _register_verification(tasks: argparse._SubParsersAction) -> None:
+    p = tasks.add_parser(
+        DEFAULT_TASK,
+        prog="faceforge eval",
+        help="1:1 verification accuracy (insightface protocol); the default task",
         description="10-fold accuracy with flip TTA, XNorm, VR@FAR=1e-3, AUC, EER and "
         "TAR@FAR on insightface .bin files, LFW pairs.txt, CSV/TSV pair lists or the "
         "checkpoint's synthetic held-out pairs. Example: faceforge eval --checkpoint "
@@ -237,44 +215,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_source_options(p)
     p.add_argument("--bin", nargs="+", default=[], help="insightface .bin verification sets")
-    p.add_argument("--pairs", nargs="+", default=[], help="LFW-style pairs.txt file(s)")
-    p.add_argument("--images", help=IMAGES_HELP)
-    p.add_argument(
-        "--pair-list", nargs="+", default=[], help="CSV/TSV pair lists: path_a,path_b,same"
-    )
-    p.add_argument("--root", help="folder relative --pair-list paths start from")
+    _add_pair_files(p, "+")
     add_max_pixels_option(p, MAX_PHOTO_PIXELS, "pair-list and pairs.txt images")
     p.add_argument(
         "--synthetic", action="store_true", help="the checkpoint config's synthetic held-out pairs"
     )
     p.add_argument(
         "--resize",
-        choices=RESIZE_MODES.names(),
-        help="fit images that are not the model's input size (default: require it)",
+        choices=RESIZE_CHOICES,
+        metavar="MODE",
+        help="fit images that are not the model's input size: %(choices)s (default: require it)",
     )
     p.add_argument(
         "--batch-size",
         type=ranged(int, 1),
         help="images per batch (default: the config's eval.batch_size)",
     )
-    p.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        help="flip test-time augmentation (default: the config's eval.flip, normally on)",
-    )
+    add_flip_option(p)
     p.add_argument(
         "--folds", type=ranged(int, 2), default=10, help="cross-validation folds (default 10)"
     )
-    p.add_argument("--roc", help="write ROC curves (log FAR axis) to this PNG")
+    p.add_argument("--roc", type=plot_file, help="write ROC curves (log FAR axis) to this PNG")
     p.add_argument(
         "--report",
+        type=output_folder,
         metavar="DIR",
         help="write DIR/report.html: ROC and DET curves, distance histograms, TAR at each FAR, "
         "accuracy per fold and the hardest false accepts / rejects as thumbnails",
     )
-    _add_runtime_options(p)
-    p.set_defaults(func=_eval)
+    add_runtime_options(p)
+    add_json_option(p)
+    add_progress_option(p, quiet=True)
+    p.set_defaults(func=_eval, command="eval")
 
+
+def _register_pack_bin(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "pack-bin",
         help="write an insightface .bin verification set from a pairs file",
@@ -283,45 +258,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and issame flags). Example: faceforge pack-bin lfw.bin --pairs pairs.txt "
         "--images lfw-112x112/",
     )
-    p.add_argument("output", help="the .bin file to write")
-    p.add_argument("--pairs", nargs=1, default=[], help="LFW-style pairs.txt")
-    p.add_argument("--images", help=IMAGES_HELP)
-    p.add_argument("--pair-list", nargs=1, default=[], help="CSV/TSV pair list")
-    p.add_argument("--root", help="folder relative --pair-list paths start from")
-    p.add_argument(
+    add_pack_bin_arguments(p)
+    p.set_defaults(func=pack_bin)
+
+
+def add_pack_bin_arguments(parser: argparse.ArgumentParser) -> None:
+    """What :func:`pack_bin` reads: the output, one pairs file, image size and encoding."""
+    parser.add_argument("output", type=output_file(), help="the .bin file to write")
+    _add_pair_files(parser, 1)
+    parser.add_argument(
         "--size", type=image_side, default=112, help="image side in the .bin (default 112)"
     )
-    p.add_argument("--resize", choices=RESIZE_MODES.names(), help="fit images of another size")
-    p.add_argument("--ext", choices=(".jpg", ".png"), default=".jpg", help="image encoding")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_pack_bin)
-
-    p = subparsers.add_parser(
-        "identify-bench",
-        help="MegaFace-style 1:N identification with distractors",
-        description="Rank-1/5/10 identification and TAR@FAR=1e-6 verification of probes "
-        "hidden among distractors: synthetic faces embedded by --checkpoint, or precomputed "
-        "embeddings (.npy). Example: faceforge identify-bench --checkpoint last.pt "
-        "--distractors 100000",
+    parser.add_argument(
+        "--resize",
+        choices=RESIZE_CHOICES,
+        metavar="MODE",
+        help="fit images of another size: %(choices)s (default: require --size)",
     )
-    p.add_argument("--checkpoint", help="faceforge checkpoint: embed synthetic faces")
-    p.add_argument(
-        "--distractors", type=ranged(int, 0), default=10_000, help="synthetic distractor count"
-    )
-    p.add_argument(
-        "--identities", type=ranged(int, 1), default=80, help="synthetic probe identities"
-    )
-    p.add_argument(
-        "--images-per-identity",
-        type=ranged(int, 2),
-        default=5,
-        help="synthetic photos per probe identity (one probe, the others its gallery)",
-    )
-    p.add_argument("--flip", action="store_true", help="flip test-time augmentation")
-    p.add_argument("--probe-embeddings", help="(N, D) .npy of probe embeddings")
-    p.add_argument("--probe-labels", help="(N,) .npy of probe identity labels")
-    p.add_argument(
-        "--distractor-embeddings", help="(M, D) .npy, or a folder of .npy files, of distractors"
-    )
-    _add_runtime_options(p)
-    p.set_defaults(func=_identify_bench)
+    parser.add_argument("--ext", choices=(".jpg", ".png"), default=".jpg", help="image encoding")
+    add_progress_option(parser, quiet=True)

@@ -1,4 +1,6 @@
-"""``faceforge liveness`` and the ``--anti-spoof`` options shared by verify, enroll and search."""
+"""``faceforge liveness`` (judge photos; ``liveness train`` in :mod:`.antispoof_commands`),
+``faceforge eval quality`` and the ``--anti-spoof`` options shared by verify, enroll and
+search."""
 
 from __future__ import annotations
 
@@ -7,14 +9,16 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faceforge.cli.arguments import ranged
+from faceforge.cli import antispoof_commands
+from faceforge.cli.arguments import add_progress_option, progress_bar, ranged
 from faceforge.cli.model_commands import (
     add_detector_options,
     add_max_pixels_option,
     add_model_options,
     detector_spec,
 )
-from faceforge.data.image_io import MAX_PHOTO_PIXELS
+from faceforge.cli.outputs import add_json_option, output_folder, plot_file, write_json
+from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -75,18 +79,20 @@ def _liveness(args: argparse.Namespace) -> int:
     checker = liveness_checker(args)
     detector = build_detector(detector_spec(args), device="cpu")
     spoofs = 0
-    for photo in args.photos:
-        image = read_image(photo, args.max_pixels)
-        face = select_face(detector.detect(image), image.shape, "best")
-        if face is None:
-            raise DataError(f"{photo}: no face found")
-        result = checker.check(image, face)
-        spoofs += not result.live
-        if args.save_crops:
-            Path(args.save_crops).mkdir(parents=True, exist_ok=True)
-            target = Path(args.save_crops) / f"{Path(photo).stem}_judged.png"
-            target.write_bytes(encode_image(result.crop, ".png"))
-        _print_result(args, photo, result)
+    with progress_bar(args, len(args.photos), "judging") as bar:
+        for photo in args.photos:
+            image = read_image(photo, args.max_pixels)
+            face = select_face(detector.detect(image), image.shape, "best")
+            if face is None:
+                raise DataError(f"{photo}: no face found")
+            result = checker.check(image, face)
+            spoofs += not result.live
+            if args.save_crops:
+                Path(args.save_crops).mkdir(parents=True, exist_ok=True)
+                target = Path(args.save_crops) / f"{Path(photo).stem}_judged.png"
+                target.write_bytes(encode_image(result.crop, ".png"))
+            bar.update()
+            _print_result(args, photo, result)
     return 1 if spoofs else 0
 
 
@@ -98,18 +104,24 @@ def _print_result(args: argparse.Namespace, photo: str, result: LivenessResult) 
     print(f"{photo}: {decision} (liveness {result.score:.4f}, threshold {args.liveness_threshold})")
 
 
-def _quality_erc(args: argparse.Namespace) -> int:
+def _quality(args: argparse.Namespace) -> int:
+    """The error-versus-reject curve of the face quality score on labelled photo pairs."""
     from faceforge.cli.model_commands import build_pipeline
     from faceforge.evaluation.erc import REJECT_FRACTIONS, error_versus_reject, plot_erc
     from faceforge.evaluation.pairs import read_pairs
 
     pipeline = build_pipeline(args)
     pairs = read_pairs(args.pair_list, args.root)
-    results = pipeline.verify_pairs([(p.a, p.b) for p in pairs], report_errors=True)
-    quality = {}
-    for path in {str(image) for pair in pairs for image in pair[:2]}:
-        faces = pipeline.assess_faces(path)
-        quality[path] = faces[0].quality.total if faces else 0.0
+    images = sorted({str(image) for pair in pairs for image in pair[:2]})
+    with progress_bar(args, 2 * len(images), "embedding, scoring") as bar:
+        results = pipeline.verify_pairs(
+            [(p.a, p.b) for p in pairs], report_errors=True, progress=bar.update
+        )
+        quality = {}
+        for path in images:
+            faces = pipeline.assess_faces(path)
+            quality[path] = faces[0].quality.total if faces else 0.0
+            bar.update()
     usable = [(r, p) for r, p in zip(results, pairs, strict=True) if r.error is None]
     curve = error_versus_reject(
         [r.similarity for r, _ in usable],
@@ -121,33 +133,61 @@ def _quality_erc(args: argparse.Namespace) -> int:
     for fraction, error in zip(REJECT_FRACTIONS, curve, strict=True):
         print(f"{fraction:8.0%}  {error:.4f}")
     print(f"wrote {plot_erc({'face quality': curve}, args.plot)}")
+    fractions = [float(f) for f in REJECT_FRACTIONS]
+    write_json(args.json, {"reject_fraction": fractions, "fnmr": curve.tolist()})
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    """Add ``liveness`` (judge photos, the default task, or ``train``) to ``faceforge``."""
+    family = subparsers.add_parser(
         "liveness",
-        help="is the face in each photo live, or a print / screen replay?",
+        help="is the face in each photo live, or a print / screen replay? (or train a model)",
+        description="faceforge liveness PHOTO... judges photos; faceforge liveness train "
+        "trains an anti-spoofing model (faceforge eval liveness measures one).",
+        default_task="check",
+    )
+    tasks = family.add_subparsers(dest="task", required=True, metavar="TASK")
+    p = tasks.add_parser(
+        "check",
+        prog="faceforge liveness",
+        help="judge photos (the default task)",
         description="Detect the face, judge it with the anti-spoofing models and print the "
         "live probability and decision; exit status 1 when any photo is judged a spoof.",
     )
     p.add_argument("photos", nargs="+", help="photos to judge")
     p.add_argument("--json", action="store_true", help="one JSON object per photo")
-    p.add_argument("--save-crops", metavar="DIR", help="save the crop each decision judged")
+    p.add_argument(
+        "--save-crops",
+        type=output_folder,
+        metavar="DIR",
+        help="save the crop each decision judged",
+    )
     add_anti_spoof_options(p, always=True)
     add_detector_options(p)
     add_max_pixels_option(p, MAX_PHOTO_PIXELS, "photos")
-    p.set_defaults(func=_liveness)
+    add_progress_option(p)
+    p.set_defaults(func=_liveness, command="liveness")
+    antispoof_commands.register_train(tasks)
 
-    p = subparsers.add_parser(
-        "quality-erc",
-        help="error-versus-reject curve of the face quality score on labelled photo pairs",
+
+def register_eval_tasks(tasks: argparse._SubParsersAction) -> None:
+    """Add ``quality`` (also spelled ``eval --quality``) and ``liveness`` to ``faceforge eval``."""
+    p = tasks.add_parser(
+        "quality",
+        help="error-versus-reject curve of the face quality score (also: eval --quality)",
         description="Verify every pair of --pair-list (raw photos), reject the pairs whose lower "
-        "face quality is lowest in growing fractions, print the FNMR left and plot the curve.",
+        "face quality is lowest in growing fractions, print the FNMR left and plot the curve. "
+        "Example: faceforge eval --quality --checkpoint best.pt --pair-list pairs.csv",
     )
     p.add_argument("--pair-list", required=True, help="CSV/TSV of path_a,path_b,same rows")
     p.add_argument("--root", help="folder relative --pair-list paths start from")
-    p.add_argument("--plot", default="erc.png", help="PNG of the curve (default erc.png)")
+    p.add_argument(
+        "--plot", type=plot_file, default="erc.png", help="PNG of the curve (default erc.png)"
+    )
+    add_json_option(p)
     p.add_argument("--threshold", type=ranged(float, -1, 1), help="cosine decision threshold")
     add_model_options(p)
-    p.set_defaults(func=_quality_erc)
+    add_progress_option(p)
+    p.set_defaults(func=_quality, command="eval quality")
+    antispoof_commands.register_eval(tasks)

@@ -8,45 +8,45 @@ the work starts; ``--no-progress`` hides the progress bars.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from faceforge.cli.arguments import image_side, ranged
+from faceforge.cli.arguments import (
+    add_flip_option,
+    add_progress_option,
+    image_side,
+    ranged,
+    resolve_flip,
+)
 from faceforge.cli.model_commands import (
+    RESIZE_CHOICES,
     add_detector_options,
+    add_runtime_options,
     add_source_options,
     detector_spec,
     model_source,
 )
-from faceforge.cli.outputs import check_output, check_output_folder
+from faceforge.cli.outputs import (
+    add_json_option,
+    check_output_folder,
+    output_file,
+    output_folder,
+    write_json,
+)
 from faceforge.cli.train_commands import OVERRIDE_HELP
-from faceforge.core.precision import PRECISIONS
-from faceforge.data.images import RESIZE_MODES
-from faceforge.files import atomic_write_bytes
 
 FORMATS = "a folder of <identity>/<image>, a 'path label' list, a .rec or an .lmdb dataset"
-
-
-def _write_json(path: str | None, values: dict) -> None:
-    if path is not None:
-        atomic_write_bytes(path, (json.dumps(values, indent=2) + "\n").encode())
-        print(f"wrote {path}")
 
 
 def _pairs(args: argparse.Namespace) -> int:
     from faceforge.prepare.pairs_file import PairsOptions, make_pairs
 
-    check_output(args.output, "output")
-    check_output(args.json, "--json", (".json",))
-    if args.export is not None:
-        check_output_folder(str(Path(args.export).parent), "--export")
     options = PairsOptions(folds=args.folds, per_fold=args.per_fold, seed=args.seed)
     report = make_pairs(
         args.src, args.output, options, export=args.export, progress=not args.no_progress
     )
     print(report.summary())
-    _write_json(args.json, report.to_dict())
+    write_json(args.json, report.to_dict())
     return 0
 
 
@@ -63,7 +63,6 @@ def _extract_faces(args: argparse.Namespace) -> int:
     if missing:
         raise DataError(f"video file(s) not found: {', '.join(missing)}")
     check_output_folder(out, "output")
-    check_output(args.json, "--json", (".json",))
     every = {"every_frames": args.every_frames, "every_seconds": args.every_seconds}
     if args.every_frames is None and args.every_seconds is None:
         every["every_seconds"] = 1.0
@@ -99,7 +98,7 @@ def _extract_faces(args: argparse.Namespace) -> int:
         if report.frames:
             print(report.summary())
     print(f"wrote {Path(out) / 'manifest.csv'}")
-    _write_json(args.json, {"videos": [report.to_dict() for report in reports]})
+    write_json(args.json, {"videos": [report.to_dict() for report in reports]})
     failed = [report for report in reports if report.error]
     for report in failed:
         print(f"faceforge extract-faces: error: {report.error}", file=sys.stderr)
@@ -111,8 +110,8 @@ def _visualize_embeddings(args: argparse.Namespace) -> int:
     from faceforge.evaluation.embedding_plots import plot_embeddings
     from faceforge.prepare.embedding_map import embed_identities
 
-    check_output(args.output, "--output", (".png",))
     embedder = load_embedder(model_source(args), device=args.device, precision=args.precision)
+    resolve_flip(embedder, args.flip)
     sample = embed_identities(
         args.src,
         embedder,
@@ -133,7 +132,6 @@ def _visualize_training(args: argparse.Namespace) -> int:
     from faceforge.train.feature_movie import record_feature_movie
     from faceforge.train.recipe import load_recipe
 
-    check_output(args.output, "--output", (".gif",))
     with tempfile.TemporaryDirectory(prefix="faceforge-features-") as scratch:
         overrides = ["model.embedding_size=2", *args.overrides, f"train.output_dir={scratch}"]
         overrides += ["train.progress=false"] if args.no_progress else []
@@ -144,11 +142,6 @@ def _visualize_training(args: argparse.Namespace) -> int:
     write_feature_animation(args.output, movie.snapshots, movie.labels, movie.names, args.fps)
     print(f"wrote {args.output}: {len(movie.snapshots)} frames up to step {movie.snapshots[-1][0]}")
     return 0
-
-
-def _add_common(parser: argparse.ArgumentParser, json_help: str) -> None:
-    parser.add_argument("--json", metavar="FILE", help=json_help)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -162,7 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "faceforge pairs my_photos_aligned/ my_pairs.txt --folds 10 --per-fold 300",
     )
     p.add_argument("src", help=f"the dataset: {FORMATS}")
-    p.add_argument("output", help="the pairs file to write (e.g. pairs.txt)")
+    p.add_argument("output", type=output_file(), help="the pairs file to write (e.g. pairs.txt)")
     p.add_argument(
         "--folds", type=ranged(int, 2, 100), default=10, help="identity-disjoint folds (default 10)"
     )
@@ -175,11 +168,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=ranged(int, 0), default=0, help="random seed (default 0)")
     p.add_argument(
         "--export",
+        type=output_folder,
         metavar="DIR",
         help="also copy the paired images to DIR/<name>/<name>_NNNN.<ext> (an LFW folder; "
         "needed when the source's file names are not of that form)",
     )
-    _add_common(p, "write the folds' summary to this JSON file")
+    add_json_option(p, "write the folds' summary to this JSON file", (".json",))
+    add_progress_option(p)
     p.set_defaults(func=_pairs)
 
     _register_extract_faces(subparsers)
@@ -256,7 +251,8 @@ def _register_extract_faces(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--overwrite", action="store_true", help="replace videos already extracted")
-    _add_common(p, "write every video's summary to this JSON file")
+    add_json_option(p, "write every video's summary to this JSON file", (".json",))
+    add_progress_option(p)
     p.set_defaults(func=_extract_faces)
 
 
@@ -290,22 +286,25 @@ def _register_visualize(subparsers: argparse._SubParsersAction) -> None:
     e = kinds.add_parser("embeddings", help="a 2-D map of the embeddings of N identities")
     e.add_argument("src", help=f"the dataset (aligned crops): {FORMATS}")
     add_source_options(e)
-    e.add_argument("-o", "--output", required=True, help="the PNG to write")
+    e.add_argument("-o", "--output", type=output_file(".png"), required=True, help="the PNG")
     e.add_argument("--method", choices=("pca", "tsne"), default="pca", help="projection")
     _add_sample_options(e, 10, 20)
     e.add_argument(
-        "--resize", choices=RESIZE_MODES.names(), help="fit crops of another size to the model"
+        "--resize",
+        choices=RESIZE_CHOICES,
+        metavar="MODE",
+        help="fit crops of another size to the model: %(choices)s",
     )
     e.add_argument(
         "--seed", type=ranged(int, 0), default=0, help="which identities and faces (default 0)"
     )
-    e.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    e.add_argument("--precision", choices=PRECISIONS.names(), default="auto")
+    add_flip_option(e)
+    add_runtime_options(e)
     e.set_defaults(func=_visualize_embeddings)
 
     t = kinds.add_parser("training", help="a GIF of 2-D features over a training run")
     t.add_argument("--config", help="YAML file or shipped recipe name (e.g. quickstart)")
-    t.add_argument("-o", "--output", required=True, help="the GIF to write")
+    t.add_argument("-o", "--output", type=output_file(".gif"), required=True, help="the GIF")
     t.add_argument(
         "--every", type=ranged(int, 1), default=20, help="steps between frames (default 20)"
     )
@@ -313,7 +312,7 @@ def _register_visualize(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--fps", type=ranged(float, above=0), default=4.0, help="frames per second (default 4)"
     )
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(t)
     t.add_argument(
         "overrides", nargs="*", help=f"{OVERRIDE_HELP} (model.embedding_size=2 is set first)"
     )

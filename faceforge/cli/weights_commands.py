@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from faceforge.cli.model_commands import add_weights_options, weights_source
+from faceforge.cli.outputs import output_file
 from faceforge.errors import ConfigError
 
 
@@ -73,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "adaface_ir101_webface12m.ckpt adaface.pt",
     )
     p.add_argument("weights", help="the weights file")
-    p.add_argument("output", help="faceforge checkpoint to write")
+    p.add_argument("output", type=output_file(), help="faceforge checkpoint to write")
     add_weights_options(p)
     p.set_defaults(func=_import)
 

@@ -1,7 +1,7 @@
 """One way to name and load a model: a faceforge checkpoint, a weights file with its
 architecture, a pretrained entry's published file, or an ONNX file.
 
-Every command (``eval``, ``eval-ijb``, ``identify``, ``verify``, ``enroll``, ``search``,
+Every command (``eval`` and its tasks, ``verify``, ``enroll``, ``search``,
 ``export``, ``import``) and :func:`~faceforge.core.embedder.load_embedder` take a
 :class:`ModelSource`, so a model named one way works everywhere. :func:`load_model` is the
 only path from a file to a PyTorch backbone; :func:`create_model` is its short form for

@@ -16,15 +16,10 @@ import cv2
 import numpy as np
 
 from faceforge.data.image_header import declared_size
+from faceforge.data.limits import MAX_DATASET_PIXELS as MAX_DATASET_PIXELS  # re-exported
+from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 
-#: pixel budget of photos (verify, enroll, search, align): 8192x8192, 192 MiB decoded; more
-#: than any phone's full-resolution 64-megapixel photo
-MAX_PHOTO_PIXELS = 8192 * 8192
-#: pixel budget of dataset images (training sets, .bin, .rec, LMDB): 1024x1024, 3 MiB
-#: decoded; 83x a 112x112 crop, and the largest size any public face dataset stores (FFHQ,
-#: CelebA-HQ), so unaligned sets still load while a bomb costs a loader worker nothing
-MAX_DATASET_PIXELS = 1024 * 1024
 #: the most bytes one stored dataset image (a RecordIO record, an LMDB value) may take: 20x
 #: an uncompressed image of MAX_DATASET_PIXELS, and far below the gigabytes a damaged length
 #: field can claim

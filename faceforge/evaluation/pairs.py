@@ -117,7 +117,7 @@ class PairList:
         progress: bool = False,
     ) -> VerificationSet:
         """Decode the pairs and write them as an insightface ``.bin`` (what ``faceforge
-        pack-bin`` and ``faceforge convert --to-bin`` do); returns the set written."""
+        pack-bin`` does); returns the set written."""
         vset = self.load(name, image_size, resize, progress=progress)
         write_bin(output, vset, ext=ext)
         return vset

@@ -95,8 +95,8 @@ class AlignOptions:
             raise ConfigError(
                 f"--size/--width: the aligned face size must be positive, got {height}x{width}"
             )
-        MULTIPLE_FACE_POLICIES.get(self.multiple, field="--multiple")
-        NO_FACE_POLICIES.get(self.no_face, field="--no-face")
+        MULTIPLE_FACE_POLICIES.get(self.multiple, field="--selection")
+        NO_FACE_POLICIES.get(self.no_face, field="--fallback")
         parse_detector_spec(self.detector)
         try:
             template_points(self.size, self.template)

@@ -11,6 +11,7 @@ synthetic attacks (:mod:`faceforge.data.spoof`) on the fly.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceforge.config import build_dataclass, parse_yaml
+from faceforge.config import build_dataclass, builtin_config_path, parse_override, parse_yaml
 from faceforge.data.image_io import list_images, read_image
 from faceforge.data.spoof import random_attack
 from faceforge.errors import ConfigError, DataError
 from faceforge.evaluation.pad import PadReport, pad_report
+from faceforge.files import atomic_write_bytes
 from faceforge.models.minifasnet import FourierNet, fourier_target
 from faceforge.models.registry import build_antispoof_model
 
@@ -52,11 +54,20 @@ class AntiSpoofConfig:
             raise ConfigError("steps must be >= 1 and batch_size >= 2")
 
 
-def load_antispoof_config(path: str | Path) -> AntiSpoofConfig:
-    """A recipe from YAML, every key checked."""
-    values = parse_yaml(Path(path).read_text(), str(path)) or {}
+def load_antispoof_config(
+    path: str | Path, overrides: tuple[str, ...] | list[str] = ()
+) -> AntiSpoofConfig:
+    """A recipe from YAML (a file, or a name shipped in ``configs/antispoof/``) with
+    ``key=value`` overrides, every key checked."""
+    file = Path(path)
+    if not file.exists() and builtin_config_path(f"antispoof/{path}").is_file():
+        file = builtin_config_path(f"antispoof/{path}")
+    if not file.is_file():
+        raise ConfigError(f"anti-spoofing recipe {str(path)!r} not found")
+    values = parse_yaml(file.read_text(), str(file)) or {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of recipe keys")
+        raise ConfigError(f"{file}: expected a mapping of recipe keys")
+    values.update(parse_override(text) for text in overrides)
     return build_dataclass(AntiSpoofConfig, values)
 
 
@@ -149,6 +160,17 @@ def evaluate_antispoof(model: nn.Module, data: SpoofSet, threshold: float = 0.5)
     scores = live_scores(model, data.images)
     types = [data.classes[label] for label in data.labels]
     return pad_report(scores, data.labels == 1, threshold, types)
+
+
+def save_antispoof(model: nn.Module, cfg: AntiSpoofConfig, folder: str | Path) -> Path:
+    """Write the weights as ``folder/<published name>`` (see :func:`published_name`), the
+    file ``faceforge liveness --liveness-model`` and the server load."""
+    path = Path(folder) / published_name(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
 
 
 def published_name(cfg: AntiSpoofConfig) -> str:

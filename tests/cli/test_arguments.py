@@ -4,6 +4,7 @@ parse error is one line with status 2."""
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,29 @@ from faceforge.cli import build_parser, main
 from faceforge.cli.arguments import ranged
 
 
+def _commands(
+    parser: argparse.ArgumentParser, prefix: str = ""
+) -> dict[str, argparse.ArgumentParser]:
+    """Every (sub-)command's parser by its words, ``eval ijb`` included."""
+    found = {prefix.strip(): parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found |= _commands(child, f"{prefix} {name}")
+    return found
+
+
 def _numeric_options_without_range() -> list[str]:
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return [
         f"{name} {'/'.join(action.option_strings) or action.dest}"
-        for name, command in commands.choices.items()
+        for name, command in _commands(build_parser()).items()
         for action in command._actions
         if action.type in (int, float)
     ]
+
+
+def test_the_walk_reaches_nested_tasks() -> None:
+    assert {"eval", "eval ijb", "eval megaface", "liveness train"} <= set(_commands(build_parser()))
 
 
 def test_every_numeric_option_has_a_range() -> None:
@@ -40,8 +55,8 @@ def test_every_numeric_option_has_a_range() -> None:
         ("verify A B --checkpoint M --threshold 1.5", "argument --threshold: must be a finite "),
         ("search A --gallery G --checkpoint M --top-k 0", "argument --top-k: must be an integer"),
         ("eval --checkpoint M --folds 1", "argument --folds: must be an integer >= 2, got '1'"),
-        ("eval-ijb --checkpoint M --root R --batch-size 0", "argument --batch-size: must be "),
-        ("identify-bench --images-per-identity 1", "argument --images-per-identity: must be "),
+        ("eval ijb --checkpoint M --root R --batch-size 0", "argument --batch-size: must be "),
+        ("eval megaface --images-per-identity 1", "argument --images-per-identity: must be "),
         ("convert A B --quality 101", "argument --quality: must be an integer in 1..100, got"),
         ("plan --config quickstart --gpus 0", "argument --gpus: must be an integer >= 1, got '0'"),
     ],
@@ -50,9 +65,10 @@ def test_an_out_of_range_value_is_one_line_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture, argv: str, message: str
 ) -> None:
     args = [str(tmp_path / word) if word.isupper() else word for word in argv.split()]
+    command = " ".join(itertools.takewhile(lambda word: word.isalpha() and word.islower(), args))
     assert main(args) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"faceforge {args[0]}: error: {message}")
+    assert len(lines) == 1 and lines[0].startswith(f"faceforge {command}: error: {message}")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -183,7 +183,7 @@ def test_sphereface_mobilefacenet_file_goes_through_import_and_eval(tmp_path: Pa
     assert main([*argv, *contract, "--std", *std]) == 0
     pairs, images = write_lfw_folder(tmp_path, width=96)
     out = tmp_path / "eval.json"
-    common = ["--pairs", str(pairs), "--images", str(images), "--folds", "5", "--quiet"]
+    common = ["--pairs", str(pairs), "--images", str(images), "--folds", "5", "--no-progress"]
     argv = ["eval", "--checkpoint", str(tmp_path / "mfn.pt"), *common, "--precision", "fp32"]
     assert main([*argv, "--json", str(out)]) == 0
     got = json.loads(out.read_text())["sets"]["pairs"]

@@ -44,7 +44,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
 
 
 def _accuracy(argv: list[str], pairs: Path, images: Path, out: Path) -> dict:
-    common = ["--pairs", str(pairs), "--images", str(images), "--folds", "5", "--quiet"]
+    common = ["--pairs", str(pairs), "--images", str(images), "--folds", "5", "--no-progress"]
     assert main(["eval", *argv, *common, "--precision", "fp32", "--json", str(out)]) == 0
     return json.loads(out.read_text())["sets"]["pairs"]
 
@@ -130,14 +130,14 @@ def test_identify_prints_cmc_and_open_set_rates(sources, tmp_path, capsys) -> No
     probes = _identity_folders(tmp_path / "probes", range(8), 1)  # id6, id7 not enrolled
     model = sources["checkpoint"] + ["--aligned", "--precision", "fp32"]
     out, plot = tmp_path / "id.json", tmp_path / "cmc.png"
-    argv = ["identify", *model, "--gallery", str(gallery), "--probes", str(probes)]
+    argv = ["eval", "identify", *model, "--gallery", str(gallery), "--probes", str(probes)]
     assert main([*argv, "--json", str(out), "--plot", str(plot)]) == 0
     result = json.loads(out.read_text())
     assert (result["num_mated"], result["num_non_mated"]) == (6, 2)
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert "rank-1" in capsys.readouterr().out
 
-    embedder = load_embedder(sources["checkpoint"][1], device="cpu", precision="fp32")
+    embedder = load_embedder(sources["checkpoint"][1], device="cpu", precision="fp32", flip=True)
     faces = SyntheticFaces(9)
     enrolled = embedder.embed(np.stack([faces.render(i, 0) for i in range(6)]))
     searched = embedder.embed(np.stack([faces.render(i, 1) for i in range(6)]))
@@ -147,7 +147,7 @@ def test_identify_prints_cmc_and_open_set_rates(sources, tmp_path, capsys) -> No
 
     enrolled_dir = tmp_path / "enrolled"
     assert main(["enroll", str(gallery), "--gallery", str(enrolled_dir), *model]) == 0
-    argv = ["identify", *model, "--gallery", str(enrolled_dir), "--probes", str(probes)]
+    argv = ["eval", "identify", *model, "--gallery", str(enrolled_dir), "--probes", str(probes)]
     assert main([*argv, "--json", str(tmp_path / "enrolled.json")]) == 0
     assert json.loads((tmp_path / "enrolled.json").read_text()) == result
 

@@ -1,4 +1,5 @@
-"""``faceforge eval`` and ``faceforge identify-bench`` end to end on tiny inputs."""
+"""``faceforge eval`` (verification and ``eval megaface``) and ``pack-bin`` end to end on tiny
+inputs."""
 
 from __future__ import annotations
 
@@ -46,9 +47,8 @@ def checkpoint(tmp_path_factory):
 def test_eval_reproduces_the_recorded_synthetic_accuracy(checkpoint, capsys, tmp_path):
     path, recorded = checkpoint
     out = tmp_path / "r.json"
-    assert (
-        main(["eval", "--checkpoint", str(path), "--synthetic", "--quiet", "--json", str(out)]) == 0
-    )
+    argv = ["eval", "--checkpoint", str(path), "--synthetic", "--no-progress", "--json", str(out)]
+    assert main(argv) == 0
     line = capsys.readouterr().out.strip().splitlines()[-2]
     acc = f"{100 * recorded.accuracy:.4f}"
     assert line.startswith(f"synthetic average acc: {acc} +- ")
@@ -84,7 +84,7 @@ def test_eval_bin_and_pairs_with_json_and_roc(checkpoint, tmp_path, capsys):
         "2",
         "--precision",
         "fp32",
-        "--quiet",
+        "--no-progress",
         "--json",
         str(tmp_path / "r.json"),
         "--roc",
@@ -140,7 +140,7 @@ def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     eval_args = ["eval", "--checkpoint", str(tmp_path / "none.pt"), "--synthetic"]
     cases = [
-        (["--json", str(tmp_path)], f"--json {tmp_path}: is a folder"),
+        (["--json", str(tmp_path)], f"argument --json: {tmp_path}: is a folder"),
         (["--json", str(tmp_path / "file" / "r.json")], "r.json: cannot write there"),
         (["--roc", str(tmp_path / "file" / "roc.png")], "roc.png: cannot write there"),
         (["--roc", str(tmp_path / "roc.txt")], "roc.txt: expected a file name ending in"),
@@ -150,10 +150,10 @@ def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys):
         assert message in one_line(capsys.readouterr().err)
     pair_list = ["--pair-list", str(tmp_path / "none.csv")]
     assert main(["pack-bin", str(tmp_path), *pair_list]) == 2
-    assert f"output {tmp_path}: is a folder" in one_line(capsys.readouterr().err)
+    assert f"argument output: {tmp_path}: is a folder" in one_line(capsys.readouterr().err)
     assert main(["pack-bin", str(tmp_path / "x.bin"), *pair_list, "--size", "0"]) == 2
     assert "--size: must be an integer in 1..4096, got '0'" in one_line(capsys.readouterr().err)
-    bench = ["identify-bench", "--json", str(tmp_path / "file" / "m.json")]
+    bench = ["eval", "megaface", "--json", str(tmp_path / "file" / "m.json")]
     assert main(bench) == 2
     assert "m.json: cannot write there" in one_line(capsys.readouterr().err)
 
@@ -166,7 +166,8 @@ def test_identify_bench_with_embeddings(tmp_path, capsys):
     for name, array in [("p.npy", probes), ("l.npy", labels), ("d.npy", distractors)]:
         np.save(tmp_path / name, array)
     argv = [
-        "identify-bench",
+        "eval",
+        "megaface",
         "--probe-embeddings",
         str(tmp_path / "p.npy"),
         "--probe-labels",
@@ -185,7 +186,8 @@ def test_identify_bench_with_embeddings(tmp_path, capsys):
 def test_identify_bench_with_synthetic_faces(checkpoint, capsys):
     path, _ = checkpoint
     argv = [
-        "identify-bench",
+        "eval",
+        "megaface",
         "--checkpoint",
         str(path),
         "--distractors",
@@ -194,7 +196,7 @@ def test_identify_bench_with_synthetic_faces(checkpoint, capsys):
         "3",
         "--images-per-identity",
         "2",
-        "--quiet",
+        "--no-progress",
     ]
     assert main(argv) == 0
     assert "6 probes of 3 identities, 20 distractors, 6 searches" in capsys.readouterr().out
@@ -251,15 +253,15 @@ def test_pack_bin_reports_missing_images(tmp_path, capsys) -> None:
     assert not (tmp_path / "x.bin").exists()
 
 
-@pytest.mark.parametrize("command", ["eval", "pack-bin", "identify-bench"])
+@pytest.mark.parametrize("command", ["eval verification", "pack-bin", "eval megaface"])
 def test_choices_come_from_the_registries(command, capsys) -> None:
     with pytest.raises(SystemExit):
-        main([command, "--help"])
+        main([*command.split(), "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    if command != "identify-bench":
-        assert "--resize {" + ",".join(RESIZE_MODES.names()) + "}" in text
+    if command != "eval megaface":
+        assert "--resize MODE fit images" in text and ", ".join(RESIZE_MODES.names()) in text
     if command != "pack-bin":
-        assert "--precision {" + ",".join(PRECISIONS.names()) + "}" in text
+        assert "--precision NAME" in text and ", ".join(PRECISIONS.names()) in text
 
 
 def test_unknown_resize_mode_is_refused_before_any_work(checkpoint, capsys) -> None:
@@ -285,7 +287,7 @@ def test_pack_bin_from_a_tsv_pair_list_with_header(tmp_path, capsys) -> None:
     vset = load_bin(out)
     assert vset.issame.tolist() == [False, True]
     np.testing.assert_array_equal(vset.images, images[[0, 1, 2, 2]])
-    assert main([*argv, "--quiet"]) == 0
+    assert main([*argv, "--no-progress"]) == 0
     assert capsys.readouterr().err == ""
 
 

@@ -89,7 +89,7 @@ def test_eval_writes_the_report(tiny_checkpoint, tmp_path, capsys) -> None:
     images = rng.integers(0, 256, (40, 112, 112, 3), np.uint8)
     write_bin(tmp_path / "toy.bin", VerificationSet("toy", images, issame), ext=".png")
     argv = ["eval", "--checkpoint", str(tiny_checkpoint), "--bin", str(tmp_path / "toy.bin")]
-    assert main([*argv, "--folds", "2", "--quiet", "--report", str(tmp_path / "rep")]) == 0
+    assert main([*argv, "--folds", "2", "--no-progress", "--report", str(tmp_path / "rep")]) == 0
     page = (tmp_path / "rep" / "report.html").read_text()
     assert "<h2>toy</h2>" in page and len(embedded_images(page)) == 2 + 2 + 8 + 8
     assert f"wrote {tmp_path / 'rep' / 'report.html'}" in capsys.readouterr().out
@@ -99,4 +99,4 @@ def test_report_folder_is_checked_before_any_work(tmp_path, capsys) -> None:
     (tmp_path / "taken").write_text("")
     argv = ["eval", "--checkpoint", str(tmp_path / "none.pt"), "--synthetic"]
     assert main([*argv, "--report", str(tmp_path / "taken")]) == 2
-    assert f"--report {tmp_path / 'taken'}: is a file" in capsys.readouterr().err
+    assert f"--report: {tmp_path / 'taken'}: is a file" in capsys.readouterr().err

@@ -184,7 +184,7 @@ def test_eval_ijb_reads_the_release_layout_end_to_end(tmp_path: Path, target: st
 
     checkpoint = write_checkpoint(tmp_path / "model.pt", primed_model())
     out = tmp_path / "ijb.json"
-    argv = ["eval-ijb", "--checkpoint", str(checkpoint), "--root", str(root), "--target"]
+    argv = ["eval", "ijb", "--checkpoint", str(checkpoint), "--root", str(root), "--target"]
     assert main([*argv, target, "--precision", "fp32", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
 

@@ -60,6 +60,18 @@ def test_verify_two_photos(run, tiny_checkpoint: Path, lfw_images: list[Path]) -
     assert err == ""
 
 
+@pytest.mark.parametrize("flip", [None, True, False])
+def test_verify_flips_by_default_as_the_threshold_was_calibrated(
+    run, tiny_checkpoint: Path, lfw_images: list[Path], flip: bool | None
+) -> None:
+    """Unset, ``--flip`` is the model's recorded ``eval.flip`` (on); ``--no-flip`` turns it off."""
+    options = {None: [], True: ["--flip"], False: ["--no-flip"]}[flip]
+    status, out, _ = run("verify", *lfw_images[:2], "--checkpoint", tiny_checkpoint, *options)
+    reference = FacePipeline.load(tiny_checkpoint, device="cpu", flip=flip is not False)
+    expected = reference.verify(lfw_images[0], lfw_images[1]).similarity
+    assert status == 0 and out.startswith(f"similarity {expected:.4f}: ")
+
+
 def test_verify_pairs_file(
     run, tiny_checkpoint: Path, lfw_images: list[Path], tmp_path: Path
 ) -> None:
@@ -68,7 +80,7 @@ def test_verify_pairs_file(
     pairs = tmp_path / "pairs.csv"
     rows = [("image_a", "image_b"), (lfw_images[0], lfw_images[0]), (broken, lfw_images[1])]
     pairs.write_text("".join(f"{a},{b}\n" for a, b in rows))
-    status, out, err = run("verify", "--pairs", pairs, "--checkpoint", tiny_checkpoint)
+    status, out, err = run("verify", "--pair-list", pairs, "--checkpoint", tiny_checkpoint)
     lines = out.strip().splitlines()
     assert lines[0] == "image_a,image_b,similarity,same,error"
     assert lines[1].endswith(",1.0000,1,")
@@ -77,13 +89,13 @@ def test_verify_pairs_file(
     assert "embedding: 100%" in err and "3/3" in err  # a bar over the 3 distinct images
     assert err.count(SYNTHETIC_WARNING) == 1
     options = ("--checkpoint", tiny_checkpoint, "--threshold", "0.5", "--no-progress")
-    status, _, err = run("verify", "--pairs", pairs, *options)
+    status, _, err = run("verify", "--pair-list", pairs, *options)
     assert status == 1 and one_line(err).startswith("2 pairs: 1 same")
 
 
 def test_user_errors_are_one_line_messages(run, tiny_checkpoint: Path, tmp_path: Path) -> None:
     status, _, err = run("verify", tmp_path / "missing.jpg", "--checkpoint", tiny_checkpoint)
-    assert status == 2 and "two images, or --pairs" in err
+    assert status == 2 and "two images, or --pair-list" in err
     status, _, err = run(
         "verify", tmp_path / "a.jpg", tmp_path / "b.jpg", "--checkpoint", tmp_path / "none.pt"
     )
@@ -266,9 +278,9 @@ def test_align_into_a_file_is_one_line(run, lfw_images: list[Path], tmp_path: Pa
     shutil.copy(lfw_images[0], src)
     (tmp_path / "file").write_text("")
     status, _, err = run("align", tmp_path / "src", tmp_path / "file", "--no-progress")
-    assert status == 2 and "the output folder is a file" in one_line(err)
+    assert status == 2 and "file: is a file; give a folder" in one_line(err)
     status, _, err = run("align", tmp_path / "src", tmp_path / "file" / "dst", "--no-progress")
-    assert status == 2 and "cannot write to the output folder" in one_line(err)
+    assert status == 2 and "dst: cannot write there" in one_line(err)
 
 
 def test_verify_with_scrfd_on_real_photos(
@@ -279,7 +291,7 @@ def test_verify_with_scrfd_on_real_photos(
     status, out, _ = run("verify", lfw_images[0], lfw_images[0], *options)
     assert status == 0 and "similarity 1.0000: same person" in out
     status, out, _ = run("verify", lfw_images[0], lfw_images[1], *options)
-    pipeline = FacePipeline.load(tiny_checkpoint, detector=detector, device="cpu")
+    pipeline = FacePipeline.load(tiny_checkpoint, detector=detector, device="cpu", flip=True)
     expected = pipeline.verify(lfw_images[0], lfw_images[1]).similarity
     assert status == 0 and out.startswith(f"similarity {expected:.4f}: ")
 
@@ -343,11 +355,11 @@ def test_bad_detector_specs_are_one_line_errors(
 @pytest.mark.parametrize(
     ("command", "shown"),
     [
-        ("verify", ["mtcnn:DIR", "scrfd:PATH.onnx", "{best,central,largest}"]),
-        ("verify", ["{center-crop,letterbox,stretch}", "{auto,bf16,fp16,fp32,int8}"]),
-        ("enroll", ["--detector SPEC", "{flat,hnsw,ivf}", "{mean,all}"]),
+        ("verify", ["mtcnn:DIR", "scrfd:PATH.onnx", "best, central, largest (default best)"]),
+        ("verify", ["center-crop, letterbox, stretch", "auto, bf16, fp16, fp32, int8"]),
+        ("enroll", ["--detector SPEC", "flat, hnsw, ivf (default flat)", "mean, all"]),
         ("search", ["--detector SPEC", "mtcnn:DIR"]),
-        ("align", ["{best,central,largest,skip}", "{center-crop,letterbox,skip,stretch}"]),
+        ("align", ["best, central, largest, skip", "center-crop, letterbox, skip, stretch"]),
         ("align", ["--detector SPEC", "scrfd:PATH.onnx"]),
     ],
 )

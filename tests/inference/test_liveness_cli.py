@@ -14,6 +14,7 @@ from faceforge.data.image_io import read_image
 @pytest.fixture()
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, mtcnn):
     modules = ("faceforge.cli.deploy_commands", "faceforge.cli.liveness_commands")
+    modules += ("faceforge.cli.eval_commands",)
     monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", modules)
 
     def invoke(*args: str | Path) -> tuple[int, str, str]:
@@ -62,14 +63,14 @@ def test_enroll_min_quality_leaves_out_poor_faces(
     assert "face quality" in err
 
 
-def test_quality_erc_command_plots_the_curve(
+def test_eval_quality_plots_the_error_versus_reject_curve(
     run, tiny_checkpoint: Path, lfw_images: list[Path], tmp_path: Path
 ) -> None:
     a, b, c, d = lfw_images
     rows = [f"{a}\t{a}\t1", f"{b}\t{b}\t1", f"{a}\t{c}\t0", f"{b}\t{d}\t0"]
     (tmp_path / "pairs.tsv").write_text("\n".join(rows) + "\n")
     plot = tmp_path / "erc.png"
-    args = ("quality-erc", "--pair-list", tmp_path / "pairs.tsv", "--plot", plot)
+    args = ("eval", "--quality", "--pair-list", tmp_path / "pairs.tsv", "--plot", plot)
     status, out, _ = run(*args, "--checkpoint", tiny_checkpoint, "--threshold", "0.5")
     assert status == 0 and out.startswith("rejected  FNMR")
     assert plot.read_bytes()[:4] == b"\x89PNG"

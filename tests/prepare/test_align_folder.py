@@ -114,9 +114,9 @@ def test_policies_and_detectors_are_registered_names() -> None:
     assert MULTIPLE_FACE_POLICIES.names() == ["best", "central", "largest", "skip"]
     assert NO_FACE_POLICIES.names() == ["center-crop", "letterbox", "skip", "stretch"]
     expected = {
-        "multiple": "unknown multiple-face policy --multiple='random'; valid choices: "
+        "multiple": "unknown multiple-face policy --selection='random'; valid choices: "
         "best, central, largest, skip",
-        "no_face": "unknown no-face policy --no-face='random'; valid choices: "
+        "no_face": "unknown no-face policy --fallback='random'; valid choices: "
         "center-crop, letterbox, skip, stretch",
         "detector": "unknown detector --detector='random'; valid choices: mtcnn, scrfd",
     }

@@ -248,7 +248,7 @@ def test_inspect_counts_and_samples(folder: Path, tmp_path: Path) -> None:
 
 def test_cli(folder: Path, tmp_path: Path, capsys) -> None:
     (folder / "dave").rmdir()  # no gap in the class ids, so no warning
-    assert main(["convert", str(folder), str(tmp_path / "c.lmdb"), "--quiet"]) == 0
+    assert main(["convert", str(folder), str(tmp_path / "c.lmdb"), "--no-progress"]) == 0
     assert "10 images of 4 identities" in capsys.readouterr().out
     assert main(["inspect", str(tmp_path / "c.lmdb")]) == 0
     assert "lmdb" in capsys.readouterr().out

@@ -121,10 +121,8 @@ def test_eval_reads_the_pairs_of_a_recordio_set(
     assert json.loads(summary.read_text())["fold_identities"] == [6, 6, 6, 6]
     assert f"--pairs {out} --images {dataset}" in capsys.readouterr().out
     argv = ["eval", "--checkpoint", str(tiny_checkpoint), "--pairs", str(out)]
-    assert (
-        main([*argv, "--images", str(dataset), "--folds", "4", "--quiet", "--json", str(result)])
-        == 0
-    )
+    argv += ["--images", str(dataset), "--folds", "4", "--no-progress", "--json", str(result)]
+    assert main(argv) == 0
     measured = json.loads(result.read_text())["sets"]["pairs"]
     assert measured["num_pairs"] == 24 and len(measured["fold_accuracies"]) == 4
     assert measured["warnings"] == []  # every evaluation fold holds both kinds of pair
@@ -138,7 +136,7 @@ def test_pack_bin_reads_pairs_over_a_dataset(lfw_folder: Path, tmp_path: Path) -
     out = tmp_path / "pairs.txt"
     make_pairs(dataset, out, PairsOptions(folds=2, per_fold=2))
     argv = ["pack-bin", str(tmp_path / "p.bin"), "--pairs", str(out), "--images", str(dataset)]
-    assert main([*argv, "--ext", ".png", "--quiet"]) == 0
+    assert main([*argv, "--ext", ".png", "--no-progress"]) == 0
     packed = load_bin(tmp_path / "p.bin")
     expected = read_pairs_on(out, dataset).load("p")
     np.testing.assert_array_equal(packed.images, expected.images)
