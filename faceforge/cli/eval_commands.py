@@ -27,6 +27,7 @@ from faceforge.cli.model_commands import (
     add_runtime_options,
     add_source_options,
     model_source,
+    runtime_kwargs,
 )
 from faceforge.cli.outputs import add_json_option, output_file, output_folder, plot_file
 from faceforge.data.limits import MAX_PHOTO_PIXELS
@@ -143,7 +144,7 @@ def _eval(args: argparse.Namespace) -> int:
     from faceforge.core.embedder import load_embedder
     from faceforge.evaluation.report import format_result, plot_roc, write_json
 
-    embedder = load_embedder(model_source(args), device=args.device, precision=args.precision)
+    embedder = load_embedder(model_source(args), **runtime_kwargs(args))
     sets = _sets(args, embedder)
     embedder.batch_size = args.batch_size or embedder.config.eval.batch_size
     flip = resolve_flip(embedder, args.flip)

@@ -25,6 +25,7 @@ from faceforge.cli.model_commands import (
     add_source_options,
     build_pipeline,
     model_source,
+    runtime_kwargs,
 )
 from faceforge.cli.outputs import add_json_option, plot_file, write_json
 from faceforge.data.limits import MAX_PHOTO_PIXELS
@@ -125,9 +126,7 @@ def _eval_ijb(args: argparse.Namespace) -> int:
     from faceforge.evaluation.ijb_layout import read_ijb
 
     meta = read_ijb(args.root, args.target)
-    embedder = load_embedder(
-        model_source(args), device=args.device, precision=args.precision, batch_size=args.batch_size
-    )
+    embedder = load_embedder(model_source(args), batch_size=args.batch_size, **runtime_kwargs(args))
     features = ijb_features(
         embedder, args.root, meta, max_pixels=args.max_pixels, progress=not args.no_progress
     )
@@ -163,7 +162,7 @@ def _megaface(args: argparse.Namespace) -> int:
         from faceforge.core.embedder import load_embedder
         from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
 
-        embedder = load_embedder(args.checkpoint, device=args.device, precision=args.precision)
+        embedder = load_embedder(args.checkpoint, **runtime_kwargs(args))
         resolve_flip(embedder, args.flip)
         result = run_synthetic_megaface(
             embedder,

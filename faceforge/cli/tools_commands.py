@@ -25,6 +25,7 @@ from faceforge.cli.model_commands import (
     add_source_options,
     detector_spec,
     model_source,
+    runtime_kwargs,
 )
 from faceforge.cli.outputs import (
     add_json_option,
@@ -110,7 +111,7 @@ def _visualize_embeddings(args: argparse.Namespace) -> int:
     from faceforge.evaluation.embedding_plots import plot_embeddings
     from faceforge.prepare.embedding_map import embed_identities
 
-    embedder = load_embedder(model_source(args), device=args.device, precision=args.precision)
+    embedder = load_embedder(model_source(args), **runtime_kwargs(args))
     resolve_flip(embedder, args.flip)
     sample = embed_identities(
         args.src,

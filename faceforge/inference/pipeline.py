@@ -164,6 +164,7 @@ class FacePipeline:
         device: str | None = None,
         flip: bool = False,
         precision: str = "auto",
+        compile: bool = False,
         **options: Any,
     ) -> FacePipeline:
         """A pipeline for a checkpoint, ONNX file or :class:`ModelSource` (see
@@ -175,7 +176,9 @@ class FacePipeline:
         >>> FacePipeline.load("best.pt", detector="scrfd:det_10g.onnx")  # doctest: +SKIP
         """
         built = None if detector is None else build_detector(detector, device=device)
-        embedder = load_embedder(model, device=device, flip=flip, precision=precision)
+        embedder = load_embedder(
+            model, device=device, flip=flip, precision=precision, compile=compile
+        )
         return cls(embedder, built, **options)
 
     @property

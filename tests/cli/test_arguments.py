@@ -4,6 +4,7 @@ parse error is one line with status 2."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 from pathlib import Path
 
@@ -94,3 +95,28 @@ def test_ranged_parses_and_names_its_range() -> None:
         with pytest.raises(argparse.ArgumentTypeError) as info:
             parse(text)
         assert str(info.value).startswith(f"must be {wanted}, got '") and len(str(info.value)) < 150
+
+
+@pytest.mark.parametrize(
+    "line, target",
+    [
+        ("eval --checkpoint C --synthetic", "faceforge.core.embedder.load_embedder"),
+        ("verify --checkpoint C A.jpg B.jpg", "faceforge.core.embedder.load_embedder"),
+        ("eval megaface --checkpoint C", "faceforge.core.embedder.load_embedder"),
+    ],
+)
+def test_compile_flag_reaches_the_embedder(monkeypatch, line: str, target: str) -> None:
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def record(*args, **kwargs):
+        calls.append(kwargs)
+        raise Stop
+
+    module, name = target.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, record)
+    with pytest.raises(Stop):
+        main([*line.split(), "--compile"])
+    assert calls and calls[0]["compile"] is True
