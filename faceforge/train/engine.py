@@ -45,8 +45,13 @@ def _non_finite(run: TrainingRun, state: TrainState, loss: Tensor) -> TrainingEr
         if last.exists()
         else ("no checkpoint was written yet")
     )
+    became = (
+        "another process's loss became non-finite"
+        if torch.isfinite(loss)
+        else f"loss became {loss.item()}"
+    )
     return TrainingError(
-        f"loss became {loss.item()} at step {state.step}; {kept}. Lower optim.lr, "
+        f"{became} at step {state.step}; {kept}. Lower optim.lr, "
         "raise optim.warmup_steps or keep optim.grad_clip > 0, then resume."
     )
 
@@ -54,8 +59,12 @@ def _non_finite(run: TrainingRun, state: TrainState, loss: Tensor) -> TrainingEr
 def _loss_is_usable(run: TrainingRun, state: TrainState, loss: Tensor) -> bool:
     """True for a finite loss (one scalar device sync, the guard that keeps non-finite
     values out of the weights). Under fp16 a non-finite loss skips the step, as loss
-    scaling expects now and then; too many in a row, or any in fp32/bf16, stop training."""
-    if torch.isfinite(loss):
+    scaling expects now and then; too many in a row, or any in fp32/bf16, stop training.
+    Every process takes the same decision (one flag all-reduced): a process that skipped
+    or stopped alone would leave the others waiting in the gradient all-reduce."""
+    broken = int(not torch.isfinite(loss))
+    what = f"every process's loss check at training step {state.step + 1}"
+    if not run.dist.agree([broken], what)[0]:
         state.skipped_in_a_row = 0
         return True
     if not run.scaler.is_enabled():

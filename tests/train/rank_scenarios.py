@@ -10,6 +10,8 @@ error that ended that rank, as ``TypeName: message``.
   so both ranks may share one GPU).
 - ``error``: rank 1 fails with a data error at step 2 of a Partial FC run; rank 0 must not
   wait for it forever.
+- ``nan``: rank 1 alone computes a non-finite loss at step 2 of a full-classifier run; both
+  ranks must stop there together (neither waits in the gradient all-reduce).
 """
 
 from __future__ import annotations
@@ -62,10 +64,32 @@ def _error(rank: int, out: Path) -> None:
     fit(run, state)
 
 
+def _nan(rank: int, out: Path) -> None:
+    from test_main import tiny_config
+
+    from faceforge.train.distributed import Distributed
+    from faceforge.train.main import fit, setup
+
+    cfg = tiny_config(
+        out / "run", "train.max_steps=6",
+        f"train.collective_timeout_minutes={TIMEOUT_MINUTES * 100}",  # 2 minutes: not a timeout
+    )  # fmt: skip
+    run, state = setup(cfg, log=lambda _: None, dist=Distributed(rank, 2, 0))
+    criterion = run.model.parallel["criterion"]
+
+    def criterion_with_a_nan(embeddings, labels):
+        loss, parts = criterion(embeddings, labels)
+        return (loss * float("nan") if rank == 1 and state.step == 2 else loss), parts
+
+    run.model.parallel["criterion"] = criterion_with_a_nan
+    fit(run, state)
+
+
 SCENARIOS = {
     "timeout": _timeout,
     "timeout-cuda": lambda rank, out: _timeout(rank, out, "cuda"),
     "error": _error,
+    "nan": _nan,
 }
 
 

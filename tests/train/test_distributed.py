@@ -174,6 +174,14 @@ def test_an_error_in_one_rank_ends_the_other_with_one_line(tmp_path: Path) -> No
     assert " for every process at training step 3 (" in outcome[0]
 
 
+def test_a_non_finite_loss_in_one_rank_stops_both_at_that_step(tmp_path: Path) -> None:
+    outcome = _two_ranks(tmp_path, "nan")
+    assert outcome[1].startswith("TrainingError: loss became nan at step 2; ")
+    assert outcome[0].startswith(
+        "TrainingError: another process's loss became non-finite at step 2; "
+    )
+
+
 # ------------------------------------------------------------------------ torchrun
 
 TINY = ["data.synthetic.num_identities=8", *TINY_CLI]
