@@ -10,6 +10,7 @@ from faceforge.cli.model_commands import add_model_options, build_pipeline
 
 
 def _make_service(args: argparse.Namespace):
+    from faceforge.inference.matching.threshold import threshold_for
     from faceforge.serve.batcher import Batcher
     from faceforge.serve.galleries import Galleries
     from faceforge.serve.service import Limits, Service
@@ -21,7 +22,9 @@ def _make_service(args: argparse.Namespace):
     galleries = Galleries(store, embedder.fingerprint, embedder.embedding_size)
     batcher = Batcher(embedder, args.max_batch, args.max_wait_ms)
     limits = Limits(args.max_body, args.max_faces, args.max_images)
-    return Service(pipeline, batcher, store, galleries, limits, args.sync_ms / 1000)
+    if args.far is not None:  # refused at start when the model cannot honour it
+        threshold_for(embedder.metrics, args.far, None, lambda: pipeline.threshold)
+    return Service(pipeline, batcher, store, galleries, limits, args.sync_ms / 1000, args.far)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -100,6 +103,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=ranged(float, 1),
         default=200.0,
         help="change-feed poll interval: the bound on cross-server delay",
+    )
+    p.add_argument(
+        "--far",
+        type=ranged(float, 0, 1),
+        help="decide at this false accept rate by the model's calibration when a request names "
+        "no threshold (default: the model's best-accuracy threshold)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=ranged(float, -1, 1),
+        help="cosine threshold of requests that name none (instead of the model's)",
     )
     p.add_argument("--max-body", type=ranged(int, 1), default=20 << 20, help="bytes")
     p.add_argument("--max-faces", type=ranged(int, 1), default=20, help="per image")

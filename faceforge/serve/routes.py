@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from faceforge.errors import DataError
+from faceforge.inference.matching.threshold import Threshold, threshold_for
 from faceforge.serve.requests import option, photos
 from faceforge.serve.store import GalleryInfo
 
@@ -26,6 +27,16 @@ def _service(request: Request):
 async def _crops(service, data: list[bytes]) -> np.ndarray:
     crops = [await run_in_threadpool(service.crop, d, f"image {i}") for i, d in enumerate(data)]
     return np.concatenate(crops)
+
+
+def _threshold(service, fields: dict[str, Any]) -> Threshold:
+    """The request's ``far`` or ``threshold``, else the server's ``--far``, else the model's
+    best-accuracy threshold (``--threshold`` when given)."""
+    far, cosine = option(fields, "far", float, None), option(fields, "threshold", float, None)
+    if far is None and cosine is None:
+        far = service.default_far
+    metrics = service.pipeline.embedder.metrics
+    return threshold_for(metrics, far, cosine, lambda: service.pipeline.threshold)
 
 
 def _faces(detections) -> list[dict[str, Any]]:
@@ -64,17 +75,14 @@ async def verify(request: Request) -> dict[str, Any]:
     data, fields = await photos(request, service)
     if len(data) != 2:
         raise DataError(f"verify compares two photos, got {len(data)}")
+    threshold = _threshold(service, fields)
     a, b = await service.batcher.embed(await _crops(service, data))
-    threshold = service.pipeline.threshold
-    cosine = option(fields, "threshold", float, threshold.cosine)
     similarity = float(a @ b)
     return {
         "similarity": similarity,
-        "same": similarity > cosine,
-        "threshold": {
-            "cosine": cosine,
-            "source": threshold.source if cosine == threshold.cosine else "set in the request",
-        },
+        "same": threshold.accepts(similarity),
+        "threshold": {"cosine": threshold.cosine, "source": threshold.source},
+        "far": threshold.far,
     }
 
 
@@ -161,14 +169,15 @@ async def search(request: Request, gallery: str) -> dict[str, Any]:
     top_k = option(fields, "top_k", int, 5)
     if not 1 <= top_k <= 100:
         raise DataError(f"top_k must be in 1..100, got {top_k}")
-    cosine = option(fields, "threshold", float, service.pipeline.threshold.cosine)
+    threshold = _threshold(service, fields)
     vectors = await service.batcher.embed(await _crops(service, data))
     found = await run_in_threadpool(service.galleries.search, gallery, vectors, top_k)
     return {
-        "threshold": cosine,
+        "threshold": threshold.cosine,
+        "far": threshold.far,
         "results": [
             {
-                "identity": m[0].name if m and m[0].score > cosine else "unknown",
+                "identity": m[0].name if m and threshold.accepts(m[0].score) else "unknown",
                 "matches": [{"name": x.name, "score": x.score} for x in m],
             }
             for m in found

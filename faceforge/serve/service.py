@@ -57,6 +57,8 @@ class Service:
     limits: Limits
     #: interval of the change-feed poll in seconds (the bound on cross-server delay)
     sync_interval: float = 0.2
+    #: FAR of decisions whose request names no threshold (``None``: the model's threshold)
+    default_far: float | None = None
 
     def check_key(self, key: str | None) -> None:
         if not key or self.store.api_key_name(key_digest(key)) is None:

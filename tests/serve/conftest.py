@@ -63,9 +63,19 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: a calibrated model's metrics: cosine thresholds 0.4, 0.5, 0.6, 0.7 at FAR 1e-1 .. 1e-4
+METRICS = {
+    "synthetic": {
+        "best_threshold": 1.0,
+        "far_thresholds": {"0.1": 1.2, "0.01": 1.0, "0.001": 0.8, "1e-04": 0.6},
+    }
+}
+
+
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("serve") / "tiny.pt", primed_model())
+    path = tmp_path_factory.mktemp("serve") / "tiny.pt"
+    return write_checkpoint(path, primed_model(), metrics=METRICS)
 
 
 def faceforge(*args: str) -> subprocess.CompletedProcess:

@@ -87,7 +87,28 @@ def test_detect_embed_verify(server):
         )
     )
     assert other["similarity"] == pytest.approx(expected, abs=1e-5)
-    assert other["threshold"]["cosine"] == pytest.approx(0.5)
+    assert other["threshold"]["cosine"] == pytest.approx(0.5)  # best accuracy: FAR 1e-2
+    assert other["far"] == pytest.approx(1e-2) and other["same"] == (expected > 0.5)
+
+
+def test_verify_at_a_target_far(server):
+    srv, _ = server
+
+    def verify(**fields: str) -> httpx.Response:
+        return httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(1)), data=fields)
+
+    strict = verify(far="1e-3").json()
+    assert strict["threshold"]["cosine"] == pytest.approx(0.6) and strict["far"] == 1e-3
+    assert strict["same"] == (strict["similarity"] > 0.6)
+    between = verify(threshold="0.65").json()
+    assert (
+        between["far"] == pytest.approx(10**-3.5) and "explicitly" in between["threshold"]["source"]
+    )
+    outside = verify(far="1e-6")
+    assert (
+        outside.status_code == 400 and "calibrated range 0.0001 .. 0.1" in outside.json()["error"]
+    )
+    assert verify(far="0.01", threshold="0.5").status_code == 400
 
 
 @pytest.mark.parametrize("index", ["flat", "hnsw"])
@@ -149,6 +170,11 @@ def test_gallery_of_another_model_is_refused(server, tmp_path):
     try:
         answer = enroll(other.url, key, gallery, "eve", photo(2))
         assert answer.status_code == 409 and "fingerprint" in answer.json()["error"]
+        uncalibrated = httpx.post(
+            f"{other.url}/v1/verify", files=files(photo(0), photo(1)), data={"far": "1e-3"}
+        )
+        assert uncalibrated.status_code == 400
+        assert "no FAR calibration" in uncalibrated.json()["error"]
     finally:
         other.kill()
 
