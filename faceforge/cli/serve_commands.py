@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 
 from faceforge.cli.arguments import ranged
 from faceforge.cli.model_commands import add_model_options, build_pipeline
@@ -27,13 +29,32 @@ def _make_service(args: argparse.Namespace):
     return Service(pipeline, batcher, store, galleries, limits, args.sync_ms / 1000, args.far)
 
 
+#: the environment variable that hands ``serve``'s options to every worker process
+OPTIONS_VARIABLE = "FACEFORGE_SERVE_OPTIONS"
+
+
+def app_from_environment():
+    """One worker's app (uvicorn's factory, run in each process of ``--workers``), built
+    from the options ``serve`` left in :data:`OPTIONS_VARIABLE`."""
+    from faceforge.serve.app import create_app
+
+    args = argparse.Namespace(**json.loads(os.environ[OPTIONS_VARIABLE]))
+    return create_app(lambda: _make_service(args), tuple(args.cors_origin))
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from faceforge.serve.app import create_app
-
-    app = create_app(lambda: _make_service(args), tuple(args.cors_origin))
-    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
+    options = {name: value for name, value in vars(args).items() if name != "func"}
+    os.environ[OPTIONS_VARIABLE] = json.dumps(options)  # inherited by the worker processes
+    uvicorn.run(
+        f"{__name__}:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -86,6 +107,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_store(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=ranged(int, 0, 65535), default=8000)
+    p.add_argument(
+        "--workers",
+        type=ranged(int, 1),
+        default=1,
+        help="server processes sharing the port (each loads the model; they share the store)",
+    )
     p.add_argument(
         "--max-batch",
         type=ranged(int, 1),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 
@@ -74,6 +75,7 @@ def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...
             response = await call_next(request)
         route = request.scope.get("route")
         requests.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
+        response.headers["X-Worker"] = str(os.getpid())  # which process of --workers answered
         return response
 
     @app.exception_handler(FaceforgeError)

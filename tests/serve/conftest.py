@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -117,8 +118,13 @@ class Server:
             "50",
             *self.extra,
         ]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        self.process = subprocess.Popen(  # its own process group: --workers are children
+            command,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         while True:  # ready when /ready answers (or the process died)
             if self.process.poll() is not None:
@@ -130,7 +136,8 @@ class Server:
                 _wait_briefly(self.process)
 
     def kill(self) -> None:
-        self.process.kill()
+        """``kill -9`` of the server and its worker processes."""
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
 

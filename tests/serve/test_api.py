@@ -14,7 +14,7 @@ import pytest
 from faceforge.data.image_io import encode_image
 from faceforge.data.synthetic.faces import SyntheticFaces
 from tests.image_bombs import png_bomb
-from tests.serve.conftest import Server, start_server
+from tests.serve.conftest import Server, faceforge, start_server
 
 FACES = SyntheticFaces(seed=0)
 
@@ -216,3 +216,30 @@ def test_two_servers_share_postgresql(checkpoint, postgres_url):
     finally:
         first.kill()
         second.kill()
+
+
+def test_workers_share_one_store(checkpoint, tmp_path):
+    """``--workers 2`` on SQLite: both processes answer, and what one enrolls the other finds
+    (each follows the store's change feed)."""
+    store = f"sqlite:///{tmp_path / 'faces.db'}"
+    srv = Server(checkpoint, store, "--workers", "2")
+    try:
+        key = faceforge("serve-key", "--store", store).stdout.strip()
+        gallery = new_gallery(srv, key)
+        enrolled_by: dict[str, str] = {}  # worker pid -> a person it enrolled
+        for i in range(60):  # every request is a new connection, taken by either worker
+            answer = enroll(srv.url, key, gallery, f"p{i}", photo(i % 5))
+            assert answer.status_code == 201, answer.text
+            enrolled_by.setdefault(answer.headers["X-Worker"], f"p{i}")
+            if len(enrolled_by) == 2:
+                break
+        assert len(enrolled_by) == 2, "one worker took every connection"
+        for writer, person in enrolled_by.items():
+            reader = next(pid for pid in enrolled_by if pid != writer)
+            for _ in range(400):  # until the other worker answers (its feed polls every 50 ms)
+                answer = httpx.get(f"{srv.url}/v1/galleries/{gallery}/people")
+                if answer.headers["X-Worker"] == reader and person in answer.json()["people"]:
+                    break
+            assert answer.headers["X-Worker"] == reader and person in answer.json()["people"]
+    finally:
+        srv.kill()
