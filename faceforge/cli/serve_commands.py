@@ -8,7 +8,9 @@ import json
 import os
 
 from faceforge.cli.arguments import ranged
+from faceforge.cli.liveness_commands import add_anti_spoof_options, add_min_quality_option
 from faceforge.cli.model_commands import add_model_options, build_pipeline
+from faceforge.inference.matching.index import INDEX_TYPES
 
 
 def _make_service(args: argparse.Namespace):
@@ -18,7 +20,7 @@ def _make_service(args: argparse.Namespace):
     from faceforge.serve.service import Limits, Service
     from faceforge.serve.store import open_store
 
-    pipeline = build_pipeline(args)  # --anti-spoof: wired onto the pipeline here
+    pipeline = build_pipeline(args)  # with the --anti-spoof and --min-quality checks
     embedder = pipeline.embedder
     store = open_store(args.store)
     galleries = Galleries(store, embedder.fingerprint, embedder.embedding_size)
@@ -26,7 +28,9 @@ def _make_service(args: argparse.Namespace):
     limits = Limits(args.max_body, args.max_faces, args.max_images)
     if args.far is not None:  # refused at start when the model cannot honour it
         threshold_for(embedder.metrics, args.far, None, lambda: pipeline.threshold)
-    return Service(pipeline, batcher, store, galleries, limits, args.sync_ms / 1000, args.far)
+    return Service(
+        pipeline, batcher, store, galleries, limits, args.sync_ms / 1000, args.far, args.index
+    )
 
 
 #: the environment variable that hands ``serve``'s options to every worker process
@@ -142,6 +146,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=ranged(float, -1, 1),
         help="cosine threshold of requests that name none (instead of the model's)",
     )
+    p.add_argument(
+        "--index",
+        choices=INDEX_TYPES.names(),
+        default="flat",
+        help="FAISS index of galleries created without one (pq: large galleries, see "
+        "docs/serve.md)",
+    )
     p.add_argument("--max-body", type=ranged(int, 1), default=20 << 20, help="bytes")
     p.add_argument("--max-faces", type=ranged(int, 1), default=20, help="per image")
     p.add_argument("--max-images", type=ranged(int, 1), default=16, help="per request")
@@ -151,6 +162,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         help="allow this browser origin (CORS is off by default)",
     )
+    add_anti_spoof_options(p)
+    add_min_quality_option(p)
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=_serve)
 
