@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from faceforge.data.quality import FaceQuality
+
 
 class Options(BaseModel):
     """Fields of a photo request besides the photos (none)."""
@@ -43,27 +45,13 @@ class NewGallery(BaseModel):
     mode: Literal["mean", "all"] = Field("mean", description="one vector per person, or all")
 
 
-class Quality(BaseModel):
-    """Face quality in [0, 1] and its parts (angles in degrees; ``feature_norm``: MagFace)."""
-
-    total: float
-    size: float
-    pose: float
-    sharpness: float
-    exposure: float
-    yaw: float
-    pitch: float
-    roll: float
-    feature_norm: float | None = None
-
-
 class Face(BaseModel):
     """A detected face; ``liveness``/``live`` only when the server runs ``--anti-spoof``."""
 
     box: list[float]
     score: float
     landmarks: list[list[float]]
-    quality: Quality
+    quality: FaceQuality = Field(description="total in [0, 1] and its parts (angles: degrees)")
     liveness: float | None = None
     live: bool | None = None
 
