@@ -116,7 +116,7 @@ def test_verify_at_a_target_far(server):
     assert verify(far="0.01", threshold="0.5").status_code == 400
 
 
-@pytest.mark.parametrize("index", ["flat", "hnsw"])
+@pytest.mark.parametrize("index", ["flat", "hnsw", "pq"])
 def test_gallery_life_cycle(server, index):
     srv, key = server
     gallery = new_gallery(srv, key, index=index, mode="all")
