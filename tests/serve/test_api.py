@@ -356,3 +356,15 @@ def test_openapi_documents_bodies_and_answers(server):
         f"{srv.url}/v1/verify", files=files(photo(0), photo(1)), data={"fra": "1"}
     )
     assert misspelt.status_code == 400 and "fra" in misspelt.json()["error"]
+
+
+def test_serve_far_sets_the_default_decision(checkpoint, tmp_path):
+    store = f"sqlite:///{tmp_path / 'faces.db'}"
+    srv = Server(checkpoint, store, "--far", "1e-3")
+    try:
+        answer = httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(1))).json()
+        assert answer["threshold"]["cosine"] == pytest.approx(0.6) and answer["far"] == 1e-3
+    finally:
+        srv.kill()
+    with pytest.raises(RuntimeError, match="outside the model's calibrated range"):
+        Server(checkpoint, store, "--far", "1e-6")
