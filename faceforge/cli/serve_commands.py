@@ -4,33 +4,61 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 
 from faceforge.cli.arguments import ranged
+from faceforge.cli.deploy_commands import INDEX_CHOICES
+from faceforge.cli.liveness_commands import add_anti_spoof_options, add_min_quality_option
 from faceforge.cli.model_commands import add_model_options, build_pipeline
 
 
 def _make_service(args: argparse.Namespace):
+    from faceforge.inference.matching.threshold import threshold_for
     from faceforge.serve.batcher import Batcher
     from faceforge.serve.galleries import Galleries
     from faceforge.serve.service import Limits, Service
     from faceforge.serve.store import open_store
 
-    pipeline = build_pipeline(args)  # --anti-spoof: wired onto the pipeline here
+    pipeline = build_pipeline(args)  # with the --anti-spoof and --min-quality checks
     embedder = pipeline.embedder
     store = open_store(args.store)
     galleries = Galleries(store, embedder.fingerprint, embedder.embedding_size)
     batcher = Batcher(embedder, args.max_batch, args.max_wait_ms)
     limits = Limits(args.max_body, args.max_faces, args.max_images)
-    return Service(pipeline, batcher, store, galleries, limits, args.sync_ms / 1000)
+    if args.far is not None:  # refused at start when the model cannot honour it
+        threshold_for(embedder.metrics, args.far, None, lambda: pipeline.threshold)
+    return Service(
+        pipeline, batcher, store, galleries, limits, args.sync_ms / 1000, args.far, args.index
+    )
+
+
+#: the environment variable that hands ``serve``'s options to every worker process
+OPTIONS_VARIABLE = "FACEFORGE_SERVE_OPTIONS"
+
+
+def app_from_environment():
+    """One worker's app (uvicorn's factory, run in each process of ``--workers``), built
+    from the options ``serve`` left in :data:`OPTIONS_VARIABLE`."""
+    from faceforge.serve.app import create_app
+
+    args = argparse.Namespace(**json.loads(os.environ[OPTIONS_VARIABLE]))
+    return create_app(lambda: _make_service(args), tuple(args.cors_origin))
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from faceforge.serve.app import create_app
-
-    app = create_app(lambda: _make_service(args), tuple(args.cors_origin))
-    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
+    options = {name: value for name, value in vars(args).items() if name != "func"}
+    os.environ[OPTIONS_VARIABLE] = json.dumps(options)  # inherited by the worker processes
+    uvicorn.run(
+        f"{__name__}:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -84,6 +112,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=ranged(int, 0, 65535), default=8000)
     p.add_argument(
+        "--workers",
+        type=ranged(int, 1),
+        default=1,
+        help="server processes sharing the port (each loads the model; they share the store)",
+    )
+    p.add_argument(
         "--max-batch",
         type=ranged(int, 1),
         default=32,
@@ -101,6 +135,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=200.0,
         help="change-feed poll interval: the bound on cross-server delay",
     )
+    p.add_argument(
+        "--far",
+        type=ranged(float, 0, 1),
+        help="decide at this false accept rate by the model's calibration when a request names "
+        "no threshold (default: the model's best-accuracy threshold)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=ranged(float, -1, 1),
+        help="cosine threshold of requests that name none (instead of the model's)",
+    )
+    p.add_argument(
+        "--index",
+        choices=INDEX_CHOICES,
+        metavar="TYPE",
+        default="flat",
+        help="FAISS index of galleries created without one: %(choices)s (pq: large galleries, see "
+        "docs/serve.md)",
+    )
     p.add_argument("--max-body", type=ranged(int, 1), default=20 << 20, help="bytes")
     p.add_argument("--max-faces", type=ranged(int, 1), default=20, help="per image")
     p.add_argument("--max-images", type=ranged(int, 1), default=16, help="per request")
@@ -110,6 +163,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         help="allow this browser origin (CORS is off by default)",
     )
+    add_anti_spoof_options(p)
+    add_min_quality_option(p)
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=_serve)
 

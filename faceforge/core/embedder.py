@@ -167,6 +167,13 @@ class Embedder:
         """Unit-length float32 (N, D) embeddings (flip TTA sums both views first)."""
         return l2_normalize(self.embed_raw(faces), np.float32)
 
+    def embed_with_norms(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unit-length embeddings and each face's feature norm: the length of its raw
+        embedding (of the mean view with flip), which MagFace trains to grow with quality."""
+        raw = self.embed_raw(faces)
+        norms = np.linalg.norm(raw, axis=1) / (2.0 if self.flip else 1.0)
+        return l2_normalize(raw, np.float32), norms.astype(np.float32)
+
     def embed_raw(self, faces: np.ndarray) -> np.ndarray:
         """Raw float32 (N, D) embeddings, the mirrored view added when ``flip``."""
         plain, mirrored = self.views(faces, self.flip)

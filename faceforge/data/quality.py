@@ -47,6 +47,11 @@ class FaceQuality:
     def as_dict(self) -> dict[str, float | None]:
         return {key: None if v is None else round(float(v), 4) for key, v in vars(self).items()}
 
+    def with_feature_norm(self, norm: float) -> FaceQuality:
+        """This quality with a MagFace feature norm as a fifth part of the total."""
+        parts = [self.size, self.pose, self.sharpness, self.exposure]
+        return _total(parts, self.yaw, self.pitch, self.roll, norm)
+
 
 def head_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees from 5 landmarks (left eye, right eye, nose, mouth
@@ -98,8 +103,15 @@ def face_quality(
     yaw, pitch, roll = head_pose(landmarks)
     pose = float(np.prod([max(0.0, 1.0 - abs(a) / MAX_ANGLE) for a in (yaw, pitch, roll)]))
     parts = [size, pose, sharpness_score(face), exposure_score(face)]
+    return _total(parts, yaw, pitch, roll, feature_norm)
+
+
+def _total(
+    parts: list[float], yaw: float, pitch: float, roll: float, feature_norm: float | None
+) -> FaceQuality:
+    """The quality of four parts and, when given, the mapped MagFace norm: geometric mean."""
     if feature_norm is not None:
         low, high = MAGFACE_NORMS
-        parts.append(float(np.clip((feature_norm - low) / (high - low), 0.0, 1.0)))
+        parts = [*parts, float(np.clip((feature_norm - low) / (high - low), 0.0, 1.0))]
     total = float(np.prod(parts) ** (1.0 / len(parts)))
     return FaceQuality(total, *parts[:4], yaw, pitch, roll, feature_norm)

@@ -27,6 +27,7 @@ import numpy as np
 
 from faceforge.core.vectors import l2_normalize
 from faceforge.errors import DataError
+from faceforge.evaluation.calibration import thresholds_at_far
 
 #: Accuracy thresholds on the squared distance (insightface ``np.arange(0, 4, 0.01)``).
 ACCURACY_THRESHOLDS = np.arange(0, 4, 0.01)
@@ -61,6 +62,8 @@ class VerificationResult:
     auc: float
     eer: float
     tar_at_far: dict[float, float]
+    #: squared-distance threshold at each measurable FAR target (the model's calibration)
+    far_thresholds: dict[float, float]
     fpr: np.ndarray
     tpr: np.ndarray
     #: accept a pair when its squared distance is <= thresholds[i]; thresholds[0] is -inf
@@ -90,6 +93,7 @@ class VerificationResult:
             "auc": _plain(self.auc),
             "eer": _plain(self.eer),
             "tar_at_far": {f"{k:g}": _plain(v) for k, v in self.tar_at_far.items()},
+            "far_thresholds": {f"{k:g}": v for k, v in self.far_thresholds.items()},
             "xnorm": _plain(self.xnorm),
             "warnings": list(self.warnings),
             **self.extra,
@@ -305,6 +309,7 @@ def evaluate(
         auc=roc_auc(fpr, tpr),
         eer=equal_error_rate(fpr, tpr),
         tar_at_far={target: tar_at_far(fpr, tpr, target) for target in FAR_TARGETS},
+        far_thresholds=thresholds_at_far(fpr, thresholds, int((~issame).sum()), FAR_TARGETS),
         fpr=fpr,
         tpr=tpr,
         thresholds=thresholds,

@@ -40,7 +40,14 @@ _PUBLISHED_NAME = re.compile(r"^(?P<scale>[\d_.]+)_(?P<h>\d+)x(?P<w>\d+)_MiniFAS
 
 
 class SpoofRefused(DataError):
-    """A face judged a presentation attack (print, screen replay)."""
+    """A face judged a presentation attack (print, screen replay), with its liveness score."""
+
+    def __init__(self, name: str, score: float, threshold: float) -> None:
+        super().__init__(
+            f"{name}: refused as a presentation attack (liveness {score:.3f} < "
+            f"threshold {threshold:g})"
+        )
+        self.details = {"liveness": round(score, 6), "liveness_threshold": threshold}
 
 
 @dataclass(frozen=True)
@@ -133,16 +140,6 @@ class LivenessChecker:
         ]
         score = float(np.mean(probabilities))
         return LivenessResult(score, score >= self.threshold, crops[0])
-
-    def refuse_spoof(self, image: np.ndarray, detection: Detection, name: str) -> LivenessResult:
-        """:meth:`check`, raising :class:`SpoofRefused` with the score when not live."""
-        result = self.check(image, detection)
-        if not result.live:
-            raise SpoofRefused(
-                f"{name}: refused as a presentation attack (liveness {result.score:.3f} < "
-                f"threshold {self.threshold:g})"
-            )
-        return result
 
 
 def load_liveness_model(path: str | Path) -> LivenessModel:

@@ -20,11 +20,11 @@ from faceforge.core.model_source import ModelSource
 from faceforge.data.alignment import norm_crop
 from faceforge.data.image_io import MAX_PHOTO_PIXELS, read_image
 from faceforge.data.images import RESIZE_MODES, fit_image
-from faceforge.data.quality import FaceQuality, face_quality
 from faceforge.errors import DataError
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
 from faceforge.inference.detection.registry import build_detector
-from faceforge.inference.liveness import LivenessChecker, LivenessResult
+from faceforge.inference.face_checks import FaceChecks, FaceReport
+from faceforge.inference.liveness import LivenessChecker
 from faceforge.inference.matching.gallery import Gallery, Match
 from faceforge.inference.matching.threshold import Threshold, resolve_threshold
 
@@ -91,29 +91,6 @@ def _as_image(image: ImageLike, index: int, max_pixels: int) -> tuple[np.ndarray
     return array, name
 
 
-@dataclass(frozen=True)
-class FaceReport:
-    """One detected face with its quality parts and optional liveness."""
-
-    detection: Detection
-    quality: FaceQuality
-    liveness: LivenessResult | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {"box": [round(float(v), 1) for v in self.detection.box]}
-        fields["quality"] = self.quality.as_dict()
-        if self.liveness is not None:
-            fields.update(self.liveness.as_dict())
-        return fields
-
-
-def _refuse_low_quality(image: np.ndarray, face: Detection, name: str, minimum: float) -> None:
-    quality = face_quality(image, face.box, face.landmarks)
-    if quality.total < minimum:
-        parts = ", ".join(f"{k} {v}" for k, v in quality.as_dict().items() if v is not None)
-        raise DataError(f"{name}: face quality {quality.total:.3f} < {minimum:g} ({parts})")
-
-
 class FacePipeline:
     """Detect, align and embed faces with one model; verify pairs and search galleries.
 
@@ -125,8 +102,9 @@ class FacePipeline:
     are refused before decoding. With ``liveness`` every detected face is judged first and a
     presentation attack is refused (:class:`~faceforge.inference.liveness.SpoofRefused`, a
     DataError giving its liveness score); with ``min_quality`` faces whose
-    :func:`~faceforge.data.quality.face_quality` total is lower are refused too. Unknown
-    names raise UnknownChoiceError.
+    :func:`~faceforge.data.quality.face_quality` total is lower are refused too (a MagFace
+    model's feature norm is part of that quality, see :mod:`.face_checks`). Unknown names
+    raise UnknownChoiceError.
     """
 
     def __init__(
@@ -152,8 +130,8 @@ class FacePipeline:
         self._threshold = threshold
         self._eval_set = eval_set
         self.max_pixels = max_pixels
-        self.liveness = liveness
-        self.min_quality = min_quality
+        magface = getattr(embedder.config.head, "type", "") == "magface"
+        self.checks = FaceChecks(liveness, min_quality, magface)
 
     @classmethod
     def load(
@@ -188,18 +166,23 @@ class FacePipeline:
 
     # ------------------------------------------------------------------ steps
     def assess_faces(self, image: ImageLike) -> list[FaceReport]:
-        """Every detected face with its quality and (with a checker) liveness: the optional
-        per-face fields a server shows."""
+        """Every detected face with its quality (with a MagFace model's feature norm) and,
+        with a liveness checker, liveness: the optional per-face fields a server shows."""
         array = _as_image(image, 0, self.max_pixels)[0]
-        judge = self.liveness
-        return [
-            FaceReport(
-                face,
-                face_quality(array, face.box, face.landmarks),
-                judge.check(array, face) if judge else None,
-            )
-            for face in self.detect(array)
-        ]
+        reports = [self.checks.report(array, face) for face in self.detect(array)]
+        if not self.checks.magface or not reports:
+            return reports
+        norms = self.embedder.embed_with_norms(
+            np.stack([self._crop(array, r.detection) for r in reports])
+        )[1]
+        return [r.with_feature_norm(n) for r, n in zip(reports, norms, strict=True)]
+
+    def checked_face(self, image: ImageLike, name: str) -> tuple[np.ndarray, FaceReport | None]:
+        """The aligned crop of one image's selected face and its report, a spoof refused but
+        quality not yet (a MagFace norm needs the embedding: see :mod:`.face_checks`); no
+        report when no face was found and ``fallback`` fitted the whole image."""
+        array = _as_image(image, 0, self.max_pixels)[0]
+        return self._select(array, name, self.detector.detect(array) if self.detector else [])
 
     def detect(self, image: ImageLike) -> list[Detection]:
         """All faces in one image, best first (DataError without a detector)."""
@@ -252,15 +235,23 @@ class FacePipeline:
         return results
 
     def _face_crop(self, array: np.ndarray, name: str, faces: list[Detection]) -> np.ndarray:
+        crop, report = self._select(array, name, faces)
+        if report is not None and self.checks.min_quality is not None:
+            if self.checks.magface:
+                report = report.with_feature_norm(self.embedder.embed_with_norms(crop)[1][0])
+            self.checks.refuse_low_quality(report, name)
+        return crop
+
+    def _select(
+        self, array: np.ndarray, name: str, faces: list[Detection]
+    ) -> tuple[np.ndarray, FaceReport | None]:
         face = select_face(faces, array.shape, self.selection)
         if face is not None:
-            if self.liveness is not None:
-                self.liveness.refuse_spoof(array, face, name)
-            if self.min_quality is not None:
-                _refuse_low_quality(array, face, name, self.min_quality)
-            return self._crop(array, face)
+            report = self.checks.report(array, face)
+            self.checks.refuse_spoof(report, name)
+            return self._crop(array, face), report
         if self.detector is None or self.fallback is not None:
-            return fit_image(array, self.embedder.input_size, self.fallback, name)
+            return fit_image(array, self.embedder.input_size, self.fallback, name), None
         raise DataError(
             f"{name}: no face found; for photos that are already face crops choose a "
             f"fallback ({', '.join(RESIZE_MODES.names())})"

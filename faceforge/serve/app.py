@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from faceforge.errors import FaceforgeError
-from faceforge.serve.requests import error_response
+from faceforge.serve.body_limit import BodyLimit
+from faceforge.serve.requests import error_response, one_line
 from faceforge.serve.routes import router
 from faceforge.serve.service import Service
 
@@ -30,6 +34,12 @@ async def _follow(service: Service) -> None:
         await asyncio.sleep(service.sync_interval)
         with contextlib.suppress(Exception):  # a lost connection is retried next round
             await run_in_threadpool(service.galleries.sync)
+
+
+def _max_body(scope: dict) -> int | None:
+    """The body limit of the app serving ``scope`` (``None`` before its start-up)."""
+    service = getattr(scope["app"].state, "service", None)
+    return None if service is None else service.limits.max_body
 
 
 def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...] = ()) -> FastAPI:
@@ -58,27 +68,27 @@ def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...
             allow_headers=["*"],
         )
 
+    app.add_middleware(BodyLimit, limit=_max_body)
+
     @app.middleware("http")
-    async def limit_and_count(request: Request, call_next):
-        service = getattr(request.app.state, "service", None)
-        length = request.headers.get("content-length")
-        if service is not None and length and int(length) > service.limits.max_body:
-            response = JSONResponse(
-                {
-                    "error": f"request body of {length} bytes is over the "
-                    f"{service.limits.max_body} allowed"
-                },
-                status_code=413,
-            )
-        else:
-            response = await call_next(request)
+    async def count(request: Request, call_next):
+        response = await call_next(request)
         route = request.scope.get("route")
         requests.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
+        response.headers["X-Worker"] = str(os.getpid())  # which process of --workers answered
         return response
 
     @app.exception_handler(FaceforgeError)
     async def faceforge_error(request: Request, exc: FaceforgeError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": one_line(exc.errors())}, 400)
 
     @app.exception_handler(json.JSONDecodeError)
     async def bad_json(request: Request, exc: json.JSONDecodeError) -> JSONResponse:

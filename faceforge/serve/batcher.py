@@ -30,8 +30,9 @@ class Batcher:
         self._thread = threading.Thread(target=self._work, name="embed-batcher", daemon=True)
         self._thread.start()
 
-    async def embed(self, crops: np.ndarray) -> np.ndarray:
-        """Unit-length (k, D) embeddings of ``crops``, computed with other callers' faces."""
+    async def embed(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unit-length (k, D) embeddings of ``crops`` and their (k,) feature norms, computed
+        with other callers' faces."""
         future: Future = Future()
         self._jobs.put((crops, future))
         return await asyncio.wrap_future(future)
@@ -58,12 +59,16 @@ class Batcher:
 
     def _run(self, batch: list[tuple[np.ndarray, Future]]) -> None:
         try:
-            out = self.embedder.embed(np.concatenate([crops for crops, _ in batch]))
+            vectors, norms = self.embedder.embed_with_norms(
+                np.concatenate([crops for crops, _ in batch])
+            )
         except Exception as exc:
             for _, future in batch:
                 future.set_exception(exc)
             return
         start = 0
         for crops, future in batch:
-            future.set_result(out[start : start + len(crops)])
+            future.set_result(
+                (vectors[start : start + len(crops)], norms[start : start + len(crops)])
+            )
             start += len(crops)

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from faceforge.errors import ConfigError, DataError
+from faceforge.inference.face_checks import LowQuality
+from faceforge.inference.liveness import SpoofRefused
+from faceforge.serve.schemas import Options
 from faceforge.serve.service import AuthError, Service, decode_base64
 from faceforge.serve.store import ConflictError, NotFoundError
 
 #: error type -> HTTP status (anything else a faceforge error: 400)
-STATUS = {AuthError: 401, NotFoundError: 404, ConflictError: 409}
+STATUS = {
+    AuthError: 401,
+    NotFoundError: 404,
+    ConflictError: 409,
+    SpoofRefused: 422,
+    LowQuality: 422,
+}
+
+OptionsT = TypeVar("OptionsT", bound=Options)
 
 
-async def photos(request: Request, service: Service) -> tuple[list[bytes], dict[str, Any]]:
-    """The request's photos in order, and its other fields.
+async def photos(
+    request: Request, service: Service, options: type[OptionsT]
+) -> tuple[list[bytes], OptionsT]:
+    """The request's photos in order, and its other fields validated as ``options``.
 
     multipart: every file field is a photo, text fields are options; JSON: ``images`` is a
     list of base64 strings (or ``image`` one), other keys are options.
@@ -25,7 +39,7 @@ async def photos(request: Request, service: Service) -> tuple[list[bytes], dict[
     if kind.startswith("multipart/form-data"):
         form = await request.form()
         files = [v for _, v in form.multi_items() if hasattr(v, "read")]
-        fields = {k: v for k, v in form.multi_items() if not hasattr(v, "read")}
+        fields: dict[str, Any] = {k: v for k, v in form.multi_items() if not hasattr(v, "read")}
         data = [await f.read() for f in files]
     elif kind.startswith("application/json"):
         fields = await request.json()
@@ -41,21 +55,29 @@ async def photos(request: Request, service: Service) -> tuple[list[bytes], dict[
         raise DataError("the request has no image")
     if len(data) > service.limits.max_images:
         raise DataError(f"{len(data)} images, more than the {service.limits.max_images} allowed")
-    return data, fields
+    return data, validated(options, fields)
 
 
-def option(fields: dict[str, Any], name: str, kind: type, default: Any) -> Any:
-    """A request option converted to ``kind`` (DataError naming it when it cannot be)."""
-    value = fields.get(name, default)
+def validated(model: type[OptionsT], fields: dict[str, Any]) -> OptionsT:
+    """``fields`` as ``model``, or a DataError naming the first wrong field."""
     try:
-        return None if value is None else kind(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{name} must be a {kind.__name__}, got {value!r}") from None
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise DataError(one_line(exc.errors())) from None
+
+
+def one_line(errors: Any) -> str:
+    """The first of pydantic's validation errors as ``field: message``."""
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+    return f"{where}: {first['msg']}"
 
 
 def error_response(exc: Exception) -> JSONResponse:
-    """A faceforge error as a 4xx JSON answer with its one-line message."""
+    """A faceforge error as a 4xx JSON answer with its one-line message (and, for a refused
+    face, its figures: ``liveness``/``liveness_threshold`` or ``quality``/``min_quality``)."""
     status = next((s for t, s in STATUS.items() if isinstance(exc, t)), 400)
     if isinstance(exc, ConfigError):
         status = 400
-    return JSONResponse({"error": str(exc).splitlines()[0]}, status_code=status)
+    body = {"error": str(exc).splitlines()[0], **getattr(exc, "details", {})}
+    return JSONResponse(body, status_code=status)

@@ -1,7 +1,9 @@
-"""The versioned API (``/v1``): detect, embed, verify and galleries.
+"""The versioned API (``/v1``): detect, embed, verify and galleries; request and answer
+models in :mod:`.schemas`.
 
-Per-face answers are objects so that optional fields (``liveness``, ``quality``) can be
-added beside ``box``/``embedding`` without breaking clients.
+Every face in an answer carries its ``quality`` (total and parts) and, when the server runs
+``--anti-spoof``, ``liveness`` and ``live``. enroll, verify, search and embed refuse a face
+judged a spoof or below ``--min-quality`` with a 422 naming the figures; detect only reports.
 """
 
 from __future__ import annotations
@@ -13,102 +15,138 @@ from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from faceforge.errors import DataError
-from faceforge.serve.requests import option, photos
+from faceforge.inference.face_checks import FaceReport
+from faceforge.inference.matching.index import INDEX_TYPES
+from faceforge.inference.matching.threshold import Threshold, threshold_for
+from faceforge.serve import schemas
+from faceforge.serve.requests import photos
+from faceforge.serve.service import Service
 from faceforge.serve.store import GalleryInfo
 
 router = APIRouter(prefix="/v1")
 
 
-def _service(request: Request):
+def _service(request: Request) -> Service:
     return request.app.state.service
 
 
-async def _crops(service, data: list[bytes]) -> np.ndarray:
-    crops = [await run_in_threadpool(service.crop, d, f"image {i}") for i, d in enumerate(data)]
-    return np.concatenate(crops)
+def _threshold(service: Service, options: schemas.DecisionOptions) -> Threshold:
+    """The request's ``far`` or ``threshold``, else the server's ``--far``, else the model's
+    best-accuracy threshold (``--threshold`` when given)."""
+    far, cosine = options.far, options.threshold
+    if far is None and cosine is None:
+        far = service.default_far
+    metrics = service.pipeline.embedder.metrics
+    return threshold_for(metrics, far, cosine, lambda: service.pipeline.threshold)
 
 
-def _faces(detections) -> list[dict[str, Any]]:
-    return [
-        {
-            "box": [float(v) for v in d.box],
-            "score": float(d.score),
-            "landmarks": np.asarray(d.landmarks).astype(float).tolist(),
-        }
-        for d in detections
-    ]
-
-
-@router.post("/detect", summary="faces in each photo: boxes, 5 landmarks, scores")
-async def detect(request: Request) -> dict[str, Any]:
-    service = _service(request)
-    data, _ = await photos(request, service)
-    found = [await run_in_threadpool(service.detect, d, f"image {i}") for i, d in enumerate(data)]
-    return {"images": [{"faces": _faces(faces)} for faces in found]}
-
-
-@router.post("/embed", summary="the embedding of the selected face of each photo")
-async def embed(request: Request) -> dict[str, Any]:
-    service = _service(request)
-    data, _ = await photos(request, service)
-    vectors = await service.batcher.embed(await _crops(service, data))
+def _face(report: FaceReport | None) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    face = report.detection
     return {
-        "faces": [{"embedding": v.tolist(), "norm": float(np.linalg.norm(v))} for v in vectors],
-        "model": service.galleries.fingerprint,
+        **report.as_dict(),
+        "box": [float(v) for v in face.box],
+        "score": float(face.score),
+        "landmarks": np.asarray(face.landmarks).astype(float).tolist(),
     }
 
 
-@router.post("/verify", summary="are two photos the same person?")
+@router.post(
+    "/detect",
+    summary="faces in each photo: boxes, 5 landmarks, scores, quality (and liveness)",
+    response_model=schemas.Detected,
+    openapi_extra=schemas.photo_body(),
+)
+async def detect(request: Request) -> dict[str, Any]:
+    service = _service(request)
+    data, _ = await photos(request, service, schemas.Options)
+    images = []
+    for i, photo in enumerate(data):
+        reports, crops = await run_in_threadpool(service.detect, photo, f"image {i}")
+        if service.pipeline.checks.magface and reports:
+            norms = (await service.batcher.embed(crops))[1]
+            reports = [r.with_feature_norm(float(n)) for r, n in zip(reports, norms, strict=True)]
+        images.append({"faces": [_face(r) for r in reports]})
+    return {"images": images}
+
+
+@router.post(
+    "/embed",
+    summary="the embedding and feature norm of the selected face of each photo",
+    response_model=schemas.Embedded,
+    openapi_extra=schemas.photo_body(),
+)
+async def embed(request: Request) -> dict[str, Any]:
+    service = _service(request)
+    data, _ = await photos(request, service, schemas.Options)
+    vectors, norms, reports = await service.embed_photos(data)
+    faces = [
+        {"embedding": v.tolist(), "norm": float(n), "face": _face(r)}
+        for v, n, r in zip(vectors, norms, reports, strict=True)
+    ]
+    return {"faces": faces, "model": service.galleries.fingerprint}
+
+
+@router.post(
+    "/verify",
+    summary="are two photos the same person? (threshold by target FAR or cosine)",
+    response_model=schemas.Verified,
+    openapi_extra=schemas.photo_body(schemas.DecisionOptions),
+)
 async def verify(request: Request) -> dict[str, Any]:
     service = _service(request)
-    data, fields = await photos(request, service)
+    data, options = await photos(request, service, schemas.DecisionOptions)
     if len(data) != 2:
         raise DataError(f"verify compares two photos, got {len(data)}")
-    a, b = await service.batcher.embed(await _crops(service, data))
-    threshold = service.pipeline.threshold
-    cosine = option(fields, "threshold", float, threshold.cosine)
+    threshold = _threshold(service, options)
+    (a, b), _, reports = await service.embed_photos(data)
     similarity = float(a @ b)
     return {
         "similarity": similarity,
-        "same": similarity > cosine,
-        "threshold": {
-            "cosine": cosine,
-            "source": threshold.source if cosine == threshold.cosine else "set in the request",
-        },
+        "same": threshold.accepts(similarity),
+        "threshold": {"cosine": threshold.cosine, "source": threshold.source},
+        "far": threshold.far,
+        "faces": [_face(r) for r in reports],
     }
 
 
-@router.get("/galleries")
+@router.get("/galleries", response_model=schemas.GalleryList)
 async def list_galleries(request: Request) -> dict[str, Any]:
     return {"galleries": await run_in_threadpool(_service(request).galleries.names)}
 
 
-@router.post("/galleries", status_code=201, summary="create a gallery for this model")
-async def create_gallery(request: Request, x_api_key: str | None = Header(None)) -> dict:
+@router.post(
+    "/galleries",
+    status_code=201,
+    summary="create a gallery for this model",
+    response_model=schemas.GalleryCreated,
+)
+async def create_gallery(
+    request: Request, body: schemas.NewGallery, x_api_key: str | None = Header(None)
+) -> dict[str, Any]:
     service = _service(request)
     service.check_key(x_api_key)
-    body = await request.json()
-    name = str(body.get("name", "")).strip()
-    if not name:
-        raise DataError("a gallery needs a name")
+    index = body.index or service.default_index
+    INDEX_TYPES.get(index, field="index")
     galleries = service.galleries
     info = GalleryInfo(
-        name,
+        body.name.strip(),
         galleries.fingerprint,
         galleries.embedding_size,
         service.pipeline.embedder.description,
-        str(body.get("index", "flat")),
-        str(body.get("mode", "mean")),
+        index,
+        body.mode,
     )
     await run_in_threadpool(service.store.create_gallery, info)
     await run_in_threadpool(galleries.sync)
-    return {"name": name, "index": info.index_type, "mode": info.mode}
+    return {"name": info.name, "index": info.index_type, "mode": info.mode}
 
 
-@router.delete("/galleries/{gallery}")
+@router.delete("/galleries/{gallery}", response_model=schemas.Deleted)
 async def delete_gallery(
     request: Request, gallery: str, x_api_key: str | None = Header(None)
-) -> dict:
+) -> dict[str, Any]:
     service = _service(request)
     service.check_key(x_api_key)
     await run_in_threadpool(service.store.delete_gallery, gallery)
@@ -116,7 +154,7 @@ async def delete_gallery(
     return {"deleted": gallery}
 
 
-@router.get("/galleries/{gallery}/people")
+@router.get("/galleries/{gallery}/people", response_model=schemas.People)
 async def people(request: Request, gallery: str) -> dict[str, Any]:
     return {"people": await run_in_threadpool(_service(request).galleries.people, gallery)}
 
@@ -125,6 +163,8 @@ async def people(request: Request, gallery: str) -> dict[str, Any]:
     "/galleries/{gallery}/people/{person}",
     status_code=201,
     summary="enroll one or many photos of a person (acknowledged after commit)",
+    response_model=schemas.Enrolled,
+    openapi_extra=schemas.photo_body(),
 )
 async def enroll(
     request: Request, gallery: str, person: str, x_api_key: str | None = Header(None)
@@ -132,14 +172,15 @@ async def enroll(
     service = _service(request)
     service.check_key(x_api_key)
     service.galleries.check(gallery)
-    data, _ = await photos(request, service)
-    vectors = await service.batcher.embed(await _crops(service, data))
+    data, _ = await photos(request, service, schemas.Options)
+    vectors, _, reports = await service.embed_photos(data)
     await run_in_threadpool(service.store.add_faces, gallery, person, vectors)
     await run_in_threadpool(service.galleries.sync)
-    return {"gallery": gallery, "person": person, "added": len(vectors)}
+    faces = [_face(r) for r in reports]
+    return {"gallery": gallery, "person": person, "added": len(vectors), "faces": faces}
 
 
-@router.delete("/galleries/{gallery}/people/{person}")
+@router.delete("/galleries/{gallery}/people/{person}", response_model=schemas.Deleted)
 async def delete_person(
     request: Request, gallery: str, person: str, x_api_key: str | None = Header(None)
 ) -> dict[str, Any]:
@@ -153,24 +194,25 @@ async def delete_person(
 @router.post(
     "/galleries/{gallery}/search",
     summary="top-k people for each photo, and the open-set identity decided",
+    response_model=schemas.Searched,
+    openapi_extra=schemas.photo_body(schemas.SearchOptions),
 )
 async def search(request: Request, gallery: str) -> dict[str, Any]:
     service = _service(request)
     service.galleries.check(gallery)
-    data, fields = await photos(request, service)
-    top_k = option(fields, "top_k", int, 5)
-    if not 1 <= top_k <= 100:
-        raise DataError(f"top_k must be in 1..100, got {top_k}")
-    cosine = option(fields, "threshold", float, service.pipeline.threshold.cosine)
-    vectors = await service.batcher.embed(await _crops(service, data))
-    found = await run_in_threadpool(service.galleries.search, gallery, vectors, top_k)
+    data, options = await photos(request, service, schemas.SearchOptions)
+    threshold = _threshold(service, options)
+    vectors, _, reports = await service.embed_photos(data)
+    found = await run_in_threadpool(service.galleries.search, gallery, vectors, options.top_k)
     return {
-        "threshold": cosine,
+        "threshold": threshold.cosine,
+        "far": threshold.far,
         "results": [
             {
-                "identity": m[0].name if m and m[0].score > cosine else "unknown",
+                "identity": m[0].name if m and threshold.accepts(m[0].score) else "unknown",
                 "matches": [{"name": x.name, "score": x.score} for x in m],
+                "face": _face(r),
             }
-            for m in found
+            for m, r in zip(found, reports, strict=True)
         ],
     }

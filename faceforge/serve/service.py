@@ -10,10 +10,11 @@ import secrets
 from dataclasses import dataclass
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from faceforge.data.image_io import decode_image
 from faceforge.errors import DataError
-from faceforge.inference.detection.base import Detection
+from faceforge.inference.face_checks import FaceReport
 from faceforge.inference.pipeline import FacePipeline
 from faceforge.serve.batcher import Batcher
 from faceforge.serve.galleries import Galleries
@@ -57,6 +58,10 @@ class Service:
     limits: Limits
     #: interval of the change-feed poll in seconds (the bound on cross-server delay)
     sync_interval: float = 0.2
+    #: FAR of decisions whose request names no threshold (``None``: the model's threshold)
+    default_far: float | None = None
+    #: index type of galleries created without one
+    default_index: str = "flat"
 
     def check_key(self, key: str | None) -> None:
         if not key or self.store.api_key_name(key_digest(key)) is None:
@@ -66,17 +71,48 @@ class Service:
         """Decoded RGB pixels (within the pixel budget) of one uploaded photo."""
         return decode_image(data, name, self.pipeline.max_pixels)
 
-    def crop(self, data: bytes, name: str) -> np.ndarray:
-        """The aligned crop of the selected face of one photo (off the event loop)."""
-        return self.pipeline.align_batch([self.photo(data, name)])
+    def prepare(self, data: bytes, name: str) -> tuple[np.ndarray, FaceReport | None]:
+        """The aligned crop of one photo's selected face and its report, a spoof refused
+        (off the event loop; no report when the photo was fitted without a face)."""
+        return self.pipeline.checked_face(self.photo(data, name), name)
 
-    def detect(self, data: bytes, name: str) -> list[Detection]:
-        faces = self.pipeline.detect(self.photo(data, name))
+    async def embed_photos(
+        self, data: list[bytes]
+    ) -> tuple[np.ndarray, np.ndarray, list[FaceReport | None]]:
+        """Unit embeddings, feature norms and face reports of each photo's selected face,
+        embedded with other requests' faces; spoofs and low-quality faces refused (a MagFace
+        model's norm counted in the quality)."""
+        prepared = [
+            await run_in_threadpool(self.prepare, photo, f"image {i}")
+            for i, photo in enumerate(data)
+        ]
+        vectors, norms = await self.batcher.embed(np.stack([crop for crop, _ in prepared]))
+        judged = [
+            self._judged(p[1], n, f"image {i}")
+            for i, (p, n) in enumerate(zip(prepared, norms, strict=True))
+        ]
+        return vectors, norms, judged
+
+    def _judged(self, report: FaceReport | None, norm: float, name: str) -> FaceReport | None:
+        checks = self.pipeline.checks
+        if report is not None:
+            report = report.with_feature_norm(float(norm)) if checks.magface else report
+            checks.refuse_low_quality(report, name)
+        return report
+
+    def detect(self, data: bytes, name: str) -> tuple[list[FaceReport], np.ndarray]:
+        """Every face of one photo with its report (liveness judged, nothing refused) and
+        the aligned crops (for a MagFace model's norms); at most ``max_faces``."""
+        image = self.photo(data, name)
+        faces = self.pipeline.detect(image)
         if len(faces) > self.limits.max_faces:
             raise DataError(
                 f"{name}: {len(faces)} faces found, more than the {self.limits.max_faces} allowed"
             )
-        return faces
+        reports = [self.pipeline.checks.report(image, face) for face in faces]
+        crops = [self.pipeline.align(image, face) for face in faces]
+        size = (0, *self.pipeline.embedder.input_size, 3)
+        return reports, np.stack(crops) if crops else np.zeros(size, np.uint8)
 
 
 def decode_base64(text: str, name: str) -> bytes:

@@ -101,7 +101,7 @@ def test_ranged_parses_and_names_its_range() -> None:
     "line, target",
     [
         ("eval --checkpoint C --synthetic", "faceforge.core.embedder.load_embedder"),
-        ("verify --checkpoint C A.jpg B.jpg", "faceforge.core.embedder.load_embedder"),
+        ("verify --checkpoint C A.jpg B.jpg", "faceforge.inference.pipeline.load_embedder"),
         ("eval megaface --checkpoint C", "faceforge.core.embedder.load_embedder"),
     ],
 )

@@ -63,6 +63,19 @@ def test_checkpoint_embedder(tiny_checkpoint: Path, tiny_model, faces: np.ndarra
     np.testing.assert_allclose(many.embed(faces), out, atol=1e-6)
 
 
+def test_feature_norms_are_the_raw_lengths(tiny_checkpoint: Path, tiny_model, faces) -> None:
+    """The norm of the raw embedding (MagFace's quality), of the mean view with flip."""
+    for flip in (False, True):
+        embedder = load_embedder(tiny_checkpoint, device="cpu", flip=flip, precision="fp32")
+        unit, norms = embedder.embed_with_norms(faces)
+        tensor = torch.from_numpy(Preprocess().normalize(faces))
+        with torch.no_grad():
+            views = [tiny_model(tensor)] + ([tiny_model(tensor.flip(3))] if flip else [])
+        mean_view = (sum(views) / len(views)).numpy()
+        np.testing.assert_allclose(norms, np.linalg.norm(mean_view, axis=1), rtol=1e-4)
+        np.testing.assert_allclose(unit, embedder.embed(faces), atol=1e-6)
+
+
 def test_stored_preprocessing_is_applied(tmp_path: Path, tiny_model, faces: np.ndarray) -> None:
     bgr = Preprocess(color="BGR", mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
     path = write_checkpoint(tmp_path / "bgr.pt", tiny_model, preprocess=bgr)

@@ -357,7 +357,7 @@ def test_bad_detector_specs_are_one_line_errors(
     [
         ("verify", ["mtcnn:DIR", "scrfd:PATH.onnx", "best, central, largest (default best)"]),
         ("verify", ["center-crop, letterbox, stretch", "auto, bf16, fp16, fp32, int8"]),
-        ("enroll", ["--detector SPEC", "flat, hnsw, ivf (default flat)", "mean, all"]),
+        ("enroll", ["--detector SPEC", "flat, hnsw, ivf, pq (default flat)", "mean, all"]),
         ("search", ["--detector SPEC", "mtcnn:DIR"]),
         ("align", ["best, central, largest, skip", "center-crop, letterbox, skip, stretch"]),
         ("align", ["--detector SPEC", "scrfd:PATH.onnx"]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -63,9 +64,19 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: a calibrated model's metrics: cosine thresholds 0.4, 0.5, 0.6, 0.7 at FAR 1e-1 .. 1e-4
+METRICS = {
+    "synthetic": {
+        "best_threshold": 1.0,
+        "far_thresholds": {"0.1": 1.2, "0.01": 1.0, "0.001": 0.8, "1e-04": 0.6},
+    }
+}
+
+
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("serve") / "tiny.pt", primed_model())
+    path = tmp_path_factory.mktemp("serve") / "tiny.pt"
+    return write_checkpoint(path, primed_model(), metrics=METRICS)
 
 
 def faceforge(*args: str) -> subprocess.CompletedProcess:
@@ -107,8 +118,13 @@ class Server:
             "50",
             *self.extra,
         ]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        self.process = subprocess.Popen(  # its own process group: --workers are children
+            command,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         while True:  # ready when /ready answers (or the process died)
             if self.process.poll() is not None:
@@ -120,7 +136,8 @@ class Server:
                 _wait_briefly(self.process)
 
     def kill(self) -> None:
-        self.process.kill()
+        """``kill -9`` of the server and its worker processes."""
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
 

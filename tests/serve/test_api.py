@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
+import select
+import socket
 import uuid
 
 import httpx
@@ -12,9 +15,10 @@ import numpy as np
 import pytest
 
 from faceforge.data.image_io import encode_image
+from faceforge.data.quality import face_quality
 from faceforge.data.synthetic.faces import SyntheticFaces
 from tests.image_bombs import png_bomb
-from tests.serve.conftest import Server, start_server
+from tests.serve.conftest import Server, faceforge, start_server
 
 FACES = SyntheticFaces(seed=0)
 
@@ -74,7 +78,8 @@ def test_detect_embed_verify(server):
     b64 = base64.b64encode(photo(0)).decode()
     two = httpx.post(f"{srv.url}/v1/embed", json={"images": [b64]}).json()["faces"][0]
     np.testing.assert_allclose(one["embedding"], two["embedding"], atol=1e-6)
-    assert one["norm"] == pytest.approx(1.0, abs=1e-5)
+    assert np.linalg.norm(one["embedding"]) == pytest.approx(1.0, abs=1e-5)
+    assert one["norm"] == pytest.approx(two["norm"], rel=1e-5) and one["norm"] > 0
     same = httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(0))).json()
     assert same["similarity"] == pytest.approx(1.0, abs=1e-5) and same["same"]
     other = httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(1))).json()
@@ -87,10 +92,31 @@ def test_detect_embed_verify(server):
         )
     )
     assert other["similarity"] == pytest.approx(expected, abs=1e-5)
-    assert other["threshold"]["cosine"] == pytest.approx(0.5)
+    assert other["threshold"]["cosine"] == pytest.approx(0.5)  # best accuracy: FAR 1e-2
+    assert other["far"] == pytest.approx(1e-2) and other["same"] == (expected > 0.5)
 
 
-@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_verify_at_a_target_far(server):
+    srv, _ = server
+
+    def verify(**fields: str) -> httpx.Response:
+        return httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(1)), data=fields)
+
+    strict = verify(far="1e-3").json()
+    assert strict["threshold"]["cosine"] == pytest.approx(0.6) and strict["far"] == 1e-3
+    assert strict["same"] == (strict["similarity"] > 0.6)
+    between = verify(threshold="0.65").json()
+    assert (
+        between["far"] == pytest.approx(10**-3.5) and "explicitly" in between["threshold"]["source"]
+    )
+    outside = verify(far="1e-6")
+    assert (
+        outside.status_code == 400 and "calibrated range 0.0001 .. 0.1" in outside.json()["error"]
+    )
+    assert verify(far="0.01", threshold="0.5").status_code == 400
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw", "pq"])
 def test_gallery_life_cycle(server, index):
     srv, key = server
     gallery = new_gallery(srv, key, index=index, mode="all")
@@ -149,6 +175,11 @@ def test_gallery_of_another_model_is_refused(server, tmp_path):
     try:
         answer = enroll(other.url, key, gallery, "eve", photo(2))
         assert answer.status_code == 409 and "fingerprint" in answer.json()["error"]
+        uncalibrated = httpx.post(
+            f"{other.url}/v1/verify", files=files(photo(0), photo(1)), data={"far": "1e-3"}
+        )
+        assert uncalibrated.status_code == 400
+        assert "no FAR calibration" in uncalibrated.json()["error"]
     finally:
         other.kill()
 
@@ -190,3 +221,150 @@ def test_two_servers_share_postgresql(checkpoint, postgres_url):
     finally:
         first.kill()
         second.kill()
+
+
+def test_workers_share_one_store(checkpoint, tmp_path):
+    """``--workers 2`` on SQLite: both processes answer, and what one enrolls the other finds
+    (each follows the store's change feed)."""
+    store = f"sqlite:///{tmp_path / 'faces.db'}"
+    srv = Server(checkpoint, store, "--workers", "2")
+    try:
+        key = faceforge("serve-key", "--store", store).stdout.strip()
+        gallery = new_gallery(srv, key)
+        enrolled_by: dict[str, str] = {}  # worker pid -> a person it enrolled
+        for i in range(60):  # every request is a new connection, taken by either worker
+            answer = enroll(srv.url, key, gallery, f"p{i}", photo(i % 5))
+            assert answer.status_code == 201, answer.text
+            enrolled_by.setdefault(answer.headers["X-Worker"], f"p{i}")
+            if len(enrolled_by) == 2:
+                break
+        assert len(enrolled_by) == 2, "one worker took every connection"
+        for writer, person in enrolled_by.items():
+            reader = next(pid for pid in enrolled_by if pid != writer)
+            for _ in range(400):  # until the other worker answers (its feed polls every 50 ms)
+                answer = httpx.get(f"{srv.url}/v1/galleries/{gallery}/people")
+                if answer.headers["X-Worker"] == reader and person in answer.json()["people"]:
+                    break
+            assert answer.headers["X-Worker"] == reader and person in answer.json()["people"]
+    finally:
+        srv.kill()
+
+
+def test_faces_carry_their_quality(server):
+    srv, key = server
+    image = FACES.render(0, 0)  # a face the detector finds
+    detected = httpx.post(f"{srv.url}/v1/detect", files=files(photo(0))).json()["images"][0]
+    face = detected["faces"][0]
+    expected = face_quality(image, face["box"], np.asarray(face["landmarks"])).as_dict()
+    assert face["quality"] == pytest.approx(expected, abs=1e-4)
+    assert "liveness" not in face or face["liveness"] is None  # anti-spoofing is off
+    verified = httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(0))).json()
+    assert verified["faces"][0]["quality"] == face["quality"]
+    gallery = new_gallery(srv, key)
+    enrolled = enroll(srv.url, key, gallery, "dora", photo(0)).json()
+    assert enrolled["faces"][0]["box"] == face["box"]
+    assert (
+        search(srv.url, gallery, photo(0))["face"]["quality"]["total"] == face["quality"]["total"]
+    )
+
+
+def test_anti_spoof_and_min_quality_refuse_with_their_figures(checkpoint, tmp_path):
+    store = f"sqlite:///{tmp_path / 'faces.db'}"
+    key = faceforge("serve-key", "--store", store).stdout.strip()
+    strict = Server(checkpoint, store, "--anti-spoof", "--liveness-threshold", "1")
+    try:  # nothing scores a liveness of 1: every face is a spoof
+        gallery = new_gallery(strict, key)
+        face = httpx.post(f"{strict.url}/v1/detect", files=files(photo(0))).json()
+        face = face["images"][0]["faces"][0]
+        assert face["live"] is False and 0 <= face["liveness"] < 1
+        for answer in (
+            enroll(strict.url, key, gallery, "mallory", photo(0)),
+            httpx.post(f"{strict.url}/v1/verify", files=files(photo(0), photo(0))),
+            httpx.post(f"{strict.url}/v1/galleries/{gallery}/search", files=files(photo(0))),
+        ):
+            refused = answer.json()
+            assert answer.status_code == 422 and "presentation attack" in refused["error"]
+            assert refused["liveness"] == pytest.approx(face["liveness"], abs=1e-5)
+            assert refused["liveness_threshold"] == 1
+        assert httpx.get(f"{strict.url}/v1/galleries/{gallery}/people").json()["people"] == {}
+    finally:
+        strict.kill()
+    picky = Server(
+        checkpoint, store, "--anti-spoof", "--liveness-threshold", "0", "--min-quality", "1"
+    )
+    try:  # every face is live, none is perfect
+        answer = enroll(picky.url, key, gallery, "mallory", photo(0))
+        refused = answer.json()
+        assert answer.status_code == 422 and refused["min_quality"] == 1
+        assert refused["quality"]["total"] < 1 and "face quality" in refused["error"]
+        face = httpx.post(f"{picky.url}/v1/detect", files=files(photo(0))).json()
+        assert face["images"][0]["faces"][0]["live"] is True
+    finally:
+        picky.kill()
+
+
+def _http_answer(sock: socket.socket) -> str:
+    """One HTTP answer (head and its Content-Length of body) read from ``sock``."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(
+        next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))[15:]
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return (head + b"\r\n\r\n" + body).decode("latin-1")
+
+
+def test_chunked_body_over_the_limit_gets_413(server):
+    """A body without Content-Length is counted while it streams in."""
+    srv, _ = server
+    request = (
+        b"POST /v1/embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"%x\r\n%s\r\n" % (1 << 16, b" " * (1 << 16))
+    with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+        sock.sendall(request)
+        for _ in range(25 << 4):  # 25 MiB, more than the 20 MiB allowed, unless answered first
+            if select.select([sock], [], [], 0)[0]:
+                break
+            with contextlib.suppress(OSError):
+                sock.sendall(chunk)
+        answer = _http_answer(sock)
+    assert answer.startswith("HTTP/1.1 413") and "over the 20971520 allowed" in answer
+    assert httpx.get(f"{srv.url}/health").status_code == 200
+
+
+def test_openapi_documents_bodies_and_answers(server):
+    srv, _ = server
+    api = httpx.get(f"{srv.url}/openapi.json").json()
+    verify = api["paths"]["/v1/verify"]["post"]
+    body = verify["requestBody"]["content"]
+    assert {"images", "far", "threshold"} <= set(body["application/json"]["schema"]["properties"])
+    assert (
+        body["multipart/form-data"]["schema"]["properties"]["image"]["items"]["format"] == "binary"
+    )
+    answer = verify["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    verified = api["components"]["schemas"][answer.rsplit("/", 1)[1]]
+    assert {"similarity", "same", "threshold", "far", "faces"} <= set(verified["properties"])
+    search = api["paths"]["/v1/galleries/{gallery}/search"]["post"]["requestBody"]["content"]
+    assert search["application/json"]["schema"]["properties"]["top_k"]["maximum"] == 100
+    assert "quality" in api["components"]["schemas"]["Face"]["properties"]
+    misspelt = httpx.post(
+        f"{srv.url}/v1/verify", files=files(photo(0), photo(1)), data={"fra": "1"}
+    )
+    assert misspelt.status_code == 400 and "fra" in misspelt.json()["error"]
+
+
+def test_serve_far_sets_the_default_decision(checkpoint, tmp_path):
+    store = f"sqlite:///{tmp_path / 'faces.db'}"
+    srv = Server(checkpoint, store, "--far", "1e-3")
+    try:
+        answer = httpx.post(f"{srv.url}/v1/verify", files=files(photo(0), photo(1))).json()
+        assert answer["threshold"]["cosine"] == pytest.approx(0.6) and answer["far"] == 1e-3
+    finally:
+        srv.kill()
+    with pytest.raises(RuntimeError, match="outside the model's calibrated range"):
+        Server(checkpoint, store, "--far", "1e-6")

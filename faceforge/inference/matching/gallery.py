@@ -36,6 +36,7 @@ from faceforge.inference.matching.index import (
     apply_settings,
     build_index,
     list_count,
+    needs_retraining,
 )
 from faceforge.inference.matching.lock import gallery_lock
 from faceforge.inference.matching.storage import (
@@ -61,8 +62,9 @@ class Gallery:
     """Enrolled people searchable by face embedding.
 
     ``index_type`` is an :data:`~faceforge.inference.matching.index.INDEX_TYPES` name tuned by
-    ``nlist``, ``nprobe`` and ``hnsw_m`` (see :class:`IndexSettings`); ``mode`` is one of
-    :data:`MODES` (see the module docs).
+    ``nlist``, ``nprobe``, ``hnsw_m`` and ``rerank`` (see :class:`IndexSettings`); ``mode`` is
+    one of :data:`MODES` (see the module docs). A trained index (IVF, PQ) is rebuilt when the
+    gallery has outgrown what it was trained on.
 
     >>> gallery = Gallery(embedding_size=512, fingerprint=embedder.fingerprint)  # doctest: +SKIP
     >>> gallery.add("alice", embedder.embed(alice_faces))  # doctest: +SKIP
@@ -81,6 +83,7 @@ class Gallery:
         nlist: int = 0,
         nprobe: int = 8,
         hnsw_m: int = 32,
+        rerank: int = 8,
     ) -> None:
         INDEX_TYPES.get(index_type, field="index_type")
         if mode not in MODES:
@@ -90,12 +93,13 @@ class Gallery:
         self.index_type = index_type
         self.mode = mode
         self.model = model
-        self.settings = IndexSettings(nlist, nprobe, hnsw_m)
+        self.settings = IndexSettings(nlist, nprobe, hnsw_m, rerank)
         self._embeddings: dict[str, np.ndarray] = {}
         self._ids: dict[str, list[int]] = {}
         self._owner: dict[int, str] = {}
         self._next_id = 0
         self._index: faiss.Index | None = None
+        self._trained_on = 0
         self._generation = 0
 
     # ----------------------------------------------------------------- people
@@ -151,6 +155,10 @@ class Gallery:
         self._next_id += len(vectors)
         self._ids[name].extend(ids)
         self._owner.update(dict.fromkeys(ids, name))
+        if self._index is not None and needs_retraining(
+            self.index_type, self._trained_on, len(self._owner)
+        ):
+            self._index = None  # rebuilt (retrained) when next needed
         if self._index is not None:
             self._index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
 
@@ -186,6 +194,7 @@ class Gallery:
         data = np.concatenate(vectors) if vectors else np.zeros((0, self.embedding_size), "f4")
         ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         index = build_index(self.index_type, data, ids_all, self.settings)
+        self._trained_on = len(data)
         # an automatic IVF list count is fixed once chosen
         self.settings = replace(self.settings, nlist=list_count(index) or self.settings.nlist)
         return index
@@ -262,7 +271,7 @@ class Gallery:
         gallery._embeddings, gallery._ids = data.embeddings, data.ids
         gallery._owner = {i: name for name, ids in data.ids.items() for i in ids}
         gallery._next_id, gallery._generation = data.next_id, data.generation
-        gallery._index = data.index
+        gallery._index, gallery._trained_on = data.index, data.index.ntotal
         apply_settings(gallery._index, gallery.settings)
         return gallery
 

@@ -1,8 +1,10 @@
 """FAISS indexes for galleries, by name: ``flat`` (exact), ``ivf`` (inverted lists), ``hnsw``
-(graph). All search by inner product, which is cosine similarity for unit vectors.
+(graph), ``pq`` (compressed scan, exact re-rank). All search by inner product, which is cosine
+similarity for unit vectors.
 
 Every index is wrapped in an ``IndexIDMap2`` so vectors keep the gallery's ids; flat and IVF
-indexes delete in place, an HNSW graph cannot (see :data:`APPEND_ONLY`).
+indexes delete in place, HNSW and PQ cannot (see :data:`APPEND_ONLY`). IVF and PQ learn from
+the vectors they are built on (:data:`TRAINED`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class IndexSettings:
     nprobe: int = 8
     #: HNSW neighbours per node
     hnsw_m: int = 32
+    #: PQ: candidates per requested match re-ranked by exact similarity
+    rerank: int = 8
 
 
 def flat_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
@@ -54,16 +58,64 @@ def ivf_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
     return index
 
 
+#: PQ training set size: at most this many vectors, topped up with random directions
+PQ_TRAINING = (256, 65536)
+
+
+def pq_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
+    """Every vector compressed to 4 bits per 8 dimensions (product quantisation scanned with
+    SIMD, "fast scan": Andre et al., https://arxiv.org/abs/1812.09162), the best
+    ``rerank * k`` candidates of a search re-ranked by exact similarity to the stored vectors.
+
+    Unlike IVF it visits every vector, so its recall does not depend on how clustered the
+    gallery is; the codebooks are trained on a sample (a small gallery's is topped up with
+    random unit vectors, and is re-ranked almost exhaustively anyway).
+    """
+    dim = vectors.shape[1]
+    parts = next(m for m in range(max(dim // 8, 1), 0, -1) if dim % m == 0)
+    index = faiss.IndexRefineFlat(faiss.IndexPQFastScan(dim, parts, 4, faiss.METRIC_INNER_PRODUCT))
+    index.k_factor = settings.rerank
+    least, most = PQ_TRAINING
+    rng = np.random.default_rng(0)
+    sample = vectors[rng.choice(len(vectors), min(len(vectors), most), replace=False)]
+    if len(sample) < least:
+        extra = rng.standard_normal((least - len(sample), dim)).astype(np.float32)
+        sample = np.concatenate([sample, extra / np.linalg.norm(extra, axis=1, keepdims=True)])
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return index
+
+
 #: gallery index type -> builder of an empty (trained when needed) index for these vectors
 INDEX_TYPES: Registry[faiss.Index] = Registry.of(
-    "gallery index type", {"flat": flat_index, "ivf": ivf_index, "hnsw": hnsw_index}
+    "gallery index type",
+    {"flat": flat_index, "ivf": ivf_index, "hnsw": hnsw_index, "pq": pq_index},
 )
 
 #: the FAISS class each index type's builder makes (checked when a stored index is read)
-INDEX_CLASSES = {"flat": faiss.IndexFlatIP, "ivf": faiss.IndexIVFFlat, "hnsw": faiss.IndexHNSWFlat}
+INDEX_CLASSES = {
+    "flat": faiss.IndexFlatIP,
+    "ivf": faiss.IndexIVFFlat,
+    "hnsw": faiss.IndexHNSWFlat,
+    "pq": faiss.IndexRefineFlat,
+}
 
 #: index types that cannot delete vectors: rebuilt from the stored embeddings after a removal
-APPEND_ONLY = frozenset({"hnsw"})
+APPEND_ONLY = frozenset({"hnsw", "pq"})
+#: index types trained on the vectors they are built on (see :func:`needs_retraining`)
+TRAINED = frozenset({"ivf", "pq"})
+#: a trained index is rebuilt once the gallery has grown this many times since training
+RETRAIN_GROWTH = 4
+
+
+def needs_retraining(index_type: str, trained_on: int, size: int) -> bool:
+    """Whether a ``index_type`` index trained on ``trained_on`` vectors should be rebuilt now
+    that the gallery holds ``size``: a gallery that started small outgrows what its index
+    learnt (IVF cells, PQ codebooks), until the training sample is full."""
+    return (
+        index_type in TRAINED
+        and trained_on < PQ_TRAINING[1]
+        and size >= RETRAIN_GROWTH * max(trained_on, 1)
+    )
 
 
 def build_index(
@@ -87,6 +139,9 @@ def apply_settings(index: faiss.Index, settings: IndexSettings) -> None:
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         ivf.nprobe = min(settings.nprobe, ivf.nlist)
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
+    if isinstance(inner, faiss.IndexRefineFlat):
+        inner.k_factor = settings.rerank
 
 
 def read_index(serialized: np.ndarray, index_type: str, dim: int, ids: np.ndarray) -> faiss.Index:

@@ -222,6 +222,9 @@ def _gallery_fields(meta: dict[str, Any], path: Path, generation: int) -> Galler
         nlist=_field(meta, "index.nlist", int, path, (0, 1 << 31)),
         nprobe=_field(meta, "index.nprobe", int, path, (1, 1 << 31)),
         hnsw_m=_field(meta, "index.hnsw_m", int, path, (1, MAX_HNSW_M)),
+        rerank=_field(
+            meta, "index.rerank", int, path, (1, MAX_HNSW_M), default=IndexSettings.rerank
+        ),
     )
     return GalleryData(
         fingerprint=_field(meta, "model.fingerprint", str, path),

@@ -27,7 +27,7 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-@pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivf", "pq"])
 @pytest.mark.parametrize("mode", ["mean", "all"])
 def test_search_finds_the_right_person(index_type: str, mode: str) -> None:
     data = people()
@@ -58,7 +58,7 @@ def test_scores_are_cosine_similarities() -> None:
     assert best.score == pytest.approx(1.0, abs=1e-5)  # the query itself is enrolled
 
 
-@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "pq"])
 def test_add_remove_and_persist(tmp_path: Path, index_type: str) -> None:
     data = people()
     gallery = Gallery(DIM, "fp", index_type=index_type, model="tiny")

@@ -13,10 +13,12 @@ from faceforge.errors import DataError, UnknownChoiceError
 from faceforge.inference.matching.gallery import METADATA_FILE, Gallery
 from faceforge.inference.matching.index import (
     INDEX_TYPES,
+    PQ_TRAINING,
     IndexSettings,
     apply_settings,
     build_index,
     list_count,
+    needs_retraining,
 )
 
 
@@ -26,12 +28,17 @@ def unit_vectors(count: int, dim: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def test_registered_index_types() -> None:
-    assert INDEX_TYPES.names() == ["flat", "hnsw", "ivf"]
+    assert INDEX_TYPES.names() == ["flat", "hnsw", "ivf", "pq"]
 
 
 @pytest.mark.parametrize(
     ("index_type", "inner"),
-    [("flat", faiss.IndexFlatIP), ("hnsw", faiss.IndexHNSWFlat), ("ivf", faiss.IndexIVFFlat)],
+    [
+        ("flat", faiss.IndexFlatIP),
+        ("hnsw", faiss.IndexHNSWFlat),
+        ("ivf", faiss.IndexIVFFlat),
+        ("pq", faiss.IndexRefineFlat),
+    ],
 )
 def test_each_type_finds_a_stored_vector_under_its_id(index_type: str, inner: type) -> None:
     vectors = unit_vectors(64)
@@ -64,13 +71,43 @@ def test_automatic_ivf_list_count_is_kept_with_the_gallery(tmp_path: Path) -> No
         "nlist": 7,
         "nprobe": 8,
         "hnsw_m": 32,
+        "rerank": 8,
     }
     assert Gallery.load(tmp_path).settings == IndexSettings(nlist=7, nprobe=8, hnsw_m=32)
 
 
 def test_unknown_index_type_lists_the_choices() -> None:
-    message = "unknown gallery index type --index='annoy'; valid choices: flat, hnsw, ivf"
+    message = "unknown gallery index type --index='annoy'; valid choices: flat, hnsw, ivf, pq"
     with pytest.raises(UnknownChoiceError, match=message):
         build_index("annoy", unit_vectors(4), np.arange(4), IndexSettings())
     with pytest.raises(UnknownChoiceError, match="index_type='annoy'; valid choices: flat,"):
         Gallery(8, "fp", index_type="annoy")
+
+
+def test_pq_ranks_by_exact_similarity_after_the_compressed_scan() -> None:
+    """Re-ranked scores are the exact inner products, and the top match of noisy queries
+    (cosine about 0.6 to an enrolled vector, as a second photo) is exact search's."""
+    vectors = unit_vectors(2000, dim=128, seed=1)
+    queries = (0.6 * vectors[:50] + 0.8 * unit_vectors(50, dim=128, seed=3)).astype(np.float32)
+    index = build_index("pq", vectors, np.arange(2000), IndexSettings(rerank=4))
+    assert faiss.downcast_index(index.index).k_factor == 4
+    scores, found = index.search(queries, 3)
+    exact = queries @ vectors.T
+    assert (found[:, 0] == exact.argmax(1)).all()
+    np.testing.assert_allclose(scores, np.take_along_axis(exact, found, axis=1), atol=1e-5)
+    apply_settings(index, IndexSettings(rerank=16))
+    assert faiss.downcast_index(index.index).k_factor == 16
+
+
+def test_a_trained_index_is_retrained_as_the_gallery_grows() -> None:
+    gallery = Gallery(8, "fp", index_type="pq", mode="all")
+    gallery.add("first", unit_vectors(3))
+    gallery.search(unit_vectors(1))  # trained on 3 vectors (topped up with random ones)
+    trained = gallery._index
+    gallery.add("second", unit_vectors(8, seed=1))  # 11 < 4 x 3: kept, vectors appended
+    assert gallery._index is trained and trained.ntotal == 11
+    gallery.add("third", unit_vectors(1, seed=2))  # 12 = 4 x 3: rebuilt when next searched
+    assert gallery._index is None
+    assert gallery.search(unit_vectors(8, seed=1)[2:3], 1)[0][0].name == "second"
+    assert needs_retraining("ivf", 100, 400) and not needs_retraining("flat", 100, 400)
+    assert not needs_retraining("pq", PQ_TRAINING[1], 10 * PQ_TRAINING[1])

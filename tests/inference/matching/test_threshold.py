@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceforge.errors import CheckpointError, ConfigError
+from faceforge.errors import CheckpointError, ConfigError, DataError
 from faceforge.inference.matching.threshold import (
+    FarCalibration,
     cosine_from_squared_distance,
     resolve_threshold,
+    threshold_for,
     threshold_from_metrics,
 )
 
@@ -54,3 +56,41 @@ def test_only_a_synthetic_threshold_carries_a_warning() -> None:
     assert "--threshold" in synthetic.warning
     assert threshold_from_metrics(metrics).warning is None  # lfw
     assert resolve_threshold(0.3, metrics).warning is None
+
+
+#: distance thresholds at FARs 1e-1 .. 1e-4: cosines 0.4, 0.5, 0.6, 0.7
+CALIBRATED = {
+    "lfw": {
+        "best_threshold": 1.0,
+        "far_thresholds": {"0.1": 1.2, "0.01": 1.0, "0.001": 0.8, "1e-04": 0.6},
+    }
+}
+
+
+def test_far_calibration_interpolates_in_log_far() -> None:
+    calibration = FarCalibration.from_metrics(CALIBRATED)
+    assert calibration.threshold(1e-3).cosine == pytest.approx(0.6)
+    halfway = calibration.threshold(10**-3.5)
+    assert halfway.cosine == pytest.approx(0.65) and halfway.far == pytest.approx(10**-3.5)
+    assert calibration.far_at(0.65) == pytest.approx(10**-3.5)
+    assert calibration.far_at(0.8) is None
+    with pytest.raises(DataError, match=r"outside the model's calibrated range 0.0001 \.\. 0.1"):
+        calibration.threshold(1e-6)
+    assert FarCalibration.from_metrics({"lfw": {"best_threshold": 1.0}}) is None
+
+
+def test_threshold_for_a_request() -> None:
+    default = lambda: threshold_from_metrics(CALIBRATED)  # noqa: E731
+    assert threshold_for(CALIBRATED, 1e-2, None, default).cosine == pytest.approx(0.5)
+    chosen = threshold_for(CALIBRATED, None, None, default)  # best accuracy: cosine 0.5
+    assert chosen.cosine == pytest.approx(0.5) and chosen.far == pytest.approx(1e-2)
+    explicit = threshold_for(CALIBRATED, None, 0.7, default)
+    assert explicit.far == pytest.approx(1e-4) and explicit.source == "set explicitly"
+    plain = {"lfw": {"best_threshold": 1.0}}
+    assert threshold_for(plain, None, None, lambda: threshold_from_metrics(plain)).far is None
+    with pytest.raises(DataError, match="no FAR calibration"):
+        threshold_for(plain, 1e-3, None, default)
+    with pytest.raises(DataError, match="not both"):
+        threshold_for(CALIBRATED, 1e-3, 0.5, default)
+    with pytest.raises(DataError, match=r"in \(0, 1\)"):
+        threshold_for(CALIBRATED, 2.0, None, default)
