@@ -14,6 +14,7 @@ from faceforge.models import (
     mobilenet,
     resnet,
     sphereface,
+    vit,
 )
 from faceforge.registry import Registry
 
@@ -35,6 +36,10 @@ BACKBONES: Registry[nn.Module] = Registry.of(
         "sphereface20": sphereface.sphereface20,
         "sphereface36": sphereface.sphereface36,
         "sphereface64": sphereface.sphereface64,
+        "vit_t": vit.vit_t,
+        "vit_s": vit.vit_s,
+        "vit_b": vit.vit_b,
+        "vit_l": vit.vit_l,
     },
 )
 

@@ -1,0 +1,48 @@
+"""Seeded state dicts in the layouts of other projects' networks, from recorded key/shape
+lists (tests/models/fixtures/), for the strict-load and same-embedding tests.
+
+- facenet-pytorch 2.6.0 ``InceptionResnetV1``, ``logits.*`` dropped;
+- insightface arcface_torch's ``vit_t`` / ``vit_s`` / ``vit_b`` / ``vit_l`` (how the list
+  was made is in the fixture's ``_how``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FACENET_KEYS = FIXTURES / "facenet_pytorch_inception_resnet_v1_keys.json"
+VIT_KEYS = FIXTURES / "arcface_torch_vit_keys.json"
+
+
+def seeded_state(shapes: dict[str, list[int]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights (He-scaled), batch-norm statistics away from identity."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in shapes.items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.zeros((), dtype=torch.long)
+        elif key.endswith("running_var") or (key.endswith(".weight") and len(shape) == 1):
+            state[key] = torch.rand(shape, generator=generator) + 0.5
+        elif len(shape) == 1:  # biases and running means
+            state[key] = (torch.rand(shape, generator=generator) - 0.5) * 0.2
+        else:
+            fan_in = torch.tensor(shape[1:]).prod().item()
+            state[key] = torch.randn(shape, generator=generator) * (2 / fan_in) ** 0.5
+    return state
+
+
+def facenet_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    return seeded_state(json.loads(FACENET_KEYS.read_text()), seed)
+
+
+def arcface_vit_shapes(name: str) -> dict[str, list[int]]:
+    """Recorded key -> shape of arcface_torch's ViT ``name`` (vit_t, vit_s, vit_b, vit_l)."""
+    return json.loads(VIT_KEYS.read_text())[name]
+
+
+def arcface_vit_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    return seeded_state(arcface_vit_shapes(name), seed)
