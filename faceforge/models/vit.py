@@ -183,10 +183,8 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x) + self.pos_embed
-        if self.training and self.mask_ratio > 0:
-            x = self.encode_masked(x)
-        else:
-            x = self.encode(x)
+        masked = self.training and self.mask_ratio > 0
+        x = self.encode_masked(x) if masked else self.encode(x)
         return self.feature(self.dropout(x.flatten(1)))
 
 
