@@ -13,6 +13,7 @@ from faceforge.models import (
     mobilefacenet,
     mobilenet,
     resnet,
+    sknet,
     sphereface,
     vit,
 )
@@ -32,6 +33,7 @@ BACKBONES: Registry[nn.Module] = Registry.of(
         "mobilenetv1_0_5": mobilenet.mobilenetv1_0_5,
         "mobilenetv1_0_25": mobilenet.mobilenetv1_0_25,
         "resnet50": resnet.resnet50,
+        "sknet50": sknet.sknet50,
         "inception_resnet_v1": inception_resnet.inception_resnet_v1,
         "sphereface20": sphereface.sphereface20,
         "sphereface36": sphereface.sphereface36,

@@ -26,6 +26,9 @@ EXPECTED_PARAMETERS = {
     "mobilenetv1_0_5": 1_107_872,
     "mobilenetv1_0_25": 358_224,
     "resnet50": 74_886_208,
+    # timm 1.0.15's skresnext50_32x4d (the paper's SKNet-50) without its ImageNet stem and
+    # classifier, plus our 3x3 stem and E output (run locally); also in test_zoo.py
+    "sknet50": 76_808_960,
     # facenet-pytorch's InceptionResnetV1 without logits: the same 23,482,624 (run locally)
     "inception_resnet_v1": 23_482_624,
     "sphereface20": 24_505_664,
