@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from faceforge.models import (
+    edgeface,
     inception_resnet,
     iresnet,
     minifasnet,
@@ -38,6 +39,10 @@ BACKBONES: Registry[nn.Module] = Registry.of(
         "sphereface20": sphereface.sphereface20,
         "sphereface36": sphereface.sphereface36,
         "sphereface64": sphereface.sphereface64,
+        "edgeface_xxs": edgeface.edgeface_xxs,
+        "edgeface_xs_gamma_06": edgeface.edgeface_xs_gamma_06,
+        "edgeface_s_gamma_05": edgeface.edgeface_s_gamma_05,
+        "edgeface_base": edgeface.edgeface_base,
         "vit_t": vit.vit_t,
         "vit_s": vit.vit_s,
         "vit_b": vit.vit_b,

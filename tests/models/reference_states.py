@@ -2,8 +2,8 @@
 lists (tests/models/fixtures/), for the strict-load and same-embedding tests.
 
 - facenet-pytorch 2.6.0 ``InceptionResnetV1``, ``logits.*`` dropped;
-- insightface arcface_torch's ``vit_t`` / ``vit_s`` / ``vit_b`` / ``vit_l`` (how the list
-  was made is in the fixture's ``_how``).
+- insightface arcface_torch's ``vit_t`` / ``vit_s`` / ``vit_b`` / ``vit_l`` and EdgeFace's
+  ``edgeface_*`` networks (how each list was made is in its fixture's ``_how``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 FIXTURES = Path(__file__).parent / "fixtures"
 FACENET_KEYS = FIXTURES / "facenet_pytorch_inception_resnet_v1_keys.json"
 VIT_KEYS = FIXTURES / "arcface_torch_vit_keys.json"
+EDGEFACE_KEYS = FIXTURES / "edgeface_keys.json"
 
 
 def seeded_state(shapes: dict[str, list[int]], seed: int = 0) -> dict[str, torch.Tensor]:
@@ -39,10 +40,6 @@ def facenet_state(seed: int = 0) -> dict[str, torch.Tensor]:
     return seeded_state(json.loads(FACENET_KEYS.read_text()), seed)
 
 
-def arcface_vit_shapes(name: str) -> dict[str, list[int]]:
-    """Recorded key -> shape of arcface_torch's ViT ``name`` (vit_t, vit_s, vit_b, vit_l)."""
-    return json.loads(VIT_KEYS.read_text())[name]
-
-
-def arcface_vit_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    return seeded_state(arcface_vit_shapes(name), seed)
+def recorded_shapes(fixture: Path, name: str) -> dict[str, list[int]]:
+    """Recorded key -> shape of network ``name`` in a fixture of several networks."""
+    return json.loads(fixture.read_text())[name]

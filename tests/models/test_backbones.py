@@ -34,6 +34,11 @@ EXPECTED_PARAMETERS = {
     "sphereface20": 24_505_664,
     "sphereface36": 34_613_824,
     "sphereface64": 50_035_520,
+    # otroshi/edgeface's get_model on timm 1.0.15 (run locally); the paper's 1.77M / 3.65M
+    "edgeface_xxs": 1_244_744,
+    "edgeface_xs_gamma_06": 1_770_492,
+    "edgeface_s_gamma_05": 3_652_520,
+    "edgeface_base": 18_225_812,
     # arcface_torch's VisionTransformer with vit_t/s/b/l_dp005_mask_005's settings (run locally)
     "vit_t": 19_137_792,
     "vit_s": 76_023_296,

@@ -12,15 +12,15 @@ from torch import nn
 from faceforge.errors import ConfigError
 from faceforge.models import build_backbone, count_macs
 from faceforge.models.vit import drop_path
-from tests.models.reference_states import arcface_vit_shapes, arcface_vit_state
+from tests.models.reference_states import VIT_KEYS, recorded_shapes, seeded_state
 
 #: (width, depth) of arcface_torch's vit_t, vit_s, vit_b and vit_l_dp005_mask_005
 DIMENSIONS = {"vit_t": (256, 12), "vit_s": (512, 12), "vit_b": (512, 24), "vit_l": (768, 24)}
 #: "FLOPs" (G, they are multiply-accumulates) of arcface_torch README's ViT table
 PUBLISHED_GMACS = {"vit_t": 1.5, "vit_s": 5.7, "vit_b": 11.4, "vit_l": 25.3}
 #: first 8 values of arcface_torch's own VisionTransformer (vit_t settings, eval mode),
-#: L2-normalised, for arcface_vit_state("vit_t", 0) on the seeded input below; recorded by
-#: running the reference code (our output matched it exactly on that machine)
+#: L2-normalised, for seeded_state of the vit_t shapes (seed 0) on the seeded input below;
+#: recorded by running the reference code (our output matched it exactly on that machine)
 ARCFACE_VIT_T_OUTPUT = [0.012086, -0.014753, 0.000671, 0.001618]
 ARCFACE_VIT_T_OUTPUT += [0.043967, -0.039927, -0.01461, -0.024839]
 
@@ -34,12 +34,12 @@ def on_meta(name: str, **kwargs: object) -> nn.Module:
 @pytest.mark.parametrize("name", sorted(DIMENSIONS))
 def test_state_dict_keys_shapes_and_order_are_arcface_torchs(name: str) -> None:
     ours = [(key, list(value.shape)) for key, value in on_meta(name).state_dict().items()]
-    assert ours == list(arcface_vit_shapes(name).items())
+    assert ours == list(recorded_shapes(VIT_KEYS, name).items())
 
 
 def test_vit_t_loads_arcface_torch_state_strictly_and_gives_its_embedding() -> None:
     model = build_backbone("vit_t").eval()
-    model.load_state_dict(arcface_vit_state("vit_t", seed=0), strict=True)
+    model.load_state_dict(seeded_state(recorded_shapes(VIT_KEYS, "vit_t"), seed=0), strict=True)
     x = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(7)) * 2 - 1
     with torch.no_grad():
         out = nn.functional.normalize(model(x), dim=1)

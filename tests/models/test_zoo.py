@@ -30,6 +30,8 @@ SAME_CODE_AS_SMALLER = {
     "mobilenetv1_1_0",
     "iresnet50",
     "se_iresnet50",
+    "edgeface_s_gamma_05",
+    "edgeface_base",
     "sknet50",  # see test_selective_kernel_resnet_contract
     "vit_s",
     "vit_b",
