@@ -13,6 +13,7 @@ from faceforge.data.alignment import (
     template_points,
     umeyama_similarity,
 )
+from faceforge.data.face_template import FACENET_TEMPLATE
 from faceforge.errors import DataError
 
 
@@ -92,3 +93,13 @@ def test_bad_landmarks_raise() -> None:
         estimate_norm(np.ones((5, 2)))
     with pytest.raises(ValueError, match=r"\(5, 2\)"):
         estimate_norm(np.ones((4, 2)))
+
+
+def test_facenet_template_scales_with_square_multiples_of_160() -> None:
+    points = template_points((160, 160), "facenet")
+    np.testing.assert_array_equal(points, FACENET_TEMPLATE)
+    np.testing.assert_allclose(template_points((320, 320), "facenet"), 2 * FACENET_TEMPLATE)
+    assert points[0, 0] < points[1, 0] and points[2, 1] < points[3, 1]  # eyes, nose, mouth
+    for size in ((112, 112), (160, 128)):
+        with pytest.raises(ValueError, match="no facenet template .* use 160k x 160k"):
+            template_points(size, "facenet")
