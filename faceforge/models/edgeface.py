@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -275,29 +276,21 @@ CONFIGS = {
 }
 
 
-def edgeface_xxs(
-    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
-) -> EdgeFace:
+def edgeface_xxs(**kwargs: Any) -> EdgeFace:
     """EdgeFace-XXS (https://arxiv.org/abs/2307.01838): EdgeNeXt-XXS, full-rank linears."""
-    return EdgeFace(CONFIGS["edgeface_xxs"], embedding_size, dropout, input_size)
+    return EdgeFace(CONFIGS["edgeface_xxs"], **kwargs)
 
 
-def edgeface_xs_gamma_06(
-    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
-) -> EdgeFace:
+def edgeface_xs_gamma_06(**kwargs: Any) -> EdgeFace:
     """EdgeFace-XS (https://arxiv.org/abs/2307.01838): EdgeNeXt-XS, low rank gamma = 0.6."""
-    return EdgeFace(CONFIGS["edgeface_xs_gamma_06"], embedding_size, dropout, input_size)
+    return EdgeFace(CONFIGS["edgeface_xs_gamma_06"], **kwargs)
 
 
-def edgeface_s_gamma_05(
-    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
-) -> EdgeFace:
+def edgeface_s_gamma_05(**kwargs: Any) -> EdgeFace:
     """EdgeFace-S (https://arxiv.org/abs/2307.01838): EdgeNeXt-S, low rank gamma = 0.5."""
-    return EdgeFace(CONFIGS["edgeface_s_gamma_05"], embedding_size, dropout, input_size)
+    return EdgeFace(CONFIGS["edgeface_s_gamma_05"], **kwargs)
 
 
-def edgeface_base(
-    embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
-) -> EdgeFace:
+def edgeface_base(**kwargs: Any) -> EdgeFace:
     """EdgeFace-Base (https://arxiv.org/abs/2307.01838): EdgeNeXt-Base, full-rank linears."""
-    return EdgeFace(CONFIGS["edgeface_base"], embedding_size, dropout, input_size)
+    return EdgeFace(CONFIGS["edgeface_base"], **kwargs)

@@ -13,10 +13,13 @@ Training regularisers as in arcface_torch: stochastic depth (Huang et al. 2016,
 https://arxiv.org/abs/1603.09382) rising linearly to ``drop_path`` over the blocks, and
 random token masking: ``mask_ratio`` of the patch tokens skip the encoder and are replaced by
 the learned ``mask_token`` before the head. Both are off in eval mode; the factories take
-arcface_torch's rates as defaults (its WebFace42M variants: ``drop_path=0.05, mask_ratio=0``).
+arcface_torch's rates as defaults and any keyword of :class:`VisionTransformer` (its WebFace42M
+variants: ``drop_path=0.05, mask_ratio=0``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -119,11 +122,11 @@ class VisionTransformer(nn.Module):
         self,
         dim: int,
         depth: int,
-        drop_path: float,
-        mask_ratio: float,
         embedding_size: int = 512,
         dropout: float = 0.0,
         input_size: tuple[int, int] = INPUT_SIZE,
+        drop_path: float = 0.1,
+        mask_ratio: float = 0.1,
     ) -> None:
         super().__init__()
         if not 0.0 <= mask_ratio < 1.0:
@@ -188,45 +191,22 @@ class VisionTransformer(nn.Module):
         return self.feature(self.dropout(x.flatten(1)))
 
 
-def vit_t(
-    embedding_size: int = 512,
-    dropout: float = 0.0,
-    input_size: tuple[int, int] = INPUT_SIZE,
-    drop_path: float = 0.1,
-    mask_ratio: float = 0.1,
-) -> VisionTransformer:
+def vit_t(**kwargs: Any) -> VisionTransformer:
     """ViT-T (arcface_torch ``vit_t``): width 256, 12 blocks, 8 heads."""
-    return VisionTransformer(256, 12, drop_path, mask_ratio, embedding_size, dropout, input_size)
+    return VisionTransformer(256, 12, **kwargs)
 
 
-def vit_s(
-    embedding_size: int = 512,
-    dropout: float = 0.0,
-    input_size: tuple[int, int] = INPUT_SIZE,
-    drop_path: float = 0.1,
-    mask_ratio: float = 0.1,
-) -> VisionTransformer:
+def vit_s(**kwargs: Any) -> VisionTransformer:
     """ViT-S (arcface_torch ``vit_s``): width 512, 12 blocks, 8 heads."""
-    return VisionTransformer(512, 12, drop_path, mask_ratio, embedding_size, dropout, input_size)
+    return VisionTransformer(512, 12, **kwargs)
 
 
-def vit_b(
-    embedding_size: int = 512,
-    dropout: float = 0.0,
-    input_size: tuple[int, int] = INPUT_SIZE,
-    drop_path: float = 0.1,
-    mask_ratio: float = 0.1,
-) -> VisionTransformer:
+def vit_b(**kwargs: Any) -> VisionTransformer:
     """ViT-B (arcface_torch ``vit_b``): width 512, 24 blocks, 8 heads."""
-    return VisionTransformer(512, 24, drop_path, mask_ratio, embedding_size, dropout, input_size)
+    return VisionTransformer(512, 24, **kwargs)
 
 
-def vit_l(
-    embedding_size: int = 512,
-    dropout: float = 0.0,
-    input_size: tuple[int, int] = INPUT_SIZE,
-    drop_path: float = 0.05,
-    mask_ratio: float = 0.05,
-) -> VisionTransformer:
-    """ViT-L (arcface_torch ``vit_l_dp005_mask_005``): width 768, 24 blocks, 8 heads."""
-    return VisionTransformer(768, 24, drop_path, mask_ratio, embedding_size, dropout, input_size)
+def vit_l(**kwargs: Any) -> VisionTransformer:
+    """ViT-L (arcface_torch ``vit_l_dp005_mask_005``): width 768, 24 blocks, 8 heads, lower
+    stochastic depth and masking rates (0.05)."""
+    return VisionTransformer(768, 24, **{"drop_path": 0.05, "mask_ratio": 0.05} | kwargs)

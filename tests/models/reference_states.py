@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
+
+from faceforge.models import build_backbone
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FACENET_KEYS = FIXTURES / "facenet_pytorch_inception_resnet_v1_keys.json"
@@ -43,3 +47,14 @@ def facenet_state(seed: int = 0) -> dict[str, torch.Tensor]:
 def recorded_shapes(fixture: Path, name: str) -> dict[str, list[int]]:
     """Recorded key -> shape of network ``name`` in a fixture of several networks."""
     return json.loads(fixture.read_text())[name]
+
+
+def first_outputs(name: str, state: dict[str, torch.Tensor], size: tuple[int, int]) -> np.ndarray:
+    """First 8 values of backbone ``name``'s L2-normalised eval-mode embedding, with ``state``
+    loaded strictly, for the seeded image (generator seed 7, values in [-1, 1]) of ``size``;
+    the same recipe produced the values recorded from each reference implementation."""
+    model = build_backbone(name).eval()
+    model.load_state_dict(state, strict=True)
+    x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    with torch.no_grad():
+        return nn.functional.normalize(model(x), dim=1)[0, :8].numpy()

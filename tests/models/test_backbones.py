@@ -79,7 +79,7 @@ def test_registry_lists_every_backbone() -> None:
 
 
 def test_unknown_name_lists_available_backbones() -> None:
-    with pytest.raises(KeyError, match=r"resnet9.*valid choices: inception_resnet_v1.*iresnet100"):
+    with pytest.raises(KeyError, match=r"resnet9.*valid choices: edgeface_base.*iresnet100"):
         build_backbone("resnet9")
 
 
