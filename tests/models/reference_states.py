@@ -58,3 +58,15 @@ def first_outputs(name: str, state: dict[str, torch.Tensor], size: tuple[int, in
     x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(7)) * 2 - 1
     with torch.no_grad():
         return nn.functional.normalize(model(x), dim=1)[0, :8].numpy()
+
+
+def on_meta(name: str, **kwargs: object) -> nn.Module:
+    """Backbone ``name`` with shapes only: nothing allocated, even for ViT-L's 256M
+    parameters."""
+    with torch.device("meta"):
+        return build_backbone(name, **kwargs)
+
+
+def state_layout(model: nn.Module) -> list[tuple[str, list[int]]]:
+    """(key, shape) of every state-dict entry, in order: what the fixtures record."""
+    return [(key, list(value.shape)) for key, value in model.state_dict().items()]
