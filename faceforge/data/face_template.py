@@ -25,12 +25,13 @@ ARCFACE_TEMPLATE = np.array(
 )
 
 #: mean landmark positions (x, y) in a 160x160 facenet-pytorch crop: ``extract_face`` takes
-#: the MTCNN box plus a 14-pixel margin (its examples' ``MTCNN(image_size=160, margin=14)``)
-#: and resizes it to a square. Measured with faceforge's MTCNN (the same weights) on 599 LFW
-#: View 1 images (every 8th); per-image spread ~4 px vertically and ~12 px horizontally. MTCNN
-#: boxes are ~1.33x taller than wide, so those crops stretch faces horizontally; a 5-point
-#: similarity cannot stretch, so crops aligned to this template place the face as facenet-pytorch
-#: does on average but keep its proportions: an approximation of its preprocessing.
+#: the MTCNN box plus a 14-pixel margin (``MTCNN(image_size=160, margin=14)`` of its LFW
+#: evaluation, examples/lfw_evaluate.ipynb) and resizes it to a square. Measured with
+#: faceforge's MTCNN (the same weights) on 599 LFW View 1 images (every 8th); per-image spread
+#: ~4 px vertically, ~12 px horizontally. MTCNN boxes are ~1.33x taller than wide, so those
+#: crops stretch faces horizontally; a 5-point similarity cannot stretch, so crops aligned to
+#: this template place the face as facenet-pytorch does on average but keep its proportions:
+#: an approximation of its preprocessing (tests/data/test_alignment.py measures how close).
 FACENET_TEMPLATE = np.array(
     [
         [51.2599, 64.9594],
