@@ -73,3 +73,21 @@ def test_drop_path_zeroes_whole_samples_and_keeps_the_expectation() -> None:
     # kept share ~ Binomial(10_000, 0.75): standard deviation 0.0043, 5 sigma
     assert (per_sample[:, 0] > 0).float().mean().item() == pytest.approx(0.75, abs=0.022)
     assert torch.equal(drop_path(x, 0.25, training=False), x)
+
+
+def test_grad_checkpointing_gives_the_same_gradients() -> None:
+    """Recomputing blocks in the backward pass changes memory, not results (no masking or
+    stochastic depth, so both runs see the same network)."""
+    torch.manual_seed(0)
+    model = build_backbone("vit_t", embedding_size=8, drop_path=0.0, mask_ratio=0.0).train()
+    x = torch.rand(2, 3, 112, 112) * 2 - 1
+
+    def gradients() -> list[torch.Tensor]:
+        model.zero_grad()
+        model(x).square().sum().backward()
+        return [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    plain = gradients()
+    model.set_grad_checkpointing()
+    for ours, reference in zip(gradients(), plain, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-7)
