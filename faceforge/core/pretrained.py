@@ -33,6 +33,13 @@ ADAFACE_LICENCE = (
 )
 #: AdaFace models take BGR input normalised to [-1, 1] (its README, "Pretrained Models")
 ADAFACE_CONTRACT = Preprocess(color="BGR")
+FACENET_RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
+FACENET_LICENCE = (
+    "facenet-pytorch and davidsandberg/facenet (the original TensorFlow weights) MIT; trained "
+    "on a research dataset (VGGFace2 / CASIA-WebFace), check its terms before commercial use"
+)
+#: facenet-pytorch's ``fixed_image_standardization``: (x - 127.5) / 128 on RGB 160x160 crops
+FACENET_CONTRACT = Preprocess(input_size=(160, 160), std=(128 / 255,) * 3, template="facenet")
 #: bytes hashed at a time
 CHUNK = 1 << 20
 
@@ -90,6 +97,26 @@ def _adaface(name: str, arch: str, file: str, lfw: float, ijbc: float) -> Pretra
     )
 
 
+def _facenet(name: str, file: str, lfw: float, sha256: str | None) -> PretrainedWeights:
+    return PretrainedWeights(
+        name,
+        "inception_resnet_v1",
+        512,
+        FACENET_CONTRACT,
+        FACENET_LICENCE,
+        {"LFW": lfw},
+        FACENET_RELEASE + file,
+        file,
+        sha256=sha256,
+        drop=("logits.",),
+        notes=(
+            "facenet-pytorch's port of davidsandberg/facenet; the logits.* classifier is left "
+            "out. It was fed MTCNN box crops (margin 14) resized to 160x160, which the facenet "
+            "5-point template approximates (faces are not stretched to the box's aspect)"
+        ),
+    )
+
+
 ENTRIES = (
     _insightface("iresnet50.ms1mv3_arcface", "iresnet50", "ms1mv3_arcface_r50_fp16", 96.37, 79.14),
     _insightface(
@@ -117,6 +144,15 @@ ENTRIES = (
         99.82,
         97.66,
     ),
+    _facenet(
+        "inception_resnet_v1.vggface2",
+        "20180402-114759-vggface2.pt",
+        99.65,
+        # not published by facenet-pytorch; the same value is pinned (sha256sum -c, 111,898,327
+        # bytes) by several independent projects that download the v2.2.9 release file
+        "281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b",
+    ),
+    _facenet("inception_resnet_v1.casia_webface", "20180408-102900-casia-webface.pt", 99.05, None),
     PretrainedWeights(
         "mobilefacenet.casia_112x96",
         "mobilefacenet",

@@ -1,9 +1,11 @@
-"""Where the five landmarks sit in an aligned face crop: the ArcFace template.
+"""Where the five landmarks sit in an aligned face crop: the ArcFace and FaceNet templates.
 
-The template is the one insightface's ``norm_crop`` warps to (eyes, nose tip, mouth corners
-of a 112x112 crop). Alignment (:mod:`faceforge.data.alignment`) warps photos onto it;
-training augmentations that draw on the face (:mod:`faceforge.data.face_masks`) read from it
-where the nose and mouth of an aligned training crop are.
+The ArcFace template is the one insightface's ``norm_crop`` warps to (eyes, nose tip, mouth
+corners of a 112x112 crop). The FaceNet template serves facenet-pytorch's models, which were
+fed crops of the MTCNN box, not landmark alignments (see :data:`FACENET_TEMPLATE`).
+Alignment (:mod:`faceforge.data.alignment`) warps photos onto a template; training
+augmentations that draw on the face (:mod:`faceforge.data.face_masks`) read from the ArcFace
+one where the nose and mouth of an aligned training crop are.
 """
 
 from __future__ import annotations
@@ -22,22 +24,48 @@ ARCFACE_TEMPLATE = np.array(
     dtype=np.float64,
 )
 
-TEMPLATES = {"arcface": ARCFACE_TEMPLATE}
+#: mean landmark positions (x, y) in a 160x160 facenet-pytorch crop: ``extract_face`` takes
+#: the MTCNN box plus a 14-pixel margin (``MTCNN(image_size=160, margin=14)`` of its LFW
+#: evaluation, examples/lfw_evaluate.ipynb) and resizes it to a square. Measured with
+#: faceforge's MTCNN (the same weights) on 599 LFW View 1 images (every 8th); per-image spread
+#: ~4 px vertically, ~12 px horizontally. MTCNN boxes are ~1.33x taller than wide, so those
+#: crops stretch faces horizontally; a 5-point similarity cannot stretch, so crops aligned to
+#: this template place the face as facenet-pytorch does on average but keep its proportions:
+#: an approximation of its preprocessing (tests/data/test_alignment.py measures how close).
+FACENET_TEMPLATE = np.array(
+    [
+        [51.2599, 64.9594],
+        [116.4374, 63.9594],
+        [84.2588, 93.2859],
+        [56.1258, 118.6599],
+        [113.7747, 117.7971],
+    ],
+    dtype=np.float64,
+)
+
+TEMPLATES = {"arcface": ARCFACE_TEMPLATE, "facenet": FACENET_TEMPLATE}
+#: side of the square crop each template is defined for
+TEMPLATE_SIDES = {"arcface": 112, "facenet": 160}
 
 
 def template_points(size: tuple[int, int] = (112, 112), template: str = "arcface") -> np.ndarray:
     """Template landmarks (5, 2) for an output of ``size`` = (height, width).
 
-    Square sizes that are multiples of 112 scale the template; multiples of 128 scale it by
-    size/128 and centre it with an 8*size/128 pixel x offset (insightface's convention);
-    (112k, 96k) scales by k and shifts x by -8k (the 112x96 crop).
+    Square sizes that are multiples of the template's side (112 for ArcFace, 160 for FaceNet)
+    scale the template. For ArcFace, multiples of 128 scale it by size/128 and centre it with
+    an 8*size/128 pixel x offset (insightface's convention); (112k, 96k) scales by k and shifts
+    x by -8k (the 112x96 crop).
     """
     if template not in TEMPLATES:
         raise ValueError(f"unknown alignment template {template!r}; known: {sorted(TEMPLATES)}")
-    points = TEMPLATES[template]
+    points, side = TEMPLATES[template], TEMPLATE_SIDES[template]
     height, width = size
-    if height == width and height % 112 == 0:
-        ratio, shift = height / 112, 0.0
+    if height == width and height % side == 0:
+        ratio, shift = height / side, 0.0
+    elif template != "arcface":
+        raise ValueError(
+            f"no {template} template for a {height}x{width} crop; use {side}k x {side}k"
+        )
     elif height == width and height % 128 == 0:
         ratio = height / 128
         shift = 8.0 * ratio

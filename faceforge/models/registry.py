@@ -7,13 +7,16 @@ from typing import Any
 from torch import nn
 
 from faceforge.models import (
+    edgeface,
     inception_resnet,
     iresnet,
     minifasnet,
     mobilefacenet,
     mobilenet,
     resnet,
+    sknet,
     sphereface,
+    vit,
 )
 from faceforge.registry import Registry
 
@@ -31,10 +34,19 @@ BACKBONES: Registry[nn.Module] = Registry.of(
         "mobilenetv1_0_5": mobilenet.mobilenetv1_0_5,
         "mobilenetv1_0_25": mobilenet.mobilenetv1_0_25,
         "resnet50": resnet.resnet50,
+        "sknet50": sknet.sknet50,
         "inception_resnet_v1": inception_resnet.inception_resnet_v1,
         "sphereface20": sphereface.sphereface20,
         "sphereface36": sphereface.sphereface36,
         "sphereface64": sphereface.sphereface64,
+        "edgeface_xxs": edgeface.edgeface_xxs,
+        "edgeface_xs_gamma_06": edgeface.edgeface_xs_gamma_06,
+        "edgeface_s_gamma_05": edgeface.edgeface_s_gamma_05,
+        "edgeface_base": edgeface.edgeface_base,
+        "vit_t": vit.vit_t,
+        "vit_s": vit.vit_s,
+        "vit_b": vit.vit_b,
+        "vit_l": vit.vit_l,
     },
 )
 

@@ -10,6 +10,8 @@ https://arxiv.org/abs/1801.07698, Sec. 3.2), as in Face_Pytorch's ResNet50.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -19,20 +21,39 @@ from faceforge.models.iresnet import INPUT_SIZE, STAGE_WIDTHS, final_map_size, r
 EXPANSION = 4
 
 
-class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (stride), 1x1 expand, each with batch norm; ReLU after the sum."""
+def plain_middle(width: int, stride: int) -> list[nn.Module]:
+    """The bottleneck's 3x3 convolution (carrying the stride), batch norm and ReLU."""
+    return [
+        nn.Conv2d(width, width, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+    ]
 
-    def __init__(self, in_channels: int, width: int, stride: int) -> None:
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, ``middle`` (stride), 1x1 expand, each with batch norm; ReLU after the sum.
+
+    The middle layers work on ``mid_ratio`` x ``width`` channels (1: ResNet; 2: the
+    ResNeXt-style SKNet units); the block outputs ``width`` x ``EXPANSION`` channels.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int,
+        middle: Callable[[int, int], list[nn.Module]] = plain_middle,
+        mid_ratio: int = 1,
+    ) -> None:
         super().__init__()
         out_channels = width * EXPANSION
+        mid = width * mid_ratio
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, width, 1, bias=False),
-            nn.BatchNorm2d(width),
+            nn.Conv2d(in_channels, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
             nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(width, out_channels, 1, bias=False),
+            *middle(mid, stride),
+            nn.Conv2d(mid, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
         )
         self.shortcut: nn.Module = nn.Identity()
@@ -48,7 +69,8 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Bottleneck ResNet with ``blocks`` per stage; raw (N, embedding_size) embeddings."""
+    """Bottleneck ResNet with ``blocks`` per stage; raw (N, embedding_size) embeddings.
+    ``block(in_channels, width, stride)`` builds each block (default :class:`Bottleneck`)."""
 
     def __init__(
         self,
@@ -56,6 +78,7 @@ class ResNet(nn.Module):
         embedding_size: int = 512,
         dropout: float = 0.0,
         input_size: tuple[int, int] = INPUT_SIZE,
+        block: Callable[[int, int, int], nn.Module] = Bottleneck,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -66,7 +89,7 @@ class ResNet(nn.Module):
         for width, count in zip(STAGE_WIDTHS, blocks, strict=True):
             stage = []
             for index in range(count):
-                stage.append(Bottleneck(channels, width, 2 if index == 0 else 1))
+                stage.append(block(channels, width, 2 if index == 0 else 1))
                 channels = width * EXPANSION
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)

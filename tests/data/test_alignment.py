@@ -3,6 +3,7 @@ solution (the closed form scikit-image's estimate reduces to for 2-D similaritie
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -13,6 +14,8 @@ from faceforge.data.alignment import (
     template_points,
     umeyama_similarity,
 )
+from faceforge.data.face_template import FACENET_TEMPLATE
+from faceforge.data.image_io import read_image
 from faceforge.errors import DataError
 
 
@@ -92,3 +95,41 @@ def test_bad_landmarks_raise() -> None:
         estimate_norm(np.ones((5, 2)))
     with pytest.raises(ValueError, match=r"\(5, 2\)"):
         estimate_norm(np.ones((4, 2)))
+
+
+def test_facenet_template_scales_with_square_multiples_of_160() -> None:
+    points = template_points((160, 160), "facenet")
+    np.testing.assert_array_equal(points, FACENET_TEMPLATE)
+    np.testing.assert_allclose(template_points((320, 320), "facenet"), 2 * FACENET_TEMPLATE)
+    assert points[0, 0] < points[1, 0] and points[2, 1] < points[3, 1]  # eyes, nose, mouth
+    for size in ((112, 112), (160, 128)):
+        with pytest.raises(ValueError, match="no facenet template .* use 160k x 160k"):
+            template_points(size, "facenet")
+
+
+def crop_correlation(
+    image: np.ndarray, landmarks: np.ndarray, template: np.ndarray, reference: np.ndarray
+) -> float:
+    """Pixel correlation of ``reference`` with ``image`` aligned to ``template`` points."""
+    matrix = umeyama_similarity(landmarks, template)
+    crop = cv2.warpAffine(image, matrix, reference.shape[1::-1], borderValue=0.0)
+    return float(np.corrcoef(crop.ravel(), reference.ravel())[0, 1])
+
+
+def test_facenet_template_crops_look_like_facenet_pytorchs_own(shared_data, mtcnn) -> None:
+    """facenet-pytorch's shipped test crops (MTCNN box, margin 0, 160x160) against the same
+    photos aligned to the FaceNet template (moved from margin 14 to margin 0: the box fills
+    146 of 160 pixels there) and to the ArcFace template scaled to 160: the FaceNet template
+    is the closer one on every photo (pixel correlation; the box crops stretch faces, so
+    neither reaches 1)."""
+    root = shared_data / "photos" / "facenet_pytorch_test_images"
+    margin_zero = (FACENET_TEMPLATE - 7) * 160 / 146
+    arcface_160 = ARCFACE_TEMPLATE * 160 / 112
+    photos = sorted((root / "test_images").glob("*/1.jpg"))
+    assert photos
+    for photo in photos:
+        reference = read_image(next((root / "test_images_aligned" / photo.parent.name).iterdir()))
+        image = read_image(photo)
+        landmarks = mtcnn.detect(image)[0].landmarks
+        ours = crop_correlation(image, landmarks, margin_zero, reference)
+        assert ours > crop_correlation(image, landmarks, arcface_160, reference) + 0.05, photo
