@@ -47,18 +47,21 @@ def app_from_environment():
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """Build the service here first, so a bad option (model, store, FAR) is one line before
+    any worker starts; one process serves that service, ``--workers`` build their own."""
     import uvicorn
 
+    from faceforge.serve.app import create_app
+
+    service = _make_service(args)
+    where = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    if args.workers == 1:
+        uvicorn.run(create_app(lambda: service, tuple(args.cors_origin)), **where)
+        return 0
+    service.close()
     options = {name: value for name, value in vars(args).items() if name != "func"}
     os.environ[OPTIONS_VARIABLE] = json.dumps(options)  # inherited by the worker processes
-    uvicorn.run(
-        f"{__name__}:app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-    )
+    uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=args.workers, **where)
     return 0
 
 

@@ -51,8 +51,7 @@ def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...
         follower = asyncio.create_task(_follow(app.state.service))
         yield
         follower.cancel()
-        app.state.service.batcher.close()
-        app.state.service.store.close()
+        app.state.service.close()
 
     app = FastAPI(title="faceforge", version="1", lifespan=lifespan)
     app.include_router(router)

@@ -63,6 +63,11 @@ class Service:
     #: index type of galleries created without one
     default_index: str = "flat"
 
+    def close(self) -> None:
+        """Stop the batcher's thread and close the store's connections."""
+        self.batcher.close()
+        self.store.close()
+
     def check_key(self, key: str | None) -> None:
         if not key or self.store.api_key_name(key_digest(key)) is None:
             raise AuthError("this request writes: send a valid API key in the X-API-Key header")

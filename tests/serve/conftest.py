@@ -79,11 +79,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_checkpoint(path, primed_model(), metrics=METRICS)
 
 
-def faceforge(*args: str) -> subprocess.CompletedProcess:
+def faceforge(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "faceforge", *args],
         cwd=ROOT,
-        check=True,
+        check=check,
         capture_output=True,
         text=True,
     )

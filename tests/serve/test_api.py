@@ -366,5 +366,18 @@ def test_serve_far_sets_the_default_decision(checkpoint, tmp_path):
         assert answer["threshold"]["cosine"] == pytest.approx(0.6) and answer["far"] == 1e-3
     finally:
         srv.kill()
-    with pytest.raises(RuntimeError, match="outside the model's calibrated range"):
+    with pytest.raises(RuntimeError, match="outside the model's calibrated range") as error:
         Server(checkpoint, store, "--far", "1e-6")
+    message = str(error.value).removeprefix("serve exited: ").strip()
+    assert "Traceback" not in message and "\n" not in message  # one line, no uvicorn trace
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_bad_start_option_is_one_line_and_a_failed_exit(tmp_path, workers):
+    store = f"sqlite:///{tmp_path / 'faces.db'}"
+    result = faceforge(
+        "serve", "--checkpoint", str(tmp_path / "missing.pt"), "--store", store,
+        "--workers", workers, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "missing.pt" in result.stderr
