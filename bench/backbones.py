@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from train_speed import time_training
 
+from faceforge.allocator import retain_freed_memory
 from faceforge.core.embedder import Embedder
 from faceforge.inference.export import synthetic_faces
 from faceforge.models import backbone_names, build_backbone, count_macs, count_parameters
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=1)
     args = parser.parse_args()
+    retain_freed_memory()  # as the faceforge command does
 
     table = Table(title=f"backbones on {args.device}, batch {args.batch_size}, 112x112")
     for column in ("backbone", "params (M)", "GMACs", "train img/s", "embed img/s"):

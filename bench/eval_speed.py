@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 
+from faceforge.allocator import retain_freed_memory
 from faceforge.core.embedder import Embedder
 from faceforge.data.images import load_images
 from faceforge.evaluation.identification import megaface
@@ -152,6 +153,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--check-identities", type=int, default=10)
     args = parser.parse_args()
+    retain_freed_memory()  # as the faceforge command does
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "

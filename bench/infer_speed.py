@@ -13,7 +13,9 @@ meaningful with trained weights (``--checkpoint``): untrained networks map faces
     python bench/infer_speed.py                          # full run
     python bench/infer_speed.py --images 64 --repeats 1  # quick check
 
-Figures depend on the CPU and on other load (the 1-minute load average is printed).
+Figures depend on the CPU and on other load (the 1-minute load average is printed). Like
+the ``faceforge`` command, the benchmark keeps freed memory for the next batch
+(:mod:`faceforge.allocator`); ``--glibc-default`` times glibc's own behaviour.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import cv2
 import numpy as np
 import torch
 
+from faceforge.allocator import retain_freed_memory
 from faceforge.core.embedder import Embedder, load_embedder
 from faceforge.core.model_source import load_model
 from faceforge.core.preprocess import Preprocess
@@ -138,13 +141,19 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="threads for PyTorch and ONNX Runtime (default: torch's)"
     )
+    parser.add_argument(
+        "--glibc-default",
+        action="store_true",
+        help="leave glibc's malloc thresholds as they are (the faceforge command raises them)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
+    retained = not args.glibc_default and retain_freed_memory()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"load average {os.getloadavg()[0]:.2f}, glibc malloc thresholds "
+        f"{'raised (faceforge.allocator)' if retained else 'as the environment sets them'}"
     )
     if not args.skip_detection:
         bench_detection(args.repeats)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from faceforge.allocator import retain_freed_memory
 from faceforge.core.embedder import Embedder
 from faceforge.data.image_io import read_image
 from faceforge.inference.detection.mtcnn import MTCNN
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time)")
     args = parser.parse_args()
+    retain_freed_memory()  # as the faceforge command does
     torch.set_num_threads(args.threads)
     images = [read_image(SHARED_DATA / "photos" / name) for name in PHOTOS]
     embedder = Embedder.from_backbone(build_backbone(args.arch).eval(), device="cpu")

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
+from faceforge.allocator import retain_freed_memory
 from faceforge.config import load_config
 from faceforge.data.dataset import FaceDataset, collate_faces
 from faceforge.data.readers import ImageFolderReader
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="add a torch.compile row")
     args = parser.parse_args()
+    retain_freed_memory()  # as the faceforge command does
     options = dict(OPTIONS)
     if args.compile:
         options["channels_last + bf16 + compile"] = [

@@ -5,12 +5,15 @@ modified): BatchNorm folded into the preceding convolution / linear layer, weigh
 inputs in ``channels_last`` layout, and the autocast dtype that ``precision`` resolves to on
 the device (:mod:`faceforge.core.precision`: bf16 on CPUs that compute it natively, fp16 on
 CUDA, else fp32). On CPU the network sees micro-batches of 16 images, which keeps
-activations in cache and measured faster than larger batches. Each option can be turned off
+activations in cache and measured faster than larger batches (or than splitting them over
+single-threaded workers), and runs best where freed memory stays in the process between
+micro-batches (:mod:`faceforge.allocator`, which the ``faceforge`` command applies: 1.15x
+for MobileFaceNet, 1.8x for unfolded eager fp32). Each option can be turned off
 (:class:`RuntimeOptions`), which is how other backends (ONNX Runtime, quantised models) are
 compared against this one.
 
 ``compile`` adds ``torch.compile`` (inductor, weights frozen as constants so convolutions
-run as prepacked oneDNN kernels on CPU): about 1.4x the eager speed of MobileFaceNet on an
+run as prepacked oneDNN kernels on CPU): about 1.2x the eager speed of MobileFaceNet on an
 AVX2 CPU, for a one-time compile of ~10-30 s (cached on disk by inductor), so it pays off
 for long jobs (evaluations, a server) and is off by default. The last micro-batch of a
 call is padded to the micro-batch size so that one input shape compiles once.
