@@ -5,9 +5,9 @@ unmapped, and free space at the top of the heap beyond its trim threshold is tri
 next batch of the same shapes then page-faults the same memory back in, zero-filled by the
 kernel. For CPU inference that is a large, hidden cost: embedding MobileFaceNet on a 2-core
 AVX2 CPU took ~1.1 million minor page faults per 1,280 images and spent ~12 % of its time in
-the kernel; with the thresholds raised it took a few thousand and ran 1.1-1.3x faster (eager
-and compiled alike). This is what the jemalloc / tcmalloc preloads in PyTorch's CPU
-performance guide achieve, without a second library.
+the kernel; with the thresholds raised it took a few thousand and ran 1.14x faster (1.3x
+compiled, 1.9x as plain eager fp32). This is what the jemalloc / tcmalloc preloads in
+PyTorch's CPU performance guide achieve, without a second library.
 
 The cost is that a process keeps its peak working set (up to :data:`TRIM_THRESHOLD` of free
 heap top) instead of returning it between batches. The ``faceforge`` command applies it to

@@ -7,8 +7,8 @@ the device (:mod:`faceforge.core.precision`: bf16 on CPUs that compute it native
 CUDA, else fp32). On CPU the network sees micro-batches of 16 images, which keeps
 activations in cache and measured faster than larger batches (or than splitting them over
 single-threaded workers), and runs best where freed memory stays in the process between
-micro-batches (:mod:`faceforge.allocator`, which the ``faceforge`` command applies: 1.15x
-for MobileFaceNet, 1.8x for unfolded eager fp32). Each option can be turned off
+micro-batches (:mod:`faceforge.allocator`, which the ``faceforge`` command applies: 1.14x
+for MobileFaceNet, 1.3x compiled). Each option can be turned off
 (:class:`RuntimeOptions`), which is how other backends (ONNX Runtime, quantised models) are
 compared against this one.
 
