@@ -46,8 +46,8 @@ def _models(args: argparse.Namespace) -> int:
 
     print("backbones (faceforge train model.backbone=NAME, import --arch NAME):")
     for name in BACKBONES.names():
-        doc = (BACKBONES.get(name).__doc__ or "").strip().splitlines()
-        print(f"  {name:24s} {doc[0] if doc else ''}")
+        summary = (BACKBONES.get(name).__doc__ or "").strip().split("\n\n")[0]
+        print(f"  {name:24s} {' '.join(summary.split())}")
     print("pretrained weights (faceforge import --pretrained NAME FILE OUT; nothing downloaded):")
     for name in PRETRAINED.names():
         entry = pretrained_weights(name)

@@ -62,6 +62,8 @@ def test_models_lists_backbones_and_pretrained_entries(capsys) -> None:
     for name in backbone_names() + PRETRAINED.names():
         assert f"  {name} " in out or f"  {name}\n" in out, name
     assert "112x96 RGB; LFW 99.3" in out and "sha256 checked" in out
+    # a description that wraps in the docstring is printed whole on its line
+    assert "8 heads, lower stochastic depth and masking rates (0.05).\n" in out
 
 
 def test_facenet_entries_record_facenet_pytorchs_contract() -> None:
