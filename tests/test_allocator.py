@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -26,13 +27,13 @@ net = nn.Sequential(
     nn.Conv2d(128, 128, 3, 2, 1, groups=128), nn.Conv2d(128, 64, 1),
 ).eval()
 x = torch.randn(16, 3, 112, 112)
+faults = []
 with torch.inference_mode():
-    net(x)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
+    for _ in range(6):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         net(x)
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(json.dumps({"applied": applied, "faults": faults,
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"applied": applied, "faults": faults[1:],
                   "tunables": os.environ.get("GLIBC_TUNABLES")}))
 """
 
@@ -60,10 +61,12 @@ def test_retained_memory_is_not_faulted_in_again_each_forward() -> None:
     retained = _forwards("retain")
     assert retained["applied"] is True
     assert retained["tunables"] == TUNABLES  # child processes get the same settings
-    # with glibc's own thresholds each forward faults its activations back in
-    assert default["faults"] > 5 * PAGES_PER_ACTIVATION
-    # retained: the 5 forwards reuse the warm-up's memory
-    assert retained["faults"] < PAGES_PER_ACTIVATION // 10
+    # page faults per forward after the first; the median ignores the heap growing once more
+    # (the order in which threads free blocks can leave it an activation short at first)
+    # with glibc's own thresholds every forward faults its activations back in
+    assert statistics.median(default["faults"]) > PAGES_PER_ACTIVATION
+    # retained: a forward reuses the memory of the one before
+    assert statistics.median(retained["faults"]) < PAGES_PER_ACTIVATION // 10
 
 
 @glibc_only
