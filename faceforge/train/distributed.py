@@ -142,6 +142,20 @@ class Distributed:
         return wrapped
 
 
+@contextlib.contextmanager
+def process_group_scope() -> Iterator[None]:
+    """A process group created within the block is destroyed when the block ends, on every
+    path. A process that exits with its group alive can abort in the group's destructor
+    (gloo: "terminate called without an active exception"), so torchrun would report a
+    finished job as failed. A group that existed before the block is left to its creator."""
+    existed = dist.is_initialized()
+    try:
+        yield
+    finally:
+        if not existed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 _ENV_DEFAULTS = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
 
 #: the source location gloo puts before its messages ("[.../gloo/transport/tcp/pair.cc:553] ")

@@ -26,7 +26,7 @@ from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import TrainingError, TrainingInterrupted
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.train.build import TrainingRun, build_run
-from faceforge.train.distributed import Distributed
+from faceforge.train.distributed import Distributed, process_group_scope
 from faceforge.train.engine import Counts, evaluate, evaluation_sets, train_one_epoch
 from faceforge.train.interrupts import StopRequests
 from faceforge.train.recipe import check_config
@@ -306,9 +306,11 @@ def train(
 ) -> TrainSummary:
     """Train ``cfg`` from scratch (or from ``resume``), evaluating on ``sets``; ``None``:
     the sets the config names, loaded by rank 0 once the resume file and the output folder
-    are checked and the training data is open (so a bad resume file fails at once)."""
-    run, state = setup(cfg, resume, log, overwrite=overwrite)
-    if sets is None:
-        with _folder_released_on_failure(run.cfg, run.dist):
-            sets = evaluation_sets(run.cfg) if run.dist.is_main else ()
-    return fit(run, state, sets)
+    are checked and the training data is open (so a bad resume file fails at once). Under
+    torchrun the process group lives as long as this call."""
+    with process_group_scope():
+        run, state = setup(cfg, resume, log, overwrite=overwrite)
+        if sets is None:
+            with _folder_released_on_failure(run.cfg, run.dist):
+                sets = evaluation_sets(run.cfg) if run.dist.is_main else ()
+        return fit(run, state, sets)

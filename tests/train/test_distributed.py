@@ -1,7 +1,8 @@
 """Scale-out on CPU with gloo: DDP equals one process at the same global batch, torchrun runs
 the CLI (rank 0's evaluations equal the checkpoints evaluated alone), an interrupt while rank 0
 evaluates stops every rank at one step, a rank that fails or never joins ends the others with
-one line, a killed worker restarts from the last checkpoint, 2-rank checkpoints resume on 1.
+one line, a killed worker restarts from the last checkpoint, 2-rank checkpoints resume on 1,
+and a finished run leaves its process group (no abort at exit).
 
 Every multi-process test here is bounded by a timeout: a regression fails, it never hangs."""
 
@@ -29,7 +30,7 @@ from faceforge.data.dataset import collate_faces
 from faceforge.data.synthetic import synthetic_verification_set
 from faceforge.errors import TrainingError
 from faceforge.evaluation.run import evaluate_model
-from faceforge.train.distributed import Distributed
+from faceforge.train.distributed import Distributed, process_group_scope
 from faceforge.train.engine import train_step
 from faceforge.train.main import setup
 
@@ -353,3 +354,28 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(tmp_path: Path) -> No
     assert process.returncode == 0, stderr
     assert "resumed from" in stdout + stderr
     assert Checkpoint.load(out / "last.pt").step == 40
+    # the finished processes left their process group: none aborted in its destructor
+    assert "terminate called" not in stderr
+
+
+def _one_process_group() -> None:
+    torch.distributed.init_process_group(
+        "gloo", store=torch.distributed.HashStore(), rank=0, world_size=1
+    )
+
+
+def test_a_process_group_lives_as_long_as_the_scope_that_created_it() -> None:
+    with process_group_scope():
+        _one_process_group()
+    assert not torch.distributed.is_initialized()
+    with pytest.raises(TrainingError), process_group_scope():
+        _one_process_group()
+        raise TrainingError("a failed run")
+    assert not torch.distributed.is_initialized()  # left on the error path too
+    _one_process_group()
+    try:
+        with process_group_scope():
+            pass
+        assert torch.distributed.is_initialized()  # not the scope's: left to its creator
+    finally:
+        torch.distributed.destroy_process_group()
