@@ -89,6 +89,27 @@ class Distributed:
             )
 
     @contextlib.contextmanager
+    def process_group_scope(self) -> Iterator[None]:
+        """A process group created within the block is destroyed when the block ends, on
+        every path; a group that existed before the block is left to its creator.
+
+        A block that ends normally first waits at a barrier, without holding the GIL:
+        gloo's worker threads drop the tensors of the last collectives only once they get
+        the GIL, and one that gets it while Python is shutting down aborts the process
+        ("terminate called without an active exception"), so torchrun would report a
+        finished job as failed. Destroying the group does not end those threads while a
+        DDP model built on it exists (https://github.com/pytorch/pytorch/pull/179291)."""
+        existed = dist.is_initialized()
+        try:
+            yield
+            if not existed and dist.is_initialized():
+                with self.waiting_for("every process at the end of the run"):
+                    dist.barrier()
+        finally:
+            if not existed and dist.is_initialized():
+                dist.destroy_process_group()
+
+    @contextlib.contextmanager
     def waiting_for(self, what: str) -> Iterator[None]:
         """Within the block, a collective that fails (another process stopped, or the wait
         passed ``train.collective_timeout_minutes``) raises one TrainingError naming
@@ -140,20 +161,6 @@ class Distributed:
         if sum_gradients:
             wrapped.register_comm_hook(None, _sum_hook)
         return wrapped
-
-
-@contextlib.contextmanager
-def process_group_scope() -> Iterator[None]:
-    """A process group created within the block is destroyed when the block ends, on every
-    path. A process that exits with its group alive can abort in the group's destructor
-    (gloo: "terminate called without an active exception"), so torchrun would report a
-    finished job as failed. A group that existed before the block is left to its creator."""
-    existed = dist.is_initialized()
-    try:
-        yield
-    finally:
-        if not existed and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 _ENV_DEFAULTS = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}

@@ -26,7 +26,7 @@ from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import TrainingError, TrainingInterrupted
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.train.build import TrainingRun, build_run
-from faceforge.train.distributed import Distributed, process_group_scope
+from faceforge.train.distributed import Distributed
 from faceforge.train.engine import Counts, evaluate, evaluation_sets, train_one_epoch
 from faceforge.train.interrupts import StopRequests
 from faceforge.train.recipe import check_config
@@ -308,8 +308,9 @@ def train(
     the sets the config names, loaded by rank 0 once the resume file and the output folder
     are checked and the training data is open (so a bad resume file fails at once). Under
     torchrun the process group lives as long as this call."""
-    with process_group_scope():
-        run, state = setup(cfg, resume, log, overwrite=overwrite)
+    dist = Distributed.from_env()
+    with dist.process_group_scope():
+        run, state = setup(cfg, resume, log, dist, overwrite)
         if sets is None:
             with _folder_released_on_failure(run.cfg, run.dist):
                 sets = evaluation_sets(run.cfg) if run.dist.is_main else ()
