@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from faceforge.core.conv_guard import OneColumnConvolutionGuard, needs_convolution_guard
 from faceforge.errors import ConfigError
 from faceforge.registry import Registry
 
@@ -98,9 +99,15 @@ class Precision:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
+        """The region that runs in this precision: autocast to ``dtype`` (nothing for fp32),
+        with :class:`~faceforge.core.conv_guard.OneColumnConvolutionGuard` where bf16
+        convolutions run on AMX."""
+        region = contextlib.ExitStack()
+        if self.dtype is not None:
+            region.enter_context(torch.autocast(self.device_type, dtype=self.dtype))
+        if needs_convolution_guard(self.device_type, self.dtype):
+            region.enter_context(OneColumnConvolutionGuard())
+        return region
 
     def grad_scaler(self) -> torch.amp.GradScaler:
         """Loss scaling is needed for fp16 only; a disabled scaler is a no-op pass-through."""

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from faceforge.core.precision import resolve_precision
+from faceforge.core.precision import Precision, resolve_precision
 
 #: images per forward pass on CPU (see the module docstring)
 CPU_MICRO_BATCH = 16
@@ -133,7 +133,7 @@ class TorchBackend:
 
     def __init__(self, backbone: nn.Module, options: RuntimeOptions) -> None:
         self.device = options.device or model_device(backbone)
-        self.autocast = resolve_precision(options.precision, self.device).dtype
+        self.compute = resolve_precision(options.precision, self.device)
         self.channels_last = options.channels_last
         self.model = inference_copy(
             backbone, self.device, fold_bn=options.fold_bn, channels_last=options.channels_last
@@ -150,25 +150,20 @@ class TorchBackend:
     @property
     def precision(self) -> str:
         """What runs: ``fp32``, ``bf16`` or ``fp16``."""
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast]
+        return self.compute.name
 
     def fall_back_to_fp32(self) -> None:
         """Run in fp32 from now on (the embedder calls this when reduced precision produced
         non-finite embeddings)."""
-        self.autocast = None
+        self.compute = Precision(self.device.type, None)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """Raw float32 (N, D) embeddings of float (N, 3, H, W) model input on the device."""
         if not self.channels_last:
             x = x.contiguous()
         step = self.micro_batch
-        context = (
-            contextlib.nullcontext()
-            if self.autocast is None
-            # autocast caches the cast weights within the region: micro-batches share them
-            else torch.autocast(self.device.type, dtype=self.autocast)
-        )
-        with torch.inference_mode(), context:
+        # autocast caches the cast weights within the region: micro-batches share them
+        with torch.inference_mode(), self.compute.autocast():
             parts = [self._forward(x[i : i + step]) for i in range(0, len(x), step)]
         return torch.cat(parts).float()
 
