@@ -34,7 +34,7 @@ from faceforge.cli.outputs import (
     output_folder,
     write_json,
 )
-from faceforge.cli.train_commands import OVERRIDE_HELP
+from faceforge.cli.train_commands import OVERRIDE_HELP, recipe_overrides
 
 FORMATS = "a folder of <identity>/<image>, a 'path label' list, a .rec or an .lmdb dataset"
 
@@ -134,8 +134,8 @@ def _visualize_training(args: argparse.Namespace) -> int:
     from faceforge.train.recipe import load_recipe
 
     with tempfile.TemporaryDirectory(prefix="faceforge-features-") as scratch:
-        overrides = ["model.embedding_size=2", *args.overrides, f"train.output_dir={scratch}"]
-        overrides += ["train.progress=false"] if args.no_progress else []
+        overrides = ["model.embedding_size=2", *recipe_overrides(args)]
+        overrides.append(f"train.output_dir={scratch}")
         cfg = load_recipe(args.config, overrides)
         movie = record_feature_movie(
             cfg, every=args.every, identities=args.identities, per_identity=args.per_identity

@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from faceforge.cli.arguments import ranged
+from faceforge.cli.arguments import add_progress_option, ranged
 from faceforge.errors import ConfigError
 
 OVERRIDE_HELP = "dotted config overrides, e.g. optim.lr=0.05 train.max_steps=100"
+
+
+def recipe_overrides(args: argparse.Namespace) -> list[str]:
+    """The command's dotted overrides, with ``train.progress=false`` for ``--no-progress``."""
+    return [*args.overrides, *(["train.progress=false"] if args.no_progress else [])]
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -16,7 +21,7 @@ def _train(args: argparse.Namespace) -> int:
     from faceforge.train.main import train
     from faceforge.train.recipe import load_recipe
 
-    cfg = load_recipe(args.config, args.overrides)
+    cfg = load_recipe(args.config, recipe_overrides(args))
     summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if not Distributed.from_env().is_main:
         return 0
@@ -33,7 +38,7 @@ def _demo(args: argparse.Namespace) -> int:
     from faceforge.train.demo import print_report, run_demo
     from faceforge.train.recipe import load_recipe
 
-    cfg = load_recipe(args.config, args.overrides)
+    cfg = load_recipe(args.config, recipe_overrides(args))
     report = run_demo(cfg, args.minutes)
     print_report(report, cfg)
     return 0
@@ -97,6 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write into train.output_dir even if it holds a run (default: a new numbered "
         "folder, e.g. runs/quickstart-2)",
     )
+    add_progress_option(train)
     train.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     train.set_defaults(func=_train)
 
@@ -112,6 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="time budget: the demo measures this machine and trains as many of the recipe's "
         "steps as fit (default 10; 0 runs the recipe's steps whatever they take)",
     )
+    add_progress_option(demo)
     demo.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     demo.set_defaults(func=_demo)
 

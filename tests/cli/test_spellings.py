@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from faceforge.cli import build_parser, main, parse_args
+from faceforge.cli.train_commands import recipe_overrides
+from faceforge.train.recipe import load_recipe
 
 
 def _parsed(argv: list[str]) -> dict:
@@ -109,7 +111,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
 LONG_WORK = (
     "align", "verify", "enroll", "search", "eval", "pack-bin", "convert", "pairs",
     "extract-faces", "liveness", "eval ijb", "eval identify", "eval megaface", "eval quality",
-    "visualize training",
+    "visualize training", "train", "demo",
 )  # fmt: skip
 MAKES_EMBEDDINGS = (
     "verify", "enroll", "search", "eval", "eval identify", "eval megaface", "eval quality",
@@ -121,6 +123,17 @@ MAKES_EMBEDDINGS = (
 def test_every_long_command_has_no_progress(command: str) -> None:
     option = _options(_parser(command))["--no-progress"]
     assert option.default is False and option.nargs == 0
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+def test_no_progress_turns_the_training_bar_off(command: str) -> None:
+    args = build_parser().parse_args([command, "--config", "quickstart", "optim.lr=0.05"])
+    assert load_recipe(args.config, recipe_overrides(args)).train.progress is True
+    args = build_parser().parse_args(
+        [command, "--config", "quickstart", "--no-progress", "optim.lr=0.05"]
+    )
+    cfg = load_recipe(args.config, recipe_overrides(args))
+    assert cfg.train.progress is False and cfg.optim.lr == 0.05
 
 
 @pytest.mark.parametrize("command", MAKES_EMBEDDINGS)
