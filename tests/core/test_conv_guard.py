@@ -3,8 +3,6 @@ and bf16 convolutions that equal fp32 on any CPU (on AMX ones through the guard)
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,9 +14,11 @@ from faceforge.core.conv_guard import (
     needs_convolution_guard,
     one_column_output,
 )
-from faceforge.core.precision import EmulatedPrecisionWarning, resolve_precision
+from faceforge.core.precision import Precision, resolve_precision
 
 CPU = torch.device("cpu")
+#: the library's bf16 region on the CPU, whether or not this CPU computes bf16 natively
+BF16 = Precision("cpu", torch.bfloat16)
 
 #: (batch, channels, height, width) of stride-2 3x3 inputs that oneDNN 3.12's AMX kernel got
 #: wrong (NaN, ~1e37 or cosine 0.7 to fp32): Inception-ResNet-v1's Mixed_7a at 112x96 first
@@ -82,10 +82,7 @@ def test_bf16_one_column_convolutions_agree_with_fp32_on_this_cpu(shape):
     reference = F.conv2d(x, weight, None, 2)
     grad = torch.randn_like(reference)
     reference_grads = torch.autograd.grad(reference, (x, weight), grad)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", EmulatedPrecisionWarning)  # slow is still right
-        bf16 = resolve_precision("bf16", CPU)
-    with bf16.autocast():
+    with BF16.autocast():  # emulated where the CPU lacks bf16: slow, still right
         low = F.conv2d(x, weight, None, 2)
     assert relative_error(low, reference) < 2e-2
     low_grads = torch.autograd.grad(low.float(), (x, weight), grad)
@@ -99,10 +96,7 @@ def test_bf16_regions_enter_the_guard_only_on_amx_cpus(monkeypatch, amx):
     assert needs_convolution_guard("cpu", torch.bfloat16) is amx
     assert not needs_convolution_guard("cpu", None)
     assert not needs_convolution_guard("cuda", torch.bfloat16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", EmulatedPrecisionWarning)
-        bf16 = resolve_precision("bf16", CPU)
-    with bf16.autocast():
+    with BF16.autocast():
         modes = _get_current_function_mode_stack()
         assert any(isinstance(mode, OneColumnConvolutionGuard) for mode in modes) is amx
         assert torch.is_autocast_enabled("cpu")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from faceforge.core.precision import EmulatedPrecisionWarning, resolve_precision
+from faceforge.core.precision import Precision
 from faceforge.models import backbone_names, build_backbone, count_macs, count_parameters
 from faceforge.models.resnet import ResNet
 from faceforge.models.sknet import SK_BOTTLENECK
@@ -130,10 +130,7 @@ def check_contract(model: nn.Module, ill_conditioned: bool) -> None:
         # bf16 keeps 8 mantissa bits: ~2^-9 relative rounding per layer, a few percent after
         # ~50 layers in quadrature, so the direction of the embedding holds to cosine > 0.99;
         # run in the library's bf16 region (with its guard on AMX CPUs, core.conv_guard)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", EmulatedPrecisionWarning)
-            bf16 = resolve_precision("bf16", torch.device("cpu"))
-        with bf16.autocast():
+        with Precision("cpu", torch.bfloat16).autocast():
             low = model_cl(x.contiguous(memory_format=torch.channels_last))
     assert torch.isfinite(low).all()
     if not ill_conditioned:
