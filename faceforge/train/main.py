@@ -156,19 +156,31 @@ def record_evaluation(
 
 
 class _Clock:
-    """Wall time of the run: training speed windows, time spent evaluating, last save."""
+    """Wall time of the run: training speed windows, which leave out the time spent evaluating
+    and saving (so the logged images/s is the training speed), and the last save."""
 
     def __init__(self) -> None:
         self.started = self.window = self.saved = time.perf_counter()
         self.window_images = 0
-        self.eval_seconds = 0.0
+        self.paused_seconds = 0.0
 
     def speed(self, images: int) -> float:
-        """Images per second since the last call."""
+        """Training images per second since the last call."""
         now = time.perf_counter()
         speed = (images - self.window_images) / max(now - self.window, 1e-9)
         self.window, self.window_images = now, images
         return speed
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent in this block is not training time: it leaves the speed window."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.paused_seconds += elapsed
+            self.window += elapsed
 
     def minutes_since_save(self) -> float:
         return (time.perf_counter() - self.saved) / 60
@@ -194,9 +206,8 @@ def _after_step(
     was asked to. Every process takes the same decisions, so all reach each save together."""
     every, save_every = run.cfg.eval.every, run.cfg.train.save_every
     if every and state.step % every == 0 and state.step < run.total_steps:
-        started = time.perf_counter()
-        record_evaluation(run, state, sets)
-        clock.eval_seconds += time.perf_counter() - started
+        with clock.paused():
+            record_evaluation(run, state, sets)
     signum, save_due = _shared_decisions(run, state, clock, stop)
     if signum:
         path = save(run, state, "last.pt")
@@ -206,7 +217,8 @@ def _after_step(
             signum,
         )
     if save_due or (save_every and state.step % save_every == 0):
-        save(run, state, "last.pt")
+        with clock.paused():
+            save(run, state, "last.pt")
         clock.saved = time.perf_counter()
 
 
@@ -275,7 +287,7 @@ def fit(run: TrainingRun, state: TrainState, sets: Sequence[VerificationSet] = (
                 _save_on_the_way_out(run, state)
                 raise
         run.report.end_progress()
-        train_seconds = time.perf_counter() - clock.started - clock.eval_seconds
+        train_seconds = time.perf_counter() - clock.started - clock.paused_seconds
         results = record_evaluation(run, state, sets)
         save(run, state, "last.pt")
     finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from faceforge.core.checkpoint import Checkpoint
 from faceforge.core.model_source import load_model
 from faceforge.data.synthetic import SyntheticFaces
 from faceforge.errors import CheckpointError, TrainingError
+from faceforge.train import main
 from faceforge.train.build import TrainingRun
 from faceforge.train.engine import train_step
 from faceforge.train.main import fit, save, setup
@@ -109,6 +112,45 @@ def test_evaluation_and_best_checkpoint(tmp_path: Path) -> None:
     assert summary.best_accuracy == max(accuracies)
     stored = Checkpoint.load(tmp_path / "best.pt").metrics["synthetic"]
     assert 0.0 <= stored["accuracy"] <= 1.0 and "best_threshold" in stored
+
+
+def test_training_speed_leaves_out_evaluation_and_saving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each evaluation and periodic save takes 1000 s of the run's clock: the logged and the
+    summary images/s must still be the training speed (4 images per step in well under
+    1000 s), not images over wall time (at most 0.004 images/s)."""
+    offset = [0.0]
+    monkeypatch.setattr(
+        main, "time", SimpleNamespace(perf_counter=lambda: time.perf_counter() + offset[0])
+    )
+
+    def slow(function):
+        def wrapped(*args, **kwargs):
+            offset[0] += 1000.0
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(main, "evaluate", slow(main.evaluate))
+    monkeypatch.setattr(main, "save", slow(main.save))
+    vset = SyntheticFaces(9).verification_set(num_identities=10, num_pairs=20)
+    cfg = tiny_config(tmp_path, "eval.every=1", "eval.batch_size=8", "train.save_every=1")
+    run, state = quiet_setup(cfg)
+    speeds = []
+    record = run.report.scalars
+    monkeypatch.setattr(
+        run.report,
+        "scalars",
+        lambda tag, values, step: (
+            (tag == "train" and speeds.append(values["images_per_sec"]))
+            or record(tag, values, step)
+        ),
+    )
+    summary = fit(run, state, [vset])
+    assert len(speeds) == 4 and min(speeds) > 0.1
+    assert summary.images_per_second > 0.1
+    assert summary.wall_seconds > 4 * 1000  # the pauses are wall time all the same
 
 
 def test_the_global_rng_is_seeded_by_setup_not_by_construction(tmp_path: Path) -> None:
