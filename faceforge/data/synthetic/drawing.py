@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -64,120 +65,169 @@ def draw_background(n: Nuisance, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """Where a face's parts go: the head centre, the inner features' centre (moved by yaw
+    and pitch), the horizontal squash of a turned head, and the skin colours."""
+
+    cx: float
+    cy: float
+    fx: float
+    fy: float
+    squash: float
+    skin: np.ndarray
+    shade: np.ndarray
+
+    @classmethod
+    def of(cls, p: Identity, n: Nuisance) -> _Frame:
+        cx, cy = CANVAS / 2, CANVAS / 2 + 6
+        return cls(
+            cx=cx,
+            cy=cy,
+            fx=cx + 7 * n.yaw,  # inner features slide toward the turned side
+            fy=cy + 4 * n.pitch,
+            squash=1 - 0.25 * abs(n.yaw),
+            skin=p.skin,
+            shade=p.skin * 0.72,
+        )
+
+
 def draw_face(img: np.ndarray, p: Identity, n: Nuisance) -> None:
     """Draw the head centred at the canvas centre in a frontal frame (pose is applied later,
     except yaw, which moves the inner features sideways the way a turning head does)."""
-    cx, cy = CANVAS / 2, CANVAS / 2 + 6
-    fx = cx + 7 * n.yaw  # inner features slide toward the turned side
-    fy = cy + 4 * n.pitch
-    squash = 1 - 0.25 * abs(n.yaw)
-    skin = p.skin
-    shade = skin * 0.72
-    # hair behind the head (long styles)
+    f = _Frame.of(p, n)
+    _draw_long_hair(img, p, f)
+    _draw_neck_and_ears(img, p, n, f)
+    outline = _draw_outline(img, p, f)
+    if p.beard:
+        _draw_beard(img, p, f, outline)
+    if p.hair_style != 4:  # style 4: bald
+        _draw_hair_cap(img, p, f)
+    _draw_brows(img, p, n, f)
+    _draw_eyes(img, p, n, f)
+    if p.glasses:
+        _draw_glasses(img, p, f)
+    _draw_nose(img, p, n, f)
+    _draw_mouth(img, p, n, f)
+    for mx, my, r in p.marks:  # moles
+        _ellipse(img, (f.fx + mx * f.squash, f.fy + my), (r, r), 0, f.shade * 0.45)
+
+
+def _draw_long_hair(img: np.ndarray, p: Identity, f: _Frame) -> None:
+    """Hair that falls behind the head (long styles only)."""
     if p.hair_style in (2, 3):
         length = 62 if p.hair_style == 2 else 40
-        _ellipse(img, (cx, cy + 4), (p.face_rx + 9 + p.hair_volume, length), 0, p.hair)
-    # neck and ears
-    _poly(
-        img,
-        np.array([[cx - 14, cy + 30], [cx + 14, cy + 30], [cx + 18, 120], [cx - 18, 120]]),
-        shade,
-    )
+        _ellipse(img, (f.cx, f.cy + 4), (p.face_rx + 9 + p.hair_volume, length), 0, p.hair)
+
+
+def _draw_neck_and_ears(img: np.ndarray, p: Identity, n: Nuisance, f: _Frame) -> None:
+    """The neck, and each ear the head has not turned away."""
+    cx, cy = f.cx, f.cy
+    neck = np.array([[cx - 14, cy + 30], [cx + 14, cy + 30], [cx + 18, 120], [cx - 18, 120]])
+    _poly(img, neck, f.shade)
     for side in (-1, 1):
         if side * n.yaw < 0.6:
-            _ellipse(
-                img, (cx + side * (p.face_rx + 1), fy - 2), (p.ear_size * 0.6, p.ear_size), 0, shade
-            )
-    # face outline: upper half ellipse, lower half squeezed by the chin factor
+            centre = (cx + side * (p.face_rx + 1), f.fy - 2)
+            _ellipse(img, centre, (p.ear_size * 0.6, p.ear_size), 0, f.shade)
+
+
+def _draw_outline(img: np.ndarray, p: Identity, f: _Frame) -> np.ndarray:
+    """The face: an upper half ellipse and a lower half squeezed by the chin factor; returns
+    the outline's points, angle order (the beard follows its lower part)."""
     t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     ry = np.where(np.sin(t) > 0, p.face_ry * p.chin, p.face_ry)
     rx = p.face_rx * np.where(np.sin(t) > 0, 1 - 0.25 * np.sin(t) ** 4 * (p.chin < 0.95), 1)
-    outline = np.column_stack([cx + rx * np.cos(t), cy + ry * np.sin(t)])
-    _poly(img, outline, skin)
-    # beard (lower face) before features
-    if p.beard:
-        beard = outline[np.sin(t) > 0.25]
-        top = fy + p.mouth_y - (8 if p.beard == 2 else -2)
-        beard = np.vstack([beard, [[cx - p.face_rx * 0.8, top], [cx + p.face_rx * 0.8, top]]])
-        hull = cv2.convexHull(beard.astype(np.float32)).reshape(-1, 2)
-        _poly(img, hull, p.hair * 0.8 + skin * 0.2)
-    # hair on top: cap above the hair line with a style-dependent fringe
-    top_y = cy - p.face_ry - p.hair_volume
-    hl = cy + p.hair_line
-    if p.hair_style != 4:  # style 4: bald
-        xs = np.linspace(cx - p.face_rx - 3, cx + p.face_rx + 3, 12)
-        fringe = {
-            0: 0 * xs,
-            1: 6 * (xs - cx) / p.face_rx,
-            2: -5 * np.cos((xs - cx) / p.face_rx * 2),
-        }
-        fr = fringe.get(p.hair_style, 4 * np.sin((xs - cx) / 6))
-        cap = [[x, hl + f] for x, f in zip(xs, fr, strict=True)]
-        cap += [
-            [cx + p.face_rx + 4, cy - p.face_ry * 0.55],
-            [cx, top_y],
-            [cx - p.face_rx - 4, cy - p.face_ry * 0.55],
-        ]
-        _poly(img, np.array(cap)[::-1].copy(), p.hair)
-        _ellipse(
-            img,
-            (cx, cy - p.face_ry * 0.55),
-            (p.face_rx + 4, p.face_ry * 0.5 + p.hair_volume),
-            0,
-            p.hair,
-            -1,
-            180,
-            360,
-        )
-    # eyebrows
+    outline = np.column_stack([f.cx + rx * np.cos(t), f.cy + ry * np.sin(t)])
+    _poly(img, outline, f.skin)
+    return outline
+
+
+def _draw_beard(img: np.ndarray, p: Identity, f: _Frame, outline: np.ndarray) -> None:
+    """The lower face below a line near the mouth (drawn before the features)."""
+    t = np.linspace(0, 2 * np.pi, len(outline), endpoint=False)
+    top = f.fy + p.mouth_y - (8 if p.beard == 2 else -2)
+    beard = np.vstack(
+        [outline[np.sin(t) > 0.25], [[f.cx - p.face_rx * 0.8, top], [f.cx + p.face_rx * 0.8, top]]]
+    )
+    hull = cv2.convexHull(beard.astype(np.float32)).reshape(-1, 2)
+    _poly(img, hull, p.hair * 0.8 + f.skin * 0.2)
+
+
+def _draw_hair_cap(img: np.ndarray, p: Identity, f: _Frame) -> None:
+    """Hair on top: a cap above the hair line with a style-dependent fringe."""
+    cx, cy = f.cx, f.cy
+    hair_line = cy + p.hair_line
+    xs = np.linspace(cx - p.face_rx - 3, cx + p.face_rx + 3, 12)
+    fringes = {
+        0: 0 * xs,
+        1: 6 * (xs - cx) / p.face_rx,
+        2: -5 * np.cos((xs - cx) / p.face_rx * 2),
+    }
+    fringe = fringes.get(p.hair_style, 4 * np.sin((xs - cx) / 6))
+    cap = [[x, hair_line + y] for x, y in zip(xs, fringe, strict=True)]
+    cap += [
+        [cx + p.face_rx + 4, cy - p.face_ry * 0.55],
+        [cx, cy - p.face_ry - p.hair_volume],
+        [cx - p.face_rx - 4, cy - p.face_ry * 0.55],
+    ]
+    _poly(img, np.array(cap)[::-1].copy(), p.hair)
+    crown = (p.face_rx + 4, p.face_ry * 0.5 + p.hair_volume)
+    _ellipse(img, (cx, cy - p.face_ry * 0.55), crown, 0, p.hair, -1, 180, 360)
+
+
+def _draw_brows(img: np.ndarray, p: Identity, n: Nuisance, f: _Frame) -> None:
     for side in (-1, 1):
-        ex = fx + side * p.eye_dx * squash
-        by = fy + p.eye_y - p.brow_dy - n.brow_raise
-        half = p.brow_len / 2 * squash
+        ex = f.fx + side * p.eye_dx * f.squash
+        by = f.fy + p.eye_y - p.brow_dy - n.brow_raise
+        half = p.brow_len / 2 * f.squash
         tilt = side * p.brow_tilt * half
         _line(img, (ex - half, by + tilt), (ex + half, by - tilt), p.hair * 0.6, p.brow_thick + 1)
-    # eyes: sclera, iris, pupil; blinking flattens them
+
+
+def _draw_eyes(img: np.ndarray, p: Identity, n: Nuisance, f: _Frame) -> None:
+    """Sclera, iris and pupil; blinking flattens them."""
     for side in (-1, 1):
-        ex, ey = fx + side * p.eye_dx * squash, fy + p.eye_y
+        ex, ey = f.fx + side * p.eye_dx * f.squash, f.fy + p.eye_y
         h = max(0.4, p.eye_h * (1 - n.blink))
-        _ellipse(img, (ex, ey), (p.eye_w * squash, h), 0, (235, 235, 230))
+        _ellipse(img, (ex, ey), (p.eye_w * f.squash, h), 0, (235, 235, 230))
         if n.blink < 0.7:
             r = min(h, p.eye_w) * 0.9
             _ellipse(img, (ex + n.yaw * 1.5, ey), (r, r), 0, p.iris)
             _ellipse(img, (ex + n.yaw * 1.5, ey), (r * 0.45, r * 0.45), 0, (10, 10, 10))
-        _ellipse(img, (ex, ey), (p.eye_w * squash, h), 0, shade * 0.6, 1)
-    # glasses
-    if p.glasses:
-        frame = (30, 30, 30) if p.glasses == 1 else (170, 140, 60)
-        for side in (-1, 1):
-            ex, ey = fx + side * p.eye_dx * squash, fy + p.eye_y
-            _ellipse(img, (ex, ey), (p.eye_w + 4, p.eye_h + 4), 0, frame, 1 + p.glasses % 2)
-        _line(
-            img,
-            (fx - p.eye_dx + p.eye_w + 3, fy + p.eye_y),
-            (fx + p.eye_dx - p.eye_w - 3, fy + p.eye_y),
-            frame,
-            1,
-        )
-    # nose: bridge and base
-    nb = fy + p.eye_y + p.nose_len + 6
-    nx = fx + n.yaw * 3
-    _poly(img, np.array([[fx, fy + p.eye_y + 3], [nx - 1, nb]]), shade, closed=False, thickness=1)
-    _ellipse(img, (nx, nb), (p.nose_w * squash, 2.5), 0, shade * 0.85)
-    # mouth: lips whose curvature follows the smile, opening shows a dark gap
-    my = fy + p.mouth_y
-    hw = p.mouth_w * squash
+        _ellipse(img, (ex, ey), (p.eye_w * f.squash, h), 0, f.shade * 0.6, 1)
+
+
+def _draw_glasses(img: np.ndarray, p: Identity, f: _Frame) -> None:
+    frame = (30, 30, 30) if p.glasses == 1 else (170, 140, 60)
+    ey = f.fy + p.eye_y
+    for side in (-1, 1):
+        ex = f.fx + side * p.eye_dx * f.squash
+        _ellipse(img, (ex, ey), (p.eye_w + 4, p.eye_h + 4), 0, frame, 1 + p.glasses % 2)
+    bridge = (f.fx - p.eye_dx + p.eye_w + 3, ey), (f.fx + p.eye_dx - p.eye_w - 3, ey)
+    _line(img, *bridge, frame, 1)
+
+
+def _draw_nose(img: np.ndarray, p: Identity, n: Nuisance, f: _Frame) -> None:
+    """Bridge and base."""
+    base_y = f.fy + p.eye_y + p.nose_len + 6
+    base_x = f.fx + n.yaw * 3
+    bridge = np.array([[f.fx, f.fy + p.eye_y + 3], [base_x - 1, base_y]])
+    _poly(img, bridge, f.shade, closed=False, thickness=1)
+    _ellipse(img, (base_x, base_y), (p.nose_w * f.squash, 2.5), 0, f.shade * 0.85)
+
+
+def _draw_mouth(img: np.ndarray, p: Identity, n: Nuisance, f: _Frame) -> None:
+    """Lips whose curvature follows the smile; an open mouth shows a dark gap."""
+    my = f.fy + p.mouth_y
+    hw = p.mouth_w * f.squash
     xs = np.linspace(-hw, hw, 9)
     curve = n.smile * 4 * (1 - (xs / hw) ** 2)  # image y points down: corners rise
-    upper = np.column_stack([fx + xs, my + curve - n.mouth_open * 3])
-    lower = np.column_stack([fx + xs, my + curve + n.mouth_open * 5])
+    upper = np.column_stack([f.fx + xs, my + curve - n.mouth_open * 3])
+    lower = np.column_stack([f.fx + xs, my + curve + n.mouth_open * 5])
     if n.mouth_open > 0.15:
         _poly(img, np.vstack([upper, lower[::-1]]), (40, 20, 25))
     _poly(img, upper, p.lips, closed=False, thickness=p.lip_thick + 1)
     _poly(img, lower, p.lips, closed=False, thickness=p.lip_thick + 1)
-    # marks (moles)
-    for mx, my_, r in p.marks:
-        _ellipse(img, (fx + mx * squash, fy + my_), (r, r), 0, shade * 0.45)
 
 
 def apply_pose(img: np.ndarray, n: Nuisance) -> np.ndarray:
