@@ -221,8 +221,6 @@ def megaface(
     giving their total (needed up front to size the kept top-k for TAR@FAR). Identities with a
     single probe image take part in verification only as impostor probes.
     """
-    import faiss
-
     probe_ids = np.asarray(probe_ids)
     if len(probes) != len(probe_ids) or len(probes) == 0:
         raise DataError("need a non-empty probe set with one identity label per embedding")
@@ -230,18 +228,54 @@ def megaface(
         if not isinstance(distractors, (np.ndarray, NpyFolder)):
             raise DataError("pass num_distractors when the distractors are a stream of blocks")
         num_distractors = len(distractors)
-    source = [distractors] if isinstance(distractors, np.ndarray) else distractors
     x = l2_normalize(probes, np.float32)
     num_impostor = len(x) * num_distractors
-    # the global top-(FAR * impostors + 1) scores are among each probe's own top that many
+    keep = _scores_to_keep(len(x), num_distractors, ranks, far_targets)
+    source = [distractors] if isinstance(distractors, np.ndarray) else distractors
+    distractor_top = _top_distractor_scores(x, source, keep, num_distractors, chunk_size)
+    same = probe_ids[:, None] == probe_ids[None, :]
+    np.fill_diagonal(same, False)
+    probe_index, mate_index = np.nonzero(same)
+    genuine = np.einsum("ij,ij->i", x[probe_index], x[mate_index])
+    pair_scores = genuine[probe_index < mate_index]  # each unordered genuine pair once
+    return MegaFaceResult(
+        num_probes=len(x),
+        num_identities=len(np.unique(probe_ids)),
+        num_distractors=num_distractors,
+        num_searches=len(genuine),
+        rank_accuracy=_rank_accuracy(genuine, distractor_top, probe_index, ranks),
+        tar_at_far=_tar_at_far(pair_scores, distractor_top, num_impostor, far_targets),
+    )
+
+
+def _scores_to_keep(
+    num_probes: int, num_distractors: int, ranks: tuple[int, ...], far_targets: tuple[float, ...]
+) -> int:
+    """How many top distractor scores per probe rank-k and TAR@FAR need: the global
+    top-(FAR * impostors + 1) scores are among each probe's own top that many."""
+    num_impostor = num_probes * num_distractors
     keep = max(max(ranks), *(math.floor(f * num_impostor * (1 + 1e-12)) + 1 for f in far_targets))
     keep = min(keep, num_distractors)
-    if len(x) * keep > MAX_KEPT_SCORES:
+    if num_probes * keep > MAX_KEPT_SCORES:
         raise DataError(
             f"TAR at FAR {min(far_targets):g}..{max(far_targets):g} over {num_impostor} impostor "
-            f"pairs needs the top {keep} scores of each of {len(x)} probes, too many to keep; "
+            f"pairs needs the top {keep} scores of each of {num_probes} probes, too many to keep; "
             "use a smaller FAR target, fewer probes or fewer distractors"
         )
+    return keep
+
+
+def _top_distractor_scores(
+    x: np.ndarray,
+    source: Iterable[np.ndarray] | NpyFolder,
+    keep: int,
+    num_distractors: int,
+    chunk_size: int,
+) -> np.ndarray:
+    """(probes, keep) best cosine scores of each normalised probe against the distractors,
+    descending, searched block by block with FAISS (never all distractors in memory)."""
+    import faiss
+
     top = _TopK(len(x), keep)
     seen = 0
     for block in _chunks(source, chunk_size):
@@ -257,29 +291,35 @@ def megaface(
         seen += len(block)
     if seen != num_distractors:
         raise DataError(f"expected {num_distractors} distractors, the stream held {seen}")
-    distractor_top = top.result()
+    return top.result()
 
-    same = probe_ids[:, None] == probe_ids[None, :]
-    np.fill_diagonal(same, False)
-    probe_index, mate_index = np.nonzero(same)
-    genuine = np.einsum("ij,ij->i", x[probe_index], x[mate_index])
-    rank_accuracy = {}
+
+def _rank_accuracy(
+    genuine: np.ndarray, distractor_top: np.ndarray, probe_index: np.ndarray, ranks: tuple[int, ...]
+) -> dict[int, float]:
+    """Share of searches (probe ``probe_index[i]`` for its mate, score ``genuine[i]``) whose
+    mate beats the probe's k-th best distractor."""
+    accuracy = {}
     for r in ranks:
-        if r > distractor_top.shape[1]:
-            rank_accuracy[r] = 1.0 if len(genuine) else math.nan
-            continue
-        beaten = genuine > distractor_top[probe_index, r - 1]
-        rank_accuracy[r] = float(beaten.mean()) if len(genuine) else math.nan
-    pair_scores = genuine[probe_index < mate_index]  # each unordered genuine pair once
+        if not len(genuine):
+            accuracy[r] = math.nan
+        elif r > distractor_top.shape[1]:
+            accuracy[r] = 1.0
+        else:
+            accuracy[r] = float((genuine > distractor_top[probe_index, r - 1]).mean())
+    return accuracy
+
+
+def _tar_at_far(
+    pair_scores: np.ndarray,
+    distractor_top: np.ndarray,
+    num_impostor: int,
+    far_targets: tuple[float, ...],
+) -> dict[float, float]:
+    """Share of genuine pairs above the threshold that lets ``far`` of all probe-distractor
+    pairs through (the kept top scores hold every impostor above it)."""
     tar = {}
     for target in far_targets:
         t = threshold_at_rate(distractor_top.ravel(), target, total=num_impostor)
         tar[target] = float(np.mean(pair_scores > t)) if len(pair_scores) else math.nan
-    return MegaFaceResult(
-        num_probes=len(x),
-        num_identities=len(np.unique(probe_ids)),
-        num_distractors=num_distractors,
-        num_searches=len(genuine),
-        rank_accuracy=rank_accuracy,
-        tar_at_far=tar,
-    )
+    return tar
