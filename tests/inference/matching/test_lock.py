@@ -2,42 +2,79 @@
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from faceforge.errors import CheckpointError
+from faceforge.inference.matching import lock
 from faceforge.inference.matching.gallery import Gallery, edit_gallery
 from faceforge.inference.matching.lock import LOCK_FILE, gallery_lock
 
 DIM = 8
 
-# One enrollment run: load (or create) the gallery, add 20 people, pause so that the other
-# run overlaps, save. Without the lock both runs load the same gallery and one loses 20.
+# One enrollment run: load (or create) the gallery, add 20 people, save. The run that gets the
+# lock first saves only once the other run is waiting for it (each run says so by a file when
+# its flock has to wait), so the two always overlap. Without the lock both would load the same
+# gallery and one would lose 20; here neither waits, and the first holder gives up.
 ENROLL = """
-import sys, time
+import fcntl, sys, time
+from pathlib import Path
+from types import SimpleNamespace
 import numpy as np
+from faceforge.inference.matching import lock
 from faceforge.inference.matching.gallery import edit_gallery
 
-folder, prefix = sys.argv[1], sys.argv[2]
+folder, prefix, other = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+waited = []
+
+def flock(fd, operation):
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        waited.append(True)
+        (folder.parent / f"{prefix}.waiting").touch()
+        fcntl.flock(fd, operation)
+
+lock.fcntl = SimpleNamespace(flock=flock, LOCK_EX=fcntl.LOCK_EX)
 rng = np.random.default_rng(sum(map(ord, prefix)))
 with edit_gallery(folder, 8, "fp") as gallery:
     for i in range(20):
         gallery.add(f"{prefix}{i:02d}", rng.normal(size=(2, 8)))
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60
+    while not waited and not (folder.parent / f"{other}.waiting").exists():
+        assert time.monotonic() < deadline, "the other run never waited for the lock"
+        time.sleep(0.01)
 """
+
+
+class ReportingFlock:
+    """``fcntl`` for the lock module whose ``flock`` sets ``waiting`` when it has to wait for
+    another holder of the lock (and then waits)."""
+
+    LOCK_EX = fcntl.LOCK_EX
+
+    def __init__(self) -> None:
+        self.waiting = threading.Event()
+
+    def flock(self, fd: int, operation: int) -> None:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.waiting.set()
+            fcntl.flock(fd, operation)
 
 
 def test_two_processes_enrolling_into_one_gallery_keep_everyone(tmp_path: Path) -> None:
     folder = tmp_path / "gallery"
     runs = [
-        subprocess.Popen([sys.executable, "-c", ENROLL, str(folder), prefix])
-        for prefix in ("a", "b")
+        subprocess.Popen([sys.executable, "-c", ENROLL, str(folder), prefix, other])
+        for prefix, other in (("a", "b"), ("b", "a"))
     ]
     assert [run.wait(timeout=120) for run in runs] == [0, 0]
     gallery = Gallery.load(folder)
@@ -45,7 +82,11 @@ def test_two_processes_enrolling_into_one_gallery_keep_everyone(tmp_path: Path) 
     assert all(gallery.num_images(name) == 2 for name in gallery.names)
 
 
-def test_an_editor_waits_for_the_lock_holder(tmp_path: Path) -> None:
+def test_an_editor_waits_for_the_lock_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flock = ReportingFlock()
+    monkeypatch.setattr(lock, "fcntl", flock)
     events: list[str] = []
 
     def second_editor() -> None:
@@ -56,7 +97,7 @@ def test_an_editor_waits_for_the_lock_holder(tmp_path: Path) -> None:
     with edit_gallery(tmp_path, DIM, "fp") as gallery:
         thread = threading.Thread(target=second_editor)
         thread.start()
-        time.sleep(0.3)
+        assert flock.waiting.wait(timeout=30), "the second editor did not wait for the lock"
         events.append("first saves")
         gallery.add("ann", np.ones(DIM))
     thread.join(timeout=30)
