@@ -13,7 +13,8 @@ import numpy as np
 def thresholds_at_far(
     fpr: np.ndarray, thresholds: np.ndarray, num_impostors: int, targets: Sequence[float]
 ) -> dict[float, float]:
-    """Squared-distance threshold ``t`` per FAR target, for :func:`roc_curve`'s arrays.
+    """Squared-distance threshold ``t`` per FAR target, for the arrays of
+    :func:`~faceforge.evaluation.roc.roc_curve`.
 
     For each target the ROC point with the highest TAR among those with FAR <= target (the
     point TAR@FAR reports) is turned into a strict cut-off, ``distance < t`` accepting exactly

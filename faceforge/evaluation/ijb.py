@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from faceforge.errors import DataError
+from faceforge.evaluation.roc import roc_curve
 
 #: template feature values gathered at a time: scoring IJB-C's 15.7M pairs of 512-d templates
 #: at once would take 2 x 64 GB, in blocks it takes 2 x 8 MB
@@ -131,22 +132,6 @@ def _rows_of(templates: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray
     return rows
 
 
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(fpr, tpr)`` accepting pairs with score >= each distinct threshold, from (0, 0) up,
-    with collinear intermediate points dropped (the curve insightface reads its table from)."""
-    order = np.argsort(scores, kind="mergesort")[::-1]
-    ordered, genuine = scores[order], labels[order].astype(np.float64)
-    last = np.r_[np.flatnonzero(np.diff(ordered)), len(ordered) - 1]
-    tps = np.cumsum(genuine)[last]
-    fps = 1 + last - tps
-    if len(fps) > 2:
-        bends = np.logical_or(np.diff(fps, 2), np.diff(tps, 2))
-        kept = np.flatnonzero(np.r_[True, bends, True])
-        fps, tps = fps[kept], tps[kept]
-    fps, tps = np.r_[0, fps], np.r_[0, tps]
-    return fps / fps[-1], tps / tps[-1]
-
-
 def tar_at_far(
     labels: np.ndarray, scores: np.ndarray, fars: tuple[float, ...] = FAR_TARGETS
 ) -> tuple[dict[float, float], dict[float, float]]:
@@ -155,7 +140,7 @@ def tar_at_far(
     labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
     if labels.shape != scores.shape or not (labels == 1).any() or not (labels == 0).any():
         raise DataError("TAR@FAR needs one score per pair and both genuine and impostor pairs")
-    fpr, tpr = roc_curve(labels == 1, scores)
+    fpr, tpr, _ = roc_curve(-scores, labels == 1, drop_collinear=True)
     nearest, interpolated = {}, {}
     for far in fars:
         # the last index of the smallest distance: insightface searches the reversed curve

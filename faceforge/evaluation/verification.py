@@ -15,7 +15,7 @@ The accuracy protocol is the one behind every published LFW / CFP-FP / AgeDB-30 
   avoids insightface's crash on repeated FAR values.
 
 Beyond the protocol, ROC figures over all pairs at once (no folds): ``auc``, ``eer`` and
-``tar_at_far`` for FAR targets 1e-1 .. 1e-6, see :func:`roc_curve`.
+``tar_at_far`` for FAR targets 1e-1 .. 1e-6, see :mod:`faceforge.evaluation.roc`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 from faceforge.core.vectors import l2_normalize
 from faceforge.errors import DataError
 from faceforge.evaluation.calibration import thresholds_at_far
+from faceforge.evaluation.roc import equal_error_rate, roc_auc, roc_curve, tar_at_far
 
 #: Accuracy thresholds on the squared distance (insightface ``np.arange(0, 4, 0.01)``).
 ACCURACY_THRESHOLDS = np.arange(0, 4, 0.01)
@@ -344,51 +345,3 @@ def evaluate_embeddings(
     result = evaluate(combined[0::2], combined[1::2], issame, folds=folds)
     result.xnorm = xnorm(*views)
     return result
-
-
-def roc_curve(dist: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC over all pairs: accept a pair when ``dist <= thresholds[i]``.
-
-    Returns ``(fpr, tpr, thresholds)`` with one point per distinct distance plus the
-    starting point (0, 0) at threshold ``-inf``; rates are ``nan`` for a class with no pairs.
-    """
-    dist = np.asarray(dist, dtype=np.float64)
-    issame = np.asarray(issame, dtype=bool)
-    order = np.argsort(dist, kind="stable")
-    d, s = dist[order], issame[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(d)), len(d) - 1]
-    tp = np.r_[0, np.cumsum(s)[last_of_run]]
-    fp = np.r_[0, np.cumsum(~s)[last_of_run]]
-    n_same, n_diff = int(s.sum()), int((~s).sum())
-    tpr = tp / n_same if n_same else np.full(len(tp), np.nan)
-    fpr = fp / n_diff if n_diff else np.full(len(fp), np.nan)
-    return fpr, tpr, np.r_[-np.inf, d[last_of_run]]
-
-
-def roc_auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    """Area under the ROC (trapezoidal rule over the points of :func:`roc_curve`)."""
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-
-
-def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    """Error rate where FAR equals FRR (1 - TAR), linearly interpolated between the two ROC
-    points on either side of the crossing."""
-    gap = (1 - tpr) - fpr  # decreases from 1 at (0, 0) to -1 at (1, 1)
-    if np.isnan(gap).any():
-        return float("nan")
-    j = int(np.argmax(gap <= 0))
-    if gap[j] == 0 or j == 0:
-        return float(fpr[j])
-    alpha = gap[j - 1] / (gap[j - 1] - gap[j])
-    return float(fpr[j - 1] + alpha * (fpr[j] - fpr[j - 1]))
-
-
-def tar_at_far(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
-    """Highest TAR among ROC points whose FAR is <= ``target`` (no interpolation).
-
-    With fewer than ``1 / target`` different-identity pairs the only eligible points have
-    FAR = 0, so the figure is the TAR at zero false accepts.
-    """
-    if np.isnan(fpr).any() or np.isnan(tpr).any():
-        return float("nan")
-    return float(tpr[fpr <= target].max())

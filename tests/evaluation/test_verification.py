@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from faceforge.errors import DataError
+from faceforge.evaluation.roc import roc_curve
 from faceforge.evaluation.verification import (
     ACCURACY_THRESHOLDS,
     evaluate,
     evaluate_embeddings,
-    roc_curve,
     threshold_at_far,
     xnorm,
 )
@@ -198,6 +198,18 @@ def test_roc_ties_form_one_point_and_eer_interpolates():
     r = evaluate(emb1, emb2, issame, folds=2)
     # FRR - FAR goes from 1 to -0.5 along the segment (0,0)-(0.5,1): equal at FAR = 1/3
     assert r.eer == pytest.approx(1 / 3)
+
+
+def test_roc_drops_collinear_points_as_scikit_learn_does():
+    """(FA, TA) counts (0,1) (0,2) (0,3) (1,3) (2,3): (0,2) and (1,3) lie on straight lines
+    between their neighbours; the first and last points stay (the first although it is in
+    line with the (0, 0) start, which scikit-learn adds after dropping)."""
+    dist = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    issame = np.array([True, True, True, False, False])
+    fpr, tpr, thresholds = roc_curve(dist, issame, drop_collinear=True)
+    np.testing.assert_array_equal(fpr, [0, 0, 0, 1])
+    np.testing.assert_array_equal(tpr, [0, 1 / 3, 1, 1])
+    np.testing.assert_array_equal(thresholds, [-np.inf, 1.0, 3.0, 5.0])
 
 
 def test_threshold_at_far_equals_scipy_slinear_without_repeats():
