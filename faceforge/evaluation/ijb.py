@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.core.vectors import l2_normalize
 from faceforge.errors import DataError
 from faceforge.evaluation.roc import roc_curve
 
@@ -86,7 +87,7 @@ def image_features(
     if features.ndim != 2:
         raise DataError(f"expected (N, D) image features, got shape {features.shape}")
     if normalise:
-        features = features / np.linalg.norm(features, axis=1, keepdims=True)
+        features = l2_normalize(features)
     if faceness is not None:
         faceness = np.asarray(faceness, np.float64)
         if faceness.shape != (len(features),):
@@ -115,8 +116,7 @@ def template_features(
     templates, template_of_media = np.unique(medias[:, 0], return_inverse=True)
     pooled = np.zeros((len(templates), features.shape[1]))
     np.add.at(pooled, template_of_media.reshape(-1), means)
-    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-    return templates, pooled / np.where(norms > 0, norms, 1.0)
+    return templates, l2_normalize(pooled)
 
 
 def _block_rows(width: int) -> int:

@@ -170,6 +170,16 @@ def test_pooling_averages_medias_and_sums_templates_by_hand() -> None:
         verify_templates(features, None, [1, 1, 1, 2], [10, 10, 11, 12], [[1, 3]], [1])
 
 
+def test_normalised_mode_keeps_an_all_zero_image_at_zero() -> None:
+    # as scikit-learn's normalize in insightface's script: the zero row adds nothing (no NaN);
+    # template 1 = mean((1,0), (0,0)) + (0,1) = (0.5,1), template 2 = (1,3)
+    features = np.array([[2.0, 0.0], [0.0, 0.0], [0.0, 3.0], [1.0, 3.0]])
+    result = verify_templates(
+        features, None, [1, 1, 1, 2], [10, 10, 11, 12], [[1, 2], [1, 2]], [1, 0], normalise=True
+    )
+    assert result.scores == pytest.approx([3.5 / np.sqrt(1.25 * 10)] * 2, abs=1e-12)
+
+
 @pytest.mark.parametrize("target", ["IJBC", "IJBB"])
 def test_eval_ijb_reads_the_release_layout_end_to_end(tmp_path: Path, target: str) -> None:
     rows, pairs, labels, subject_of = layout()

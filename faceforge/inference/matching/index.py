@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from faceforge.core.vectors import l2_normalize
 from faceforge.errors import DataError, FormatError, first_line
 from faceforge.registry import Registry
 
@@ -80,7 +81,7 @@ def pq_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
     sample = vectors[rng.choice(len(vectors), min(len(vectors), most), replace=False)]
     if len(sample) < least:
         extra = rng.standard_normal((least - len(sample), dim)).astype(np.float32)
-        sample = np.concatenate([sample, extra / np.linalg.norm(extra, axis=1, keepdims=True)])
+        sample = np.concatenate([sample, l2_normalize(extra, np.float32)])
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
     return index
 
