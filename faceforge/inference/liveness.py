@@ -26,6 +26,7 @@ from torch import nn
 from faceforge.core.foreign_weights import read_state_dict
 from faceforge.errors import CheckpointError, ConfigError, DataError
 from faceforge.inference.detection.base import Detection
+from faceforge.models.minifasnet import network_input
 from faceforge.models.registry import build_antispoof_model
 
 #: the published MiniFASNetV2 (scale 2.7) and V1SE (scale 4.0), shipped under Apache-2.0
@@ -104,12 +105,6 @@ def liveness_crop(
     return cv2.resize(window, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def as_network_input(crops: Sequence[np.ndarray]) -> torch.Tensor:
-    """RGB uint8 crops -> (N, 3, H, W) float BGR 0-255, the published models' input."""
-    stacked = np.stack([crop[:, :, ::-1] for crop in crops]).astype(np.float32)
-    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
-
-
 class LivenessChecker:
     """An ensemble of anti-spoofing models judging detected faces."""
 
@@ -135,7 +130,7 @@ class LivenessChecker:
         box = detection.box if isinstance(detection, Detection) else detection
         crops = [liveness_crop(image, box, m.scale, m.size) for m in self.models]
         probabilities = [
-            torch.softmax(m.network(as_network_input([crop])), dim=1)[0, 1].item()
+            torch.softmax(m.network(network_input([crop])), dim=1)[0, 1].item()
             for m, crop in zip(self.models, crops, strict=True)
         ]
         score = float(np.mean(probabilities))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -156,6 +157,13 @@ class FourierNet(nn.Module):
         if not self.training:
             return logits
         return logits, self.ft_generator(features)
+
+
+def network_input(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 RGB images -> the networks' input, (N, 3, H, W) float BGR pixels in 0-255
+    (the published models' convention, kept for training too)."""
+    bgr = np.stack(images)[..., ::-1].astype(np.float32)
+    return torch.from_numpy(bgr).permute(0, 3, 1, 2).contiguous()
 
 
 def fourier_target(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -26,7 +26,7 @@ from faceforge.data.spoof import random_attack
 from faceforge.errors import ConfigError, DataError
 from faceforge.evaluation.pad import PadReport, pad_report
 from faceforge.files import atomic_write_bytes
-from faceforge.models.minifasnet import FourierNet, fourier_target
+from faceforge.models.minifasnet import FourierNet, fourier_target, network_input
 from faceforge.models.registry import build_antispoof_model
 
 LIVE = "live"
@@ -107,11 +107,6 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def _batch(images: np.ndarray) -> torch.Tensor:
-    """RGB uint8 -> BGR 0-255 float NCHW, the models' input convention."""
-    return torch.from_numpy(images[..., ::-1].astype(np.float32)).permute(0, 3, 1, 2)
-
-
 def _synthesized(data: SpoofSet, rng: np.random.Generator) -> SpoofSet:
     """Add one synthetic attack per live image (types as classes when the set has them)."""
     live = data.images[data.labels == 1]
@@ -137,7 +132,7 @@ def train_antispoof(data: SpoofSet, cfg: AntiSpoofConfig) -> nn.Module:
     labels = torch.from_numpy(data.labels).long()
     for _ in range(cfg.steps):
         index = rng.choice(len(data.labels), size=min(cfg.batch_size, len(data.labels)))
-        x = _batch(data.images[index])
+        x = network_input(data.images[index])
         logits, spectrum = net(x)
         target = fourier_target(x, tuple(spectrum.shape[-2:]))
         loss = nn.functional.cross_entropy(logits, labels[index])
@@ -152,7 +147,7 @@ def train_antispoof(data: SpoofSet, cfg: AntiSpoofConfig) -> nn.Module:
 @torch.inference_mode()
 def live_scores(model: nn.Module, images: np.ndarray) -> np.ndarray:
     """Live probabilities (softmax index 1) of RGB uint8 crops."""
-    return torch.softmax(model.eval()(_batch(images)), dim=1)[:, 1].numpy()
+    return torch.softmax(model.eval()(network_input(images)), dim=1)[:, 1].numpy()
 
 
 def evaluate_antispoof(model: nn.Module, data: SpoofSet, threshold: float = 0.5) -> PadReport:

@@ -16,7 +16,7 @@ from faceforge.inference.liveness import (
     load_liveness_model,
     scaled_box,
 )
-from faceforge.models.minifasnet import FourierNet, fourier_target
+from faceforge.models.minifasnet import FourierNet, fourier_target, network_input
 from faceforge.models.registry import ANTISPOOF_MODELS, build_antispoof_model
 
 MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "anti-spoofing"
@@ -117,6 +117,15 @@ def test_fourier_target_is_scaled_spectrum() -> None:
     target = fourier_target(torch.rand(3, 3, 80, 80), (10, 10))
     assert target.shape == (3, 1, 10, 10)
     assert float(target.min()) >= 0.0 and float(target.max()) <= 1.0
+
+
+def test_network_input_is_bgr_pixels_in_0_255_nchw() -> None:
+    rgb = np.zeros((2, 4, 5, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 20, 255
+    x = network_input(rgb)
+    assert x.shape == (2, 3, 4, 5) and x.dtype == torch.float32
+    assert [x[:, c].unique().item() for c in range(3)] == [255.0, 20.0, 10.0]
+    assert torch.equal(network_input(list(rgb)), x)  # a list of crops reads the same
 
 
 def test_crop_window_follows_published_rule() -> None:
