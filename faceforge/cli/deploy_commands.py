@@ -244,7 +244,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_progress_option(p)
     add_detector_options(p)
     add_max_pixels_option(p, MAX_PHOTO_PIXELS, "photos")
-    p.add_argument("--device", default="cpu", help="cpu | cuda[:i] | auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.set_defaults(func=_align)
 
     p = subparsers.add_parser(

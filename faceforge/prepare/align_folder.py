@@ -86,7 +86,7 @@ class AlignOptions:
     no_face: str = SKIP
     min_face_size: float = 20.0
     detector: str = "mtcnn"
-    device: str | None = "cpu"
+    device: str | None = None  # auto: CUDA when available
     max_pixels: int = MAX_PHOTO_PIXELS
 
     def __post_init__(self) -> None:

@@ -43,6 +43,18 @@ def test_every_numeric_option_has_a_range() -> None:
     assert _numeric_options_without_range() == []
 
 
+def test_every_device_option_means_the_same() -> None:
+    """One vocabulary: ``--device`` picks CUDA when there is one, in every command."""
+    devices = {
+        name: (action.default, action.help)
+        for name, command in _commands(build_parser()).items()
+        for action in command._actions
+        if "--device" in action.option_strings
+    }
+    assert {"align", "verify", "eval verification", "serve"} <= set(devices)
+    assert set(devices.values()) == {("auto", "auto | cpu | cuda[:i]")}
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
