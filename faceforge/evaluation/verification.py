@@ -250,6 +250,42 @@ def _check_pairs(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray) -> np.n
     return issame
 
 
+def _accuracy_folds(
+    counts: _FoldCounts, slices: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per fold, the accuracy at the threshold that is best on the other folds (first
+    maximum) and that threshold; with the TPR and FPR over the grid, averaged over folds."""
+    folds = len(slices)
+    fold_acc, fold_thr = np.zeros(folds), np.zeros(folds)
+    grid_tpr = np.zeros((folds, len(ACCURACY_THRESHOLDS)))
+    grid_fpr = np.zeros_like(grid_tpr)
+    for k, idx in enumerate(slices):
+        tp, fp, _, n_diff = counts.train(k, folds)
+        best = int(np.argmax(tp + (n_diff - fp)))  # correct decisions; ties -> first maximum
+        correct = counts.accepted_same[k, best] + counts.num_diff[k] - counts.accepted_diff[k, best]
+        fold_acc[k] = float(correct) / len(idx)
+        fold_thr[k] = ACCURACY_THRESHOLDS[best]
+        grid_tpr[k] = _rate(counts.accepted_same[k], counts.num_same[k])
+        grid_fpr[k] = _rate(counts.accepted_diff[k], counts.num_diff[k])
+    return fold_acc, fold_thr, grid_tpr.mean(0), grid_fpr.mean(0)
+
+
+def _validation_folds(
+    dist: np.ndarray, issame: np.ndarray, slices: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per fold, the validation rate (TAR) and FAR at the threshold that reaches
+    FAR = 1e-3 on the other folds (insightface's VR@FAR)."""
+    counts = _FoldCounts.count(dist, issame, slices, VAL_THRESHOLDS)
+    fold_val, fold_far = np.zeros(len(slices)), np.zeros(len(slices))
+    for k, idx in enumerate(slices):
+        _, fp, _, n_diff = counts.train(k, len(slices))
+        threshold = threshold_at_far(_rate(fp, n_diff), VAL_THRESHOLDS, VAL_FAR_TARGET)
+        accepted, same = dist[idx] < threshold, issame[idx]
+        fold_val[k] = _rate(np.count_nonzero(accepted & same), counts.num_same[k])
+        fold_far[k] = _rate(np.count_nonzero(accepted & ~same), counts.num_diff[k])
+    return fold_val, fold_far
+
+
 def evaluate(
     emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray, folds: int = 10
 ) -> VerificationResult:
@@ -272,30 +308,8 @@ def evaluate(
     slices = fold_slices(len(dist), folds)
 
     counts = _FoldCounts.count(dist, issame, slices, ACCURACY_THRESHOLDS)
-    fold_acc = np.zeros(folds)
-    fold_thr = np.zeros(folds)
-    grid_tpr = np.zeros((folds, len(ACCURACY_THRESHOLDS)))
-    grid_fpr = np.zeros_like(grid_tpr)
-    for k, idx in enumerate(slices):
-        tp, fp, _, n_diff = counts.train(k, folds)
-        best = int(np.argmax(tp + (n_diff - fp)))  # correct decisions; ties -> first maximum
-        correct = counts.accepted_same[k, best] + counts.num_diff[k] - counts.accepted_diff[k, best]
-        fold_acc[k] = float(correct) / len(idx)
-        fold_thr[k] = ACCURACY_THRESHOLDS[best]
-        grid_tpr[k] = _rate(counts.accepted_same[k], counts.num_same[k])
-        grid_fpr[k] = _rate(counts.accepted_diff[k], counts.num_diff[k])
-
-    val_counts = _FoldCounts.count(dist, issame, slices, VAL_THRESHOLDS)
-    fold_val = np.zeros(folds)
-    fold_far = np.zeros(folds)
-    for k, idx in enumerate(slices):
-        _, fp, _, n_diff = val_counts.train(k, folds)
-        threshold = threshold_at_far(_rate(fp, n_diff), VAL_THRESHOLDS, VAL_FAR_TARGET)
-        accepted = dist[idx] < threshold
-        same = issame[idx]
-        fold_val[k] = _rate(np.count_nonzero(accepted & same), val_counts.num_same[k])
-        fold_far[k] = _rate(np.count_nonzero(accepted & ~same), val_counts.num_diff[k])
-
+    fold_acc, fold_thr, grid_tpr, grid_fpr = _accuracy_folds(counts, slices)
+    fold_val, fold_far = _validation_folds(dist, issame, slices)
     fpr, tpr, thresholds = roc_curve(dist, issame)
     return VerificationResult(
         num_pairs=len(dist),
@@ -314,8 +328,8 @@ def evaluate(
         fpr=fpr,
         tpr=tpr,
         thresholds=thresholds,
-        grid_tpr=grid_tpr.mean(0),
-        grid_fpr=grid_fpr.mean(0),
+        grid_tpr=grid_tpr,
+        grid_fpr=grid_fpr,
         distances=dist,
         warnings=fold_warnings(counts) + collapse_warnings(dist),
     )
