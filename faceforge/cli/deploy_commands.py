@@ -223,6 +223,14 @@ def _align(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the deploy subcommands to the ``faceforge`` parser."""
+    _register_align(subparsers)
+    _register_verify(subparsers)
+    _register_enroll(subparsers)
+    _register_search(subparsers)
+    _register_export(subparsers)
+
+
+def _register_align(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "align",
         help="detect and align every image of a folder dataset",
@@ -247,6 +255,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.set_defaults(func=_align)
 
+
+def _register_verify(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "verify",
         help="are two photos the same person?",
@@ -265,6 +275,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_anti_spoof_options(p)
     p.set_defaults(func=_verify)
 
+
+def _register_enroll(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "enroll",
         help="add people (one folder per person) to a face gallery",
@@ -294,6 +306,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_min_quality_option(p)
     p.set_defaults(func=_enroll)
 
+
+def _register_search(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "search",
         help="identify faces against a gallery",
@@ -309,6 +323,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_anti_spoof_options(p)
     p.set_defaults(func=_search)
 
+
+def _register_export(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
         help="export a checkpoint to ONNX (optionally int8)",

@@ -109,6 +109,12 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the service subcommands to the ``faceforge`` parser."""
+    _register_serve(subparsers)
+    _register_serve_key(subparsers)
+    _register_serve_import(subparsers)
+
+
+def _register_serve(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="run the HTTP face service (see docs/serve.md)")
     add_model_options(p)
     _add_store(p)
@@ -171,11 +177,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=_serve)
 
+
+def _register_serve_key(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve-key", help="create an API key (printed once, stored hashed)")
     _add_store(p)
     p.add_argument("--name", default="default", help="who the key is for")
     p.set_defaults(func=_key)
 
+
+def _register_serve_import(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve-import", help="import gallery folders into a store")
     p.add_argument("galleries", nargs="+", help="gallery folders made by enroll")
     p.add_argument("--name", help="gallery name in the store (default: the folder name)")
