@@ -55,8 +55,6 @@ def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...
 
     app = FastAPI(title="faceforge", version="1", lifespan=lifespan)
     app.include_router(router)
-    registry = CollectorRegistry()
-    requests = Counter("faceforge_requests", "HTTP requests", ["path", "status"], registry=registry)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -66,16 +64,14 @@ def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...
             allow_methods=["*"],
             allow_headers=["*"],
         )
-
     app.add_middleware(BodyLimit, limit=_max_body)
+    _add_error_handlers(app)
+    _add_status_routes(app)
+    return app
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        route = request.scope.get("route")
-        requests.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
-        response.headers["X-Worker"] = str(os.getpid())  # which process of --workers answered
-        return response
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error is a JSON ``{"error": one line}`` with its status code."""
 
     @app.exception_handler(FaceforgeError)
     async def faceforge_error(request: Request, exc: FaceforgeError) -> JSONResponse:
@@ -92,6 +88,21 @@ def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...
     @app.exception_handler(json.JSONDecodeError)
     async def bad_json(request: Request, exc: json.JSONDecodeError) -> JSONResponse:
         return JSONResponse({"error": f"the body is not valid JSON ({exc.msg})"}, 400)
+
+
+def _add_status_routes(app: FastAPI) -> None:
+    """Health, readiness, Prometheus metrics (requests by route and status, counted by a
+    middleware that also names the answering process) and the web page."""
+    registry = CollectorRegistry()
+    requests = Counter("faceforge_requests", "HTTP requests", ["path", "status"], registry=registry)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        requests.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
+        response.headers["X-Worker"] = str(os.getpid())  # which process of --workers answered
+        return response
 
     @app.get("/health")
     async def health() -> dict:
@@ -113,5 +124,3 @@ def create_app(make_service: Callable[[], Service], cors_origins: tuple[str, ...
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
         return resources.files("faceforge.serve").joinpath("web/index.html").read_text()
-
-    return app
