@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from faceforge.core.onnx_model import META_BACKBONE, META_FINGERPRINT, META_METR
 from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError, DataError, first_line
 from faceforge.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import onnx
 
 #: opset 17 runs on every ONNX Runtime >= 1.14 CPU build with all ops the backbones use
 DEFAULT_OPSET = 17
@@ -89,27 +92,7 @@ def export_onnx(
 
     path = _output_file(path)
     model = model.eval().cpu()
-    height, width = preprocess.input_size
-    dummy = torch.zeros(1, 3, height, width)
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-        raw_path = Path(tmp) / "model.onnx"
-        try:
-            torch.onnx.export(
-                model,
-                (dummy,),
-                str(raw_path),
-                input_names=["input"],
-                output_names=["embedding"],
-                dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-                opset_version=opset,
-                dynamo=False,
-            )
-        except Exception as exc:  # the exporter raises many types for unsupported models
-            raise CheckpointError(
-                f"cannot export {type(model).__name__} to ONNX opset {opset}: {first_line(exc)}"
-            ) from None
-        proto = onnx.load(str(raw_path))
+    proto = _onnx_graph(model, preprocess.input_size, opset)
     metadata = {
         META_PREPROCESS: json.dumps(preprocess.to_dict()),
         META_FINGERPRINT: state_dict_fingerprint(model.state_dict()),
@@ -125,6 +108,32 @@ def export_onnx(
         check_images = synthetic_faces(16)
     diff, scale = parity(model, preprocess, path, check_images)
     return ExportReport(path, diff, scale, len(check_images))
+
+
+def _onnx_graph(model: nn.Module, input_size: tuple[int, int], opset: int) -> onnx.ModelProto:
+    """``model`` exported with a dynamic batch axis (``input`` -> ``embedding``); an exporter
+    failure is one CheckpointError line."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
+        raw_path = Path(tmp) / "model.onnx"
+        try:
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, 3, *input_size),),
+                str(raw_path),
+                input_names=["input"],
+                output_names=["embedding"],
+                dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        except Exception as exc:  # the exporter raises many types for unsupported models
+            raise CheckpointError(
+                f"cannot export {type(model).__name__} to ONNX opset {opset}: {first_line(exc)}"
+            ) from None
+        return onnx.load(str(raw_path))
 
 
 def parity(
