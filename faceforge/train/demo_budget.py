@@ -27,7 +27,8 @@ from faceforge.device import resolve_device
 from faceforge.train.build import build_model
 from faceforge.train.distributed import Distributed
 
-#: fewest training steps the demo runs, whatever the budget (below this nothing is learned)
+#: fewest training steps the demo runs, whatever the budget; so few end in the first phase of
+#: training, where the embeddings have collapsed to one direction (the evaluation warns)
 MIN_STEPS = 20
 #: share of the budget planned for: the rest absorbs measurement noise and load changes
 PLANNED_SHARE = 0.9
