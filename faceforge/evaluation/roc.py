@@ -26,9 +26,8 @@ def roc_curve(
     last_of_run = np.r_[np.flatnonzero(np.diff(d)), len(d) - 1]
     tp, fp = np.cumsum(s)[last_of_run], np.cumsum(~s)[last_of_run]
     if drop_collinear and len(tp) > 2:
-        bends = np.logical_or(np.diff(fp, 2), np.diff(tp, 2))
-        last_of_run = last_of_run[np.r_[True, bends, True]]
-        tp, fp = np.cumsum(s)[last_of_run], np.cumsum(~s)[last_of_run]
+        kept = np.r_[True, np.logical_or(np.diff(fp, 2), np.diff(tp, 2)), True]
+        last_of_run, tp, fp = last_of_run[kept], tp[kept], fp[kept]
     n_same, n_diff = int(s.sum()), int((~s).sum())
     tpr = np.r_[0, tp] / n_same if n_same else np.full(len(tp) + 1, np.nan)
     fpr = np.r_[0, fp] / n_diff if n_diff else np.full(len(fp) + 1, np.nan)

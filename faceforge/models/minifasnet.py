@@ -162,7 +162,7 @@ class FourierNet(nn.Module):
 def network_input(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 RGB images -> the networks' input, (N, 3, H, W) float BGR pixels in 0-255
     (the published models' convention, kept for training too)."""
-    bgr = np.stack(images)[..., ::-1].astype(np.float32)
+    bgr = np.asarray(images)[..., ::-1].astype(np.float32)  # one copy, also of a batch
     return torch.from_numpy(bgr).permute(0, 3, 1, 2).contiguous()
 
 
