@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from faceforge.errors import CheckpointError
 from faceforge.inference.matching import lock
 from faceforge.inference.matching.gallery import Gallery, edit_gallery
 from faceforge.inference.matching.lock import LOCK_FILE, gallery_lock
+from tests.inference.matching.flock_probe import ReportingFlock
 
 DIM = 8
 
@@ -23,57 +23,32 @@ DIM = 8
 # its flock has to wait), so the two always overlap. Without the lock both would load the same
 # gallery and one would lose 20; here neither waits, and the first holder gives up.
 ENROLL = """
-import fcntl, sys, time
+import sys, time
 from pathlib import Path
-from types import SimpleNamespace
 import numpy as np
 from faceforge.inference.matching import lock
 from faceforge.inference.matching.gallery import edit_gallery
+from tests.inference.matching.flock_probe import ReportingFlock
 
 folder, prefix, other = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-waited = []
-
-def flock(fd, operation):
-    try:
-        fcntl.flock(fd, operation | fcntl.LOCK_NB)
-    except BlockingIOError:
-        waited.append(True)
-        (folder.parent / f"{prefix}.waiting").touch()
-        fcntl.flock(fd, operation)
-
-lock.fcntl = SimpleNamespace(flock=flock, LOCK_EX=fcntl.LOCK_EX)
+probe = lock.fcntl = ReportingFlock((folder.parent / f"{prefix}.waiting").touch)
 rng = np.random.default_rng(sum(map(ord, prefix)))
 with edit_gallery(folder, 8, "fp") as gallery:
     for i in range(20):
         gallery.add(f"{prefix}{i:02d}", rng.normal(size=(2, 8)))
     deadline = time.monotonic() + 60
-    while not waited and not (folder.parent / f"{other}.waiting").exists():
+    while not probe.waited and not (folder.parent / f"{other}.waiting").exists():
         assert time.monotonic() < deadline, "the other run never waited for the lock"
         time.sleep(0.01)
 """
-
-
-class ReportingFlock:
-    """``fcntl`` for the lock module whose ``flock`` sets ``waiting`` when it has to wait for
-    another holder of the lock (and then waits)."""
-
-    LOCK_EX = fcntl.LOCK_EX
-
-    def __init__(self) -> None:
-        self.waiting = threading.Event()
-
-    def flock(self, fd: int, operation: int) -> None:
-        try:
-            fcntl.flock(fd, operation | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.waiting.set()
-            fcntl.flock(fd, operation)
+#: the repository root, from which the enrollment runs import the test helper
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_two_processes_enrolling_into_one_gallery_keep_everyone(tmp_path: Path) -> None:
     folder = tmp_path / "gallery"
     runs = [
-        subprocess.Popen([sys.executable, "-c", ENROLL, str(folder), prefix, other])
+        subprocess.Popen([sys.executable, "-c", ENROLL, str(folder), prefix, other], cwd=ROOT)
         for prefix, other in (("a", "b"), ("b", "a"))
     ]
     assert [run.wait(timeout=120) for run in runs] == [0, 0]
@@ -85,8 +60,8 @@ def test_two_processes_enrolling_into_one_gallery_keep_everyone(tmp_path: Path) 
 def test_an_editor_waits_for_the_lock_holder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    flock = ReportingFlock()
-    monkeypatch.setattr(lock, "fcntl", flock)
+    waiting = threading.Event()
+    monkeypatch.setattr(lock, "fcntl", ReportingFlock(waiting.set))
     events: list[str] = []
 
     def second_editor() -> None:
@@ -97,7 +72,7 @@ def test_an_editor_waits_for_the_lock_holder(
     with edit_gallery(tmp_path, DIM, "fp") as gallery:
         thread = threading.Thread(target=second_editor)
         thread.start()
-        assert flock.waiting.wait(timeout=30), "the second editor did not wait for the lock"
+        assert waiting.wait(timeout=30), "the second editor did not wait for the lock"
         events.append("first saves")
         gallery.add("ann", np.ones(DIM))
     thread.join(timeout=30)
