@@ -141,6 +141,21 @@ class TrainingRun:
     def backbone(self) -> nn.Module:
         return self.model.backbone
 
+    def describe(self) -> str:
+        """One line saying what this run trains, on what, how long, where and in which
+        precision (what ``auto`` resolved to on this machine)."""
+        cfg, data = self.cfg, self.cfg.data
+        source = f"{data.source} {data.path}".strip()
+        global_batch = cfg.train.batch_size * cfg.train.accumulate * self.dist.world_size
+        processes = f" x {self.dist.world_size} processes" if self.dist.world_size > 1 else ""
+        return (
+            f"training {cfg.model.backbone} + {cfg.head.type} on {len(self.dataset)} images "
+            f"of {self.dataset.reader.num_classes} identities ({source}): {self.total_steps} "
+            f"steps of {global_batch} images ({self.total_steps / self.steps_per_epoch:.1f} "
+            f"epochs), {self.model.precision.name} (train.amp={cfg.train.amp}) on "
+            f"{self.device}{processes}, into {cfg.train.output_dir}"
+        )
+
     def loader(self, epoch: int, start_sample: int = 0) -> Iterable[Batch]:
         """The batches of ``epoch``, skipping this rank's first ``start_sample`` samples
         (exact mid-epoch resume)."""

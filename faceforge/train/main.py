@@ -88,6 +88,7 @@ def setup(
     with _folder_released_on_failure(cfg, dist):
         run = build_run(cfg, dist, log)
         state = restore(run, ckpt, path) if ckpt else TrainState()
+    run.report.log(run.describe())
     if ckpt is None:
         return run, state
     run.report.log(f"resumed from {path} at step {state.step}/{run.total_steps}")

@@ -65,6 +65,17 @@ def test_two_steps_change_the_weights_and_write_checkpoints(tmp_path: Path) -> N
     assert load_model(tmp_path / "last.pt").config.model.embedding_size == 64
 
 
+def test_setup_says_what_it_trains_before_the_first_step(tmp_path: Path) -> None:
+    lines: list[str] = []
+    cfg = tiny_config(tmp_path, "train.max_steps=6", "train.accumulate=2")
+    setup(cfg, log=lines.append)
+    # 4 identities x 4 images, 2 x 4 images per step: 2 steps an epoch, 6 steps = 3 epochs
+    assert lines == [
+        "training mobilefacenet + arcface on 16 images of 4 identities (synthetic): 6 steps "
+        f"of 8 images (3.0 epochs), fp32 (train.amp=fp32) on cpu, into {tmp_path}"
+    ]
+
+
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     straight, straight_state = quiet_setup(tiny_config(tmp_path / "a"))
     fit(straight, straight_state)
