@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from faceforge.cli.arguments import ranged
 from faceforge.cli.deploy_commands import INDEX_CHOICES
@@ -46,6 +47,28 @@ def app_from_environment():
     return create_app(lambda: _make_service(args), tuple(args.cors_origin))
 
 
+def _start_lines(args: argparse.Namespace, service) -> list[str]:
+    """What the operator needs to know as the service starts (uvicorn logs only warnings by
+    default): where it listens, which model, which store, and what would refuse requests."""
+    from faceforge.serve.store import redacted
+
+    store = redacted(args.store)
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    lines = [
+        f"serving {service.pipeline.embedder.description} on http://{args.host}:{args.port}/ "
+        f"(API docs at /docs{workers}); store {store}: {len(service.store.galleries())} galleries"
+    ]
+    warning = service.pipeline.threshold.warning
+    if warning and args.threshold is None:
+        lines.insert(0, f"warning: {warning}")
+    if service.store.api_key_count() == 0:
+        lines.append(
+            "warning: the store has no API key, so every write (new gallery, enrollment) is "
+            f"refused: create one with faceforge serve-key --store {store}"
+        )
+    return lines
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Build the service here first, so a bad option (model, store, FAR) is one line before
     any worker starts; one process serves that service, ``--workers`` build their own."""
@@ -54,6 +77,8 @@ def _serve(args: argparse.Namespace) -> int:
     from faceforge.serve.app import create_app
 
     service = _make_service(args)
+    for line in _start_lines(args, service):
+        print(line, file=sys.stderr, flush=True)
     where = {"host": args.host, "port": args.port, "log_level": args.log_level}
     if args.workers == 1:
         uvicorn.run(create_app(lambda: service, tuple(args.cors_origin)), **where)
@@ -174,7 +199,12 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:
     )
     add_anti_spoof_options(p)
     add_min_quality_option(p)
-    p.add_argument("--log-level", default="warning")
+    p.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+        default="warning",
+        help="uvicorn's log level (info: one line per request; default %(default)s)",
+    )
     p.set_defaults(func=_serve)
 
 

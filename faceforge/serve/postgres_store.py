@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from faceforge.errors import ConfigError, first_line
-from faceforge.serve.store import SqlStore
+from faceforge.serve.store import SqlStore, redacted
 
 #: key of the transaction-scoped advisory lock that orders writers (see :class:`PostgresStore`)
 WRITER_LOCK = 0x46414345
@@ -34,5 +34,5 @@ class PostgresStore(SqlStore):
             return psycopg.connect(self.url)
         except psycopg.OperationalError as exc:
             raise ConfigError(
-                f"cannot connect to the store {self.url}: {first_line(exc)}"
+                f"cannot connect to the store {redacted(self.url)}: {first_line(exc)}"
             ) from None

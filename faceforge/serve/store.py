@@ -16,6 +16,7 @@ import queue
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -235,6 +236,11 @@ class SqlStore:
             row = cur.fetchone()
         return None if row is None else row[0]
 
+    def api_key_count(self) -> int:
+        with self._transaction() as cur:
+            cur.execute("SELECT COUNT(*) FROM api_keys")
+            return int(cur.fetchone()[0])
+
 
 def _sqlite(location: str, pool: int) -> SqlStore:
     from faceforge.serve.sqlite_store import SqliteStore
@@ -252,6 +258,15 @@ def _postgresql(location: str, pool: int) -> SqlStore:
 STORES: Registry[SqlStore] = Registry.of(
     "store", {"sqlite": _sqlite, "postgresql": _postgresql, "postgres": _postgresql}
 )
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and start lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_store(url: str, pool: int = 4) -> SqlStore:

@@ -381,3 +381,19 @@ def test_a_bad_start_option_is_one_line_and_a_failed_exit(tmp_path, workers):
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "missing.pt" in result.stderr
+
+
+def test_start_says_where_it_serves_and_what_would_refuse_writes(checkpoint, tmp_path):
+    store = f"sqlite:///{tmp_path / 'faces.db'}"
+    server = Server(checkpoint, store)  # a new store: no API key yet
+    try:  # printed before uvicorn starts, so all there once /ready answers
+        lines = [server.process.stderr.readline().strip() for _ in range(3)]
+    finally:
+        server.kill()
+    assert lines[0].startswith("warning: the decision threshold was tuned on the demo's synth")
+    assert lines[1].startswith("serving ")
+    assert lines[1].endswith(f" on {server.url}/ (API docs at /docs); store {store}: 0 galleries")
+    assert lines[2] == (
+        "warning: the store has no API key, so every write (new gallery, enrollment) is refused: "
+        f"create one with faceforge serve-key --store {store}"
+    )
