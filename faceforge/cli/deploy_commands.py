@@ -142,6 +142,8 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    """Each image's answer on stdout; one that cannot be searched is said on stderr and the
+    others are still searched (status 1)."""
     from faceforge.inference.matching.gallery import Gallery
 
     gallery = Gallery.load(args.gallery)
@@ -150,14 +152,21 @@ def _search(args: argparse.Namespace) -> int:
     gallery.check_model(embedder.fingerprint, embedder.embedding_size, f"gallery {args.gallery}")
     threshold = _decision_threshold(pipeline)
     with progress_bar(args, len(args.images), "searching") as bar:
-        for image in args.images:
-            result = pipeline.search(image, gallery, top_k=args.top_k)
-            bar.update()
-            print(f"{image}: {result.identity}")
-            for rank, match in enumerate(result.matches, 1):
-                print(f"  {rank}. {match.name}  {match.score:.4f}")
+        results = pipeline.search_images(
+            args.images, gallery, args.top_k, report_errors=True, progress=bar.update
+        )
+    for image, result in zip(args.images, results, strict=True):
+        if result.error:
+            print(f"faceforge search: {result.error}", file=sys.stderr)
+            continue
+        print(f"{image}: {result.identity}")
+        for rank, match in enumerate(result.matches, 1):
+            print(f"  {rank}. {match.name}  {match.score:.4f}")
+    failed = sum(result.error is not None for result in results)
     print(f"threshold {threshold.cosine:.4f} ({threshold.source})")
-    return 0
+    if failed:
+        print(f"{failed} of {len(results)} images could not be searched", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -56,11 +56,16 @@ class Verification:
 
 @dataclass(frozen=True)
 class Identification:
-    """A 1:N answer: the best candidates and the identity decided (or ``"unknown"``)."""
+    """A 1:N answer: the best candidates and the identity decided (or ``"unknown"``).
+
+    ``error`` says why a photo could not be searched (only from
+    :meth:`FacePipeline.search_images` with ``report_errors``); there are then no matches.
+    """
 
     identity: str
     matches: list[Match]
     threshold: Threshold
+    error: str | None = None
 
 
 @dataclass
@@ -359,8 +364,33 @@ class FacePipeline:
 
     def search(self, image: ImageLike, gallery: Gallery, top_k: int = 5) -> Identification:
         """Who is this? The top ``top_k`` gallery people and the decision."""
+        return self.search_images([image], gallery, top_k)[0]
+
+    def search_images(
+        self,
+        images: Sequence[ImageLike],
+        gallery: Gallery,
+        top_k: int = 5,
+        *,
+        report_errors: bool = False,
+        progress: Progress | None = None,
+    ) -> list[Identification]:
+        """:meth:`search` for many photos, embedded together.
+
+        An image that cannot be used raises, unless ``report_errors``: its answer then carries
+        the message in :attr:`Identification.error` and the others are searched. ``progress``
+        is called as in :meth:`try_embed`.
+        """
         gallery.check_model(self.embedder.fingerprint, self.embedder.embedding_size)
         threshold = self.threshold
-        matches = gallery.search(self.embed([image]), top_k)[0]
-        known = bool(matches) and threshold.accepts(matches[0].score)
-        return Identification(matches[0].name if known else UNKNOWN, matches, threshold)
+        embeddings, errors = self.try_embed(images, progress)
+        failure = next((error for error in errors if error), None)
+        if failure is not None and not report_errors:
+            raise DataError(failure)
+        results = [Identification(UNKNOWN, [], threshold, error) for error in errors]
+        usable = [i for i, error in enumerate(errors) if error is None]
+        found = gallery.search(embeddings[usable], top_k) if usable else []
+        for i, matches in zip(usable, found, strict=True):
+            known = bool(matches) and threshold.accepts(matches[0].score)
+            results[i] = Identification(matches[0].name if known else UNKNOWN, matches, threshold)
+        return results

@@ -162,6 +162,14 @@ def test_enroll_search_remove(
         "0.9999",
     )
     assert out.splitlines()[0] == f"{lfw_images[2]}: unknown"
+    broken = people / "guiel" / "broken.jpg"  # one bad photo among several: the rest answered
+    status, out, err = run(
+        "search", lfw_images[1], broken, lfw_images[0], "--gallery", gallery,
+        "--checkpoint", tiny_checkpoint, "--top-k", "1", "--no-progress",
+    )  # fmt: skip
+    answers = [line for line in out.splitlines() if not line.startswith(("  ", "threshold"))]
+    assert status == 1 and answers == [f"{lfw_images[1]}: guiel", f"{lfw_images[0]}: cook"]
+    assert f"faceforge search: {broken}" in err and "1 of 3 images could not be searched" in err
 
     status, out, err = run(
         "enroll",

@@ -138,6 +138,27 @@ def test_enroll_and_search(pipeline: FacePipeline, lfw_images: list[Path]) -> No
         pipeline.search(lfw_images[0], other)
 
 
+def test_search_images_answers_each_photo_or_says_why_not(
+    pipeline: FacePipeline, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    embedder = pipeline.embedder
+    gallery = Gallery(embedder.embedding_size, embedder.fingerprint)
+    pipeline.enroll(gallery, "first", lfw_images[:1])
+    pipeline.enroll(gallery, "second", lfw_images[1:2])
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    photos = [lfw_images[1], broken, lfw_images[0]]
+    with pytest.raises(DataError, match="broken.jpg"):
+        pipeline.search_images(photos, gallery)
+    found = pipeline.search_images(photos, gallery, top_k=1, report_errors=True)
+    assert [f.identity for f in found] == ["second", UNKNOWN, "first"]
+    assert found[0].error is None and found[2].error is None
+    assert "broken.jpg" in found[1].error and found[1].matches == []
+    alone = pipeline.search(lfw_images[0], gallery, top_k=1)  # the same answer one at a time
+    assert alone.identity == "first"  # score to bf16 rounding (auto's precision on some CPUs):
+    assert alone.matches[0].score == pytest.approx(found[2].matches[0].score, abs=1e-2)
+
+
 def test_load_builds_the_detector_its_spec_names(
     tiny_checkpoint: Path, scrfd_model: Path, lfw_images: list[Path]
 ) -> None:
