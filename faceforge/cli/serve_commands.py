@@ -7,14 +7,18 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from faceforge.cli.arguments import ranged
 from faceforge.cli.deploy_commands import INDEX_CHOICES
 from faceforge.cli.liveness_commands import add_anti_spoof_options, add_min_quality_option
 from faceforge.cli.model_commands import add_model_options, build_pipeline
 
+if TYPE_CHECKING:
+    from faceforge.serve.service import Service
 
-def _make_service(args: argparse.Namespace):
+
+def _make_service(args: argparse.Namespace) -> Service:
     from faceforge.inference.matching.threshold import threshold_for
     from faceforge.serve.batcher import Batcher
     from faceforge.serve.galleries import Galleries
@@ -47,7 +51,7 @@ def app_from_environment():
     return create_app(lambda: _make_service(args), tuple(args.cors_origin))
 
 
-def _start_lines(args: argparse.Namespace, service) -> list[str]:
+def _start_lines(args: argparse.Namespace, service: Service) -> list[str]:
     """What the operator needs to know as the service starts (uvicorn logs only warnings by
     default): where it listens, which model, which store, and what would refuse requests."""
     from faceforge.serve.store import redacted
@@ -58,8 +62,8 @@ def _start_lines(args: argparse.Namespace, service) -> list[str]:
         f"serving {service.pipeline.embedder.description} on http://{args.host}:{args.port}/ "
         f"(API docs at /docs{workers}); store {store}: {len(service.store.galleries())} galleries"
     ]
-    warning = service.pipeline.threshold.warning
-    if warning and args.threshold is None:
+    warning = service.pipeline.threshold.warning  # None for an explicit --threshold
+    if warning:
         lines.insert(0, f"warning: {warning}")
     if service.store.api_key_count() == 0:
         lines.append(

@@ -53,6 +53,30 @@ class FaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.reader)
 
+    def unaligned_warning(self, samples: int = 8) -> str | None:
+        """A warning when images spread over the dataset are not face crops of the input
+        size (or the square crop a narrower input is cut from): then they are most likely
+        photos that were never aligned, which train a poor model without an error."""
+        height, width = self.input_size
+        crops = {(height, width), (height, height)}
+        sizes = {}
+        for index in np.unique(np.linspace(0, len(self) - 1, samples).astype(int)).tolist():
+            try:  # an unreadable image is reported (or skipped) by training itself
+                sizes[index] = self.reader.load(index).shape[:2]
+            except DataError:
+                continue
+        odd = {index: size for index, size in sizes.items() if size not in crops}
+        if not odd:
+            return None
+        index, (h, w) = next(iter(odd.items()))
+        size_options = f"--size {height}" + (f" --width {width}" if width != height else "")
+        return (
+            f"{len(odd)} of {len(sizes)} sampled training images are not {height}x{width} face "
+            f"crops (image {index} is {h}x{w}); training scales each to cover {height}x{width} "
+            "and cuts out the centre, so photos must be aligned first: faceforge align SRC DST "
+            f"{size_options} (aligned crops of another size are fine)"
+        )
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | Unreadable:
         try:
             image = self.reader.load(index)

@@ -90,6 +90,8 @@ def setup(
         state = restore(run, ckpt, path) if ckpt else TrainState()
     run.report.log(run.describe())
     if ckpt is None:
+        if run.dist.is_main and (warning := run.dataset.unaligned_warning()):
+            run.report.log(f"warning: {warning}")
         return run, state
     run.report.log(f"resumed from {path} at step {state.step}/{run.total_steps}")
     if changes:

@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -74,6 +76,19 @@ def test_setup_says_what_it_trains_before_the_first_step(tmp_path: Path) -> None
         "training mobilefacenet + arcface on 16 images of 4 identities (synthetic): 6 steps "
         f"of 8 images (3.0 epochs), fp32 (train.amp=fp32) on cpu, into {tmp_path}"
     ]
+
+
+def test_setup_warns_when_the_photos_were_never_aligned(tmp_path: Path) -> None:
+    for name in ("ann", "bob"):  # photos as they come from a camera, not 112x112 crops
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for k in range(4):
+            cv2.imwrite(str(tmp_path / "photos" / name / f"{k}.jpg"), np.zeros((171, 256, 3)))
+    lines: list[str] = []
+    data = [f"data.path={tmp_path / 'photos'}", "data.source=folder"]
+    setup(tiny_config(tmp_path / "run", *data), log=lines.append)
+    assert lines[0].startswith("training mobilefacenet + arcface on 8 images of 2 identities")
+    assert lines[1].startswith("warning: 8 of 8 sampled training images are not 112x112 face ")
+    assert "faceforge align SRC DST --size 112" in lines[1]
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
