@@ -74,6 +74,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _verify_two(args: argparse.Namespace) -> int:
+    for image in args.images:  # before the model loads: a typo is said at once
+        if not Path(image).is_file():
+            raise DataError(f"{image}: no such image file")
     pipeline = build_pipeline(args)
     _decision_threshold(pipeline)
     result = pipeline.verify(args.images[0], args.images[1])

@@ -117,7 +117,10 @@ def test_ranged_parses_and_names_its_range() -> None:
         ("eval megaface --checkpoint C", "faceforge.core.embedder.load_embedder"),
     ],
 )
-def test_compile_flag_reaches_the_embedder(monkeypatch, line: str, target: str) -> None:
+def test_compile_flag_reaches_the_embedder(monkeypatch, tmp_path, line: str, target: str) -> None:
+    monkeypatch.chdir(tmp_path)  # verify checks that its images exist before loading the model
+    for name in ("A.jpg", "B.jpg"):
+        (tmp_path / name).write_bytes(b"")
     calls = []
 
     class Stop(Exception):

@@ -96,6 +96,8 @@ def test_verify_pairs_file(
 def test_user_errors_are_one_line_messages(run, tiny_checkpoint: Path, tmp_path: Path) -> None:
     status, _, err = run("verify", tmp_path / "missing.jpg", "--checkpoint", tiny_checkpoint)
     assert status == 2 and "two images, or --pair-list" in err
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(b"")
     status, _, err = run(
         "verify", tmp_path / "a.jpg", tmp_path / "b.jpg", "--checkpoint", tmp_path / "none.pt"
     )
@@ -122,6 +124,15 @@ def test_a_bomb_photo_is_one_line_and_the_budget_an_option(
     assert status == 0 and "same person" in out
     status, _, err = run("verify", face, face, *options, "--max-pixels", "0")
     assert status == 2 and "--max-pixels: must be an integer >= 1, got '0'" in err
+
+
+def test_verify_names_a_missing_image_before_loading_the_model(
+    run, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    missing = tmp_path / "typo.jpg"
+    status, _, err = run("verify", lfw_images[0], missing, "--checkpoint", tmp_path / "no.pt")
+    assert status == 2
+    assert one_line(err) == f"faceforge verify: error: {missing}: no such image file"
 
 
 def test_enroll_search_remove(
