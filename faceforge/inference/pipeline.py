@@ -56,11 +56,9 @@ class Verification:
 
 @dataclass(frozen=True)
 class Identification:
-    """A 1:N answer: the best candidates and the identity decided (or ``"unknown"``).
-
-    ``error`` says why a photo could not be searched (only from
-    :meth:`FacePipeline.search_images` with ``report_errors``); there are then no matches.
-    """
+    """A 1:N answer: the best candidates and the identity decided (or ``"unknown"``);
+    ``error`` says why a photo could not be searched (:meth:`FacePipeline.search_images`
+    with ``report_errors``), with no matches."""
 
     identity: str
     matches: list[Match]
@@ -78,6 +76,13 @@ class Enrollment:
     skipped: list[str] = field(default_factory=list)
     #: people without a single usable image, not enrolled
     left_out: list[str] = field(default_factory=list)
+
+
+def _raise_first(errors: Sequence[str | None]) -> None:
+    """Raise the first error of a batch (callers that do not report errors per image)."""
+    failure = next((error for error in errors if error), None)
+    if failure is not None:
+        raise DataError(failure)
 
 
 def _as_image(image: ImageLike, index: int, max_pixels: int) -> tuple[np.ndarray, str]:
@@ -323,9 +328,8 @@ class FacePipeline:
             first.setdefault(key, image)
         unique = list(first.values())
         embeddings, errors = self.try_embed(unique, progress)
-        failure = next((error for error in errors if error), None)
-        if failure is not None and not report_errors:
-            raise DataError(failure)
+        if not report_errors:
+            _raise_first(errors)
         row = {key: i for i, key in enumerate(first)}
         results = []
         for a, b in zip(keys[0::2], keys[1::2], strict=True):
@@ -384,9 +388,8 @@ class FacePipeline:
         gallery.check_model(self.embedder.fingerprint, self.embedder.embedding_size)
         threshold = self.threshold
         embeddings, errors = self.try_embed(images, progress)
-        failure = next((error for error in errors if error), None)
-        if failure is not None and not report_errors:
-            raise DataError(failure)
+        if not report_errors:
+            _raise_first(errors)
         results = [Identification(UNKNOWN, [], threshold, error) for error in errors]
         usable = [i for i, error in enumerate(errors) if error is None]
         found = gallery.search(embeddings[usable], top_k) if usable else []
