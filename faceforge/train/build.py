@@ -148,11 +148,13 @@ class TrainingRun:
         source = f"{data.source} {data.path}".strip()
         global_batch = cfg.train.batch_size * cfg.train.accumulate * self.dist.world_size
         processes = f" x {self.dist.world_size} processes" if self.dist.world_size > 1 else ""
+        steps = f"{self.total_steps} step{'s' if self.total_steps != 1 else ''}"
+        layout = ", channels-last" if cfg.train.channels_last else ""
         return (
             f"training {cfg.model.backbone} + {cfg.head.type} on {len(self.dataset)} images "
-            f"of {self.dataset.reader.num_classes} identities ({source}): {self.total_steps} "
-            f"steps of {global_batch} images ({self.total_steps / self.steps_per_epoch:.1f} "
-            f"epochs), {self.model.precision.name} (train.amp={cfg.train.amp}) on "
+            f"of {self.dataset.reader.num_classes} identities ({source}): {steps} of "
+            f"{global_batch} images ({self.total_steps / self.steps_per_epoch:.1f} epochs), "
+            f"{self.model.precision.name} (train.amp={cfg.train.amp}){layout} on "
             f"{self.device}{processes}, into {cfg.train.output_dir}"
         )
 

@@ -68,12 +68,6 @@ def run_demo(
     )
     vset = synthetic_verification_set(cfg.data.synthetic)
     run, state = setup(cfg, log=log)
-    log(
-        f"training {cfg.model.backbone} + {cfg.head.type} on {len(run.dataset)} images of "
-        f"{run.dataset.reader.num_classes} identities for {run.total_steps} steps "
-        f"(device {run.device}, amp {cfg.train.amp}: {run.model.precision.name}, "
-        f"channels_last {cfg.train.channels_last})"
-    )
     # a random network scores near chance with or without flip TTA: skip it to save time
     random_init = evaluate(run, [vset], flip=False)[vset.name]
     log(f"random init: {100 * random_init.accuracy:.2f}% on the held-out pairs")

@@ -76,6 +76,13 @@ def test_setup_says_what_it_trains_before_the_first_step(tmp_path: Path) -> None
         "training mobilefacenet + arcface on 16 images of 4 identities (synthetic): 6 steps "
         f"of 8 images (3.0 epochs), fp32 (train.amp=fp32) on cpu, into {tmp_path}"
     ]
+    lines.clear()
+    one = tiny_config(tmp_path / "one", "train.max_steps=1", "train.channels_last=true")
+    setup(one, log=lines.append)
+    assert lines == [
+        "training mobilefacenet + arcface on 16 images of 4 identities (synthetic): 1 step of "
+        f"4 images (0.2 epochs), fp32 (train.amp=fp32), channels-last on cpu, into {tmp_path}/one"
+    ]
 
 
 def test_setup_warns_when_the_photos_were_never_aligned(tmp_path: Path) -> None:
