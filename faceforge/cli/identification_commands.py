@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceforge.cli.arguments import (
-    add_flip_option,
     add_progress_option,
     progress_bar,
     ranged,
@@ -34,17 +33,33 @@ from faceforge.errors import DataError
 if TYPE_CHECKING:
     import numpy as np
 
+    from faceforge.evaluation.identification import MegaFaceResult
     from faceforge.inference.pipeline import FacePipeline
 
 #: ``faceforge eval TASK`` words this module adds
 TASKS = ("ijb", "identify", "megaface")
 
 
+def _embed_files(
+    pipeline: FacePipeline, files: list[Path], desc: str, args: argparse.Namespace
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of the images ``files`` name and which of them were kept: images where no
+    face is usable are reported on stderr and left out."""
+    import numpy as np
+
+    with progress_bar(args, len(files), desc) as bar:
+        embeddings, errors = pipeline.try_embed(files, bar.update)
+    for path, error in zip(files, errors, strict=True):
+        if error:
+            print(f"warning: {path}: {error}; left out", file=sys.stderr)
+    kept = np.array([error is None for error in errors], bool)
+    return embeddings[kept], kept
+
+
 def _labelled(
     pipeline: FacePipeline, folder: str, args: argparse.Namespace
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and identity names of a ``folder/<identity>/<image>`` tree; images where
-    no face is usable are reported and left out."""
+    """Embeddings and identity names of a ``folder/<identity>/<image>`` tree (usable faces)."""
     import numpy as np
 
     from faceforge.data.image_io import identity_folders
@@ -52,13 +67,9 @@ def _labelled(
     files = [(name, path) for name, paths in identity_folders(folder) for path in paths]
     if not files:
         raise DataError(f"{folder}: no images in <identity>/ sub-folders")
-    with progress_bar(args, len(files), f"embedding {Path(folder).name}") as bar:
-        embeddings, errors = pipeline.try_embed([path for _, path in files], bar.update)
-    for (_, path), error in zip(files, errors, strict=True):
-        if error:
-            print(f"warning: {path}: {error}; left out", file=sys.stderr)
-    kept = np.array([error is None for error in errors])
-    return embeddings[kept], np.array([name for name, _ in files])[kept]
+    desc = f"embedding {Path(folder).name}"
+    embeddings, kept = _embed_files(pipeline, [path for _, path in files], desc, args)
+    return embeddings, np.array([name for name, _ in files])[kept]
 
 
 def _gallery(
@@ -147,33 +158,83 @@ def _eval_ijb(args: argparse.Namespace) -> int:
     return 0
 
 
-def _megaface(args: argparse.Namespace) -> int:
+def _megaface_from_npy(args: argparse.Namespace) -> MegaFaceResult:
     from faceforge.evaluation.identification import NpyFolder, megaface, open_npy
 
-    if args.probe_embeddings:
-        if not (args.probe_labels and args.distractor_embeddings):
-            raise DataError("--probe-embeddings needs --probe-labels and --distractor-embeddings")
-        probes = open_npy(args.probe_embeddings)
-        labels = open_npy(args.probe_labels)
-        path = Path(args.distractor_embeddings)
-        distractors = NpyFolder(path) if path.is_dir() else open_npy(path)
-        result = megaface(probes, labels, distractors)
-    elif args.checkpoint:
-        from faceforge.core.embedder import load_embedder
-        from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
+    if not (args.probe_labels and args.distractor_embeddings):
+        raise DataError("--probe-embeddings needs --probe-labels and --distractor-embeddings")
+    path = Path(args.distractor_embeddings)
+    distractors = NpyFolder(path) if path.is_dir() else open_npy(path)
+    return megaface(open_npy(args.probe_embeddings), open_npy(args.probe_labels), distractors)
 
-        embedder = load_embedder(args.checkpoint, **runtime_kwargs(args))
-        resolve_flip(embedder, args.flip)
-        result = run_synthetic_megaface(
-            embedder,
-            seed=embedder.config.data.synthetic.seed,
-            num_identities=args.identities,
-            images_per_identity=args.images_per_identity,
-            num_distractors=args.distractors,
-            progress=not args.no_progress,
+
+def _megaface_from_photos(args: argparse.Namespace) -> MegaFaceResult:
+    """Probes from ``--probes`` identity folders hidden among every image under
+    ``--distractor-images``; with ``--save-embeddings`` the embeddings are kept as ``.npy``
+    so a rerun (another probe set, another metric) need not embed the distractors again."""
+    from faceforge.data.image_io import list_images
+    from faceforge.evaluation.identification import megaface
+
+    if not (args.probes and args.distractor_images):
+        raise DataError("photo folders need both --probes DIR and --distractor-images DIR")
+    files = list_images(args.distractor_images, recursive=True)
+    if not files:
+        raise DataError(f"{args.distractor_images}: no images found (searched sub-folders too)")
+    pipeline = build_pipeline(args)
+    probes, labels = _labelled(pipeline, args.probes, args)
+    distractors, _ = _embed_files(pipeline, files, "embedding distractors", args)
+    if args.save_embeddings:
+        _save_embeddings(Path(args.save_embeddings), probes, labels, distractors)
+    return megaface(probes, labels, distractors)
+
+
+def _save_embeddings(
+    folder: Path, probes: np.ndarray, labels: np.ndarray, distractors: np.ndarray
+) -> None:
+    """``probes.npy``, ``probe_labels.npy`` and ``distractors.npy`` (written atomically), and
+    the options that evaluate them again."""
+    import numpy as np
+
+    from faceforge.files import atomic_open
+
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"probes": probes, "probe_labels": labels, "distractors": distractors}
+    for name, array in arrays.items():
+        with atomic_open(folder / f"{name}.npy") as f:
+            np.save(f, array, allow_pickle=False)
+    options = ("--probe-embeddings", "--probe-labels", "--distractor-embeddings")
+    again = " ".join(f"{o} {folder / n}.npy" for o, n in zip(options, arrays, strict=True))
+    print(f"wrote {folder}/{{{','.join(arrays)}}}.npy; evaluate them again with: {again}")
+
+
+def _megaface_from_synthetic_faces(args: argparse.Namespace) -> MegaFaceResult:
+    from faceforge.core.embedder import load_embedder
+    from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
+
+    embedder = load_embedder(model_source(args), **runtime_kwargs(args))
+    resolve_flip(embedder, args.flip)
+    return run_synthetic_megaface(
+        embedder,
+        seed=embedder.config.data.synthetic.seed,
+        num_identities=args.identities,
+        images_per_identity=args.images_per_identity,
+        num_distractors=args.distractors,
+        progress=not args.no_progress,
+    )
+
+
+def _megaface(args: argparse.Namespace) -> int:
+    if args.probe_embeddings:
+        result = _megaface_from_npy(args)
+    elif not args.checkpoint:
+        raise DataError(
+            "give --checkpoint (with --probes and --distractor-images for photo folders, "
+            "alone for synthetic faces) or --probe-embeddings (.npy)"
         )
+    elif args.probes or args.distractor_images:
+        result = _megaface_from_photos(args)
     else:
-        raise DataError("give --checkpoint (synthetic faces) or --probe-embeddings (.npy)")
+        result = _megaface_from_synthetic_faces(args)
     ranks = ", ".join(f"rank-{k} {100 * v:.2f}" for k, v in result.rank_accuracy.items())
     tars = ", ".join(f"TAR@FAR={k:g} {100 * v:.2f}" for k, v in result.tar_at_far.items())
     print(
@@ -236,11 +297,23 @@ def _register_megaface(tasks: argparse._SubParsersAction) -> None:
         "megaface",
         help="MegaFace-style 1:N identification with distractors",
         description="Rank-1/5/10 identification and TAR@FAR=1e-6 verification of probes "
-        "hidden among distractors: synthetic faces embedded by --checkpoint, or precomputed "
-        "embeddings (.npy). Example: faceforge eval megaface --checkpoint last.pt "
-        "--distractors 100000",
+        "hidden among distractors. The embeddings come from photo folders (--probes "
+        "<identity>/<image> and every image under --distractor-images, e.g. FaceScrub among "
+        "MegaFace), from synthetic faces (--checkpoint alone), or precomputed .npy files. "
+        "Example: faceforge eval megaface --checkpoint best.pt --probes facescrub/ "
+        "--distractor-images megaface/ --aligned --save-embeddings emb/",
     )
-    p.add_argument("--checkpoint", help="faceforge checkpoint: embed synthetic faces")
+    p.add_argument("--probes", metavar="DIR", help="<identity>/<image> folder of probe photos")
+    p.add_argument(
+        "--distractor-images",
+        metavar="DIR",
+        help="folder of distractor photos (sub-folders searched too), of no probe identity",
+    )
+    p.add_argument(
+        "--save-embeddings",
+        metavar="DIR",
+        help="with photo folders: keep the embeddings as .npy files to evaluate again",
+    )
     p.add_argument(
         "--distractors", type=ranged(int, 0), default=10_000, help="synthetic distractor count"
     )
@@ -253,13 +326,12 @@ def _register_megaface(tasks: argparse._SubParsersAction) -> None:
         default=5,
         help="synthetic photos per probe identity (one probe, the others its gallery)",
     )
-    add_flip_option(p)
     p.add_argument("--probe-embeddings", help="(N, D) .npy of probe embeddings")
     p.add_argument("--probe-labels", help="(N,) .npy of probe identity labels")
     p.add_argument(
         "--distractor-embeddings", help="(M, D) .npy, or a folder of .npy files, of distractors"
     )
-    add_runtime_options(p)
+    add_model_options(p, required=False)
     add_json_option(p)
     add_progress_option(p, quiet=True)
     p.set_defaults(func=_megaface, command="eval megaface")

@@ -103,11 +103,11 @@ def add_weights_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_source_options(parser: argparse.ArgumentParser) -> None:
+def add_source_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """``--checkpoint`` (checkpoint, .onnx or weights file) and :func:`add_weights_options`."""
     parser.add_argument(
         "--checkpoint",
-        required=True,
+        required=required,
         help="faceforge checkpoint (.pt), ONNX model (.onnx), or a weights file together "
         "with --arch or --pretrained",
     )
@@ -189,9 +189,9 @@ def detector_spec(args: argparse.Namespace) -> str:
     return f"mtcnn:{args.mtcnn_weights}"
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """The model source plus how photos become embeddings (detector, flip, device)."""
-    add_source_options(parser)
+    add_source_options(parser, required)
     add_flip_option(parser)
     add_runtime_options(parser)
     parser.add_argument(

@@ -152,6 +152,46 @@ def test_identify_prints_cmc_and_open_set_rates(sources, tmp_path, capsys) -> No
     assert json.loads((tmp_path / "enrolled.json").read_text()) == result
 
 
+def test_megaface_hides_probe_photos_among_distractor_photos(sources, tmp_path, capsys) -> None:
+    probes = _identity_folders(tmp_path / "probes", range(3), 0)
+    _identity_folders(tmp_path / "probes", range(3, 4), 0)  # one photo: impostor only
+    for identity in range(3):
+        face = SyntheticFaces(9).render(identity, 1)[..., ::-1]
+        cv2.imwrite(str(probes / f"id{identity}" / "b.png"), face)
+    distractors = _identity_folders(tmp_path / "distractors" / "nested", range(10, 15), 0)
+    (distractors / "broken.jpg").write_bytes(b"not a jpeg")
+    model = sources["checkpoint"] + ["--aligned", "--precision", "fp32", "--no-progress"]
+    saved, out = tmp_path / "embeddings", tmp_path / "m.json"
+    photos = ["--probes", str(probes), "--distractor-images", str(tmp_path / "distractors")]
+    argv = ["eval", "megaface", *model, *photos, "--save-embeddings", str(saved)]
+    assert main([*argv, "--json", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "broken.jpg" in printed.err and "left out" in printed.err
+    assert "7 probes of 4 identities, 5 distractors, 6 searches" in printed.out
+    result = json.loads(out.read_text())
+
+    embedder = load_embedder(sources["checkpoint"][1], device="cpu", precision="fp32", flip=True)
+    faces = SyntheticFaces(9)
+    labels = np.load(saved / "probe_labels.npy")
+    assert sorted(labels) == ["id0", "id0", "id1", "id1", "id2", "id2", "id3"]
+    rendered = [
+        faces.render(int(name[2:]), k) for name, k in zip(labels, [0, 1] * 3 + [0], strict=True)
+    ]
+    np.testing.assert_allclose(
+        np.load(saved / "probes.npy"), embedder.embed(np.stack(rendered)), atol=1e-5
+    )
+    expected = embedder.embed(np.stack([faces.render(i, 0) for i in range(10, 15)]))
+    np.testing.assert_allclose(np.load(saved / "distractors.npy"), expected, atol=1e-5)
+
+    again = ["--probe-embeddings", str(saved / "probes.npy"), "--probe-labels"]
+    again += [str(saved / "probe_labels.npy"), "--distractor-embeddings"]
+    again += [str(saved / "distractors.npy"), "--json", str(tmp_path / "again.json")]
+    assert main(["eval", "megaface", *again]) == 0
+    assert json.loads((tmp_path / "again.json").read_text()) == result
+    assert main(["eval", "megaface", *model, "--probes", str(probes)]) == 2
+    assert "need both --probes DIR and --distractor-images DIR" in capsys.readouterr().err
+
+
 def test_create_model_is_the_one_loading_path(sources, tmp_path) -> None:
     pth = sources["backbone.pth"][1]
     fresh = create_model("mobilefacenet", embedding_size=32, input_size=(112, 96))
