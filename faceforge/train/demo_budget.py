@@ -94,6 +94,14 @@ def plan_demo(cfg: Config, speeds: Speeds, budget_seconds: float) -> DemoPlan:
     return plan
 
 
+def minutes_for(cfg: Config, speeds: Speeds, steps: int, val_pairs: int) -> float:
+    """The budget (``--minutes``) in which :func:`plan_demo` fits ``steps`` training steps
+    with ``val_pairs`` held-out pairs at ``speeds``."""
+    step_seconds = cfg.train.batch_size / speeds.train
+    seconds = _fixed_seconds(cfg, speeds, val_pairs) + steps * step_seconds
+    return seconds / PLANNED_SHARE / 60
+
+
 def recipe_steps(cfg: Config) -> int:
     """The training steps the recipe asks for (``train.max_steps``, else its epochs)."""
     if cfg.train.max_steps:

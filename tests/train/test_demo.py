@@ -58,6 +58,22 @@ def test_a_hopelessly_slow_machine_still_trains_the_minimum():
     assert (plan.steps, plan.val_pairs) == (MIN_STEPS, 3000)
 
 
+def test_a_budget_that_ends_inside_the_warmup_is_said_up_front(monkeypatch):
+    monkeypatch.setattr(demo, "measure_speeds", lambda cfg: AVX2)
+    lines: list[str] = []
+    plan = demo.fit_to_budget(QUICKSTART, 3, lines.append)
+    assert plan.steps == MIN_STEPS <= QUICKSTART.optim.warmup_steps == 30
+    warning = lines[-1]
+    assert warning.startswith("warning: 20 steps end inside the recipe's 30-step warmup")
+    minutes = int(warning.split("--minutes ")[1].split()[0])
+    assert warning.endswith(f"--minutes {minutes} fits 60 steps")
+    assert plan_demo(QUICKSTART, AVX2, 60 * minutes).steps >= 60
+    assert plan_demo(QUICKSTART, AVX2, 60 * (minutes - 1)).steps < 60
+    lines.clear()
+    demo.fit_to_budget(QUICKSTART, minutes, lines.append)
+    assert not any(line.startswith("warning") for line in lines)
+
+
 def test_a_recipe_in_epochs_is_capped_at_its_epochs():
     cfg = load_recipe("quickstart", ["train.max_steps=0", "train.epochs=2"])
     plan = plan_demo(cfg, AVX512_BF16, budget_seconds=3600)
