@@ -7,6 +7,7 @@ Handlers only gather inputs and print: the work is done by :mod:`faceforge.evalu
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,9 +50,9 @@ def _embed_files(
 
     with progress_bar(args, len(files), desc) as bar:
         embeddings, errors = pipeline.try_embed(files, bar.update)
-    for path, error in zip(files, errors, strict=True):
-        if error:
-            print(f"warning: {path}: {error}; left out", file=sys.stderr)
+    for error in errors:
+        if error:  # the message starts with the image's path
+            print(f"warning: {error}; left out", file=sys.stderr)
     kept = np.array([error is None for error in errors], bool)
     return embeddings[kept], kept
 
@@ -241,6 +242,13 @@ def _megaface(args: argparse.Namespace) -> int:
         f"{result.num_probes} probes of {result.num_identities} identities, "
         f"{result.num_distractors} distractors, {result.num_searches} searches: {ranks}; {tars}"
     )
+    impostors = result.num_probes * result.num_distractors
+    for far in (far for far in result.tar_at_far if far * impostors < 1):
+        print(
+            f"note: {impostors} impostor pairs cannot resolve FAR={far:g} (it needs "
+            f"{math.ceil(1 / far)}): TAR@FAR={far:g} counts the genuine pairs scoring above "
+            "every impostor"
+        )
     write_json(args.json, result.to_dict())
     return 0
 
