@@ -10,6 +10,8 @@ get :data:`MAX_PHOTO_PIXELS`, dataset images :data:`MAX_DATASET_PIXELS`; both ar
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -29,12 +31,26 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 
 def list_images(folder: str | Path, *, recursive: bool = False) -> list[Path]:
     """Image files (by extension, see :data:`IMAGE_EXTENSIONS`, any case) in ``folder``, and
-    in its sub-folders too when ``recursive``; sorted, so every caller sees the same order."""
+    in its sub-folders too when ``recursive`` (symlinked ones included: a subset of a dataset
+    is often a folder of links); sorted, so every caller sees the same order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: image folder does not exist")
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    candidates = walk_files(folder) if recursive else folder.iterdir()
     return sorted(p for p in candidates if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def walk_files(folder: Path) -> Iterator[Path]:
+    """Every file below ``folder``, following symlinked folders but entering each real folder
+    once (a link to a parent folder cannot loop)."""
+    seen: set[tuple[int, int]] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        stat = os.stat(top)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirs.clear()
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        yield from (Path(top) / name for name in files)
 
 
 def identity_folders(root: str | Path) -> list[tuple[str, list[Path]]]:

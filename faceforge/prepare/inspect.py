@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.data.image_io import MAX_DATASET_PIXELS, decode_image
+from faceforge.data.image_io import MAX_DATASET_PIXELS, decode_image, walk_files
 from faceforge.errors import DataError
 from faceforge.prepare.formats import dataset_format, dataset_paths, open_source
 
@@ -52,7 +52,7 @@ class Inspection:
 def _disk_bytes(path: Path) -> int:
     files = []
     for part in dataset_paths(path):
-        files += [p for p in part.rglob("*") if p.is_file()] if part.is_dir() else [part]
+        files += list(walk_files(part)) if part.is_dir() else [part]
     return sum(p.stat().st_size for p in files if p.is_file())
 
 

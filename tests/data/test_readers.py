@@ -72,6 +72,16 @@ def test_list_images_sorted_by_extension_in_any_case(tmp_path: Path) -> None:
         list_images(tmp_path / "missing")
 
 
+def test_list_images_follows_symlinked_folders_without_looping(tmp_path: Path) -> None:
+    (tmp_path / "data" / "ann").mkdir(parents=True)
+    (tmp_path / "data" / "ann" / "1.jpg").write_bytes(b"")
+    (tmp_path / "subset").mkdir()
+    (tmp_path / "subset" / "ann").symlink_to(tmp_path / "data" / "ann")  # a subset of links
+    (tmp_path / "subset" / "ann" / "loop").symlink_to(tmp_path / "subset")
+    found = list_images(tmp_path / "subset", recursive=True)
+    assert found == [tmp_path / "subset" / "ann" / "1.jpg"]
+
+
 def test_identity_folders_keep_empty_identities(folder: Path) -> None:
     (folder / "carol").mkdir()  # no images yet: still a class, so labels stay stable
     (folder / "readme.md").write_text("not an identity")
