@@ -19,9 +19,12 @@ def recipe_overrides(args: argparse.Namespace) -> list[str]:
 def _train(args: argparse.Namespace) -> int:
     from faceforge.train.distributed import Distributed
     from faceforge.train.main import train
-    from faceforge.train.recipe import load_recipe
+    from faceforge.train.recipe import load_recipe, resumed_recipe
 
-    cfg = load_recipe(args.config, recipe_overrides(args))
+    if args.config is None and args.resume not in (None, "auto"):
+        cfg = resumed_recipe(args.resume, recipe_overrides(args))
+    else:
+        cfg = load_recipe(args.config, recipe_overrides(args))
     summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if not Distributed.from_env().is_main:
         return 0
@@ -92,9 +95,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", help="YAML file or shipped recipe name (e.g. quickstart)")
     train.add_argument(
         "--resume",
-        help="checkpoint (last.pt) to continue exactly from, or 'auto': train.output_dir's "
-        "last.pt if it exists (for torchrun --max-restarts); overrides given with it (lr, "
-        "steps, evaluation, output) apply, architecture changes are refused",
+        help="checkpoint (last.pt) to continue exactly from, in its folder with the recipe it "
+        "was trained with unless --config is given; or 'auto': train.output_dir's last.pt if "
+        "it exists (for torchrun --max-restarts); overrides given with it (lr, steps, "
+        "evaluation, output) apply, architecture changes are refused",
     )
     train.add_argument(
         "--overwrite",

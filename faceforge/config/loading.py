@@ -150,6 +150,15 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: top level must be a mapping of sections")
         values = loaded
+    return _with_overrides(values, overrides)
+
+
+def override_config(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """``cfg`` with ``section.key=value`` overrides applied, checked as :func:`load_config`."""
+    return _with_overrides(config_to_dict(cfg), overrides)
+
+
+def _with_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> Config:
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(values, key, value)

@@ -9,11 +9,13 @@ named choice against its registry (so ``data.source=foldr`` fails at once, listi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from faceforge.config import Config, load_config
+from faceforge.config import Config, load_config, override_config
+from faceforge.core.checkpoint import Checkpoint
 from faceforge.core.precision import PRECISIONS
 from faceforge.data.face_masks import MASK_SHAPES
 from faceforge.data.samplers import SAMPLERS
@@ -163,3 +165,13 @@ def _check_partial_fc(cfg: Config) -> None:
 def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
     """A recipe (YAML file or shipped name) with ``section.key=value`` overrides, checked."""
     return check_config(load_config(path, overrides))
+
+
+def resumed_recipe(checkpoint: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """The recipe ``checkpoint`` was trained with, writing into the checkpoint's folder, with
+    ``overrides``, checked: what ``faceforge train --resume last.pt`` without ``--config``
+    continues (rather than the defaults, which would not fit the checkpoint)."""
+    saved = Checkpoint.load(checkpoint).config
+    folder = str(Path(checkpoint).parent)
+    here = dataclasses.replace(saved, train=dataclasses.replace(saved.train, output_dir=folder))
+    return check_config(override_config(here, list(overrides)))

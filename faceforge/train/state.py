@@ -15,7 +15,7 @@ from faceforge.train.build import TrainingRun
 from faceforge.train.sharding import full_head_state, load_head_state
 
 #: settings the stored weights depend on: a resumed run cannot change them
-FIXED_ON_RESUME = ("model.backbone", "model.embedding_size", "head.type")
+FIXED_ON_RESUME = ("model.backbone", "model.embedding_size", "head.type", "head.partial_fc")
 
 
 @dataclass

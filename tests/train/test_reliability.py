@@ -74,6 +74,28 @@ def test_resume_refuses_a_changed_head_and_other_classes(tmp_path: Path) -> None
     more = tiny_config(tmp_path, "data.synthetic.num_identities=5")
     with pytest.raises(CheckpointError, match="another number of classes"):
         quiet_setup(more, tmp_path / "last.pt")
+    sharded = tiny_config(tmp_path, "head.partial_fc=true")  # its head state has other keys
+    with pytest.raises(CheckpointError, match="head.partial_fc=False.*cannot change"):
+        quiet_setup(sharded, tmp_path / "last.pt")
+
+
+def test_resume_without_config_continues_the_checkpoints_recipe_in_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the defaults (another head and size would not fit the checkpoint), and not a
+    folder relative to wherever the command is run from."""
+    from faceforge.cli import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    recipe = [*TINY, "head.type=cosface", "head.margin=0.2", "train.max_steps=2"]
+    assert cli(["train", *recipe, "train.output_dir=run"]) == 0  # a relative folder
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert cli(["train", "--resume", "../run/last.pt", "train.max_steps=3"]) == 0
+    resumed = Checkpoint.load(tmp_path / "run" / "last.pt")
+    assert resumed.step == 3
+    assert (resumed.config.head.type, resumed.config.model.embedding_size) == ("cosface", 16)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
 def test_a_missing_resume_file_fails_before_anything_is_built(tmp_path, monkeypatch) -> None:
