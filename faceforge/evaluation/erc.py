@@ -32,7 +32,7 @@ def error_versus_reject(
         raise DataError(f"ERC error must be fnmr or error, got {error!r}")
     if error == "fnmr" and not same_arr.any():
         raise DataError("an FNMR error-versus-reject curve needs genuine pairs")
-    wrong = (sims >= threshold) != same_arr
+    wrong = (sims > threshold) != same_arr  # accepted above it, as every decision
     curve = []
     for fraction in fractions:
         kept = order[round(fraction * len(order)) :]

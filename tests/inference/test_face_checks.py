@@ -1,10 +1,12 @@
 """Per-face checks in the pipeline: a MagFace model's feature norm joins the quality score,
-refusals carry their figures."""
+refusals carry their figures, and quality is scored on the very face that is embedded."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -13,21 +15,27 @@ from faceforge.core.checkpoint import Checkpoint
 from faceforge.core.embedder import load_embedder
 from faceforge.data.quality import MAGFACE_NORMS
 from faceforge.data.synthetic.faces import SyntheticFaces
+from faceforge.inference.detection.registry import build_detector
 from faceforge.inference.face_checks import LowQuality
 from faceforge.inference.pipeline import FacePipeline
+from faceforge.inference.quality_scores import embed_with_quality
 from tests.model_helpers import primed_model
 
 #: a synthetic face MTCNN finds
 FACE = SyntheticFaces(seed=0).render(0, 0)
 
 
-def _checkpoint(path: Path, head: str) -> Path:
+def _checkpoint(path: Path, head: str, scale: float = 1.0) -> Path:
+    """A random MobileFaceNet; ``scale`` multiplies its raw embeddings (norms about 7 x it)."""
+    state = primed_model().state_dict()
+    for key in ("embedding.1.weight", "embedding.1.bias"):  # the final BatchNorm1d
+        state[key] = state[key] * scale
     Checkpoint(
         config=Config(
             model=ModelConfig(backbone="mobilefacenet", embedding_size=32),
             head=HeadConfig(type=head),
         ),
-        backbone=primed_model().state_dict(),
+        backbone=state,
     ).save(path)
     return path
 
@@ -52,3 +60,58 @@ def test_magface_norm_is_part_of_the_quality(tmp_path: Path, mtcnn) -> None:
     with pytest.raises(LowQuality, match=r"face quality .* < 0.999 \(.*feature_norm") as refused:
         strict.embed([FACE])
     assert refused.value.details["quality"]["feature_norm"] == pytest.approx(norm, abs=1e-4)
+
+
+def _photos(folder: Path) -> list[str]:
+    """A synthetic face, the same face blurred, a blank image and a missing file."""
+    blurred = cv2.GaussianBlur(FACE, (0, 0), 1.5)
+    for name, image in [("sharp", FACE), ("blurred", blurred), ("blank", np.full_like(FACE, 128))]:
+        cv2.imwrite(str(folder / f"{name}.png"), image[..., ::-1])
+    return [str(folder / f"{name}.png") for name in ("sharp", "blurred", "blank", "missing")]
+
+
+@pytest.mark.parametrize("head", ["arcface", "magface"])
+def test_quality_is_scored_on_the_face_that_is_embedded(tmp_path: Path, mtcnn, head) -> None:
+    paths = _photos(tmp_path)
+    # MagFace norms inside its 10..110 range, so the norm part of the quality is not 0
+    checkpoint = _checkpoint(tmp_path / "m.pt", head, scale=8.0)
+    pipeline = FacePipeline(load_embedder(checkpoint), mtcnn)
+    scored = embed_with_quality(pipeline, paths)
+    assert scored.errors[:2] == [None, None]
+    assert "blank.png: no face found" in scored.errors[2]
+    assert "missing.png: cannot read file" in scored.errors[3]
+    np.testing.assert_allclose(scored.embeddings[:2], pipeline.embed(paths[:2]), atol=1e-5)
+    assert np.isnan(scored.embeddings[2:]).all()
+    for row in (0, 1):
+        expected = pipeline.assess_faces(paths[row])[0].quality.total  # with MagFace's norm
+        assert scored.quality[row] == pytest.approx(expected, rel=1e-5)
+    assert scored.quality[1] < scored.quality[0] and list(scored.quality[2:]) == [0, 0]
+    fitted = FacePipeline(pipeline.embedder, mtcnn, fallback="center-crop")
+    scored = embed_with_quality(fitted, paths[:3])
+    assert scored.errors == [None, None, None] and scored.quality[2] == 0.0  # no face: lowest
+
+
+def test_eval_quality_prints_the_curve_of_usable_pairs(tmp_path: Path, capsys) -> None:
+    from faceforge.cli import main
+    from faceforge.evaluation.erc import error_versus_reject
+
+    sharp, blurred, blank, _ = _photos(tmp_path)
+    other = tmp_path / "other.png"
+    cv2.imwrite(str(other), SyntheticFaces(seed=0).render(2, 0)[..., ::-1])  # MTCNN finds it
+    rows = [(sharp, blurred, 1), (sharp, str(other), 0), (blank, sharp, 1), (blurred, sharp, 1)]
+    (tmp_path / "pairs.csv").write_text("".join(f"{a},{b},{s}\n" for a, b, s in rows))
+    checkpoint = _checkpoint(tmp_path / "m.pt", "arcface")
+    argv = ["eval", "quality", "--checkpoint", str(checkpoint), "--threshold", "0.3"]
+    argv += ["--pair-list", str(tmp_path / "pairs.csv"), "--plot", str(tmp_path / "erc.png")]
+    assert main([*argv, "--json", str(tmp_path / "erc.json"), "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert "3 of 4 pairs usable (2 same); FNMR at cosine > 0.3000" in printed.out
+    assert "blank.png: no face found" in printed.err and "its pairs left out" in printed.err
+    pipeline = FacePipeline(load_embedder(checkpoint), build_detector("mtcnn"))
+    scored = embed_with_quality(pipeline, [sharp, blurred, str(other)])
+    e, q = scored.embeddings, scored.quality
+    similarity = [e[0] @ e[1], e[0] @ e[2], e[1] @ e[0]]
+    quality = [min(q[0], q[1]), min(q[0], q[2]), min(q[1], q[0])]
+    expected = error_versus_reject(similarity, [True, False, True], quality, 0.3)
+    assert json.loads((tmp_path / "erc.json").read_text())["fnmr"] == expected.tolist()
+    assert (tmp_path / "erc.png").read_bytes()[:4] == b"\x89PNG"
