@@ -70,9 +70,13 @@ class TrainingError(FaceforgeError):
     """Training cannot continue (for example the loss became NaN or infinite)."""
 
 
-class TrainingInterrupted(TrainingError):
-    """Training stopped on a signal (Ctrl-C, SIGTERM) after saving; ``signum`` is the signal."""
+class Interrupted(FaceforgeError):
+    """Work stopped on a signal (Ctrl-C, SIGTERM) after saving; ``signum`` is the signal."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+class TrainingInterrupted(Interrupted, TrainingError):
+    """Training stopped on a signal after saving a resumable checkpoint."""

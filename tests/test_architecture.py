@@ -1,6 +1,6 @@
 """The package layering: imports (lazy ones included) only go down, modules stay small.
 
-    base (faceforge, allocator, errors, files, safe_yaml -> config, registry, device)
+    base (faceforge, allocator, errors, files, interrupts, safe_yaml -> config, registry, device)
       -> data, models, losses -> core -> evaluation -> inference, train -> prepare, serve -> cli
 
 A package may import itself and any package of a lower layer, never one of its own layer or
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / "faceforge"
 
 LAYERS: list[set[str]] = [
     # base, part 1: nothing of faceforge below
-    {"faceforge", "allocator", "errors", "files", "safe_yaml"},
+    {"faceforge", "allocator", "errors", "files", "interrupts", "safe_yaml"},
     {"config", "registry", "device"},  # base, part 2: may raise faceforge.errors
     {"data", "models", "losses"},
     {"core"},

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from faceforge.allocator import retain_freed_memory
 from faceforge.cli.arguments import Parser, UsageError, warn_deprecated
-from faceforge.errors import FaceforgeError, TrainingInterrupted
+from faceforge.errors import FaceforgeError, Interrupted
 
 # Each module exposes ``register(subparsers)`` adding its subcommands with ``func=handler``.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -83,7 +83,7 @@ def _one_line_warning(message: Warning | str, *_: object, **__: object) -> None:
 def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
-    except TrainingInterrupted as exc:
+    except Interrupted as exc:
         print(f"faceforge {args.command}: {exc}", file=sys.stderr)
         return 128 + exc.signum
     except FaceforgeError as exc:

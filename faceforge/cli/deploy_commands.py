@@ -1,4 +1,5 @@
-"""Deploy subcommands: ``align``, ``verify``, ``enroll``, ``search``, ``export``.
+"""Deploy subcommands: ``align``, ``verify``, ``export``, and ``enroll`` / ``search`` from
+:mod:`.gallery_commands`, in that order in ``faceforge --help``.
 
 Each handler parses nothing itself: argparse fills a namespace, the handler calls the library
 (:mod:`faceforge.inference`) and prints a short, human-readable answer.
@@ -11,8 +12,8 @@ import csv
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from faceforge.cli import gallery_commands
 from faceforge.cli.arguments import (
     LazyChoices,
     add_deprecated_option,
@@ -21,14 +22,16 @@ from faceforge.cli.arguments import (
     progress_bar,
     ranged,
 )
-from faceforge.cli.liveness_commands import add_anti_spoof_options, add_min_quality_option
+from faceforge.cli.liveness_commands import add_anti_spoof_options
 from faceforge.cli.model_commands import (
     add_detector_options,
     add_face_policy_options,
     add_max_pixels_option,
     add_model_options,
     add_source_options,
+    add_threshold_options,
     build_pipeline,
+    decision_threshold,
     detector_spec,
     model_source,
 )
@@ -36,33 +39,8 @@ from faceforge.cli.outputs import output_file, output_folder
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 
-if TYPE_CHECKING:
-    from faceforge.inference.matching.threshold import Threshold
-    from faceforge.inference.pipeline import FacePipeline
-
-INDEX_CHOICES = LazyChoices("faceforge.inference.matching.index", "INDEX_TYPES")
-MODE_CHOICES = LazyChoices("faceforge.inference.matching.storage", "MODES")
 ALIGN_SELECTIONS = LazyChoices("faceforge.prepare.align_folder", "MULTIPLE_FACE_POLICIES")
 ALIGN_FALLBACKS = LazyChoices("faceforge.prepare.align_folder", "NO_FACE_POLICIES")
-
-
-def _decision_threshold(pipeline: FacePipeline) -> Threshold:
-    """The pipeline's threshold, with a one-line warning when it cannot be trusted."""
-    threshold = pipeline.threshold
-    if threshold.warning:
-        print(f"warning: {threshold.warning}", file=sys.stderr)
-    return threshold
-
-
-def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--threshold",
-        type=ranged(float, -1, 1),
-        help="cosine-similarity threshold (default: the model's stored best 10-fold threshold)",
-    )
-    parser.add_argument(
-        "--eval-set", help="evaluation set whose stored threshold to use (e.g. lfw, synthetic)"
-    )
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -78,7 +56,7 @@ def _verify_two(args: argparse.Namespace) -> int:
         if not Path(image).is_file():
             raise DataError(f"{image}: no such image file")
     pipeline = build_pipeline(args)
-    _decision_threshold(pipeline)
+    decision_threshold(pipeline)
     result = pipeline.verify(args.images[0], args.images[1])
     decision = "same person" if result.same else "different people"
     print(f"similarity {result.similarity:.4f}: {decision}")
@@ -92,7 +70,7 @@ def _verify_pairs_file(args: argparse.Namespace) -> int:
 
     pairs = [(pair.a, pair.b) for pair in read_pairs(args.pair_list, labelled=False)]
     pipeline = build_pipeline(args)
-    threshold = _decision_threshold(pipeline)
+    threshold = decision_threshold(pipeline)
     images = {str(image) for pair in pairs for image in pair}
     with progress_bar(args, len(images), "embedding") as bar:
         results = pipeline.verify_pairs(pairs, report_errors=True, progress=bar.update)
@@ -110,66 +88,6 @@ def _verify_pairs_file(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if counts["failed"] else 0
-
-
-def _enroll(args: argparse.Namespace) -> int:
-    """Remove and add people under the gallery's lock, so concurrent runs lose nothing."""
-    from faceforge.data.image_io import identity_folders
-    from faceforge.inference.matching.gallery import edit_gallery
-
-    folders = identity_folders(args.people_dir) if args.people_dir else []
-    people = [(name, files) for name, files in folders if files]
-    pipeline = build_pipeline(args)
-    embedder = pipeline.embedder
-    with edit_gallery(
-        args.gallery,
-        embedder.embedding_size,
-        embedder.fingerprint,
-        model=embedder.description,
-        index_type=args.index,
-        mode=args.mode,
-    ) as gallery:
-        for name in args.remove:
-            gallery.remove(name)
-        with progress_bar(args, sum(len(files) for _, files in people), "enrolling") as bar:
-            report = pipeline.enroll_people(gallery, people, bar.update)
-    for error in report.skipped:
-        print(f"skipped: {error}", file=sys.stderr)
-    for name in report.left_out:
-        print(f"{name}: no usable image, not enrolled", file=sys.stderr)
-    for name in args.remove:
-        print(f"removed {name}")
-    added, skipped = report.added, len(report.skipped)
-    print(f"gallery {args.gallery}: {len(gallery)} people; added {added} images, skipped {skipped}")
-    return 0
-
-
-def _search(args: argparse.Namespace) -> int:
-    """Each image's answer on stdout; one that cannot be searched is said on stderr and the
-    others are still searched (status 1)."""
-    from faceforge.inference.matching.gallery import Gallery
-
-    gallery = Gallery.load(args.gallery)
-    pipeline = build_pipeline(args)
-    embedder = pipeline.embedder
-    gallery.check_model(embedder.fingerprint, embedder.embedding_size, f"gallery {args.gallery}")
-    threshold = _decision_threshold(pipeline)
-    with progress_bar(args, len(args.images), "searching") as bar:
-        results = pipeline.search_images(
-            args.images, gallery, args.top_k, report_errors=True, progress=bar.update
-        )
-    for image, result in zip(args.images, results, strict=True):
-        if result.error:
-            print(f"faceforge search: {result.error}", file=sys.stderr)
-            continue
-        print(f"{image}: {result.identity}")
-        for rank, match in enumerate(result.matches, 1):
-            print(f"  {rank}. {match.name}  {match.score:.4f}")
-    failed = sum(result.error is not None for result in results)
-    print(f"threshold {threshold.cosine:.4f} ({threshold.source})")
-    if failed:
-        print(f"{failed} of {len(results)} images could not be searched", file=sys.stderr)
-    return 1 if failed else 0
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -237,8 +155,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the deploy subcommands to the ``faceforge`` parser."""
     _register_align(subparsers)
     _register_verify(subparsers)
-    _register_enroll(subparsers)
-    _register_search(subparsers)
+    gallery_commands.register_enroll(subparsers)
+    gallery_commands.register_search(subparsers)
     _register_export(subparsers)
 
 
@@ -283,57 +201,9 @@ def _register_verify(subparsers: argparse._SubParsersAction) -> None:
     add_deprecated_option(p, "--pairs", "--pair-list", "pair_list")
     add_progress_option(p)
     add_model_options(p)
-    _add_threshold_options(p)
+    add_threshold_options(p)
     add_anti_spoof_options(p)
     p.set_defaults(func=_verify)
-
-
-def _register_enroll(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "enroll",
-        help="add people (one folder per person) to a face gallery",
-        description="Embed every image of PEOPLE_DIR/<name>/ and add <name> to the gallery in "
-        "--gallery (created if missing; must have been built with the same model).",
-    )
-    p.add_argument("people_dir", nargs="?", help="folder of per-person image folders")
-    p.add_argument("--gallery", type=output_folder, required=True, help="gallery folder")
-    p.add_argument("--remove", action="append", default=[], help="remove this person first")
-    p.add_argument(
-        "--index",
-        choices=INDEX_CHOICES,
-        metavar="TYPE",
-        default="flat",
-        help="FAISS index of the gallery: %(choices)s (default flat)",
-    )
-    p.add_argument(
-        "--mode",
-        choices=MODE_CHOICES,
-        metavar="MODE",
-        default="mean",
-        help="store each person's mean embedding or every image: %(choices)s (default mean)",
-    )
-    add_progress_option(p)
-    add_model_options(p)
-    add_anti_spoof_options(p)
-    add_min_quality_option(p)
-    p.set_defaults(func=_enroll)
-
-
-def _register_search(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "search",
-        help="identify faces against a gallery",
-        description="Print the top matches of each image and the identity decided "
-        "('unknown' when the best match is below the threshold).",
-    )
-    p.add_argument("images", nargs="+", help="query images")
-    p.add_argument("--gallery", required=True, help="gallery folder made by enroll")
-    p.add_argument("--top-k", type=ranged(int, 1), default=5, help="matches to print per image")
-    add_progress_option(p)
-    add_model_options(p)
-    _add_threshold_options(p)
-    add_anti_spoof_options(p)
-    p.set_defaults(func=_search)
 
 
 def _register_export(subparsers: argparse._SubParsersAction) -> None:

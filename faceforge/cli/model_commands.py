@@ -9,6 +9,7 @@ mean the same thing in ``eval``, ``verify``, ``enroll``, ``search``, ``export`` 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from faceforge.errors import ConfigError, shorten
 if TYPE_CHECKING:
     from faceforge.core.model_source import ModelSource
     from faceforge.core.preprocess import Preprocess
+    from faceforge.inference.matching.threshold import Threshold
     from faceforge.inference.pipeline import FacePipeline
 
 PRECISION_CHOICES = LazyChoices("faceforge.core.precision", "PRECISIONS")
@@ -275,3 +277,23 @@ def build_pipeline(args: argparse.Namespace) -> FacePipeline:
     )
     resolve_flip(pipeline.embedder, args.flip)
     return pipeline
+
+
+def decision_threshold(pipeline: FacePipeline) -> Threshold:
+    """The pipeline's threshold, with a one-line warning when it cannot be trusted."""
+    threshold = pipeline.threshold
+    if threshold.warning:
+        print(f"warning: {threshold.warning}", file=sys.stderr)
+    return threshold
+
+
+def add_threshold_options(parser: argparse.ArgumentParser) -> None:
+    """``--threshold`` (cosine) and ``--eval-set`` (whose stored threshold): every decision."""
+    parser.add_argument(
+        "--threshold",
+        type=ranged(float, -1, 1),
+        help="cosine-similarity threshold (default: the model's stored best 10-fold threshold)",
+    )
+    parser.add_argument(
+        "--eval-set", help="evaluation set whose stored threshold to use (e.g. lfw, synthetic)"
+    )

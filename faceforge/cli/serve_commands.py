@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from faceforge.cli.arguments import ranged
-from faceforge.cli.deploy_commands import INDEX_CHOICES
+from faceforge.cli.gallery_commands import INDEX_CHOICES
 from faceforge.cli.liveness_commands import add_anti_spoof_options, add_min_quality_option
 from faceforge.cli.model_commands import add_model_options, build_pipeline
 

@@ -25,10 +25,10 @@ from faceforge.core.checkpoint import Checkpoint
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import TrainingError, TrainingInterrupted
 from faceforge.evaluation.verification import VerificationResult
+from faceforge.interrupts import StopRequests
 from faceforge.train.build import TrainingRun, build_run
 from faceforge.train.distributed import Distributed
 from faceforge.train.engine import Counts, evaluate, evaluation_sets, train_one_epoch
-from faceforge.train.interrupts import StopRequests
 from faceforge.train.recipe import check_config
 from faceforge.train.runs import choose_output_dir, release, resolve_resume
 from faceforge.train.sharding import holds_shards

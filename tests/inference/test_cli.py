@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ from image_bombs import DECLARED, forbid_decoding, png_bomb
 import faceforge.cli as cli
 from faceforge.data.alignment import ARCFACE_TEMPLATE
 from faceforge.data.image_io import read_image
+from faceforge.data.synthetic import SyntheticFaces
 from faceforge.inference.matching.gallery import Gallery
 from faceforge.inference.pipeline import FacePipeline
 
@@ -390,3 +392,32 @@ def test_help_shows_the_registered_choices(
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps long lines
     for choice in shown:
         assert choice in text
+
+
+def test_an_interrupted_enrollment_keeps_who_is_done_and_continues(
+    run, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people, gallery = tmp_path / "people", tmp_path / "gallery"
+    faces = SyntheticFaces(3)
+    for k, name in enumerate(("ann", "bob", "cid")):
+        (people / name).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(people / name / f"{i}.png"), faces.render(k, i)[..., ::-1])
+    embed = FacePipeline.try_embed
+
+    def ctrl_c_while_embedding(self, images, progress=None):
+        signal.raise_signal(signal.SIGINT)
+        return embed(self, images, progress)
+
+    monkeypatch.setattr(FacePipeline, "try_embed", ctrl_c_while_embedding)
+    options = ["--gallery", gallery, "--checkpoint", tiny_checkpoint, "--aligned", "--no-progress"]
+    status, out, err = run("enroll", people, *options)
+    assert status == 128 + signal.SIGINT
+    assert f"interrupted after 1 of 3 people, who are saved in {gallery}" in err
+    assert "1 people; added 2 images" in out and Gallery.load(gallery).names == ["ann"]
+
+    monkeypatch.setattr(FacePipeline, "try_embed", embed)
+    status, out, _ = run("enroll", people, *options, "--skip-enrolled")
+    assert status == 0 and "3 people; added 4 images, skipped 0, kept 1 people already" in out
+    enrolled = Gallery.load(gallery)
+    assert [enrolled.num_images(name) for name in enrolled.names] == [2, 2, 2]  # none twice

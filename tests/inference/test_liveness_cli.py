@@ -72,5 +72,6 @@ def test_eval_quality_plots_the_error_versus_reject_curve(
     plot = tmp_path / "erc.png"
     args = ("eval", "--quality", "--pair-list", tmp_path / "pairs.tsv", "--plot", plot)
     status, out, _ = run(*args, "--checkpoint", tiny_checkpoint, "--threshold", "0.5")
-    assert status == 0 and out.startswith("rejected  FNMR")
+    assert status == 0 and out.startswith("4 of 4 pairs usable (2 same)")
+    assert "\nrejected  FNMR\n" in out
     assert plot.read_bytes()[:4] == b"\x89PNG"

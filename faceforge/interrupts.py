@@ -1,5 +1,6 @@
-"""Ctrl-C and SIGTERM during training stop it at the next step boundary, so the state saved
-on the way out is exactly resumable; a second Ctrl-C stops at once."""
+"""Ctrl-C and SIGTERM during long work stop it at the next safe boundary (a training step,
+an enrolled person), so what is saved on the way out is whole and resumable; a second Ctrl-C
+stops at once."""
 
 from __future__ import annotations
 
