@@ -130,12 +130,35 @@ class Distributed:
 
     def from_main(self, compute: Callable[[], T], what: str) -> T:
         """``compute()`` on rank 0, its result shared with every rank (one decision, e.g.
-        the output folder, for the whole job); ``what`` names the wait for the others."""
-        value = [compute() if self.is_main else None]
+        the output folder, for the whole job); ``what`` names the wait for the others. When
+        ``compute`` fails every rank stops: rank 0 with its error, the others with a
+        TrainingError quoting it, so none is left waiting for a process that has gone."""
+        return self._on_main(compute, what, share=True)
+
+    def on_main(self, compute: Callable[[], T], what: str) -> T | None:
+        """``compute()`` on rank 0 alone (its evaluation sets: too large to send); the others
+        get ``None``, or stop as in :meth:`from_main` when it fails."""
+        return self._on_main(compute, what, share=False)
+
+    def _on_main(self, compute: Callable[[], T], what: str, share: bool) -> T | None:
+        value, error = None, None
+        if self.is_main:
+            try:
+                value = compute()
+            except Exception as exc:  # every rank must learn of it
+                error = exc
         if self.enabled:
+            failure = None if error is None else first_line(error) or type(error).__name__
+            outcome = [(value if share else None, failure)]
             with self.waiting_for(what):
-                dist.broadcast_object_list(value, src=0)
-        return value[0]
+                dist.broadcast_object_list(outcome, src=0)
+            if not self.is_main:
+                value, failure = outcome[0]
+                if failure is not None:
+                    raise TrainingError(f"stopped with rank 0, which failed: {failure}")
+        if error is not None:
+            raise error
+        return value
 
     def agree(self, values: Sequence[int], what: str) -> list[int]:
         """The element-wise maximum of every process's ``values``: a flag any process

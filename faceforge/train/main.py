@@ -23,7 +23,7 @@ from torch import Tensor
 from faceforge.config import Config
 from faceforge.core.checkpoint import Checkpoint
 from faceforge.data.verification_set import VerificationSet
-from faceforge.errors import TrainingError, TrainingInterrupted
+from faceforge.errors import ConfigError, TrainingError, TrainingInterrupted
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.interrupts import StopRequests
 from faceforge.train.build import TrainingRun, build_run
@@ -75,6 +75,7 @@ def setup(
     refuses the others. A run that fails while building gives its new folder back.
     """
     check_config(cfg)
+    _check_eval_files(cfg)
     dist = dist or Distributed.from_env()
     dist.setup(dist.device(cfg.train.device), cfg.train.collective_timeout_minutes)
     path = resolve_resume(cfg, resume)
@@ -99,6 +100,17 @@ def setup(
     return run, state
 
 
+def _check_eval_files(cfg: Config) -> None:
+    """Every ``eval.bins`` file exists: said by every process before anything is built, not
+    by rank 0 alone once training is ready (recipes name them relative to where runs start)."""
+    for path in cfg.eval.bins:
+        if not Path(path).is_file():
+            raise ConfigError(
+                f"eval.bins: {path}: no such file; give its path, or eval.bins=[] to train "
+                "without it"
+            )
+
+
 @contextlib.contextmanager
 def _folder_released_on_failure(cfg: Config, dist: Distributed) -> Iterator[None]:
     """A run that fails before writing anything leaves no empty folder behind."""
@@ -113,7 +125,8 @@ def _folder_released_on_failure(cfg: Config, dist: Distributed) -> Iterator[None
 def save(run: TrainingRun, state: TrainState, name: str, alone: bool = False) -> Path:
     """Write ``output_dir/name`` (rank 0 writes); refuses non-finite weights. Every process
     calls it at the same step (a sharded head is gathered from all of them), unless
-    ``alone``: a process saving on its way out, which may not wait for the others."""
+    ``alone``: a process saving on its way out, which may not wait for the others and writes
+    itself (the one that failed, often not rank 0, holds the state the step began with)."""
     what = f"every process to save {name} at step {state.step}"
     broken = not weights_are_finite(run)
     if not alone:  # one verdict for all: a process refusing alone would leave the rest waiting
@@ -125,7 +138,7 @@ def save(run: TrainingRun, state: TrainState, name: str, alone: bool = False) ->
         )
     with run.dist.waiting_for(what):
         checkpoint = to_checkpoint(run, state)
-    return run.report.save(checkpoint, name)
+    return run.report.save(checkpoint, name, any_rank=alone)
 
 
 def record_evaluation(
@@ -269,9 +282,10 @@ def _save_on_the_way_out(run: TrainingRun, state: TrainState) -> None:
     try:
         path = save(run, state, "last.pt", alone=True)
     except Exception as exc:  # the original error matters more than this one
-        run.report.log(f"could not save the progress: {exc}")
+        run.report.log(f"could not save the progress: {exc}", any_rank=True)
     else:
-        run.report.log(f"saved {path} at step {state.step}: continue with --resume {path}")
+        message = f"saved {path} at step {state.step}: continue with --resume {path}"
+        run.report.log(message, any_rank=True)
 
 
 def fit(run: TrainingRun, state: TrainState, sets: Sequence[VerificationSet] = ()) -> TrainSummary:
@@ -328,5 +342,6 @@ def train(
         run, state = setup(cfg, resume, log, dist, overwrite)
         if sets is None:
             with _folder_released_on_failure(run.cfg, run.dist):
-                sets = evaluation_sets(run.cfg) if run.dist.is_main else ()
+                load = "rank 0 to load the evaluation sets"
+                sets = run.dist.on_main(lambda: evaluation_sets(run.cfg), load) or ()
         return fit(run, state, sets)

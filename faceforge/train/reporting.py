@@ -28,8 +28,9 @@ class Reporter:
         self._bar: tqdm | None = None
         self._step = 0
 
-    def log(self, message: str) -> None:
-        if self.enabled:
+    def log(self, message: str, any_rank: bool = False) -> None:
+        """Say ``message`` (on the main process only, unless ``any_rank``)."""
+        if self.enabled or any_rank:
             self._log(message)
 
     def start(self, step: int, total_steps: int) -> None:
@@ -71,10 +72,11 @@ class Reporter:
             for name, value in values.items():
                 self._writer.add_scalar(f"{group}/{name}", value, step)
 
-    def save(self, checkpoint: Checkpoint, name: str) -> Path:
-        """Write ``output_dir/name`` atomically."""
+    def save(self, checkpoint: Checkpoint, name: str, any_rank: bool = False) -> Path:
+        """Write ``output_dir/name`` atomically (on the main process only, unless
+        ``any_rank``: every process holds the same replicated state)."""
         path = self.output_dir / name
-        if self.enabled:
+        if self.enabled or any_rank:
             checkpoint.save(path)
         return path
 

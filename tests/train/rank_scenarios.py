@@ -8,8 +8,11 @@ error that ended that rank, as ``TypeName: message``.
   (rank 0 waits for rank 1 to give up, on a file, before it leaves); ``-cuda`` sets up the
   process group of a CUDA run (gloo carries the decisions there too; NCCL is never started,
   so both ranks may share one GPU).
+- ``main-error``: rank 0 fails in work only it does (loading its evaluation sets); rank 1
+  must stop with that error at once, not wait for rank 0 until the limit.
 - ``error``: rank 1 fails with a data error at step 2 of a Partial FC run; rank 0 must not
-  wait for it forever.
+  wait for it forever. ``error-replicated``: the same with a replicated classifier, where
+  rank 1 saves the progress itself.
 - ``nan``: rank 1 alone computes a non-finite loss at step 2 of a full-classifier run; both
   ranks must stop there together (neither waits in the gradient all-reduce).
 """
@@ -40,7 +43,19 @@ def _timeout(rank: int, out: Path, device: str = "cpu") -> None:
             time.sleep(0.05)
 
 
-def _error(rank: int, out: Path) -> None:
+def _main_error(rank: int, out: Path) -> None:
+    from faceforge.errors import FormatError
+    from faceforge.train.distributed import Distributed
+
+    def load_a_damaged_bin() -> None:
+        raise FormatError("lfw.bin: truncated (12 of 13 images)")
+
+    dist = Distributed(rank, 2, 0)
+    dist.setup(torch.device("cpu"), TIMEOUT_MINUTES * 100)  # 2 minutes: not a timeout
+    dist.on_main(load_a_damaged_bin, "rank 0 to load the evaluation sets")
+
+
+def _error(rank: int, out: Path, partial_fc: bool = True) -> None:
     from test_main import tiny_config
 
     from faceforge.errors import DataError
@@ -49,7 +64,7 @@ def _error(rank: int, out: Path) -> None:
     from faceforge.train.main import fit, setup
 
     cfg = tiny_config(
-        out / "run", "head.partial_fc=true", "train.max_steps=6",
+        out / "run", f"head.partial_fc={partial_fc}", "train.max_steps=6",
         f"train.collective_timeout_minutes={TIMEOUT_MINUTES * 100}",  # 2 minutes: not a timeout
     )  # fmt: skip
     run, state = setup(cfg, log=lambda _: None, dist=Distributed(rank, 2, 0))
@@ -89,6 +104,8 @@ SCENARIOS = {
     "timeout": _timeout,
     "timeout-cuda": lambda rank, out: _timeout(rank, out, "cuda"),
     "error": _error,
+    "error-replicated": lambda rank, out: _error(rank, out, partial_fc=False),
+    "main-error": _main_error,
     "nan": _nan,
 }
 

@@ -175,6 +175,26 @@ def test_an_error_in_one_rank_ends_the_other_with_one_line(tmp_path: Path) -> No
     assert " for every process at training step 3 (" in outcome[0]
 
 
+def test_a_rank_failing_alone_saves_the_progress_when_it_holds_the_whole_state(
+    tmp_path: Path,
+) -> None:
+    """Rank 0 cannot save: it was in step 3's gradient all-reduce, its BatchNorm statistics
+    already moved by step 3's forward; rank 1 failed loading step 3, its replica at step 2."""
+    outcome = _two_ranks(tmp_path, "error-replicated")
+    assert outcome[1] == "DataError: img_0042.jpg: not a readable image"
+    assert outcome[0].startswith("TrainingError: rank 0 gave up after waiting ")
+    saved = Checkpoint.load(tmp_path / "run" / "last.pt")
+    assert saved.step == 2 and saved.config.head.partial_fc is False
+
+
+def test_a_failure_in_rank_0_alone_stops_every_rank_with_its_message(tmp_path: Path) -> None:
+    outcome = _two_ranks(tmp_path, "main-error")
+    assert outcome[0] == "FormatError: lfw.bin: truncated (12 of 13 images)"
+    assert outcome[1] == (
+        "TrainingError: stopped with rank 0, which failed: lfw.bin: truncated (12 of 13 images)"
+    )
+
+
 def test_a_non_finite_loss_in_one_rank_stops_both_at_that_step(tmp_path: Path) -> None:
     outcome = _two_ranks(tmp_path, "nan")
     assert outcome[1].startswith("TrainingError: loss became nan at step 2; ")

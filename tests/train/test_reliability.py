@@ -106,6 +106,9 @@ def test_a_missing_resume_file_fails_before_anything_is_built(tmp_path, monkeypa
     blocked.write_text("")
     with pytest.raises(ConfigError, match="cannot write there"):
         quiet_setup(tiny_config(blocked / "run"))
+    missing = tmp_path / "lfw.bin"  # loaded by rank 0 alone: checked by all, up front
+    with pytest.raises(ConfigError, match=f"eval.bins: {missing}: no such file; give its path"):
+        quiet_setup(tiny_config(tmp_path / "run", f"eval.bins=[{missing}]"))
 
 
 def test_a_bad_resume_file_is_reported_before_any_data_is_built(
@@ -140,10 +143,12 @@ def test_a_run_that_fails_opening_its_data_leaves_no_folder(tmp_path: Path) -> N
     with pytest.raises(DataError):
         quiet_setup(cfg)
     assert list(tmp_path.iterdir()) == []
-    bad_set = tiny_config(tmp_path / "run", f"eval.bins=[{missing}.bin]", "train.max_steps=1")
-    with pytest.raises(DataError, match="no such file"):
+    damaged = tmp_path / "damaged.bin"
+    damaged.write_bytes(b"not a pickle")
+    bad_set = tiny_config(tmp_path / "run", f"eval.bins=[{damaged}]", "train.max_steps=1")
+    with pytest.raises(DataError, match="damaged.bin"):
         train(bad_set, log=lambda _: None)  # the evaluation sets open after the training data
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [damaged]
 
 
 def test_a_new_run_never_overwrites_an_old_one(tmp_path: Path) -> None:
