@@ -80,10 +80,10 @@ class FaceDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | Unreadable:
         try:
             image = self.reader.load(index)
-        except DataError:
+        except DataError as exc:
             if self.skip_corrupt:
                 return Unreadable(index)
-            raise
+            raise DataError(f"{exc}; data.skip_corrupt=true skips unreadable images") from None
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image = fit_image(image, self.input_size, "center-crop", str(index))
         image = self.transform(image, rng)

@@ -183,7 +183,8 @@ def test_a_worker_process_error_is_one_line_naming_the_file(tmp_path: Path) -> N
     with pytest.raises(DataError) as error:
         fit(*quiet_setup(cfg))
     assert str(error.value) == f"{tmp_path / 'data' / 'id1' / '2.png'}: not a readable image " + (
-        "(not JPEG, PNG, WebP, BMP, TIFF, PNM; starts with b'not an i')"
+        "(not JPEG, PNG, WebP, BMP, TIFF, PNM; starts with b'not an i'); data.skip_corrupt=true "
+        "skips unreadable images"
     )
 
 
