@@ -7,6 +7,7 @@ Building the parser imports no torch, NumPy or OpenCV (handlers import what they
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -26,6 +27,9 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "faceforge.cli.liveness_commands",
     "faceforge.cli.serve_commands",
 )
+
+#: a dotted config override, as the commands that take them accept it
+OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=.*", re.DOTALL)
 
 #: verbs renamed in 0.4, accepted with a deprecation line for one release
 OLD_VERBS: dict[str, tuple[str, ...]] = {
@@ -56,7 +60,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         new = OLD_VERBS[argv[0]]
         warn_deprecated(argv[0], " ".join(new))
         argv = [*new, *argv[1:]]
-    return build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    return _with_late_overrides(parser, args, extra)
+
+
+def _with_late_overrides(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]
+) -> argparse.Namespace:
+    """``section.key=value`` words after an option (``train --config q a=1 --no-progress
+    b=2``) are overrides too: argparse takes only the first run of them."""
+    overrides = getattr(args, "overrides", None)
+    if extra and (overrides is None or not all(OVERRIDE.fullmatch(word) for word in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*overrides, *extra]
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from faceforge.cli import build_parser, main
+from faceforge.cli import build_parser, main, parse_args
 from faceforge.cli.arguments import ranged
 
 
@@ -93,6 +93,27 @@ def test_other_parse_errors_are_one_line_too(capsys: pytest.CaptureFixture) -> N
     err = capsys.readouterr().err
     assert err.startswith("faceforge: error: argument command: invalid choice: 'nosuch'")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "line, overrides",
+    [
+        ("train --config q a.b=1 --no-progress c=2 d.e=x=y", ["a.b=1", "c=2", "d.e=x=y"]),
+        ("visualize training -o m.gif h.t=softmax --every 10 x.y=3", ["h.t=softmax", "x.y=3"]),
+        ("demo --minutes 1 train.max_steps=2", ["train.max_steps=2"]),
+    ],
+)
+def test_overrides_may_follow_options(line: str, overrides: list[str]) -> None:
+    assert parse_args(line.split()).overrides == overrides
+
+
+def test_words_that_are_not_overrides_are_still_refused(capsys: pytest.CaptureFixture) -> None:
+    for line, rest in [
+        ("train --config q a=1 --no-progress oops", "oops"),
+        ("verify a.jpg b.jpg --checkpoint m.pt x=1", "x=1"),  # verify takes no overrides
+    ]:
+        assert main(line.split()) == 2
+        assert capsys.readouterr().err == f"faceforge: error: unrecognized arguments: {rest}\n"
 
 
 def test_ranged_parses_and_names_its_range() -> None:
