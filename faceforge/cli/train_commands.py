@@ -58,7 +58,10 @@ def _plan(args: argparse.Namespace) -> int:
     if classes is None and cfg.data.source == "synthetic":
         classes = cfg.data.synthetic.num_identities
     if classes is None:
-        raise ConfigError("give --classes: the identities of the training set (93431 for MS1MV3)")
+        raise ConfigError(
+            "give --classes: the identities of the training set (93431 for MS1MV3, 360232 for "
+            "Glint360K, 10572 for CASIA-WebFace)"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fp16 is measured as bf16 on this CPU: same size
         plan = plan_memory(cfg, args.gpus, classes)
