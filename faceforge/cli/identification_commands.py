@@ -27,7 +27,7 @@ from faceforge.cli.model_commands import (
     model_source,
     runtime_kwargs,
 )
-from faceforge.cli.outputs import add_json_option, plot_file, write_json
+from faceforge.cli.outputs import add_json_option, output_folder, plot_file, write_json
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 
@@ -319,6 +319,7 @@ def _register_megaface(tasks: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--save-embeddings",
+        type=output_folder,
         metavar="DIR",
         help="with photo folders: keep the embeddings as .npy files to evaluate again",
     )

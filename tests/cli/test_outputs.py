@@ -25,6 +25,10 @@ CASES = [
     ),
     ("eval megaface --checkpoint IN --json DIR", "faceforge.core.embedder:load_embedder"),
     (
+        "eval megaface --checkpoint IN --probes IN --distractor-images IN --save-embeddings FILE",
+        "faceforge.inference.pipeline:FacePipeline.load",
+    ),
+    (
         "eval --quality --checkpoint IN --pair-list IN --plot DIR",
         "faceforge.inference.pipeline:FacePipeline.load",
     ),
