@@ -150,14 +150,17 @@ class Distributed:
         if self.enabled:
             failure = None if error is None else first_line(error) or type(error).__name__
             outcome = [(value if share else None, failure)]
-            with self.waiting_for(what):
-                dist.broadcast_object_list(outcome, src=0)
-            if not self.is_main:
-                value, failure = outcome[0]
-                if failure is not None:
-                    raise TrainingError(f"stopped with rank 0, which failed: {failure}")
+            try:
+                with self.waiting_for(what):
+                    dist.broadcast_object_list(outcome, src=0)
+            except TrainingError:
+                if error is None:
+                    raise
+            value, failure = outcome[0] if not self.is_main else (value, None)
+            if failure is not None:
+                raise TrainingError(f"stopped with rank 0, which failed: {failure}")
         if error is not None:
-            raise error
+            raise error  # rank 0's own error, even when the others are gone
         return value
 
     def agree(self, values: Sequence[int], what: str) -> list[int]:
