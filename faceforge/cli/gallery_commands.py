@@ -56,10 +56,17 @@ def _enroll(args: argparse.Namespace) -> int:
         for name in args.remove:
             gallery.remove(name)
         todo = [person for person in people if not (args.skip_enrolled and person[0] in gallery)]
+        extended = sum(name in gallery for name, _ in todo)
         with progress_bar(args, sum(len(files) for _, files in todo), "enrolling") as bar:
             queue = _until_stopped(todo, stop, started)
             report = pipeline.enroll_people(gallery, queue, bar.update)
     _print_enrollment(args, report, len(gallery), len(people) - len(todo))
+    if extended:
+        print(
+            f"{extended} of these people were enrolled before: the photos were added to theirs "
+            "(a photo enrolled twice counts twice; --skip-enrolled leaves enrolled people out)",
+            file=sys.stderr,
+        )
     if stop.signum is not None and len(started) < len(todo):
         raise Interrupted(
             f"interrupted after {len(started)} of {len(todo)} people, who are saved in "

@@ -417,7 +417,11 @@ def test_an_interrupted_enrollment_keeps_who_is_done_and_continues(
     assert "1 people; added 2 images" in out and Gallery.load(gallery).names == ["ann"]
 
     monkeypatch.setattr(FacePipeline, "try_embed", embed)
-    status, out, _ = run("enroll", people, *options, "--skip-enrolled")
+    status, out, err = run("enroll", people, *options, "--skip-enrolled")
     assert status == 0 and "3 people; added 4 images, skipped 0, kept 1 people already" in out
+    assert "enrolled before" not in err
     enrolled = Gallery.load(gallery)
     assert [enrolled.num_images(name) for name in enrolled.names] == [2, 2, 2]  # none twice
+    status, out, err = run("enroll", people / ".." / "people", *options)  # again, by mistake
+    assert status == 0 and "3 of these people were enrolled before" in err
+    assert Gallery.load(gallery).num_images("ann") == 4
