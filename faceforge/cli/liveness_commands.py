@@ -125,7 +125,7 @@ def _quality(args: argparse.Namespace) -> int:
         print(f"warning: {message}", file=sys.stderr)
     row = {image: i for i, image in enumerate(images)}
     rows = np.array([(row[str(p.a)], row[str(p.b)]) for p in pairs], int).reshape(-1, 2)
-    usable = ~np.isnan(scored.embeddings[rows].sum(axis=(1, 2)))
+    usable = ~np.array([error is not None for error in scored.errors])[rows].any(axis=1)
     a, b = rows[usable].T
     same = np.array([bool(p.same) for p in pairs])[usable]
     curve = error_versus_reject(
