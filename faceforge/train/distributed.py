@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -162,6 +162,15 @@ class Distributed:
         if error is not None:
             raise error  # rank 0's own error, even when the others are gone
         return value
+
+    def gathered(self, value: T, what: str) -> list[T]:
+        """Every process's ``value`` (a small Python object), in rank order."""
+        if not self.enabled:
+            return [value]
+        values: list[Any] = [None] * self.world_size
+        with self.waiting_for(what):
+            dist.all_gather_object(values, value)
+        return values
 
     def agree(self, values: Sequence[int], what: str) -> list[int]:
         """The element-wise maximum of every process's ``values``: a flag any process

@@ -307,10 +307,13 @@ def fit(run: TrainingRun, state: TrainState, sets: Sequence[VerificationSet] = (
         train_seconds = time.perf_counter() - clock.started - clock.paused_seconds
         results = record_evaluation(run, state, sets)
         save(run, state, "last.pt")
+        every_rank = run.dist.gathered(counts.skipped, "every process's skipped images")
+        skipped = set().union(*every_rank)  # each process met its own share of the data
     finally:
         run.report.close()
-    if counts.skipped:
-        run.report.log(f"skipped {len(counts.skipped)} unreadable images (data.skip_corrupt=true)")
+    if skipped:
+        images = "image" if len(skipped) == 1 else "images"
+        run.report.log(f"skipped {len(skipped)} unreadable {images} (data.skip_corrupt=true)")
     if state.skipped_steps:
         run.report.log(f"skipped {state.skipped_steps} fp16 steps with a non-finite loss")
     return TrainSummary(
@@ -320,7 +323,7 @@ def fit(run: TrainingRun, state: TrainState, sets: Sequence[VerificationSet] = (
         final_loss=final_loss,
         results=results,
         best_accuracy=state.best_accuracy,
-        skipped_images=len(counts.skipped),
+        skipped_images=len(skipped),
         history=state.history,
         output_dir=run.cfg.train.output_dir,
     )

@@ -8,6 +8,7 @@ error that ended that rank, as ``TypeName: message``.
   (rank 0 waits for rank 1 to give up, on a file, before it leaves); ``-cuda`` sets up the
   process group of a CUDA run (gloo carries the decisions there too; NCCL is never started,
   so both ranks may share one GPU).
+- ``gather``: both ranks get every rank's value, in rank order (skipped-image counts).
 - ``main-error``: rank 0 fails in work only it does (loading its evaluation sets); rank 1
   must stop with that error at once, not wait for rank 0 until the limit.
 - ``error``: rank 1 fails with a data error at step 2 of a Partial FC run; rank 0 must not
@@ -53,6 +54,16 @@ def _main_error(rank: int, out: Path) -> None:
     dist = Distributed(rank, 2, 0)
     dist.setup(torch.device("cpu"), TIMEOUT_MINUTES * 100)  # 2 minutes: not a timeout
     dist.on_main(load_a_damaged_bin, "rank 0 to load the evaluation sets")
+
+
+def _gather(rank: int, out: Path) -> None:
+    from faceforge.train.distributed import Distributed
+
+    dist = Distributed(rank, 2, 0)
+    dist.setup(torch.device("cpu"), TIMEOUT_MINUTES * 100)
+    values = dist.gathered({rank, 7}, "every process's skipped images")
+    if values != [{0, 7}, {1, 7}]:
+        raise AssertionError(f"gathered {values}")
 
 
 def _error(rank: int, out: Path, partial_fc: bool = True) -> None:
@@ -106,6 +117,7 @@ SCENARIOS = {
     "error": _error,
     "error-replicated": lambda rank, out: _error(rank, out, partial_fc=False),
     "main-error": _main_error,
+    "gather": _gather,
     "nan": _nan,
 }
 

@@ -187,6 +187,11 @@ def test_a_rank_failing_alone_saves_the_progress_when_it_holds_the_whole_state(
     assert saved.step == 2 and saved.config.head.partial_fc is False
 
 
+def test_every_rank_gathers_every_value_in_rank_order(tmp_path: Path) -> None:
+    assert _two_ranks(tmp_path, "gather") == {0: "ok", 1: "ok"}
+    assert Distributed().gathered({3}, "one process") == [{3}]
+
+
 def test_a_failure_in_rank_0_alone_stops_every_rank_with_its_message(tmp_path: Path) -> None:
     outcome = _two_ranks(tmp_path, "main-error")
     assert outcome[0] == "FormatError: lfw.bin: truncated (12 of 13 images)"
