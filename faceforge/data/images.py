@@ -75,7 +75,7 @@ def fit_image(
     if fit is None:
         raise DataError(
             f"{name}: image is {w}x{h} but the model expects {width}x{height}; align the faces "
-            f"first or choose a resize mode ({', '.join(RESIZE_MODES.names())})"
+            f"first (faceforge align) or choose a resize mode ({', '.join(RESIZE_MODES.names())})"
         )
     return fit(image, height, width)
 

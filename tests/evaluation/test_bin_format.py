@@ -142,7 +142,8 @@ def test_corrupt_image_names_its_index(tmp_path):
 
 def test_other_sizes_need_a_resize_mode(tmp_path):
     write_bin(tmp_path / "big.bin", _faces(1, size=120), ext=".png")
-    with pytest.raises(DataError, match="120x120 but the model expects 112x112"):
+    expected = r"120x120 but the model expects 112x112; align the faces first \(faceforge align\)"
+    with pytest.raises(DataError, match=expected):
         load_bin(tmp_path / "big.bin")
     assert load_bin(tmp_path / "big.bin", resize="stretch").images.shape == (2, 112, 112, 3)
 
