@@ -22,14 +22,12 @@ from faceforge.cli.arguments import (
     progress_bar,
     ranged,
 )
-from faceforge.cli.liveness_commands import add_anti_spoof_options
+from faceforge.cli.liveness_commands import add_decision_options
 from faceforge.cli.model_commands import (
     add_detector_options,
     add_face_policy_options,
     add_max_pixels_option,
-    add_model_options,
     add_source_options,
-    add_threshold_options,
     build_pipeline,
     decision_threshold,
     detector_spec,
@@ -200,9 +198,7 @@ def _register_verify(subparsers: argparse._SubParsersAction) -> None:
     )
     add_deprecated_option(p, "--pairs", "--pair-list", "pair_list")
     add_progress_option(p)
-    add_model_options(p)
-    add_threshold_options(p)
-    add_anti_spoof_options(p)
+    add_decision_options(p)
     p.set_defaults(func=_verify)
 
 

@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from faceforge.cli.arguments import LazyChoices, add_progress_option, progress_bar, ranged
-from faceforge.cli.liveness_commands import add_anti_spoof_options, add_min_quality_option
+from faceforge.cli.liveness_commands import (
+    add_anti_spoof_options,
+    add_decision_options,
+    add_min_quality_option,
+)
 from faceforge.cli.model_commands import (
     add_model_options,
-    add_threshold_options,
     build_pipeline,
     decision_threshold,
 )
@@ -180,7 +183,5 @@ def register_search(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gallery", required=True, help="gallery folder made by enroll")
     p.add_argument("--top-k", type=ranged(int, 1), default=5, help="matches to print per image")
     add_progress_option(p)
-    add_model_options(p)
-    add_threshold_options(p)
-    add_anti_spoof_options(p)
+    add_decision_options(p)
     p.set_defaults(func=_search)

@@ -16,6 +16,7 @@ from faceforge.cli.model_commands import (
     add_detector_options,
     add_max_pixels_option,
     add_model_options,
+    add_threshold_options,
     detector_spec,
 )
 from faceforge.cli.outputs import add_json_option, output_folder, plot_file, write_json
@@ -29,6 +30,14 @@ THRESHOLD_HELP = (
     "live when the averaged live probability is at least this (default 0.5, the published "
     "decision); higher refuses more attacks (lower APCER) and more genuine faces (higher BPCER)"
 )
+
+
+def add_decision_options(parser: argparse.ArgumentParser) -> None:
+    """What ``verify`` and ``search`` decide with: the model and how photos become
+    embeddings, the threshold, and whether spoofs are refused."""
+    add_model_options(parser)
+    add_threshold_options(parser)
+    add_anti_spoof_options(parser)
 
 
 def add_anti_spoof_options(parser: argparse.ArgumentParser, always: bool = False) -> None:
