@@ -23,9 +23,11 @@ from faceforge.cli.arguments import (
 )
 from faceforge.cli.model_commands import (
     RESIZE_CHOICES,
+    add_detector_options,
     add_max_pixels_option,
     add_runtime_options,
     add_source_options,
+    detector_spec,
     model_source,
     runtime_kwargs,
 )
@@ -127,17 +129,47 @@ def _recorded(metrics: dict[str, Any], name: str) -> str:
     return ""
 
 
-def _evaluate(args: argparse.Namespace, embedder: Any, name: str, data: Any) -> Any:
-    """One set's result: a pair list streamed from its files, anything else in memory."""
+def _evaluate(
+    args: argparse.Namespace, embedder: Any, name: str, data: Any, load: Any = None
+) -> Any:
+    """One set's result: a pair list streamed from its files (through ``load`` when given),
+    anything else in memory."""
     from faceforge.evaluation.pairs import PairList
     from faceforge.evaluation.run import evaluate_embedder, evaluate_pair_list
 
     options = {"flip": embedder.flip, "folds": args.folds, "progress": not args.no_progress}
     if isinstance(data, PairList):
         return evaluate_pair_list(
-            embedder, name, data, resize=args.resize, max_pixels=args.max_pixels, **options
-        )
+            embedder, name, data, resize=args.resize, max_pixels=args.max_pixels, load=load,
+            **options,
+        )  # fmt: skip
     return evaluate_embedder(embedder, data, **options)
+
+
+def _aligning_loader(args: argparse.Namespace, embedder: Any) -> Any:
+    """With ``--align``: a loader that detects and aligns the photos of pair files with the
+    face pipeline (a photo without a face is fitted by ``--resize``, else an error names it)."""
+    if not args.align:
+        return None
+    if not (args.pairs or args.pair_list):
+        raise DataError("--align detects faces in the photos of --pairs or --pair-list files")
+    from faceforge.data.image_io import decode_image
+    from faceforge.inference.detection.registry import build_detector
+    from faceforge.inference.pipeline import FacePipeline
+
+    detector = build_detector(detector_spec(args), device=args.device)
+    pipeline = FacePipeline(embedder, detector, fallback=args.resize, max_pixels=args.max_pixels)
+
+    def aligned(entries: list) -> Any:
+        photos = [
+            entry
+            if isinstance(entry, Path)
+            else decode_image(entry.encoded(), str(entry), args.max_pixels)
+            for entry in entries
+        ]
+        return pipeline.align_batch(photos)
+
+    return aligned
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -148,9 +180,10 @@ def _eval(args: argparse.Namespace) -> int:
     sets = _sets(args, embedder)
     embedder.batch_size = args.batch_size or embedder.config.eval.batch_size
     flip = resolve_flip(embedder, args.flip)
+    load = _aligning_loader(args, embedder)
     results = {}
     for name, data in sets:
-        result = _evaluate(args, embedder, name, data)
+        result = _evaluate(args, embedder, name, data, load)
         results[name] = result
         print(format_result(name, result) + _recorded(embedder.metrics, name))
         for warning in result.warnings:
@@ -225,8 +258,16 @@ def _register_verification(tasks: argparse._SubParsersAction) -> None:
         "--resize",
         choices=RESIZE_CHOICES,
         metavar="MODE",
-        help="fit images that are not the model's input size: %(choices)s (default: require it)",
+        help="fit images that are not the model's input size (with --align: photos without a "
+        "face): %(choices)s (default: require it)",
     )
+    p.add_argument(
+        "--align",
+        action="store_true",
+        help="detect and align the face in each photo of --pairs / --pair-list (raw photos), "
+        "with the model's template",
+    )
+    add_detector_options(p)
     p.add_argument(
         "--batch-size",
         type=ranged(int, 1),

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,8 +24,11 @@ from faceforge.core.preprocess import Preprocess
 from faceforge.data.image_io import MAX_PHOTO_PIXELS
 from faceforge.data.prefetch import ahead
 from faceforge.data.verification_set import VerificationSet
-from faceforge.evaluation.pairs import PairList, load_pair_images
+from faceforge.evaluation.pairs import PairList, StoredImage, load_pair_images
 from faceforge.evaluation.verification import VerificationResult, evaluate_embeddings
+
+#: uint8 (N, H, W, 3) faces of the model's input size from image files or stored images
+FaceLoader = Callable[[Sequence[Path | StoredImage]], np.ndarray]
 
 
 def embed_batches(
@@ -110,17 +114,22 @@ def evaluate_pair_list(
     folds: int = 10,
     progress: bool = False,
     max_pixels: int = MAX_PHOTO_PIXELS,
+    load: FaceLoader | None = None,
 ) -> VerificationResult:
     """The verification test of pairs of image files: every distinct file is decoded (and
     fitted by ``resize``, see :func:`~faceforge.data.images.fit_image`) and embedded once,
     decoding overlapped with embedding; a file declaring more than ``max_pixels`` is refused
-    before decoding. ``images_per_second`` counts distinct images, with
-    their decoding."""
+    before decoding. ``load`` replaces that decoding (e.g. photos detected and aligned by
+    the caller's face pipeline). ``images_per_second`` counts distinct images, with their
+    decoding."""
     started = time.perf_counter()
     files, index = pairs.unique()
     size, step = embedder.input_size, embedder.batch_size
+    load = load or functools.partial(
+        load_pair_images, image_size=size, resize=resize, max_pixels=max_pixels
+    )
     jobs = (
-        functools.partial(load_pair_images, chunk, size, resize, max_pixels=max_pixels)
+        functools.partial(load, chunk)
         for chunk in (files[start : start + step] for start in range(0, len(files), step))
     )
     plain, mirrored = embed_batches(

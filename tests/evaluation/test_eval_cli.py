@@ -16,7 +16,7 @@ from faceforge.core.checkpoint import Checkpoint
 from faceforge.core.model_source import load_model
 from faceforge.core.precision import PRECISIONS
 from faceforge.data.images import RESIZE_MODES
-from faceforge.data.synthetic import synthetic_verification_set
+from faceforge.data.synthetic import SyntheticFaces, synthetic_verification_set
 from faceforge.data.verification_set import VerificationSet
 from faceforge.evaluation.bin_format import write_bin
 from faceforge.evaluation.identification import megaface
@@ -304,3 +304,49 @@ def test_eval_max_pixels_refuses_a_large_pair_list_image_by_name(checkpoint, tmp
     assert main(argv) == 2  # bad input, as for every other refused file
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "a.png" in errors[0] and "12,544 pixels" in errors[0]
+
+
+#: synthetic faces (identity, photo) MTCNN finds on a 160x160 canvas; same / different rows
+ALIGN_PAIRS = [
+    ((0, 0), (0, 1)), ((0, 0), (3, 0)), ((0, 1), (0, 2)), ((1, 1), (2, 2)),
+    ((3, 0), (3, 1)), ((4, 2), (7, 0)), ((3, 1), (3, 2)), ((8, 1), (9, 2)),
+    ((8, 1), (8, 2)), ((0, 2), (10, 1)), ((10, 1), (10, 2)), ((3, 2), (8, 2)),
+]  # fmt: skip
+
+
+def test_eval_align_detects_the_faces_of_raw_photos(tmp_path, capsys):
+    from faceforge.core.embedder import load_embedder
+    from faceforge.evaluation.pairs import read_pair_list
+    from faceforge.evaluation.run import evaluate_embedder
+    from faceforge.inference.detection.registry import build_detector
+    from faceforge.inference.pipeline import FacePipeline
+    from tests.model_helpers import primed_model, write_checkpoint
+
+    faces = SyntheticFaces(0)
+    for identity, photo in {face for pair in ALIGN_PAIRS for face in pair}:
+        canvas = np.full((160, 160, 3), 90, np.uint8)  # a photo, not a face crop
+        canvas[20:132, 30:142] = faces.render(identity, photo)
+        cv2.imwrite(str(tmp_path / f"{identity}_{photo}.png"), canvas[..., ::-1])
+    names = [[f"{i}_{k}.png" for i, k in pair] for pair in ALIGN_PAIRS]
+    rows = [f"{a},{b},{int(a[0] == b[0])}" for a, b in names]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    model = write_checkpoint(tmp_path / "m.pt", primed_model())
+    argv = ["eval", "--checkpoint", str(model), "--pair-list", str(tmp_path / "pairs.csv")]
+    argv += ["--folds", "3", "--precision", "fp32", "--no-progress"]
+    assert main(argv) == 2
+    assert "160x160 but the model expects 112x112" in capsys.readouterr().err
+    assert main([*argv, "--align", "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())["sets"]["pairs"]
+
+    embedder = load_embedder(model, device="cpu", precision="fp32", flip=True)
+    pairs = read_pair_list(tmp_path / "pairs.csv")
+    files, index = pairs.unique()  # detected together, as eval does (MTCNN's float sums and
+    # so its near-tie candidates shift slightly with the batch: landmarks up to 1.5 px)
+    crops = FacePipeline(embedder, build_detector("mtcnn", "cpu")).align_batch(files)[index]
+    vset = VerificationSet("pairs", crops, pairs.issame)
+    expected = evaluate_embedder(embedder, vset, folds=3)
+    assert result["accuracy"] == pytest.approx(expected.accuracy, abs=1e-9)
+    assert result["auc"] == pytest.approx(expected.auc, abs=1e-6)
+    write_bin(tmp_path / "x.bin", VerificationSet("x", crops[:4], pairs.issame[:2]))
+    assert main([*argv[:3], "--bin", str(tmp_path / "x.bin"), "--align"]) == 2
+    assert "--align detects faces in the photos of --pairs" in capsys.readouterr().err
