@@ -137,6 +137,13 @@ class Embedder:
         options = RuntimeOptions(target, precision, fold_bn, channels_last, compile=compile)
         return cls(model, TorchBackend(backbone, options), flip=flip, batch_size=batch_size)
 
+    def __repr__(self) -> str:
+        height, width = self.input_size
+        return (
+            f"Embedder({self.model.name!r}: {self.backend!r}; input {height}x{width} "
+            f"{self.preprocess.color}, {self.embedding_size}-d, flip={self.flip})"
+        )
+
     # ------------------------------------------------------------- what the model is
     @property
     def preprocess(self) -> Preprocess:

@@ -93,14 +93,14 @@ def state_dict_fingerprint(state: dict[str, torch.Tensor]) -> str:
 class LoadedModel:
     """A PyTorch backbone in eval mode with its input contract and provenance."""
 
-    backbone: nn.Module
+    backbone: nn.Module = field(repr=False)
     preprocess: Preprocess
     #: the checkpoint's config; for other weights, one naming their architecture and size
-    config: Config
+    config: Config = field(repr=False)
     #: e.g. "iresnet50 from backbone.pth"
     name: str
     #: evaluation results stored at save time, e.g. {"lfw": {"accuracy": ..}}
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict, repr=False)
     #: the embedding size the source declares (None for an in-memory backbone)
     embedding_size: int | None = None
 

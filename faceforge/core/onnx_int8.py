@@ -122,6 +122,12 @@ class Int8OnnxBackend:
     def precision(self) -> str:
         return "int8" if self._active is self.int8 else "fp32"
 
+    def __repr__(self) -> str:
+        return (
+            f"ONNX Runtime {self.fp32.provider}, {self.precision} "
+            f"(int8 agrees with fp32 to cosine {self.agreement:.4f})"
+        )
+
     def fall_back_to_fp32(self) -> None:
         self._active = self.fp32
 

@@ -43,13 +43,13 @@ class OnnxModel:
     path: Path
     preprocess: Preprocess
     fingerprint: str
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict, repr=False)
     #: the faceforge backbone it was exported from ("" for foreign files)
     arch: str = ""
     #: the graph's fixed embedding size, or None when the output axis is symbolic
     embedding_size: int | None = None
     #: evaluation defaults (batch size, flip) come from here, as for a checkpoint
-    config: Config = field(default_factory=Config)
+    config: Config = field(default_factory=Config, repr=False)
 
     @property
     def name(self) -> str:
@@ -172,6 +172,14 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise CheckpointError(f"{model.path}: not a loadable ONNX model ({exc})") from None
         self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the graph first, e.g. ``CPU`` or ``CUDA``."""
+        return self.session.get_providers()[0].removesuffix("ExecutionProvider")
+
+    def __repr__(self) -> str:
+        return f"ONNX Runtime {self.provider}, {self.precision}"
 
     def fall_back_to_fp32(self) -> None:
         """Nothing to do: ONNX Runtime runs the graph as stored (fp32)."""

@@ -152,6 +152,11 @@ class TorchBackend:
         """What runs: ``fp32``, ``bf16`` or ``fp16``."""
         return self.compute.name
 
+    def __repr__(self) -> str:
+        layout = "channels-last" if self.channels_last else "NCHW"
+        compiled = ", compiled" if self.compiled else ""
+        return f"torch on {self.device}, {self.precision}, {layout}{compiled}"
+
     def fall_back_to_fp32(self) -> None:
         """Run in fp32 from now on (the embedder calls this when reduced precision produced
         non-finite embeddings)."""

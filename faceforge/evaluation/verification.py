@@ -133,7 +133,10 @@ def squared_distances(emb1: np.ndarray, emb2: np.ndarray) -> np.ndarray:
 def fold_slices(num_pairs: int, folds: int) -> list[np.ndarray]:
     """Test indices of each contiguous fold (scikit-learn ``KFold(shuffle=False)`` sizes)."""
     if not 1 <= folds <= num_pairs:
-        raise DataError(f"cannot split {num_pairs} pairs into {folds} folds")
+        raise DataError(
+            f"cannot split {num_pairs} pairs into {folds} folds: "
+            f"use between 1 and {num_pairs} folds (folds=...), or more pairs"
+        )
     return np.array_split(np.arange(num_pairs), folds)
 
 

@@ -138,6 +138,24 @@ def test_onnx_embedder_carries_everything(tiny_onnx, tiny_model, faces: np.ndarr
     assert embedder.embedding_size == 32
     expected = by_hand(tiny_model, faces, Preprocess(), flip=True)
     np.testing.assert_allclose(embedder.embed(faces), expected, atol=1e-5)
+    assert repr(embedder) == (
+        f"Embedder('ONNX {tiny_onnx.path.name}': ONNX Runtime CPU, fp32; "
+        "input 112x112 RGB, 32-d, flip=True)"
+    )
+
+
+def test_embedders_and_models_say_what_they_run(tiny_checkpoint: Path) -> None:
+    """A printed embedder names its model, runtime, precision and input; a loaded model leaves
+    out the network, config and metrics (pages of text)."""
+    embedder = load_embedder(tiny_checkpoint, device="cpu", precision="fp32", flip=False)
+    assert repr(embedder) == (
+        f"Embedder('mobilefacenet from {tiny_checkpoint.name}': torch on cpu, fp32, "
+        "channels-last; input 112x112 RGB, 32-d, flip=False)"
+    )
+    model = embedder.model
+    assert repr(model) == (
+        f"LoadedModel(preprocess={model.preprocess!r}, name={model.name!r}, embedding_size=32)"
+    )
 
 
 def test_onnx_preprocessing_is_checked(tmp_path: Path, tiny_onnx) -> None:

@@ -49,6 +49,8 @@ def test_int8_embeddings_stay_within_tolerance_of_fp32(tmp_path: Path) -> None:
         warnings.simplefilter("error", Int8AccuracyWarning)
         int8 = load_embedder(path, precision="int8")
     assert int8.backend.precision == "int8"
+    agreement = f"{int8.backend.agreement:.4f}"
+    assert f"ONNX Runtime CPU, int8 (int8 agrees with fp32 to cosine {agreement})" in repr(int8)
     faces = held_out_faces(24)
     cosines = (int8.embed(faces) * load_embedder(path).embed(faces)).sum(axis=1)
     assert cosines.min() >= MIN_COSINE
@@ -78,6 +80,7 @@ def test_int8_that_disagrees_falls_back_to_fp32_with_one_line(tmp_path: Path) ->
         pytest.skip("int8 happens to agree with fp32 for this untrained network")
     assert "\n" not in str(record[0].message)
     assert int8.backend.precision == "fp32"
+    assert ": ONNX Runtime CPU, fp32 (int8 agrees with fp32 to cosine" in repr(int8)
     faces = held_out_faces(4)
     np.testing.assert_array_equal(int8.embed(faces), load_embedder(path).embed(faces))
 

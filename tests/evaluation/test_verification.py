@@ -309,3 +309,10 @@ def test_collapsed_embeddings_are_flagged_not_just_scored_50_percent() -> None:
     assert "collapsed to one direction" in collapsed.warnings[0]
     spread = rng.normal(size=(200, 16))
     assert evaluate(spread, spread + rng.normal(size=(200, 16)), issame).warnings == []
+
+
+def test_too_few_pairs_for_the_folds_names_the_way_out() -> None:
+    emb = np.eye(4, 8)
+    with pytest.raises(DataError, match=r"cannot split 4 pairs into 10 folds: use between 1 and 4"):
+        evaluate(emb, emb, np.array([True, False, True, False]))
+    assert evaluate(emb, emb, np.array([True, False, True, False]), folds=2).accuracy == 0.5
