@@ -23,13 +23,17 @@ import numpy as np
 
 from faceforge.data.image_header import image_format
 from faceforge.data.lmdb.writer import LmdbWriter
-from faceforge.data.readers import ImageFolderReader, ListFileReader, LmdbReader, RecordIOReader
+from faceforge.data.readers import (
+    LIST_SUFFIXES,
+    ImageFolderReader,
+    ListFileReader,
+    LmdbReader,
+    RecordIOReader,
+)
 from faceforge.data.recordio.writer import RecordIOWriter
 from faceforge.errors import DataError
 from faceforge.files import Temporary, atomic_write_bytes
 from faceforge.registry import Registry
-
-LIST_SUFFIXES = (".txt", ".lst")
 
 
 def dataset_format(path: str | Path) -> str:

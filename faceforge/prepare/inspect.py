@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.data.image_io import MAX_DATASET_PIXELS, decode_image, walk_files
+from faceforge.data.readers import list_files_in
 from faceforge.errors import DataError
 from faceforge.prepare.formats import dataset_format, dataset_paths, open_source
 
@@ -32,6 +33,8 @@ class Inspection:
     #: "HxW" -> sampled images
     pixel_sizes: dict[str, int] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
+    #: a line on what the path may have been meant as
+    note: str = ""
 
     def lines(self) -> list[str]:
         low, mid, high = self.per_class
@@ -46,7 +49,7 @@ class Inspection:
         out += [f"  <= {kb:>5} KB  {n}" for kb, n in sorted(self.encoded_kb.items())]
         out += [f"  {size:>9} px  {n}" for size, n in sorted(self.pixel_sizes.items())]
         out += [f"  unreadable: {text}" for text in self.unreadable[:10]]
-        return out
+        return out + ([f"note: {self.note}"] if self.note else [])
 
 
 def _disk_bytes(path: Path) -> int:
@@ -59,6 +62,17 @@ def _disk_bytes(path: Path) -> int:
 def _kb_bucket(size: int) -> int:
     """Power-of-two KB bucket an encoded size falls into."""
     return 1 << max(0, int(np.ceil(np.log2(max(size, 1) / 1024))))
+
+
+def _one_identity_note(path: Path, report: Inspection) -> str:
+    """An image folder of one identity with a list file on top (arcface_paddle's
+    ``label.txt`` beside ``images/``) was probably meant as that list."""
+    lists = list_files_in(path) if report.format == "folder" and report.classes == 1 else []
+    if not lists:
+        return ""
+    return (
+        f"{lists[0]} is a 'path label' list of this folder's images: faceforge inspect {lists[0]}"
+    )
 
 
 def inspect_dataset(
@@ -79,6 +93,7 @@ def inspect_dataset(
         _disk_bytes(path),
         (int(counts.min()), int(np.median(counts)), int(counts.max())),
     )
+    report.note = _one_identity_note(path, report)
     picks = np.unique(np.linspace(0, len(source) - 1, min(sample, len(source))).astype(int))
     encoded: Counter[int] = Counter()
     pixels: Counter[str] = Counter()

@@ -15,12 +15,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Sampler
 
-from faceforge.config import Config
+from faceforge.config import Config, DataConfig
 from faceforge.core.checkpoint import Checkpoint
 from faceforge.core.precision import Precision, resolve_precision
 from faceforge.core.preprocess import Preprocess
 from faceforge.data.dataset import Batch, FaceDataset
 from faceforge.data.loader import build_loader
+from faceforge.data.readers import list_files_in
 from faceforge.data.samplers import SAMPLERS
 from faceforge.data.sources import build_reader
 from faceforge.data.transforms import build_train_transform
@@ -188,6 +189,15 @@ class TrainingRun:
         return x, batch.labels.to(self.device, non_blocking=True)
 
 
+def _data_path_hint(data: DataConfig) -> str:
+    """What to check when the data holds one identity: a list file beside the images (an
+    arcface_paddle folder read as an image folder) is named with the options that read it."""
+    lists = list_files_in(data.path) if data.source == "folder" else []
+    if not lists:
+        return "check data.path"
+    return f"{lists[0]} is a 'path label' list: data.source=list data.path={lists[0]}"
+
+
 def build_dataset(cfg: Config, dist: Distributed) -> tuple[FaceDataset, Sampler[int]]:
     """Reader -> augmentations -> dataset, and this rank's share of each epoch (the sampler
     named by ``data.sampler``)."""
@@ -195,7 +205,7 @@ def build_dataset(cfg: Config, dist: Distributed) -> tuple[FaceDataset, Sampler[
     if reader.num_classes < 2:
         raise ConfigError(
             f"the training data has {reader.num_classes} identity: a classifier needs at least "
-            "two (check data.path)"
+            f"two ({_data_path_hint(cfg.data)})"
         )
     dataset = FaceDataset(
         reader,

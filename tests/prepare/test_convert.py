@@ -246,6 +246,27 @@ def test_inspect_counts_and_samples(folder: Path, tmp_path: Path) -> None:
     assert report.disk_bytes > 0 and "classes     4" in "\n".join(report.lines())
 
 
+def test_inspect_points_an_arcface_paddle_folder_to_its_list(tmp_path: Path) -> None:
+    """arcface_paddle keeps ``label.txt`` beside ``images/``: read as an image folder that is
+    one identity, so inspect names the list file (and a README beside it is no list)."""
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        (tmp_path / "images" / f"{i}.jpg").write_bytes(jpeg(i))
+    (tmp_path / "README.txt").write_text("# notes\nthe images are aligned\n")
+    (tmp_path / "label.txt").write_text("# path label\nimages/0.jpg\t0\nimages/1.jpg\t1\n")
+    report = inspect_dataset(tmp_path)
+    assert (report.format, report.classes) == ("folder", 1)
+    label = tmp_path / "label.txt"
+    assert report.lines()[-1] == (
+        f"note: {label} is a 'path label' list of this folder's images: faceforge inspect {label}"
+    )
+    listed = inspect_dataset(label)
+    assert (listed.format, listed.images, listed.classes, listed.note) == ("list", 2, 2, "")
+    (tmp_path / "images" / "more").mkdir()  # two identities: a real image folder, no note
+    (tmp_path / "images" / "more" / "3.jpg").write_bytes(jpeg(3))
+    assert inspect_dataset(tmp_path / "images").note == ""
+
+
 def test_cli(folder: Path, tmp_path: Path, capsys) -> None:
     (folder / "dave").rmdir()  # no gap in the class ids, so no warning
     assert main(["convert", str(folder), str(tmp_path / "c.lmdb"), "--no-progress"]) == 0

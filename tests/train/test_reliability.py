@@ -191,8 +191,15 @@ def test_a_worker_process_error_is_one_line_naming_the_file(tmp_path: Path) -> N
 def test_one_identity_and_silent_progress(tmp_path: Path) -> None:
     _folder_data(tmp_path / "one", identities=1)
     cfg = tiny_config(tmp_path / "run", "data.source=folder", f"data.path={tmp_path / 'one'}")
-    with pytest.raises(ConfigError, match="1 identity: a classifier needs at least two"):
+    with pytest.raises(ConfigError, match=r"1 identity: a classifier needs at least two \(check"):
         quiet_setup(cfg)
+    (tmp_path / "one" / "label.txt").write_text("id0/0.png 0\n")  # arcface_paddle's layout
+    with pytest.raises(ConfigError) as error:
+        quiet_setup(cfg)
+    listed = tmp_path / "one" / "label.txt"
+    assert str(error.value).endswith(
+        f"({listed} is a 'path label' list: data.source=list data.path={listed})"
+    )
     logged: list[str] = []
     train(tiny_config(tmp_path / "quiet", "train.max_steps=2"), (), log=logged.append)
     assert any(line.startswith("step 2/2: loss ") for line in logged)

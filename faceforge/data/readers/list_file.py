@@ -10,6 +10,9 @@ from faceforge.data.image_io import MAX_DATASET_PIXELS
 from faceforge.data.readers.file_list import FileListReader
 from faceforge.errors import DataError
 
+#: file endings of list files (``faceforge convert`` writes ``.txt``)
+LIST_SUFFIXES = (".txt", ".lst")
+
 
 class ListFileReader(FileListReader):
     """Paths are resolved against ``root`` (default: the list file's folder); separators may
@@ -32,7 +35,7 @@ class ListFileReader(FileListReader):
             if not text or text.startswith("#"):
                 continue
             parts = text.rsplit(maxsplit=1)
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            if not _is_entry(parts):
                 raise DataError(f"{list_file}:{number}: expected 'path label', got {text!r}")
             label = int(parts[1])
             if label < 0:
@@ -42,3 +45,23 @@ class ListFileReader(FileListReader):
         if not paths:
             raise DataError(f"list file {str(list_file)!r} has no samples")
         super().__init__(paths, np.asarray(labels, dtype=np.int64), max_pixels)
+
+
+def _is_entry(parts: list[str]) -> bool:
+    return len(parts) == 2 and parts[1].lstrip("-").isdigit()
+
+
+def list_files_in(folder: str | Path) -> list[Path]:
+    """The list files at the top of ``folder``: ``*.txt`` / ``*.lst`` whose first entry reads
+    as ``path label`` (insightface's arcface_paddle keeps ``label.txt`` beside ``images/``,
+    which read as an image folder is one identity)."""
+    found = []
+    for path in sorted(Path(folder).glob("*")):
+        if path.suffix.lower() not in LIST_SUFFIXES or not path.is_file():
+            continue
+        with path.open("rb") as file:
+            head = file.read(4096).decode("utf-8", "replace").splitlines()
+        entries = [line.strip() for line in head if line.strip() and not line.startswith("#")]
+        if entries and _is_entry(entries[0].rsplit(maxsplit=1)):
+            found.append(path)
+    return found
