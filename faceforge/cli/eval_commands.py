@@ -62,6 +62,11 @@ def _pair_lists(args: argparse.Namespace) -> list[tuple[str, Any]]:
             "--pairs needs --images (the folder with <name>/<name>_NNNN.jpg, or the RecordIO, "
             "LMDB or list dataset faceforge pairs drew the pairs from)"
         )
+    if args.images and not args.pairs:
+        raise DataError(
+            "--images is the image folder of --pairs (pairs.txt); the paths of --pair-list "
+            "start from --root DIR (default: the list's folder)"
+        )
     pair_lists = [(Path(p).stem, read_pairs_on(p, args.images)) for p in args.pairs]
     pair_lists += [(Path(p).stem, read_pair_list(p, args.root)) for p in args.pair_list]
     return pair_lists
@@ -155,6 +160,7 @@ def _aligning_loader(args: argparse.Namespace, embedder: Any) -> Any:
         raise DataError("--align detects faces in the photos of --pairs or --pair-list files")
     from faceforge.data.image_io import decode_image
     from faceforge.inference.detection.registry import build_detector
+    from faceforge.inference.face_checks import NoFace
     from faceforge.inference.pipeline import FacePipeline
 
     detector = build_detector(detector_spec(args), device=args.device)
@@ -167,7 +173,13 @@ def _aligning_loader(args: argparse.Namespace, embedder: Any) -> Any:
             else decode_image(entry.encoded(), str(entry), args.max_pixels)
             for entry in entries
         ]
-        return pipeline.align_batch(photos)
+        try:
+            return pipeline.align_batch(photos)
+        except NoFace as exc:
+            raise DataError(
+                f"{exc.photo}: no face found; --resize center-crop embeds the middle of the "
+                "photos where the detector finds none"
+            ) from None
 
     return aligned
 

@@ -143,12 +143,13 @@ def _read_text(path: Path, what: str) -> str:
     return text
 
 
-def _check_missing(paths: Iterable[Path], what: str) -> None:
+def _check_missing(paths: Iterable[Path], what: str, hint: str = "") -> None:
+    """DataError listing the first missing files (``hint``: where the paths start from)."""
     missing = list(dict.fromkeys(str(p) for p in paths if not p.is_file()))
     if missing:
         listed = "\n  ".join(missing[:MAX_LISTED])
         more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
-        raise DataError(f"{what}: {len(missing)} image file(s) not found:\n  {listed}{more}")
+        raise DataError(f"{what}: {len(missing)} image file(s) not found{hint}:\n  {listed}{more}")
 
 
 class _LfwFolder:
@@ -293,5 +294,6 @@ def read_pair_list(list_file: str | Path, root: str | Path | None = None) -> Pai
     listing the missing ones."""
     pairs = read_pairs(list_file, root, labelled=True)
     paths = [path for pair in pairs for path in (pair.a, pair.b)]
-    _check_missing(paths, str(list_file))
+    base = Path(root) if root is not None else Path(list_file).parent
+    _check_missing(paths, str(list_file), f" (relative paths start from {base}: --root DIR)")
     return PairList(paths, np.array([pair.same for pair in pairs]))

@@ -10,6 +10,7 @@ quality last (:meth:`FaceChecks.refuse_low_quality`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,6 +20,17 @@ from faceforge.data.quality import FaceQuality, face_quality
 from faceforge.errors import DataError
 from faceforge.inference.detection.base import Detection
 from faceforge.inference.liveness import LivenessChecker, LivenessResult, SpoofRefused
+
+
+class NoFace(DataError):
+    """No face was found in a photo and no fallback fits it to the model."""
+
+    def __init__(self, photo: str, fallbacks: Iterable[str]) -> None:
+        super().__init__(
+            f"{photo}: no face found; for photos that are already face crops choose a "
+            f"fallback ({', '.join(fallbacks)})"
+        )
+        self.photo = photo
 
 
 class LowQuality(DataError):

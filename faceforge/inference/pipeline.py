@@ -23,7 +23,7 @@ from faceforge.data.images import RESIZE_MODES, fit_image
 from faceforge.errors import DataError
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
 from faceforge.inference.detection.registry import build_detector
-from faceforge.inference.face_checks import FaceChecks, FaceReport
+from faceforge.inference.face_checks import FaceChecks, FaceReport, NoFace
 from faceforge.inference.liveness import LivenessChecker
 from faceforge.inference.matching.gallery import Gallery, Match
 from faceforge.inference.matching.threshold import Threshold, resolve_threshold
@@ -262,10 +262,7 @@ class FacePipeline:
             return self._crop(array, face), report
         if self.detector is None or self.fallback is not None:
             return fit_image(array, self.embedder.input_size, self.fallback, name), None
-        raise DataError(
-            f"{name}: no face found; for photos that are already face crops choose a "
-            f"fallback ({', '.join(RESIZE_MODES.names())})"
-        )
+        raise NoFace(name, RESIZE_MODES.names())
 
     def _crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
         template = self.embedder.preprocess.template

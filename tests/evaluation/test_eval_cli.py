@@ -125,6 +125,10 @@ def test_eval_reports_missing_files_before_any_work(checkpoint, tmp_path, capsys
         main(["eval", "--checkpoint", str(path), "--pair-list", str(tmp_path / "pairs.csv")]) == 2
     )
     assert "a.jpg" in capsys.readouterr().err
+    # --images belongs to --pairs: with only a pair list it would be ignored, so it is refused
+    argv = ["eval", "--checkpoint", str(path), "--pair-list", str(tmp_path / "pairs.csv")]
+    assert main([*argv, "--images", str(tmp_path)]) == 2
+    assert "the paths of --pair-list start from --root DIR" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(path)]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
 
@@ -350,3 +354,11 @@ def test_eval_align_detects_the_faces_of_raw_photos(tmp_path, capsys):
     write_bin(tmp_path / "x.bin", VerificationSet("x", crops[:4], pairs.issame[:2]))
     assert main([*argv[:3], "--bin", str(tmp_path / "x.bin"), "--align"]) == 2
     assert "--align detects faces in the photos of --pairs" in capsys.readouterr().err
+    # a photo where the detector finds no face names the option that embeds it anyway
+    cv2.imwrite(str(tmp_path / "0_0.png"), np.full((160, 160, 3), 90, np.uint8))
+    assert main([*argv, "--align"]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"{tmp_path / '0_0.png'}: no face found; --resize center-crop embeds the middle of "
+        "the photos where the detector finds none\n"
+    )
+    assert main([*argv, "--align", "--resize", "center-crop"]) == 0

@@ -92,6 +92,12 @@ def test_csv_errors(tmp_path, lfw_dir):
     (tmp_path / "missing.csv").write_text("a.png,b.png,1\n")
     with pytest.raises(DataError, match=r"(?s)2 image file.*a\.png"):
         read_pair_list(tmp_path / "missing.csv")
+    with pytest.raises(DataError) as error:
+        read_pair_list(tmp_path / "missing.csv", root=tmp_path / "photos")
+    assert str(error.value).startswith(
+        f"{tmp_path / 'missing.csv'}: 2 image file(s) not found (relative paths start from "
+        f"{tmp_path / 'photos'}: --root DIR):\n  {tmp_path / 'photos' / 'a.png'}\n"
+    )
 
 
 def test_pairs_to_bin_round_trip(tmp_path, lfw_dir):
