@@ -8,10 +8,11 @@ judged a spoof or below ``--min-quality`` with a 422 naming the figures; detect 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from faceforge.errors import DataError
@@ -28,6 +29,26 @@ router = APIRouter(prefix="/v1")
 
 def _service(request: Request) -> Service:
     return request.app.state.service
+
+
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="a key from serve-key")
+_BEARER = HTTPBearer(auto_error=False, description="the same key as `Authorization: Bearer KEY`")
+
+
+def _writer(
+    request: Request,
+    key: Annotated[str | None, Security(_API_KEY)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+) -> Service:
+    """The service, for a request that writes: it must carry a valid API key, in the
+    ``X-API-Key`` header or as ``Authorization: Bearer KEY`` (an AuthError, 401, otherwise)."""
+    service = _service(request)
+    service.check_key(key or (bearer.credentials if bearer else None))
+    return service
+
+
+#: a route parameter that makes the route a write (see :func:`_writer`)
+Writer = Annotated[Service, Depends(_writer)]
 
 
 def _threshold(service: Service, options: schemas.DecisionOptions) -> Threshold:
@@ -122,11 +143,7 @@ async def list_galleries(request: Request) -> dict[str, Any]:
     summary="create a gallery for this model",
     response_model=schemas.GalleryCreated,
 )
-async def create_gallery(
-    request: Request, body: schemas.NewGallery, x_api_key: str | None = Header(None)
-) -> dict[str, Any]:
-    service = _service(request)
-    service.check_key(x_api_key)
+async def create_gallery(body: schemas.NewGallery, service: Writer) -> dict[str, Any]:
     index = body.index or service.default_index
     INDEX_TYPES.get(index, field="index")
     galleries = service.galleries
@@ -144,11 +161,7 @@ async def create_gallery(
 
 
 @router.delete("/galleries/{gallery}", response_model=schemas.Deleted)
-async def delete_gallery(
-    request: Request, gallery: str, x_api_key: str | None = Header(None)
-) -> dict[str, Any]:
-    service = _service(request)
-    service.check_key(x_api_key)
+async def delete_gallery(gallery: str, service: Writer) -> dict[str, Any]:
     await run_in_threadpool(service.store.delete_gallery, gallery)
     await run_in_threadpool(service.galleries.sync)
     return {"deleted": gallery}
@@ -166,11 +179,7 @@ async def people(request: Request, gallery: str) -> dict[str, Any]:
     response_model=schemas.Enrolled,
     openapi_extra=schemas.photo_body(),
 )
-async def enroll(
-    request: Request, gallery: str, person: str, x_api_key: str | None = Header(None)
-) -> dict[str, Any]:
-    service = _service(request)
-    service.check_key(x_api_key)
+async def enroll(request: Request, gallery: str, person: str, service: Writer) -> dict[str, Any]:
     service.galleries.check(gallery)
     data, _ = await photos(request, service, schemas.Options)
     vectors, _, reports = await service.embed_photos(data)
@@ -181,11 +190,7 @@ async def enroll(
 
 
 @router.delete("/galleries/{gallery}/people/{person}", response_model=schemas.Deleted)
-async def delete_person(
-    request: Request, gallery: str, person: str, x_api_key: str | None = Header(None)
-) -> dict[str, Any]:
-    service = _service(request)
-    service.check_key(x_api_key)
+async def delete_person(gallery: str, person: str, service: Writer) -> dict[str, Any]:
     await run_in_threadpool(service.store.delete_person, gallery, person)
     await run_in_threadpool(service.galleries.sync)
     return {"deleted": person}

@@ -70,7 +70,10 @@ class Service:
 
     def check_key(self, key: str | None) -> None:
         if not key or self.store.api_key_name(key_digest(key)) is None:
-            raise AuthError("this request writes: send a valid API key in the X-API-Key header")
+            raise AuthError(
+                "this request writes: send a valid API key in the X-API-Key header "
+                "(or as Authorization: Bearer KEY)"
+            )
 
     def photo(self, data: bytes, name: str) -> np.ndarray:
         """Decoded RGB pixels (within the pixel budget) of one uploaded photo."""

@@ -159,9 +159,14 @@ def test_bad_requests_get_one_line_4xx(server):
         httpx.post(f"{srv.url}/v1/verify", files=files(photo(0))),
         httpx.post(f"{srv.url}/v1/embed", files=files(b"x" * (21 << 20))),
         httpx.post(f"{srv.url}/v1/galleries", json={"name": gallery}, headers={"X-API-Key": key}),
+        httpx.delete(f"{srv.url}/v1/galleries/{gallery}", headers={"Authorization": "Bearer no"}),
     ]
     statuses = [answer.status_code for answer in cases]
-    assert statuses == [401, 401, 400, 400, 400, 400, 400, 413, 409]
+    assert statuses == [401, 401, 400, 400, 400, 400, 400, 413, 409, 401]
+    assert cases[0].json()["error"] == (
+        "this request writes: send a valid API key in the X-API-Key header "
+        "(or as Authorization: Bearer KEY)"
+    )
     assert all("\n" not in answer.json()["error"] for answer in cases)
     assert httpx.get(f"{srv.url}/health").status_code == 200
 
@@ -335,6 +340,35 @@ def test_chunked_body_over_the_limit_gets_413(server):
         answer = _http_answer(sock)
     assert answer.startswith("HTTP/1.1 413") and "over the 20971520 allowed" in answer
     assert httpx.get(f"{srv.url}/health").status_code == 200
+
+
+def test_a_bearer_key_writes_as_the_api_key_header_does(server):
+    """``Authorization: Bearer KEY`` (what most HTTP clients send) is the same key; /docs
+    offers both schemes on every write and on no read."""
+    srv, key = server
+    gallery = new_gallery(srv, key)
+    bearer = {"Authorization": f"Bearer {key}"}
+    url = f"{srv.url}/v1/galleries/{gallery}"
+    added = httpx.post(f"{url}/people/ann", files=files(photo(0)), headers=bearer, timeout=120)
+    assert added.status_code == 201 and added.json()["added"] == 1
+    assert httpx.delete(f"{url}/people/ann", headers=bearer).status_code == 200
+    assert httpx.delete(url, headers=bearer).status_code == 200
+    api = httpx.get(f"{srv.url}/openapi.json").json()
+    schemes = api["components"]["securitySchemes"]
+    assert schemes["APIKeyHeader"]["name"] == "X-API-Key"
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    secured = {
+        (method, path)
+        for path, methods in api["paths"].items()
+        for method, operation in methods.items()
+        if operation.get("security")
+    }
+    assert secured == {
+        ("post", "/v1/galleries"),
+        ("delete", "/v1/galleries/{gallery}"),
+        ("post", "/v1/galleries/{gallery}/people/{person}"),
+        ("delete", "/v1/galleries/{gallery}/people/{person}"),
+    }
 
 
 def test_openapi_documents_bodies_and_answers(server):
