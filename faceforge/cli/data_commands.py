@@ -33,7 +33,8 @@ def _to_bin(args: argparse.Namespace) -> int:
         raise DataError(problem)
     pack = {"pairs": [args.to_bin], "images": args.images, "pair_list": [], "root": None}
     pack |= {"output": args.paths[0], "size": args.size or 112, "resize": None, "ext": ".jpg"}
-    return pack_bin(argparse.Namespace(**pack, no_progress=args.no_progress))
+    pack |= {"shuffle_pairs": False, "no_progress": args.no_progress}
+    return pack_bin(argparse.Namespace(**pack))
 
 
 def _convert(args: argparse.Namespace) -> int:

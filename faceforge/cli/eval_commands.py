@@ -69,6 +69,8 @@ def _pair_lists(args: argparse.Namespace) -> list[tuple[str, Any]]:
         )
     pair_lists = [(Path(p).stem, read_pairs_on(p, args.images)) for p in args.pairs]
     pair_lists += [(Path(p).stem, read_pair_list(p, args.root)) for p in args.pair_list]
+    if args.shuffle_pairs:
+        return [(name, plist.shuffled()) for name, plist in pair_lists]
     return pair_lists
 
 
@@ -228,6 +230,12 @@ def _add_pair_files(parser: argparse.ArgumentParser, nargs: str | int) -> None:
         "--pair-list", nargs=nargs, default=[], help="CSV/TSV pair lists: path_a,path_b,same"
     )
     parser.add_argument("--root", help="folder relative --pair-list paths start from")
+    parser.add_argument(
+        "--shuffle-pairs",
+        action="store_true",
+        help="put the pairs in a fixed random order first, so the folds of a list sorted by "
+        "label hold both classes (LFW View 2's pairs.txt is already in balanced folds)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

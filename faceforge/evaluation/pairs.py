@@ -70,6 +70,13 @@ class PairList:
     def __len__(self) -> int:
         return len(self.issame)
 
+    def shuffled(self, seed: int = 0) -> PairList:
+        """The same pairs in a seeded random order, so that the contiguous folds of a list
+        sorted by label (all 'same' pairs first) hold both classes."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        paths = [self.paths[2 * pair + side] for pair in order.tolist() for side in (0, 1)]
+        return PairList(paths, self.issame[order])
+
     def unique(self) -> tuple[list[Path], np.ndarray]:
         """The distinct image files (in first-seen order) and, for each of ``paths``, its
         row among them: LFW View 2's 12,000 pair slots hold 7,701 images."""

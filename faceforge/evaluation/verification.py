@@ -215,8 +215,8 @@ def fold_warnings(counts: _FoldCounts) -> list[str]:
     return [
         f"{one_class} of {len(counts.num_same)} folds hold only 'same' or only 'different' "
         "pairs, so the accuracy and its +- mean little (the pair list is probably sorted by "
-        "label): shuffle the pair list, use fewer folds, or use the official LFW View 2 "
-        "pairs.txt (10 balanced folds)"
+        "label): shuffle the pairs (faceforge eval and pack-bin --shuffle-pairs), or use the "
+        "official LFW View 2 pairs.txt (10 balanced folds)"
     ]
 
 

@@ -293,6 +293,17 @@ def test_pack_bin_from_a_tsv_pair_list_with_header(tmp_path, capsys) -> None:
     np.testing.assert_array_equal(vset.images, images[[0, 1, 2, 2]])
     assert main([*argv, "--no-progress"]) == 0
     assert capsys.readouterr().err == ""
+    # --shuffle-pairs packs the pairs in PairList.shuffled's fixed order, images with them
+    rows = [(0, 1, 0), (2, 2, 1), (1, 2, 0), (0, 0, 1), (1, 1, 1)]
+    (tmp_path / "five.csv").write_text("".join(f"{a}.png,{b}.png,{same}\n" for a, b, same in rows))
+    order = np.random.default_rng(0).permutation(len(rows))
+    assert order.tolist() != sorted(order.tolist())
+    argv = ["pack-bin", str(out), "--pair-list", str(tmp_path / "five.csv"), "--ext", ".png"]
+    assert main([*argv, "--no-progress", "--shuffle-pairs"]) == 0
+    packed = load_bin(out)
+    assert packed.issame.tolist() == [bool(rows[i][2]) for i in order]
+    expected = [images[rows[i][side]] for i in order for side in (0, 1)]
+    np.testing.assert_array_equal(packed.images, np.stack(expected))
 
 
 def test_eval_max_pixels_refuses_a_large_pair_list_image_by_name(checkpoint, tmp_path, capsys):

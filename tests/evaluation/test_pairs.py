@@ -100,6 +100,21 @@ def test_csv_errors(tmp_path, lfw_dir):
     )
 
 
+def test_shuffled_pairs_keep_their_images_and_labels_together() -> None:
+    paths = [Path(f"{side}{i}.png") for i in range(200) for side in "ab"]
+    sorted_list = PairList(paths, np.arange(200) < 100)  # all 'same' pairs first
+    shuffled = sorted_list.shuffled()
+    pairs = {
+        (a, b, same) for a, b, same in zip(paths[::2], paths[1::2], sorted_list.issame, strict=True)
+    }
+    moved = list(zip(shuffled.paths[::2], shuffled.paths[1::2], shuffled.issame, strict=True))
+    assert set(moved) == pairs and len(moved) == 200
+    assert shuffled.paths != paths  # reordered ...
+    assert shuffled.paths == sorted_list.shuffled().paths  # ... the same way every time
+    folds = np.array_split(shuffled.issame, 10)
+    assert all(0 < fold.sum() < len(fold) for fold in folds)  # both classes in every fold
+
+
 def test_pairs_to_bin_round_trip(tmp_path, lfw_dir):
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("Ann_Lee 1 2\nAnn_Lee 1 Bob 3\n")

@@ -287,7 +287,7 @@ def test_folds_with_one_class_are_flagged() -> None:
     flagged = evaluate(a, b, sorted_labels, folds=10)
     assert len(flagged.warnings) == 1
     assert flagged.warnings[0].startswith("10 of 10 folds hold only")
-    assert "shuffle the pair list" in flagged.warnings[0]
+    assert "shuffle the pairs (faceforge eval and pack-bin --shuffle-pairs)" in flagged.warnings[0]
     assert flagged.to_dict()["warnings"] == flagged.warnings
     interleaved = np.arange(200) % 2 == 0
     assert evaluate(a, b, interleaved, folds=10).warnings == []
