@@ -89,6 +89,8 @@ def pack_bin(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(f"wrote {args.output}: {len(vset.issame)} pairs ({int(vset.issame.sum())} same)")
+    if plist.folds not in (None, 10):  # a .bin records no folds; insightface reads 10
+        print(f"its pairs are in {plist.folds} folds: evaluate it with --folds {plist.folds}")
     return 0
 
 
@@ -136,6 +138,11 @@ def _recorded(metrics: dict[str, Any], name: str) -> str:
     return ""
 
 
+def _folds(args: argparse.Namespace, data: Any) -> int:
+    """``--folds``, else the folds a pairs.txt header declares, else insightface's 10."""
+    return args.folds or getattr(data, "folds", None) or 10
+
+
 def _evaluate(
     args: argparse.Namespace, embedder: Any, name: str, data: Any, load: Any = None
 ) -> Any:
@@ -144,7 +151,7 @@ def _evaluate(
     from faceforge.evaluation.pairs import PairList
     from faceforge.evaluation.run import evaluate_embedder, evaluate_pair_list
 
-    options = {"flip": embedder.flip, "folds": args.folds, "progress": not args.no_progress}
+    options = {"flip": embedder.flip, "folds": _folds(args, data), "progress": not args.no_progress}
     if isinstance(data, PairList):
         return evaluate_pair_list(
             embedder, name, data, resize=args.resize, max_pixels=args.max_pixels, load=load,
@@ -207,7 +214,7 @@ def _eval(args: argparse.Namespace) -> int:
         "backbone": embedder.model.arch or embedder.description,
         "flip": flip,
         "precision": args.precision,
-        "folds": args.folds,
+        "folds": {name: _folds(args, data) for name, data in sets},
     }
     if args.json:
         write_json(args.json, results, meta)
@@ -295,7 +302,10 @@ def _register_verification(tasks: argparse._SubParsersAction) -> None:
     )
     add_flip_option(p)
     p.add_argument(
-        "--folds", type=ranged(int, 2), default=10, help="cross-validation folds (default 10)"
+        "--folds",
+        type=ranged(int, 2),
+        help="cross-validation folds (default: those of the pairs.txt header, e.g. '10 300', "
+        "else 10)",
     )
     p.add_argument("--roc", type=plot_file, help="write ROC curves (log FAR axis) to this PNG")
     p.add_argument(

@@ -73,7 +73,7 @@ def read_dataset_pairs(
     """An LFW ``pairs.txt`` over ``dataset``, whose class ``label`` is called ``names[label]``
     (see the module docs). Every image is looked up before any is decoded: a DataError lists
     the ones the dataset does not hold."""
-    pairs, issame = parse_lfw_pairs(pairs_file)
+    pairs, issame, folds = parse_lfw_pairs(pairs_file)
     lookup = IdentityImages(dataset.labels, names)
     images = [image for pair in pairs for image in pair]
     found = [lookup.find(image) for image in images]
@@ -86,4 +86,4 @@ def read_dataset_pairs(
             f"{pairs_file}: {len(missing)} image(s) not in the dataset (name: identity, "
             f"number: its n-th image from 1): {listed}{more}"
         )
-    return PairList([DatasetImage(dataset, int(f)) for f in found], issame)
+    return PairList([DatasetImage(dataset, int(f)) for f in found], issame, folds)

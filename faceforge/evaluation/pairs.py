@@ -66,6 +66,9 @@ class PairList:
 
     paths: Sequence[Path | StoredImage]
     issame: np.ndarray
+    #: the folds a pairs.txt header declares (``10 300``: 10 folds of 300 same + 300
+    #: different pairs), None when it declares none; evaluations default to it
+    folds: int | None = None
 
     def __len__(self) -> int:
         return len(self.issame)
@@ -75,7 +78,7 @@ class PairList:
         sorted by label (all 'same' pairs first) hold both classes."""
         order = np.random.default_rng(seed).permutation(len(self))
         paths = [self.paths[2 * pair + side] for pair in order.tolist() for side in (0, 1)]
-        return PairList(paths, self.issame[order])
+        return PairList(paths, self.issame[order], self.folds)
 
     def unique(self) -> tuple[list[Path], np.ndarray]:
         """The distinct image files (in first-seen order) and, for each of ``paths``, its
@@ -183,17 +186,29 @@ class LfwImage(NamedTuple):
     number: int
 
 
-def parse_lfw_pairs(pairs_file: str | Path) -> tuple[list[tuple[LfwImage, LfwImage]], np.ndarray]:
+class LfwPairs(NamedTuple):
+    """What an LFW ``pairs.txt`` holds."""
+
+    pairs: list[tuple[LfwImage, LfwImage]]
+    issame: np.ndarray
+    #: K of a ``K N`` header that matches the pairs (K folds of N same + N different)
+    folds: int | None
+
+
+def parse_lfw_pairs(pairs_file: str | Path) -> LfwPairs:
     """The pairs of an LFW ``pairs.txt`` (``name n1 n2`` same, ``name1 n1 name2 n2``
-    different) and their same flags; the optional header (``10 300`` for View 2, ``1100`` /
-    ``500`` for View 1) is skipped. Raises DataError for malformed lines and an empty file."""
+    different), their same flags and folds; the optional header (``10 300`` for View 2,
+    ``1100`` / ``500`` for View 1) gives the folds when it counts the pairs that follow.
+    Raises DataError for malformed lines and an empty file."""
     pairs_file = Path(pairs_file)
     lines = _read_text(pairs_file, "pairs file").splitlines()
     pairs: list[tuple[LfwImage, LfwImage]] = []
     issame: list[bool] = []
+    header: list[int] = []
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields or (number == 1 and len(fields) <= 2 and all(f.isdigit() for f in fields)):
+            header = [int(f) for f in fields]
             continue
         try:
             if len(fields) == 3:
@@ -211,7 +226,8 @@ def parse_lfw_pairs(pairs_file: str | Path) -> tuple[list[tuple[LfwImage, LfwIma
         issame.append(len(fields) == 3)
     if not issame:
         raise DataError(f"{pairs_file}: no pairs found")
-    return pairs, np.array(issame)
+    folds = header[0] if len(header) == 2 and header[0] * header[1] * 2 == len(pairs) else None
+    return LfwPairs(pairs, np.array(issame), folds)
 
 
 def read_lfw_pairs(pairs_file: str | Path, images_dir: str | Path) -> PairList:
@@ -219,13 +235,13 @@ def read_lfw_pairs(pairs_file: str | Path, images_dir: str | Path) -> PairList:
     ``images_dir/<name>/<name>_%04d`` with any image extension. Raises DataError for
     malformed lines and, listing them, for missing images."""
     images_dir = Path(images_dir)
-    pairs, issame = parse_lfw_pairs(pairs_file)
+    pairs, issame, folds = parse_lfw_pairs(pairs_file)
     if not images_dir.is_dir():
         raise DataError(f"{images_dir}: image folder does not exist")
     folder = _LfwFolder(images_dir)
     paths = [folder.path(*image) for pair in pairs for image in pair]
     _check_missing(paths, str(pairs_file))
-    return PairList(paths, issame)
+    return PairList(paths, issame, folds)
 
 
 class Pair(NamedTuple):

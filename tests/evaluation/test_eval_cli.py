@@ -206,6 +206,42 @@ def test_identify_bench_with_synthetic_faces(checkpoint, capsys):
     assert "6 probes of 3 identities, 20 distractors, 6 searches" in capsys.readouterr().out
 
 
+def test_the_folds_of_a_pairs_file_header_are_the_default(tmp_path, capsys) -> None:
+    """``faceforge pairs --folds 2 --per-fold 2`` writes ``2 2``: eval cuts 2 folds of 4 pairs
+    (10 folds would each hold one class), and pack-bin says to evaluate its .bin so."""
+    from tests.model_helpers import primed_model, write_checkpoint
+
+    rng = np.random.default_rng(0)
+    names = ["Ann_Lee", "Bo_Chen", "Cy_Dee", "Di_Eng"]
+    for name in names:
+        (tmp_path / "lfw" / name).mkdir(parents=True)
+        for n in (1, 2):
+            image = rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)
+            cv2.imwrite(str(tmp_path / "lfw" / name / f"{name}_{n:04d}.png"), image)
+    fold = [f"{names[0]} 1 2", f"{names[1]} 1 2", f"{names[0]} 1 {names[1]} 2"]
+    fold += [f"{names[1]} 1 {names[0]} 2"]
+    other = [line.replace(names[0], names[2]).replace(names[1], names[3]) for line in fold]
+    (tmp_path / "pairs.txt").write_text("2 2\n" + "\n".join(fold + other) + "\n")
+    model = write_checkpoint(tmp_path / "m.pt", primed_model())
+    argv = ["eval", "--checkpoint", str(model), "--pairs", str(tmp_path / "pairs.txt")]
+    argv += ["--images", str(tmp_path / "lfw"), "--no-progress", "--json", str(tmp_path / "r.json")]
+    assert main(argv) == 0
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert len(written["sets"]["pairs"]["fold_accuracies"]) == 2
+    assert written["meta"]["folds"] == {"pairs": 2}
+    assert "folds hold only" not in capsys.readouterr().err
+    assert main([*argv, "--folds", "4"]) == 0  # --folds wins
+    assert (
+        len(json.loads((tmp_path / "r.json").read_text())["sets"]["pairs"]["fold_accuracies"]) == 4
+    )
+    capsys.readouterr()
+    pack = ["pack-bin", str(tmp_path / "p.bin"), *argv[3:7], "--no-progress"]
+    assert main(pack) == 0
+    assert capsys.readouterr().out.endswith(
+        "its pairs are in 2 folds: evaluate it with --folds 2\n"
+    )
+
+
 def test_pack_bin_from_lfw_pairs_round_trips(tmp_path) -> None:
     from faceforge.evaluation.bin_format import load_bin
 

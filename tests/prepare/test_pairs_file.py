@@ -51,10 +51,12 @@ def test_lfw_named_folder_is_referenced_in_place(lfw_folder: Path, tmp_path: Pat
     assert report.images_for_eval == lfw_folder and report.export is None
     lines = out.read_text().splitlines()
     assert lines[0] == "3\t4" and len(lines) == 1 + 3 * 8
-    pairs, issame = parse_lfw_pairs(out)
+    pairs, issame, folds = parse_lfw_pairs(out)
+    assert folds == 3  # from the header, which counts the pairs
     assert issame.tolist() == ([True] * 4 + [False] * 4) * 3  # LFW's order in each fold
     assert all(image.number % 2 == 1 for pair in pairs for image in pair)  # the file numbers
     plist = read_lfw_pairs(out, lfw_folder)  # what eval and pack-bin read, unchanged
+    assert plist.folds == 3
     names = labels_of(plist)
     assert [a == b for a, b in zip(names[0::2], names[1::2], strict=True)] == issame.tolist()
     folds = [set(names[16 * k : 16 * (k + 1)]) for k in range(3)]
