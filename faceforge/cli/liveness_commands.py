@@ -120,23 +120,23 @@ def _quality(args: argparse.Namespace) -> int:
 
     from faceforge.cli.model_commands import build_pipeline
     from faceforge.evaluation.erc import REJECT_FRACTIONS, error_versus_reject, plot_erc
-    from faceforge.evaluation.pairs import read_pairs
+    from faceforge.evaluation.pairs import read_pair_list
     from faceforge.inference.quality_scores import embed_with_quality
 
     pipeline = build_pipeline(args)
     threshold = pipeline.threshold
-    pairs = read_pairs(args.pair_list, args.root)
-    images = sorted({str(image) for pair in pairs for image in pair[:2]})
+    pairs = read_pair_list(args.pair_list, args.root)  # every file checked first
+    images = sorted({str(path) for path in pairs.paths})
     with progress_bar(args, len(images), "embedding, scoring") as bar:
         scored = embed_with_quality(pipeline, images, bar.update)
     notes = [f"{error}; its pairs left out" for error in filter(None, scored.errors)]
     for message in filter(None, [*notes, threshold.warning]):
         print(f"warning: {message}", file=sys.stderr)
     row = {image: i for i, image in enumerate(images)}
-    rows = np.array([(row[str(p.a)], row[str(p.b)]) for p in pairs], int).reshape(-1, 2)
+    rows = np.array([row[str(path)] for path in pairs.paths], int).reshape(-1, 2)
     usable = ~np.array([error is not None for error in scored.errors])[rows].any(axis=1)
     a, b = rows[usable].T
-    same = np.array([bool(p.same) for p in pairs])[usable]
+    same = pairs.issame[usable]
     curve = error_versus_reject(
         np.einsum("ij,ij->i", scored.embeddings[a], scored.embeddings[b]),
         same,

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,12 @@ from faceforge.data.alignment import norm_crop
 from faceforge.data.image_io import MAX_PHOTO_PIXELS, read_image
 from faceforge.data.images import RESIZE_MODES, fit_image
 from faceforge.errors import DataError
+from faceforge.inference.answers import UNKNOWN, Enrollment, Identification, Verification
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
 from faceforge.inference.detection.registry import build_detector
 from faceforge.inference.face_checks import FaceChecks, FaceReport, NoFace
 from faceforge.inference.liveness import LivenessChecker
-from faceforge.inference.matching.gallery import Gallery, Match
+from faceforge.inference.matching.gallery import Gallery
 from faceforge.inference.matching.threshold import Threshold, resolve_threshold
 
 ImageLike = str | Path | np.ndarray
@@ -34,48 +34,6 @@ Progress = Callable[[int], None]
 
 #: images decoded and detected together (bounds memory for long lists)
 CHUNK = 32
-
-#: the answer of a search whose best match is below the threshold
-UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class Verification:
-    """A 1:1 decision: cosine similarity, whether it passes, and the threshold used.
-
-    ``error`` says why a pair could not be compared (only from
-    :meth:`FacePipeline.verify_pairs` with ``report_errors``); similarity is then NaN and
-    ``same`` False.
-    """
-
-    similarity: float
-    same: bool
-    threshold: Threshold
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Identification:
-    """A 1:N answer: the best candidates and the identity decided (or ``"unknown"``);
-    ``error`` says why a photo could not be searched (:meth:`FacePipeline.search_images`
-    with ``report_errors``), with no matches."""
-
-    identity: str
-    matches: list[Match]
-    threshold: Threshold
-    error: str | None = None
-
-
-@dataclass
-class Enrollment:
-    """What :meth:`FacePipeline.enroll_people` did."""
-
-    #: images whose embeddings were added
-    added: int = 0
-    #: why each unusable image (no face, unreadable) was skipped
-    skipped: list[str] = field(default_factory=list)
-    #: people without a single usable image, not enrolled
-    left_out: list[str] = field(default_factory=list)
 
 
 def _raise_first(errors: Sequence[str | None]) -> None:
@@ -223,6 +181,22 @@ class FacePipeline:
         return results
 
     def _align_chunk(self, images: Sequence[ImageLike], start: int) -> list[np.ndarray | DataError]:
+        results: list[np.ndarray | DataError] = []
+        for item in self.selected_faces(images, start):
+            try:
+                results.append(
+                    item if isinstance(item, DataError) else self._quality_checked(*item)
+                )
+            except DataError as exc:
+                results.append(exc)
+        return results
+
+    def selected_faces(
+        self, images: Sequence[ImageLike], start: int = 0
+    ) -> list[tuple[np.ndarray, FaceReport | None, str] | DataError]:
+        """Per image (``start`` numbers unnamed arrays), the crop and report of
+        :meth:`checked_face` and the image's name, or why it is unusable; the images are
+        detected together."""
         loaded: list[tuple[np.ndarray, str] | DataError] = []
         for offset, image in enumerate(images):
             try:
@@ -231,21 +205,21 @@ class FacePipeline:
                 loaded.append(exc)
         arrays = [item[0] for item in loaded if not isinstance(item, DataError)]
         detections = iter(self.detector.detect_batch(arrays) if self.detector else [])
-        results: list[np.ndarray | DataError] = []
+        results: list[tuple[np.ndarray, FaceReport | None, str] | DataError] = []
         for item in loaded:
             if isinstance(item, DataError):
                 results.append(item)
                 continue
             array, name = item
-            faces = next(detections) if self.detector else []
             try:
-                results.append(self._face_crop(array, name, faces))
+                results.append((*self._select(array, name, next(detections, [])), name))
             except DataError as exc:
                 results.append(exc)
         return results
 
-    def _face_crop(self, array: np.ndarray, name: str, faces: list[Detection]) -> np.ndarray:
-        crop, report = self._select(array, name, faces)
+    def _quality_checked(
+        self, crop: np.ndarray, report: FaceReport | None, name: str
+    ) -> np.ndarray:
         if report is not None and self.checks.min_quality is not None:
             if self.checks.magface:
                 report = report.with_feature_norm(self.embedder.embed_with_norms(crop)[1][0])

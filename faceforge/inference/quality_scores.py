@@ -1,9 +1,10 @@
 """Embeddings and face quality of the same faces, for error-versus-reject curves.
 
 A quality score is judged by how well it predicts the matcher's errors, so it must score
-exactly the face that was embedded: each image is decoded and detected once, the face the
-pipeline's ``selection`` picks is both embedded and scored (with a MagFace model, its feature
-norm from that very embedding joins the score, :mod:`faceforge.data.quality`).
+exactly the face that was embedded: each image is decoded and detected once (``CHUNK`` images
+in one detector batch), and the face the pipeline's ``selection`` picks is both embedded and
+scored (with a MagFace model, its feature norm from that very embedding joins the score,
+:mod:`faceforge.data.quality`).
 """
 
 from __future__ import annotations
@@ -39,16 +40,12 @@ def embed_with_quality(
     for start in range(0, len(images), CHUNK):
         chunk = images[start : start + CHUNK]
         crops, reports, rows = [], [], []
-        for offset, image in enumerate(chunk):
-            try:
-                crop, report = pipeline.checked_face(image, str(image))
-            except DataError as exc:
-                errors.append(str(exc))
-                continue
-            errors.append(None)
-            crops.append(crop)
-            reports.append(report)
-            rows.append(start + offset)
+        for offset, selected in enumerate(pipeline.selected_faces(chunk, start)):
+            errors.append(str(selected) if isinstance(selected, DataError) else None)
+            if not isinstance(selected, DataError):
+                crops.append(selected[0])
+                reports.append(selected[1])
+                rows.append(start + offset)
         if crops:
             embedded, norms = pipeline.embedder.embed_with_norms(np.stack(crops))
             embeddings[rows] = embedded

@@ -115,3 +115,9 @@ def test_eval_quality_prints_the_curve_of_usable_pairs(tmp_path: Path, capsys) -
     expected = error_versus_reject(similarity, [True, False, True], quality, 0.3)
     assert json.loads((tmp_path / "erc.json").read_text())["fnmr"] == expected.tolist()
     assert (tmp_path / "erc.png").read_bytes()[:4] == b"\x89PNG"
+    # a photo that is not there stops the run before anything is embedded, as in eval
+    (tmp_path / "gone.csv").write_text(f"{sharp},{tmp_path / 'gone.png'},1\n")
+    assert main([*argv[:6], "--pair-list", str(tmp_path / "gone.csv"), "--no-progress"]) == 2
+    assert f"gone.csv: 1 image file(s) not found (relative paths start from {tmp_path}" in (
+        capsys.readouterr().err
+    )
