@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from faceforge.cli import gallery_commands
 from faceforge.cli.arguments import (
@@ -33,9 +35,12 @@ from faceforge.cli.model_commands import (
     detector_spec,
     model_source,
 )
-from faceforge.cli.outputs import output_file, output_folder
+from faceforge.cli.outputs import add_json_option, output_file, output_folder, write_json
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
+
+if TYPE_CHECKING:
+    from faceforge.inference.answers import Verification
 
 ALIGN_SELECTIONS = LazyChoices("faceforge.prepare.align_folder", "MULTIPLE_FACE_POLICIES")
 ALIGN_FALLBACKS = LazyChoices("faceforge.prepare.align_folder", "NO_FACE_POLICIES")
@@ -59,7 +64,21 @@ def _verify_two(args: argparse.Namespace) -> int:
     decision = "same person" if result.same else "different people"
     print(f"similarity {result.similarity:.4f}: {decision}")
     print(f"threshold  {result.threshold.cosine:.4f} ({result.threshold.source})")
+    answer = _pair_json(args.images[0], args.images[1], result)
+    write_json(args.json, {**answer, "threshold": dataclasses.asdict(result.threshold)})
     return 0
+
+
+def _pair_json(image_a: object, image_b: object, result: Verification) -> dict[str, Any]:
+    """One decision as ``--json`` writes it (similarity and same are null for a failed pair)."""
+    failed = result.error is not None
+    return {
+        "image_a": str(image_a),
+        "image_b": str(image_b),
+        "similarity": None if failed else round(result.similarity, 6),
+        "same": None if failed else result.same,
+        "error": result.error,
+    }
 
 
 def _verify_pairs_file(args: argparse.Namespace) -> int:
@@ -85,6 +104,9 @@ def _verify_pairs_file(args: argparse.Namespace) -> int:
         f"{counts['failed']} failed; threshold {threshold.cosine:.4f} ({threshold.source})",
         file=sys.stderr,
     )
+    answers = [_pair_json(a, b, result) for (a, b), result in zip(pairs, results, strict=True)]
+    document = {"threshold": dataclasses.asdict(threshold), "pairs": answers}
+    write_json(args.json, document, say_on_stderr=True)  # stdout holds the CSV
     return 1 if counts["failed"] else 0
 
 
@@ -197,6 +219,7 @@ def _register_verify(subparsers: argparse._SubParsersAction) -> None:
         help="CSV/TSV of path_a,path_b rows; prints one result per row",
     )
     add_deprecated_option(p, "--pairs", "--pair-list", "pair_list")
+    add_json_option(p, "also write the decisions and the threshold as JSON", (".json",))
     add_progress_option(p)
     add_decision_options(p)
     p.set_defaults(func=_verify)

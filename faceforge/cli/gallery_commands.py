@@ -4,6 +4,7 @@ against it); registered between ``verify`` and ``export`` by :mod:`.deploy_comma
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ from faceforge.cli.model_commands import (
     build_pipeline,
     decision_threshold,
 )
-from faceforge.cli.outputs import output_folder
+from faceforge.cli.outputs import add_json_option, output_folder, write_json
 from faceforge.errors import Interrupted
 
 if TYPE_CHECKING:
@@ -129,6 +130,16 @@ def _search(args: argparse.Namespace) -> int:
             print(f"  {rank}. {match.name}  {match.score:.4f}")
     failed = sum(result.error is not None for result in results)
     print(f"threshold {threshold.cosine:.4f} ({threshold.source})")
+    answers = [
+        {
+            "image": str(image),
+            "identity": None if result.error else result.identity,
+            "matches": [{"name": m.name, "score": round(m.score, 6)} for m in result.matches],
+            "error": result.error,
+        }
+        for image, result in zip(args.images, results, strict=True)
+    ]
+    write_json(args.json, {"threshold": dataclasses.asdict(threshold), "results": answers})
     if failed:
         print(f"{failed} of {len(results)} images could not be searched", file=sys.stderr)
     return 1 if failed else 0
@@ -182,6 +193,7 @@ def register_search(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="query images")
     p.add_argument("--gallery", required=True, help="gallery folder made by enroll")
     p.add_argument("--top-k", type=ranged(int, 1), default=5, help="matches to print per image")
+    add_json_option(p, "also write each image's answer and the threshold as JSON", (".json",))
     add_progress_option(p)
     add_decision_options(p)
     p.set_defaults(func=_search)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -99,8 +100,9 @@ def check_output_folder(path: str, what: str) -> None:
         raise DataError(f"{what} {found}")
 
 
-def write_json(path: str | None, values: dict[str, Any]) -> None:
-    """Write ``values`` to ``path`` (atomically; nothing when ``None``) and say so."""
+def write_json(path: str | None, values: dict[str, Any], *, say_on_stderr: bool = False) -> None:
+    """Write ``values`` to ``path`` (atomically; nothing when ``None``) and say so (on stderr
+    for commands whose stdout is data, such as CSV)."""
     if path is not None:
         atomic_write_bytes(path, (json.dumps(values, indent=2) + "\n").encode())
-        print(f"wrote {path}")
+        print(f"wrote {path}", file=sys.stderr if say_on_stderr else sys.stdout)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from faceforge.evaluation.verification import VerificationResult
+from faceforge.files import atomic_write_bytes
 
 
 def _percent(value: float, digits: int) -> str:
@@ -51,10 +52,10 @@ def write_json(
     results: Mapping[str, VerificationResult],
     meta: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write :func:`results_to_json` to ``path`` (``nan`` is written as ``null``)."""
+    """Write :func:`results_to_json` to ``path`` atomically (``nan`` is written as ``null``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results_to_json(results, meta), indent=2) + "\n")
+    atomic_write_bytes(path, (json.dumps(results_to_json(results, meta), indent=2) + "\n").encode())
 
 
 def plot_roc(path: str | Path, results: Mapping[str, VerificationResult]) -> None:

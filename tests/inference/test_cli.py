@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 from pathlib import Path
@@ -42,7 +43,9 @@ def one_line(err: str) -> str:
 SYNTHETIC_WARNING = "warning: the decision threshold was tuned on the demo's synthetic faces"
 
 
-def test_verify_two_photos(run, tiny_checkpoint: Path, lfw_images: list[Path]) -> None:
+def test_verify_two_photos(
+    run, tiny_checkpoint: Path, lfw_images: list[Path], tmp_path: Path
+) -> None:
     status, out, err = run("verify", lfw_images[0], lfw_images[0], "--checkpoint", tiny_checkpoint)
     assert status == 0
     assert "similarity 1.0000: same person" in out
@@ -60,6 +63,16 @@ def test_verify_two_photos(run, tiny_checkpoint: Path, lfw_images: list[Path]) -
     )
     assert status == 0 and "different people" in out and "0.9999 (set explicitly)" in out
     assert err == ""
+    status, out, _ = run(
+        "verify", *lfw_images[:2], "--checkpoint", tiny_checkpoint, "--json", tmp_path / "v.json"
+    )
+    similarity = float(out.split()[1].rstrip(":"))
+    written = json.loads((tmp_path / "v.json").read_text())
+    assert written["similarity"] == pytest.approx(similarity, abs=5e-5)
+    assert (written["same"], written["error"]) == (similarity > 0.5, None)
+    assert written["image_a"] == str(lfw_images[0]) and written["image_b"] == str(lfw_images[1])
+    assert written["threshold"]["cosine"] == 0.5 and written["threshold"]["eval_set"] == "synthetic"
+    assert out.endswith(f"wrote {tmp_path / 'v.json'}\n")
 
 
 @pytest.mark.parametrize("flip", [None, True, False])
@@ -91,8 +104,19 @@ def test_verify_pairs_file(
     assert "embedding: 100%" in err and "3/3" in err  # a bar over the 3 distinct images
     assert err.count(SYNTHETIC_WARNING) == 1
     options = ("--checkpoint", tiny_checkpoint, "--threshold", "0.5", "--no-progress")
-    status, _, err = run("verify", "--pair-list", pairs, *options)
-    assert status == 1 and one_line(err).startswith("2 pairs: 1 same")
+    status, out, err = run("verify", "--pair-list", pairs, *options, "--json", tmp_path / "p.json")
+    assert status == 1 and err.splitlines()[0].startswith("2 pairs: 1 same")
+    assert err.splitlines()[1:] == [f"wrote {tmp_path / 'p.json'}"]
+    assert out.count("\n") == 3  # stdout holds the CSV alone
+    written = json.loads((tmp_path / "p.json").read_text())
+    good, bad = written["pairs"]
+    assert (good["similarity"], good["same"], good["error"]) == (
+        pytest.approx(1.0, abs=1e-4),
+        True,
+        None,
+    )
+    assert (bad["image_a"], bad["similarity"], bad["same"]) == (str(broken), None, None)
+    assert "not a readable image" in bad["error"] and written["threshold"]["cosine"] == 0.5
 
 
 def test_user_errors_are_one_line_messages(run, tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -183,6 +207,16 @@ def test_enroll_search_remove(
     answers = [line for line in out.splitlines() if not line.startswith(("  ", "threshold"))]
     assert status == 1 and answers == [f"{lfw_images[1]}: guiel", f"{lfw_images[0]}: cook"]
     assert f"faceforge search: {broken}" in err and "1 of 3 images could not be searched" in err
+    status, _, _ = run(
+        "search", lfw_images[1], broken, "--gallery", gallery, "--checkpoint", tiny_checkpoint,
+        "--top-k", "2", "--no-progress", "--json", tmp_path / "s.json",
+    )  # fmt: skip
+    found, failed = json.loads((tmp_path / "s.json").read_text())["results"]
+    assert found["image"] == str(lfw_images[1]) and found["identity"] == "guiel"
+    assert [m["name"] for m in found["matches"]] == ["guiel", "cook"]
+    assert found["matches"][0]["score"] == pytest.approx(1.0, abs=1e-4) and found["error"] is None
+    assert (failed["identity"], failed["matches"]) == (None, [])
+    assert failed["error"].startswith(f"{broken}: not a readable image")
 
     status, out, err = run(
         "enroll",
