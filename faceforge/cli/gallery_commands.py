@@ -26,7 +26,7 @@ from faceforge.errors import Interrupted
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from faceforge.inference.pipeline import Enrollment
+    from faceforge.inference.answers import Enrollment
     from faceforge.interrupts import StopRequests
 
 INDEX_CHOICES = LazyChoices("faceforge.inference.matching.index", "INDEX_TYPES")

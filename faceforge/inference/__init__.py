@@ -1,7 +1,7 @@
 """Deploy, in the order a photo flows: ``detection`` (MTCNN, SCRFD by name) -> alignment
 (:mod:`faceforge.data.alignment`) -> the embedder (:mod:`faceforge.core.embedder`) ->
-``matching`` (thresholds, indexes, galleries); ``pipeline`` runs them all, ``export`` writes
-ONNX. The alignment and embedder names are re-exported here for deploy code.
+``matching`` (thresholds, indexes, galleries); ``pipeline`` runs them all and gives
+``answers``, ``export`` writes ONNX. The alignment and embedder names are re-exported here for deploy code.
 
 >>> from faceforge.inference import FacePipeline
 >>> pipeline = FacePipeline.load("checkpoint.pt", detector="mtcnn")  # doctest: +SKIP
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from faceforge.core.embedder import Embedder, load_embedder
 from faceforge.data.alignment import estimate_norm, norm_crop, template_points
+from faceforge.inference.answers import Identification, Verification
 from faceforge.inference.detection import (
     DETECTORS,
     SELECTION_POLICIES,
@@ -24,7 +25,7 @@ from faceforge.inference.detection import (
 from faceforge.inference.detection.mtcnn import MTCNN
 from faceforge.inference.detection.scrfd import SCRFD
 from faceforge.inference.matching import INDEX_TYPES, Gallery, Match, Threshold
-from faceforge.inference.pipeline import FacePipeline, Identification, Verification
+from faceforge.inference.pipeline import FacePipeline
 
 __all__ = [
     "DETECTORS",

@@ -13,10 +13,11 @@ from faceforge.core.embedder import load_embedder
 from faceforge.data.alignment import ARCFACE_TEMPLATE, estimate_norm
 from faceforge.data.image_io import read_image
 from faceforge.errors import CheckpointError, ConfigError, DataError, UnknownChoiceError
+from faceforge.inference.answers import UNKNOWN
 from faceforge.inference.detection.mtcnn import MTCNN
 from faceforge.inference.detection.scrfd import SCRFD
 from faceforge.inference.matching.gallery import Gallery
-from faceforge.inference.pipeline import UNKNOWN, FacePipeline
+from faceforge.inference.pipeline import FacePipeline
 
 
 @pytest.fixture(scope="module")
