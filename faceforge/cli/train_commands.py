@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from faceforge.cli.arguments import add_progress_option, ranged
 from faceforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from faceforge.config import Config
 
 OVERRIDE_HELP = "dotted config overrides, e.g. optim.lr=0.05 train.max_steps=100"
 
@@ -47,6 +52,22 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_classes(cfg: Config) -> int:
+    """The identities of the recipe's training data, read from ``data.path`` (a RecordIO
+    ``property`` file, LMDB metadata, a folder's identity folders), for ``plan``."""
+    from faceforge.data.sources import build_reader
+
+    if cfg.data.source == "synthetic":
+        return cfg.data.synthetic.num_identities
+    if not cfg.data.path or not Path(cfg.data.path).exists():
+        raise ConfigError(
+            f"give --classes, or data.path=DATASET to count them (data.path "
+            f"{cfg.data.path!r} does not exist): the identities of the training set (93431 "
+            "for MS1MV3, 360232 for Glint360K, 10572 for CASIA-WebFace)"
+        )
+    return build_reader(cfg.data).num_classes
+
+
 def _plan(args: argparse.Namespace) -> int:
     import warnings
 
@@ -54,14 +75,7 @@ def _plan(args: argparse.Namespace) -> int:
     from faceforge.train.recipe import load_recipe
 
     cfg = load_recipe(args.config, args.overrides)
-    classes = args.classes
-    if classes is None and cfg.data.source == "synthetic":
-        classes = cfg.data.synthetic.num_identities
-    if classes is None:
-        raise ConfigError(
-            "give --classes: the identities of the training set (93431 for MS1MV3, 360232 for "
-            "Glint360K, 10572 for CASIA-WebFace)"
-        )
+    classes = args.classes or _dataset_classes(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fp16 is measured as bf16 on this CPU: same size
         plan = plan_memory(cfg, args.gpus, classes)

@@ -1,7 +1,8 @@
 """Deploy, in the order a photo flows: ``detection`` (MTCNN, SCRFD by name) -> alignment
 (:mod:`faceforge.data.alignment`) -> the embedder (:mod:`faceforge.core.embedder`) ->
 ``matching`` (thresholds, indexes, galleries); ``pipeline`` runs them all and gives
-``answers``, ``export`` writes ONNX. The alignment and embedder names are re-exported here for deploy code.
+``answers``, ``export`` writes ONNX. The alignment and embedder names are re-exported here
+for deploy code.
 
 >>> from faceforge.inference import FacePipeline
 >>> pipeline = FacePipeline.load("checkpoint.pt", detector="mtcnn")  # doctest: +SKIP

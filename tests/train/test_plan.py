@@ -94,3 +94,21 @@ def test_plan_command_prints_the_table(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "200 classes, 2 GPU(s) x 32 images" in out and "total per GPU" in out
     assert main(["plan", "--config", "casia_mobilefacenet_arcface"]) == 2
+    assert "give --classes, or data.path=DATASET to count them (data.path " in (
+        capsys.readouterr().err
+    )
+
+
+def test_plan_counts_the_identities_of_an_existing_dataset(tmp_path: Path, capsys) -> None:
+    """A recipe pointed at its data needs no --classes: the dataset says how many."""
+    for person in range(3):
+        (tmp_path / f"id{person}").mkdir()
+        (tmp_path / f"id{person}" / "0.jpg").write_bytes(b"")  # listed, never decoded
+    argv = ["plan", "--config", "casia_mobilefacenet_arcface", f"data.path={tmp_path}", *SMALL]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mobilefacenet, 3 classes, 1 GPU(s) x 32 images")
+    counted = plan_memory(load_config(None, ["model.backbone=mobilefacenet", *SMALL]), 1, 3)
+    assert f"{counted.total / 2**30:8.2f} GiB" in out
+    assert main([*argv, "--classes", "10572"]) == 0  # --classes wins
+    assert "10,572 classes" in capsys.readouterr().out
