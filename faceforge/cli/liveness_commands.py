@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from faceforge.cli import antispoof_commands
-from faceforge.cli.arguments import add_progress_option, progress_bar, ranged
+from faceforge.cli.arguments import add_progress_option, progress_bar, ranged, warn_deprecated
 from faceforge.cli.model_commands import (
     add_detector_options,
     add_max_pixels_option,
@@ -19,12 +19,22 @@ from faceforge.cli.model_commands import (
     add_threshold_options,
     detector_spec,
 )
-from faceforge.cli.outputs import add_json_option, output_folder, plot_file, write_json
+from faceforge.cli.outputs import (
+    add_json_option,
+    output_file,
+    output_folder,
+    plot_file,
+    write_json,
+)
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 
 if TYPE_CHECKING:
+    from faceforge.inference.detection.base import Detector
     from faceforge.inference.liveness import LivenessChecker, LivenessResult
+
+#: what a bare ``liveness --json`` (the old flag) stores: JSON lines on stdout
+JSON_LINES = True
 
 THRESHOLD_HELP = (
     "live when the averaged live probability is at least this (default 0.5, the published "
@@ -81,33 +91,56 @@ def liveness_checker(args: argparse.Namespace) -> LivenessChecker | None:
 
 
 def _liveness(args: argparse.Namespace) -> int:
-    from faceforge.data.image_io import encode_image, read_image
-    from faceforge.inference.detection.base import select_face
+    """Each photo's decision on stdout; a photo that cannot be judged (unreadable, no face)
+    is said on stderr and the others are still judged. Status 1 when any photo is a spoof
+    or could not be judged."""
     from faceforge.inference.detection.registry import build_detector
 
+    if args.json is JSON_LINES:
+        warn_deprecated("liveness --json", "liveness --json FILE")
     args.anti_spoof = True
     checker = liveness_checker(args)
     detector = build_detector(detector_spec(args), device="cpu")
-    spoofs = 0
+    records = []
     with progress_bar(args, len(args.photos), "judging") as bar:
         for photo in args.photos:
-            image = read_image(photo, args.max_pixels)
-            face = select_face(detector.detect(image), image.shape, "best")
-            if face is None:
-                raise DataError(f"{photo}: no face found")
-            result = checker.check(image, face)
-            spoofs += not result.live
-            if args.save_crops:
-                Path(args.save_crops).mkdir(parents=True, exist_ok=True)
-                target = Path(args.save_crops) / f"{Path(photo).stem}_judged.png"
-                target.write_bytes(encode_image(result.crop, ".png"))
+            try:
+                result = _judged(args, checker, detector, photo)
+            except DataError as exc:
+                print(f"faceforge liveness: {exc}", file=sys.stderr)
+                records.append({"photo": photo, "liveness": None, "live": None, "error": str(exc)})
+            else:
+                _print_result(args, photo, result)
+                records.append({"photo": photo, **result.as_dict(), "error": None})
             bar.update()
-            _print_result(args, photo, result)
-    return 1 if spoofs else 0
+    if args.json is not JSON_LINES:
+        write_json(args.json, {"threshold": args.liveness_threshold, "photos": records})
+    return 0 if all(record["live"] for record in records) else 1
+
+
+def _judged(
+    args: argparse.Namespace, checker: LivenessChecker, detector: Detector, photo: str
+) -> LivenessResult:
+    """The decision on the best face of ``photo`` (its judged crop saved with
+    ``--save-crops``)."""
+    from faceforge.data.image_io import encode_image, read_image
+    from faceforge.files import atomic_write_bytes
+    from faceforge.inference.detection.base import select_face
+
+    image = read_image(photo, args.max_pixels)
+    face = select_face(detector.detect(image), image.shape, "best")
+    if face is None:
+        raise DataError(f"{photo}: no face found")
+    result = checker.check(image, face)
+    if args.save_crops:
+        Path(args.save_crops).mkdir(parents=True, exist_ok=True)
+        target = Path(args.save_crops) / f"{Path(photo).stem}_judged.png"
+        atomic_write_bytes(target, encode_image(result.crop, ".png"))
+    return result
 
 
 def _print_result(args: argparse.Namespace, photo: str, result: LivenessResult) -> None:
-    if args.json:
+    if args.json is JSON_LINES:
         print(json.dumps({"photo": photo, **result.as_dict()}))
         return
     decision = "live" if result.live else "SPOOF"
@@ -171,10 +204,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         prog="faceforge liveness",
         help="judge photos (the default task)",
         description="Detect the face, judge it with the anti-spoofing models and print the "
-        "live probability and decision; exit status 1 when any photo is judged a spoof.",
+        "live probability and decision; exit status 1 when any photo is judged a spoof or "
+        "cannot be judged (no face, unreadable: said on stderr, the others still judged).",
     )
     p.add_argument("photos", nargs="+", help="photos to judge")
-    p.add_argument("--json", action="store_true", help="one JSON object per photo")
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const=JSON_LINES,
+        type=output_file(".json"),
+        metavar="FILE",
+        help="also write every photo's decision, score or error as JSON (a bare --json, "
+        "deprecated, prints one JSON line per photo instead)",
+    )
     p.add_argument(
         "--save-crops",
         type=output_folder,

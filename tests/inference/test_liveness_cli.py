@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 import faceforge.cli as cli
@@ -26,13 +28,39 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, mtcnn):
 
 
 def test_liveness_json_and_judged_crop(run, lfw_images: list[Path], tmp_path: Path) -> None:
-    status, out, _ = run("liveness", lfw_images[0], "--json", "--save-crops", tmp_path)
-    record = json.loads(out)
-    assert record["photo"] == str(lfw_images[0])
+    report = tmp_path / "live.json"
+    argv = ("liveness", lfw_images[0], "--json", report, "--save-crops", tmp_path)
+    status, out, _ = run(*argv)
+    (record,) = json.loads(report.read_text())["photos"]
+    assert record["photo"] == str(lfw_images[0]) and record["error"] is None
     assert 0.0 <= record["liveness"] <= 1.0 and record["live"] == (record["liveness"] >= 0.5)
     assert status == (0 if record["live"] else 1)
+    decision = "live" if record["live"] else "SPOOF"
+    assert out.splitlines() == [
+        f"{lfw_images[0]}: {decision} (liveness {record['liveness']:.4f}, threshold 0.5)",
+        f"wrote {report}",
+    ]
     crop = read_image(tmp_path / f"{lfw_images[0].stem}_judged.png")
     assert crop.shape == (80, 80, 3)
+    # the old bare flag still prints one JSON line per photo, with a deprecation line
+    status, out, err = run("liveness", lfw_images[0], "--json")
+    assert json.loads(out) == {k: record[k] for k in ("photo", "liveness", "live")}
+    assert "'liveness --json' is deprecated, use 'liveness --json FILE'" in err
+
+
+def test_a_photo_without_a_face_is_said_and_the_others_judged(
+    run, lfw_images: list[Path], tmp_path: Path
+) -> None:
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 120, 3), 128, np.uint8))
+    report = tmp_path / "live.json"
+    status, out, err = run("liveness", blank, lfw_images[0], "--json", report, "--no-progress")
+    assert status == 1 and err == f"faceforge liveness: {blank}: no face found\n"
+    failed, judged = json.loads(report.read_text())["photos"]
+    assert failed == {"photo": str(blank), "liveness": None, "live": None,
+                      "error": f"{blank}: no face found"}  # fmt: skip
+    assert judged["photo"] == str(lfw_images[0]) and judged["error"] is None
+    assert out.startswith(f"{lfw_images[0]}: ")
 
 
 def test_strict_threshold_calls_everything_a_spoof(run, lfw_images: list[Path]) -> None:
