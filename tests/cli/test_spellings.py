@@ -153,3 +153,13 @@ def test_resolve_flip_takes_the_model_s_recorded_setting() -> None:
         embedder = SimpleNamespace(config=SimpleNamespace(eval=SimpleNamespace(flip=recorded)))
         assert resolve_flip(embedder, None) is recorded and embedder.flip is recorded
         assert resolve_flip(embedder, not recorded) is (not recorded)
+
+
+def test_every_json_option_names_the_file_it_writes() -> None:
+    """``--json FILE`` means one thing everywhere: the results written to FILE."""
+    commands = {words: parser for words, parser in _commands(build_parser()).items() if words}
+    with_json = {words: _options(parser).get("--json") for words, parser in commands.items()}
+    with_json = {words: option for words, option in with_json.items() if option is not None}
+    assert {"eval verification", "verify", "search", "liveness check", "pairs"} <= set(with_json)
+    for words, option in with_json.items():
+        assert option.metavar == "FILE" and option.nargs in (None, "?"), words
