@@ -7,9 +7,10 @@ names of their own. :func:`read_state_dict` unwraps the file; :func:`match_state
 its tensors onto a backbone's, in this order:
 
 1. a key map the user wrote (:func:`read_key_map`), applied first when given;
-2. by name: exact, or the one source key ending in ``.<name>`` (a wrapper prefix such as
-   ``model.`` or ``backbone.``); a name found under several prefixes is refused as
-   ambiguous;
+2. by name: exact, or under a wrapper prefix such as ``model.`` or ``backbone.`` (the
+   prefix that wraps the most names wins, so ``conv1.weight`` is ``model.conv1.weight``
+   rather than ``model.layer1.0.conv1.weight``); a name found under prefixes that wrap as
+   many names is refused as ambiguous;
 3. the keys left over on both sides by order, when they pair up one to one with equal
    shapes and equal leaf names (``weight``, ``bias``, ``running_mean``...): a network
    written with other names but the same layers in the same order.
@@ -22,6 +23,8 @@ wrongly shaped keys.
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from faceforge.core.safe_load import load_weights_only
+from faceforge.core.safe_load import load_with_placeholders
 from faceforge.errors import CheckpointError, first_line
 
 #: where training scripts keep the network's state dict, looked for in this order
@@ -55,16 +58,29 @@ DROP = "-"
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """The tensors of a weights file (any of :data:`CONTAINER_KEYS` unwrapped, wrapper
-    prefixes removed), read with the safe unpickler: a file that needs any Python object
-    beyond tensors and plain containers is refused in one line naming it."""
+    prefixes removed), read with the safe unpickler; Python objects kept beside them (a
+    training script's hyper-parameters, a numpy metric) are left out, never imported, with
+    one warning naming them."""
     path = Path(path)
-    value = load_weights_only(path)
+    value, objects = load_with_placeholders(path)
     state = _unwrap(value)
+    if state is None and objects and not value:  # the file is one object: a pickled model
+        raise CheckpointError(
+            f"{path}: holds no state dict of tensors, only Python objects that are never "
+            f"imported ({', '.join(objects[:LISTED])}); a whole pickled model "
+            "(torch.save(model)) cannot be read safely: save model.state_dict() instead"
+        )
     if state is None:
         found = ", ".join(map(str, list(value)[:8])) if isinstance(value, dict) else type(value)
         raise CheckpointError(
             f"{path}: expected a state dict of tensors, directly or under one of "
             f"{', '.join(CONTAINER_KEYS)}; found {found}"
+        )
+    if objects:
+        warnings.warn(
+            f"{path}: read its tensors and left out the Python objects beside them, never "
+            f"imported: {', '.join(objects[:LISTED])}",
+            stacklevel=2,
         )
     return {_unwrapped_name(key): tensor for key, tensor in state.items()}
 
@@ -170,21 +186,36 @@ def _counted(key: str) -> bool:
 
 
 def _match_names(wanted: list[str], source: Mapping[str, Tensor], what: str) -> dict[str, str]:
-    """target key -> source key, by exact name or a unique ``.<name>`` suffix."""
-    matched: dict[str, str] = {}
-    for key in wanted:
-        if key in source:
-            matched[key] = key
-            continue
-        candidates = [name for name in source if name.endswith("." + key)]
-        if len(candidates) > 1:
+    """target key -> source key: by exact name, else under a wrapper prefix (``model.``,
+    ``backbone.``): of the source keys ending in ``.<name>``, the one whose prefix wraps the
+    most names (so ``conv1.weight`` is ``model.conv1.weight``, not
+    ``model.layer1.0.conv1.weight``); prefixes that wrap as many are ambiguous, and a source
+    key two names would take goes to the one under the prefix that wraps more."""
+    exact = {key: key for key in wanted if key in source}
+    prefixes = {
+        key: [name[: -len(key)] for name in source if name.endswith("." + key)]
+        for key in wanted
+        if key not in exact
+    }
+    wraps = Counter(prefix for found in prefixes.values() for prefix in found)
+    claims: dict[str, list[tuple[int, str]]] = {}  # source key -> (prefix's wraps, target)
+    for key, found in prefixes.items():
+        most = max((wraps[prefix] for prefix in found), default=0)
+        best = [prefix for prefix in found if wraps[prefix] == most]
+        if len(best) > 1:
+            candidates = ", ".join(prefix + key for prefix in best[:LISTED])
             raise CheckpointError(
-                f"{what}: {key} is ambiguous: it matches {', '.join(candidates[:LISTED])}; "
+                f"{what}: {key} is ambiguous: it matches {candidates}; "
                 "say which with --key-map FILE (lines of 'SOURCE TARGET')"
             )
-        if candidates:
-            matched[key] = candidates[0]
-    return matched
+        if best and best[0] + key not in exact:
+            claims.setdefault(best[0] + key, []).append((most, key))
+    wrapped = {}
+    for name, claimants in claims.items():  # a key two names would take: the likelier prefix
+        ranked = sorted(claimants, reverse=True)
+        if len(ranked) == 1 or ranked[0][0] > ranked[1][0]:
+            wrapped[ranked[0][1]] = name
+    return exact | wrapped
 
 
 def _leaf(key: str) -> str:

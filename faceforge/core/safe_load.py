@@ -21,6 +21,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ MAX_DEPTH = 64
 SPARE_BYTES = 16 << 20
 #: the key path segment of a list item (``[123]``), counted at the length of a large index
 INDEX_CHARS = 12
+#: distinct Python objects :func:`load_with_placeholders` replaces before refusing a file
+MAX_PLACEHOLDERS = 32
 _ZIP_MAGIC = b"PK\x03\x04"
 _CONTAINERS = (dict, list, tuple, set, frozenset)
 
@@ -45,19 +48,50 @@ def load_weights_only(
     """``torch.load`` of ``path`` with the safe unpickler, its memory bounded by the file size
     and its value checked to be a bounded tree; any failure is one :class:`CheckpointError`
     line naming the file (``what`` says what it should have been)."""
-    path = Path(path)
+    return _checked_load(Path(path), map_location, what, placeholders=False)[0]
+
+
+def load_with_placeholders(path: str | Path, what: str = "weights file") -> tuple[Any, list[str]]:
+    """:func:`load_weights_only` for files of other projects that keep Python objects beside
+    their tensors (hyper-parameters as an ``argparse.Namespace`` or a Lightning
+    ``AttributeDict``): numpy scalars, dtypes and arrays are read as data, and each other
+    object the pickle names is built as a :class:`Placeholder` instead of the file being
+    refused. Returns the value and the names of the objects replaced."""
+    return _checked_load(Path(path), "cpu", what, placeholders=True)
+
+
+class Placeholder:
+    """Stands in for a Python object a weights file names: what the pickle builds is an
+    empty ``OrderedDict`` instead (a kind torch's safe unpickler lets a pickle fill in, with
+    the object's items or attributes), so nothing is imported and no code of it runs."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> OrderedDict:  # type: ignore[misc]
+        return OrderedDict()
+
+
+def _checked_load(
+    path: Path, map_location: str | torch.device, what: str, placeholders: bool
+) -> tuple[Any, list[str]]:
     if not path.is_file():
         raise CheckpointError(f"{what} {str(path)!r} does not exist")
     size = path.stat().st_size
     _check_archive(path, size)
-    try:
-        value = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged or crafted files
-        raise CheckpointError(f"cannot load {str(path)!r} safely: {_reason(exc)}") from None
+    named: list[str] = []
+    data = _numpy_data_globals() if placeholders else []
+    while True:  # one more read per object named, at most MAX_PLACEHOLDERS
+        try:
+            with torch.serialization.safe_globals([*data, *((Placeholder, n) for n in named)]):
+                value = torch.load(path, map_location=map_location, weights_only=True)
+            break
+        except Exception as exc:  # torch raises many types for damaged or crafted files
+            refused = _refused_global(exc) if placeholders else None
+            if refused is None or refused in named or len(named) >= MAX_PLACEHOLDERS:
+                raise CheckpointError(f"cannot load {str(path)!r} safely: {_reason(exc)}") from None
+            named.append(refused)
     problem = _Extent(budget=2 * size + SPARE_BYTES).problem(value)
     if problem:
         raise CheckpointError(f"{str(path)!r} is not a plain weights file: {problem}")
-    return value
+    return value, named
 
 
 def _check_archive(path: Path, size: int) -> None:
@@ -86,10 +120,36 @@ def _check_archive(path: Path, size: int) -> None:
         )
 
 
+def _numpy_data_globals() -> list[tuple[Any, str]]:
+    """numpy's scalar, dtype and array rebuilders, under the names numpy 1 and 2 pickle them
+    by: they make data from data and run no code (torch's documentation allowlists them the
+    same way), and training scripts save their metrics as numpy scalars."""
+    import numpy as np
+
+    core = np._core if hasattr(np, "_core") else np.core
+    rebuilders = {"scalar": core.multiarray.scalar, "_reconstruct": core.multiarray._reconstruct}
+    named = [
+        (function, f"numpy.{package}.multiarray.{name}")
+        for name, function in rebuilders.items()
+        for package in ("core", "_core")
+    ]
+    dtypes = vars(getattr(np, "dtypes", np)).values()  # numpy.dtypes: numpy >= 1.25
+    classes = [np.dtype, np.ndarray]
+    classes += [t for t in dtypes if isinstance(t, type) and issubclass(t, np.dtype)]
+    return named + [(cls, f"{cls.__module__}.{cls.__qualname__}") for cls in classes]
+
+
+def _refused_global(exc: Exception) -> str | None:
+    """The Python object torch's safe unpickler refused as not allowed, if that was the
+    failure (one of a blocked module such as ``os`` is refused for good)."""
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    return refused.group(1) if refused else None
+
+
 def _reason(exc: Exception) -> str:
     """What went wrong, in one line of our own words where torch's would advise loading
     unsafely: the refused global's name when the pickle asked for one."""
-    refused = re.search(r"GLOBAL (\S+)", str(exc))
+    refused = re.search(r"GLOBAL (\S+)", str(exc))  # not allowed, or from a blocked module
     if refused:
         return (
             f"it asks for the Python object {shorten(refused.group(1))}, which may run code, "

@@ -125,10 +125,19 @@ def test_a_name_under_two_prefixes_is_ambiguous_until_a_key_map_says(tmp_path: P
 
 
 def test_unreadable_and_unsafe_files_are_one_line_errors(tmp_path: Path) -> None:
-    torch.save({"weight": torch.zeros(1), "where": Path("/tmp")}, tmp_path / "code.pth")
-    with pytest.raises(CheckpointError, match=r"it asks for the Python object 'pathlib\.") as e:
+    torch.save(build_backbone("mobilefacenet", embedding_size=32), tmp_path / "model.pth")
+    with pytest.raises(CheckpointError) as e:  # a whole pickled model: its code never runs
+        read_state_dict(tmp_path / "model.pth")
+    assert str(e.value) == (
+        f"{tmp_path / 'model.pth'}: holds no state dict of tensors, only Python objects that "
+        "are never imported (faceforge.models.mobilefacenet.MobileFaceNet, "
+        "torch.nn.modules.container.Sequential, faceforge.models.mobilefacenet.ConvBN); a whole "
+        "pickled model (torch.save(model)) cannot be read safely: save model.state_dict() instead"
+    )
+    blocked = {"weight": torch.zeros(1), "run": __import__("os").system}
+    torch.save(blocked, tmp_path / "code.pth")  # a blocked module is refused, never stood in for
+    with pytest.raises(CheckpointError, match=r"it asks for the Python object 'posix\.system'"):
         read_state_dict(tmp_path / "code.pth")
-    assert "\n" not in str(e.value)
     torch.save({"epoch": 1, "notes": "no tensors"}, tmp_path / "empty.pth")
     with pytest.raises(CheckpointError, match="expected a state dict .* found epoch, notes"):
         read_state_dict(tmp_path / "empty.pth")
@@ -137,6 +146,46 @@ def test_unreadable_and_unsafe_files_are_one_line_errors(tmp_path: Path) -> None
         read_state_dict(tmp_path / "garbage.pth")
     with pytest.raises(CheckpointError, match="does not exist"):
         read_state_dict(tmp_path / "missing.pth")
+
+
+class _HyperParameters(dict):
+    """What a Lightning checkpoint keeps its hyper-parameters in (an AttributeDict)."""
+
+
+def test_python_objects_beside_the_tensors_are_left_out_unimported(tmp_path: Path) -> None:
+    """Hyper-parameters as an argparse.Namespace or a dict subclass and numpy metrics are
+    read as inert placeholders (nothing imported or run), with one warning naming them."""
+    import argparse
+
+    model = _mobilefacenet()
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    saved = {"state_dict": state, "hyper_parameters": _HyperParameters(lr=0.1, net="ir_18")}
+    saved |= {"args": argparse.Namespace(lr=0.1), "best_acc": np.float64(0.99)}
+    torch.save(saved, tmp_path / "run.ckpt")
+    with pytest.warns(UserWarning) as record:
+        tensors = read_state_dict(tmp_path / "run.ckpt")
+    assert len(record) == 1 and str(record[0].message) == (
+        f"{tmp_path / 'run.ckpt'}: read its tensors and left out the Python objects beside "
+        "them, never imported: test_foreign_weights._HyperParameters, argparse.Namespace"
+    )  # numpy scalars are data: read as such
+    assert tensors.keys() == state.keys()
+    # "model." wraps every name, so conv1.weight is model.conv1.weight (a suffix of others too)
+    loaded = build_backbone("mobilefacenet", embedding_size=32)
+    loaded.load_state_dict(match_state_dict(tensors, loaded.state_dict(), "run.ckpt"))
+    _same_weights(loaded, model)
+
+
+def test_a_wrapped_name_two_keys_would_take_is_not_taken_twice() -> None:
+    """``a.weight`` found only as ``m.b.a.weight``, which ``b.a.weight`` takes under the
+    ``m.`` prefix (it wraps two names): ``a.weight`` is reported missing, not given a copy."""
+    source = {"m.b.a.weight": torch.zeros(2), "m.c.weight": torch.ones(2)}
+    target = {"a.weight": torch.zeros(2), "b.a.weight": torch.zeros(2), "c.weight": torch.ones(2)}
+    with pytest.raises(CheckpointError) as error:
+        match_state_dict(source, target, "tiny")
+    assert "weights do not fit: 1 missing (a.weight) (check --arch" in str(error.value)
+    del target["a.weight"]
+    matched = match_state_dict(source, target, "tiny")
+    assert matched["b.a.weight"] is source["m.b.a.weight"]
 
 
 def test_adaface_ir_layout_imports_with_its_bgr_contract(tmp_path: Path, capsys) -> None:
