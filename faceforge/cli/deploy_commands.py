@@ -26,6 +26,7 @@ from faceforge.cli.arguments import (
 )
 from faceforge.cli.liveness_commands import add_decision_options
 from faceforge.cli.model_commands import (
+    TEMPLATE_CHOICES,
     add_detector_options,
     add_face_policy_options,
     add_max_pixels_option,
@@ -192,7 +193,14 @@ def _register_align(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dst", type=output_folder, help="output folder")
     p.add_argument("--size", type=image_side, default=112, help="output height (and width)")
     p.add_argument("--width", type=image_side, help="output width if not square (96 for 112x96)")
-    p.add_argument("--template", default="arcface")
+    p.add_argument(
+        "--template",
+        choices=TEMPLATE_CHOICES,
+        metavar="NAME",
+        default="arcface",
+        help="where the landmarks go in the crop: %(choices)s (default arcface; facenet for "
+        "facenet-pytorch's Inception-ResNet-v1 at 160x160)",
+    )
     add_face_policy_options(p, "largest", ALIGN_SELECTIONS, ALIGN_FALLBACKS, "skip")
     add_deprecated_option(p, "--multiple", "--selection", "selection", choices=ALIGN_SELECTIONS)
     add_deprecated_option(p, "--no-face", "--fallback", "fallback", choices=ALIGN_FALLBACKS)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from faceforge.inference.pipeline import FacePipeline
 
 PRECISION_CHOICES = LazyChoices("faceforge.core.precision", "PRECISIONS")
+TEMPLATE_CHOICES = LazyChoices("faceforge.data.face_template", "TEMPLATES")
 RESIZE_CHOICES = LazyChoices("faceforge.data.images", "RESIZE_MODES")
 SELECTION_CHOICES = LazyChoices("faceforge.inference.detection.base", "SELECTION_POLICIES")
 #: the specs ``--detector`` accepts (parsed by faceforge.inference.detection.registry)
@@ -77,7 +78,12 @@ def add_contract_options(parser: argparse.ArgumentParser) -> None:
         nargs=3,
         help="per-channel std of pixel/255 (default 0.5 0.5 0.5)",
     )
-    parser.add_argument("--template", help="alignment template (default arcface)")
+    parser.add_argument(
+        "--template",
+        choices=TEMPLATE_CHOICES,
+        metavar="NAME",
+        help="alignment template: %(choices)s (default arcface)",
+    )
 
 
 def add_weights_options(parser: argparse.ArgumentParser) -> None:

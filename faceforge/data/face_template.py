@@ -10,7 +10,11 @@ one where the nose and mouth of an aligned training crop are.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from faceforge.registry import Registry
 
 #: landmark positions (x, y) in a 112x112 ArcFace crop, in detection landmark order
 ARCFACE_TEMPLATE = np.array(
@@ -43,9 +47,23 @@ FACENET_TEMPLATE = np.array(
     dtype=np.float64,
 )
 
-TEMPLATES = {"arcface": ARCFACE_TEMPLATE, "facenet": FACENET_TEMPLATE}
-#: side of the square crop each template is defined for
-TEMPLATE_SIDES = {"arcface": 112, "facenet": 160}
+
+@dataclass(frozen=True)
+class Template:
+    """Landmark positions (5, 2) in a square crop of ``side`` pixels."""
+
+    points: np.ndarray
+    side: int
+
+
+#: alignment template name -> its landmarks (``--template``, the preprocessing contract's)
+TEMPLATES: Registry[Template] = Registry.of(
+    "alignment template",
+    {
+        "arcface": lambda: Template(ARCFACE_TEMPLATE, 112),
+        "facenet": lambda: Template(FACENET_TEMPLATE, 160),
+    },
+)
 
 
 def template_points(size: tuple[int, int] = (112, 112), template: str = "arcface") -> np.ndarray:
@@ -56,9 +74,8 @@ def template_points(size: tuple[int, int] = (112, 112), template: str = "arcface
     an 8*size/128 pixel x offset (insightface's convention); (112k, 96k) scales by k and shifts
     x by -8k (the 112x96 crop).
     """
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown alignment template {template!r}; known: {sorted(TEMPLATES)}")
-    points, side = TEMPLATES[template], TEMPLATE_SIDES[template]
+    found = TEMPLATES.get(template)()
+    points, side = found.points, found.side
     height, width = size
     if height == width and height % side == 0:
         ratio, shift = height / side, 0.0
