@@ -3,7 +3,8 @@
 
 * ``torch.load(weights_only=True)``: a crafted pickle cannot run code. A refusal is one line
   naming the file and the Python object the pickle asked for, never torch's advice to retry
-  with ``weights_only=False`` (which would run it);
+  with ``weights_only=False`` (which would run it). Files of other projects may instead have
+  such objects built as inert placeholders (:func:`load_with_placeholders`), never imported;
 * a zip archive (every ``torch.save`` since PyTorch 1.6) must store its entries uncompressed
   and side by side, as ``torch.save`` writes them, so what is read is no larger than the file
   (a 200 KB deflated entry otherwise inflates to 200 MB);
