@@ -43,6 +43,11 @@ class Backend(Protocol):
     device: torch.device
 
     @property
+    def accelerated(self) -> bool:
+        """Whether the network runs on an accelerator (which embeds faster than one core
+        decodes images)."""
+
+    @property
     def precision(self) -> str:
         """What runs now: ``fp32``, ``bf16``, ``fp16`` or ``int8``."""
 

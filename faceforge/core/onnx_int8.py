@@ -122,6 +122,10 @@ class Int8OnnxBackend:
     def precision(self) -> str:
         return "int8" if self._active is self.int8 else "fp32"
 
+    @property
+    def accelerated(self) -> bool:
+        return self.fp32.accelerated
+
     def __repr__(self) -> str:
         return (
             f"ONNX Runtime {self.fp32.provider}, {self.precision} "

@@ -178,6 +178,10 @@ class OnnxRuntimeBackend:
         """The execution provider that runs the graph first, e.g. ``CPU`` or ``CUDA``."""
         return self.session.get_providers()[0].removesuffix("ExecutionProvider")
 
+    @property
+    def accelerated(self) -> bool:
+        return self.provider != "CPU"
+
     def __repr__(self) -> str:
         return f"ONNX Runtime {self.provider}, {self.precision}"
 

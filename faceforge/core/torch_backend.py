@@ -152,6 +152,10 @@ class TorchBackend:
         """What runs: ``fp32``, ``bf16`` or ``fp16``."""
         return self.compute.name
 
+    @property
+    def accelerated(self) -> bool:
+        return self.device.type != "cpu"
+
     def __repr__(self) -> str:
         layout = "channels-last" if self.channels_last else "NCHW"
         compiled = ", compiled" if self.compiled else ""

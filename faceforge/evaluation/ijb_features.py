@@ -3,7 +3,8 @@
 Each loose crop is aligned from its meta landmarks to the model's own template and input
 size (:mod:`faceforge.data.alignment`), embedded with its mirror image, and the two raw
 views are summed; :mod:`faceforge.evaluation.ijb` pools the features into templates. The
-next batch of crops is read and aligned while the current one is embedded.
+next batches of crops are read and aligned while the current one is embedded (by several
+threads beside an accelerator).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from faceforge.data.alignment import norm_crop
 from faceforge.data.image_io import MAX_PHOTO_PIXELS, read_image
 from faceforge.data.prefetch import ahead
 from faceforge.evaluation.ijb_layout import IjbMeta
-from faceforge.evaluation.run import embed_batches
+from faceforge.evaluation.run import decoding_threads, embed_batches
 
 
 def aligned_crops(
@@ -64,7 +65,8 @@ def ijb_features(
         )
         for start in range(0, len(meta.images), step)
     )
+    batches = ahead(jobs, decoding_threads(embedder))
     plain, mirrored = embed_batches(
-        embedder, ahead(jobs), flip=True, total=len(meta.images), progress=progress, desc="IJB"
+        embedder, batches, flip=True, total=len(meta.images), progress=progress, desc="IJB"
     )
     return plain + mirrored

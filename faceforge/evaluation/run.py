@@ -22,13 +22,19 @@ from torch import nn
 from faceforge.core.embedder import Embedder
 from faceforge.core.preprocess import Preprocess
 from faceforge.data.image_io import MAX_PHOTO_PIXELS
-from faceforge.data.prefetch import ahead
+from faceforge.data.prefetch import ahead, decode_threads
 from faceforge.data.verification_set import VerificationSet
 from faceforge.evaluation.pairs import PairList, StoredImage, load_pair_images
 from faceforge.evaluation.verification import VerificationResult, evaluate_embeddings
 
 #: uint8 (N, H, W, 3) faces of the model's input size from image files or stored images
 FaceLoader = Callable[[Sequence[Path | StoredImage]], np.ndarray]
+
+
+def decoding_threads(embedder: Embedder) -> int:
+    """Threads decoding the next batches: one beside a CPU network, which it keeps up with;
+    :func:`~faceforge.data.prefetch.decode_threads` beside an accelerator."""
+    return decode_threads() if embedder.backend.accelerated else 1
 
 
 def embed_batches(
@@ -125,6 +131,7 @@ def evaluate_pair_list(
     started = time.perf_counter()
     files, index = pairs.unique()
     size, step = embedder.input_size, embedder.batch_size
+    own_decoding = load is None
     load = load or functools.partial(
         load_pair_images, image_size=size, resize=resize, max_pixels=max_pixels
     )
@@ -132,8 +139,9 @@ def evaluate_pair_list(
         functools.partial(load, chunk)
         for chunk in (files[start : start + step] for start in range(0, len(files), step))
     )
+    threads = decoding_threads(embedder) if own_decoding else 1  # ``load``: one at a time
     plain, mirrored = embed_batches(
-        embedder, ahead(jobs), flip=flip, total=len(files), progress=progress, desc=name
+        embedder, ahead(jobs, threads), flip=flip, total=len(files), progress=progress, desc=name
     )
     seconds = time.perf_counter() - started
     return _scored(

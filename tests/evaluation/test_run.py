@@ -112,3 +112,17 @@ def test_ijb_crops_decode_within_the_given_pixel_budget(tmp_path):
     assert crops.shape == (1, 112, 112, 3)
     with pytest.raises(DataError, match="a.jpg.*120 ?x ?100|a.jpg.*100 ?x ?120"):
         aligned_crops(tmp_path, ["a.jpg"], points, (112, 112), "arcface", 120 * 100 - 1)
+
+
+def test_decoding_runs_on_more_threads_only_beside_an_accelerator(tiny_checkpoint) -> None:
+    """One thread keeps up with a CPU network (more would compete for its cores); a GPU
+    embeds faster than one core decodes, so every core decodes."""
+    from types import SimpleNamespace
+
+    from faceforge.core.embedder import load_embedder
+    from faceforge.data.prefetch import decode_threads
+    from faceforge.evaluation.run import decoding_threads
+
+    assert decoding_threads(load_embedder(tiny_checkpoint, device="cpu")) == 1
+    on_gpu = SimpleNamespace(backend=SimpleNamespace(accelerated=True))
+    assert decoding_threads(on_gpu) == decode_threads()
