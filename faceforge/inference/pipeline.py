@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from faceforge.core.model_source import ModelSource
 from faceforge.data.alignment import norm_crop
 from faceforge.data.image_io import MAX_PHOTO_PIXELS, read_image
 from faceforge.data.images import RESIZE_MODES, fit_image
+from faceforge.data.prefetch import ahead
 from faceforge.errors import DataError
 from faceforge.inference.answers import UNKNOWN, Enrollment, Identification, Verification
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
@@ -29,6 +31,10 @@ from faceforge.inference.matching.gallery import Gallery
 from faceforge.inference.matching.threshold import Threshold, resolve_threshold
 
 ImageLike = str | Path | np.ndarray
+#: a decoded image and its name for messages
+Decoded = tuple[np.ndarray, str]
+#: an image's selected face (aligned crop, report, image name), or why it is unusable
+Selected = tuple[np.ndarray, FaceReport | None, str] | DataError
 #: called with the number of images just finished
 Progress = Callable[[int], None]
 
@@ -176,37 +182,33 @@ class FacePipeline:
     def _align_all(self, images: Sequence[ImageLike]) -> list[np.ndarray | DataError]:
         """Crop or error for every image, decoding and detecting ``CHUNK`` images at a time."""
         results: list[np.ndarray | DataError] = []
-        for start in range(0, len(images), CHUNK):
-            results.extend(self._align_chunk(images[start : start + CHUNK], start))
+        for _, selected in self.selected_chunks(images):
+            results.extend(self._quality_checked(item) for item in selected)
         return results
 
-    def _align_chunk(self, images: Sequence[ImageLike], start: int) -> list[np.ndarray | DataError]:
-        results: list[np.ndarray | DataError] = []
-        for item in self.selected_faces(images, start):
-            try:
-                results.append(
-                    item if isinstance(item, DataError) else self._quality_checked(*item)
-                )
-            except DataError as exc:
-                results.append(exc)
-        return results
+    def selected_chunks(self, images: Sequence[ImageLike]) -> Iterator[tuple[int, list[Selected]]]:
+        """``(start, selected)`` per ``CHUNK`` images from ``start``: for each, the crop and
+        report of :meth:`checked_face` and the image's name, or why it is unusable. A chunk's
+        images are detected together while the next chunk is decoded."""
+        starts = range(0, len(images), CHUNK)
+        jobs = (functools.partial(self._decoded, images[at : at + CHUNK], at) for at in starts)
+        for start, decoded in zip(starts, ahead(jobs), strict=True):
+            yield start, self._selected(decoded)
 
-    def selected_faces(
-        self, images: Sequence[ImageLike], start: int = 0
-    ) -> list[tuple[np.ndarray, FaceReport | None, str] | DataError]:
-        """Per image (``start`` numbers unnamed arrays), the crop and report of
-        :meth:`checked_face` and the image's name, or why it is unusable; the images are
-        detected together."""
-        loaded: list[tuple[np.ndarray, str] | DataError] = []
+    def _decoded(self, images: Sequence[ImageLike], start: int) -> list[Decoded | DataError]:
+        decoded: list[Decoded | DataError] = []
         for offset, image in enumerate(images):
             try:
-                loaded.append(_as_image(image, start + offset, self.max_pixels))
+                decoded.append(_as_image(image, start + offset, self.max_pixels))
             except DataError as exc:
-                loaded.append(exc)
-        arrays = [item[0] for item in loaded if not isinstance(item, DataError)]
+                decoded.append(exc)
+        return decoded
+
+    def _selected(self, decoded: list[Decoded | DataError]) -> list[Selected]:
+        arrays = [item[0] for item in decoded if not isinstance(item, DataError)]
         detections = iter(self.detector.detect_batch(arrays) if self.detector else [])
-        results: list[tuple[np.ndarray, FaceReport | None, str] | DataError] = []
-        for item in loaded:
+        results: list[Selected] = []
+        for item in decoded:
             if isinstance(item, DataError):
                 results.append(item)
                 continue
@@ -217,13 +219,19 @@ class FacePipeline:
                 results.append(exc)
         return results
 
-    def _quality_checked(
-        self, crop: np.ndarray, report: FaceReport | None, name: str
-    ) -> np.ndarray:
-        if report is not None and self.checks.min_quality is not None:
-            if self.checks.magface:
-                report = report.with_feature_norm(self.embedder.embed_with_norms(crop)[1][0])
+    def _quality_checked(self, item: Selected) -> np.ndarray | DataError:
+        """The crop, or why it is refused (or unusable): a face below ``min_quality``."""
+        if isinstance(item, DataError):
+            return item
+        crop, report, name = item
+        if report is None or self.checks.min_quality is None:
+            return crop
+        if self.checks.magface:
+            report = report.with_feature_norm(self.embedder.embed_with_norms(crop)[1][0])
+        try:
             self.checks.refuse_low_quality(report, name)
+        except DataError as exc:
+            return exc
         return crop
 
     def _select(
@@ -262,8 +270,8 @@ class FacePipeline:
         """
         out = np.full((len(images), self.embedder.embedding_size), np.nan, np.float32)
         errors: list[str | None] = []
-        for start in range(0, len(images), CHUNK):
-            results = self._align_chunk(images[start : start + CHUNK], start)
+        for start, selected in self.selected_chunks(images):
+            results = [self._quality_checked(item) for item in selected]
             good = [i for i, r in enumerate(results) if not isinstance(r, DataError)]
             if good:
                 crops = self._stack([results[i] for i in good])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceforge.errors import DataError
-from faceforge.inference.pipeline import CHUNK, FacePipeline, ImageLike, Progress
+from faceforge.inference.pipeline import FacePipeline, ImageLike, Progress
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,13 @@ def embed_with_quality(
     embeddings = np.full((len(images), size), np.nan, np.float32)
     quality = np.zeros(len(images), np.float64)
     errors: list[str | None] = []
-    for start in range(0, len(images), CHUNK):
-        chunk = images[start : start + CHUNK]
+    for start, selected in pipeline.selected_chunks(images):
         crops, reports, rows = [], [], []
-        for offset, selected in enumerate(pipeline.selected_faces(chunk, start)):
-            errors.append(str(selected) if isinstance(selected, DataError) else None)
-            if not isinstance(selected, DataError):
-                crops.append(selected[0])
-                reports.append(selected[1])
+        for offset, item in enumerate(selected):
+            errors.append(str(item) if isinstance(item, DataError) else None)
+            if not isinstance(item, DataError):
+                crops.append(item[0])
+                reports.append(item[1])
                 rows.append(start + offset)
         if crops:
             embedded, norms = pipeline.embedder.embed_with_norms(np.stack(crops))
@@ -54,5 +53,5 @@ def embed_with_quality(
                     scored = report.with_feature_norm(norm) if pipeline.checks.magface else report
                     quality[row] = scored.quality.total
         if progress is not None:
-            progress(len(chunk))
+            progress(len(selected))
     return ScoredFaces(embeddings, quality, errors)
