@@ -102,7 +102,7 @@ def bench_embedding(
     )
     start = time.perf_counter()
     compiled.embed(faces[:1])
-    print(f"{name}: {len(faces)} images, batch {batch}")
+    print(f"{name}: {len(faces)} images, batch {batch}; faceforge = {faceforge.backend!r}")
     print(f"  torch.compile: {time.perf_counter() - start:.1f} s once (then cached on disk)")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.onnx"

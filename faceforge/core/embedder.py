@@ -258,6 +258,7 @@ def load_embedder(
     channels_last: bool = True,
     threads: int = 0,
     compile: bool = False,
+    winograd: bool | None = None,
 ) -> Embedder:
     """An :class:`Embedder` for any :class:`~faceforge.core.model_source.ModelSource`: a
     faceforge checkpoint, an ONNX file (``.onnx``), a weights file with its architecture or a
@@ -268,7 +269,9 @@ def load_embedder(
     available; ``precision`` (``auto``: bf16 on CPUs with native bf16, fp16 on CUDA, else
     fp32) applies to PyTorch; ``fold_bn``/``channels_last`` turn those optimisations off;
     ``compile`` runs the PyTorch network through ``torch.compile`` (faster for long jobs,
-    after a one-time compile); ``threads`` bounds ONNX Runtime's threads.
+    after a one-time compile); ``winograd`` forces Winograd 3x3 convolutions on or off
+    (default: fp32 on CPU, :mod:`faceforge.core.winograd`); ``threads`` bounds ONNX
+    Runtime's threads.
 
     >>> embedder = load_embedder("runs/quickstart/checkpoint.pt")  # doctest: +SKIP
     >>> embedder.embed(aligned_faces).shape  # doctest: +SKIP
@@ -279,7 +282,7 @@ def load_embedder(
     name = backend or _default_backend(model, precision)
     factory = EMBEDDER_BACKENDS.get(name, "backend")
     options = RuntimeOptions(
-        resolve_device(device), precision, fold_bn, channels_last, None, threads, compile
+        resolve_device(device), precision, fold_bn, channels_last, None, threads, compile, winograd
     )
     return Embedder(model, factory(model, options), flip=flip, batch_size=batch_size)
 
