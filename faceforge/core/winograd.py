@@ -14,7 +14,8 @@ README's measured figures). Layers of fewer than 128 input channels gain nothing
 transforms then cost as much as they save) and keep the direct convolution. The result
 differs from the direct convolution by fp32 rounding amplified by the transforms' entries
 (up to 8 and 1/24): about 1e-5 of the output's scale, cosine 0.9999998 between IResNet-50
-embeddings.
+embeddings. The transformed weights take 36/9 = 4x the memory of the layers they replace
+(IResNet-50's inference copy: 166 -> 477 MiB; IResNet-100: 249 -> 806 MiB).
 """
 
 from __future__ import annotations

@@ -117,6 +117,7 @@ class FacePipeline:
         flip: bool = False,
         precision: str = "auto",
         compile: bool = False,
+        winograd: bool | None = None,
         **options: Any,
     ) -> FacePipeline:
         """A pipeline for a checkpoint, ONNX file or :class:`ModelSource` (see
@@ -128,9 +129,8 @@ class FacePipeline:
         >>> FacePipeline.load("best.pt", detector="scrfd:det_10g.onnx")  # doctest: +SKIP
         """
         built = None if detector is None else build_detector(detector, device=device)
-        embedder = load_embedder(
-            model, device=device, flip=flip, precision=precision, compile=compile
-        )
+        runtime = {"precision": precision, "compile": compile, "winograd": winograd}
+        embedder = load_embedder(model, device=device, flip=flip, **runtime)
         return cls(embedder, built, **options)
 
     @property

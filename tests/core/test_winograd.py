@@ -99,3 +99,22 @@ def test_use_winograd_counts_what_it_replaced() -> None:
     )
     assert use_winograd(model) == 1
     assert type(model[0]) is nn.Conv2d and isinstance(model[1], WinogradConv2d)
+
+
+def test_the_command_line_and_the_pipeline_turn_it_off(tmp_path) -> None:
+    """``--no-winograd`` reaches the embedder through FacePipeline.load, as the CLI builds it."""
+    from faceforge.cli import parse_args
+    from faceforge.cli.model_commands import runtime_kwargs
+    from faceforge.config import Config, ModelConfig
+    from faceforge.core.checkpoint import Checkpoint
+    from faceforge.inference.pipeline import FacePipeline
+
+    net = build_backbone("iresnet18", embedding_size=64)
+    config = Config(model=ModelConfig(backbone="iresnet18", embedding_size=64))
+    Checkpoint(config=config, backbone=net.state_dict()).save(tmp_path / "r18.pt")
+    argv = ["eval", "--checkpoint", str(tmp_path / "r18.pt"), "--precision", "fp32"]
+    for flag, expected in ((None, True), ("--winograd", True), ("--no-winograd", False)):
+        options = runtime_kwargs(parse_args(argv + ([flag] if flag else [])))
+        assert options["winograd"] == (None if flag is None else expected)
+        pipeline = FacePipeline.load(tmp_path / "r18.pt", detector=None, **options)
+        assert pipeline.embedder.backend.winograd is expected
