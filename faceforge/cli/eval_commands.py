@@ -214,6 +214,7 @@ def _eval(args: argparse.Namespace) -> int:
         "backbone": embedder.model.arch or embedder.description,
         "flip": flip,
         "precision": args.precision,
+        "runtime": repr(embedder.backend),  # what ran: device, precision, layout, Winograd
         "folds": {name: _folds(args, data) for name, data in sets},
     }
     if args.json:

@@ -229,6 +229,7 @@ def test_the_folds_of_a_pairs_file_header_are_the_default(tmp_path, capsys) -> N
     written = json.loads((tmp_path / "r.json").read_text())
     assert len(written["sets"]["pairs"]["fold_accuracies"]) == 2
     assert written["meta"]["folds"] == {"pairs": 2}
+    assert written["meta"]["runtime"].startswith("torch on cpu, ")
     assert "folds hold only" not in capsys.readouterr().err
     assert main([*argv, "--folds", "4"]) == 0  # --folds wins
     assert (
