@@ -38,8 +38,9 @@ Selected = tuple[np.ndarray, FaceReport | None, str] | DataError
 #: called with the number of images just finished
 Progress = Callable[[int], None]
 
-#: images decoded and detected together (bounds memory for long lists)
-CHUNK = 32
+#: images decoded and detected together; the next chunk is decoded meanwhile, so two chunks
+#: of photos are held at most (bounds memory for long lists of large photos)
+CHUNK = 16
 
 
 def _raise_first(errors: Sequence[str | None]) -> None:
