@@ -40,11 +40,13 @@ def embed_with_quality(
     for start, selected in pipeline.selected_chunks(images):
         crops, reports, rows = [], [], []
         for offset, item in enumerate(selected):
-            errors.append(str(item) if isinstance(item, DataError) else None)
-            if not isinstance(item, DataError):
-                crops.append(item[0])
-                reports.append(item[1])
-                rows.append(start + offset)
+            if isinstance(item, DataError):
+                errors.append(str(item))
+                continue
+            errors.append(None)
+            crops.append(item[0])
+            reports.append(item[1])
+            rows.append(start + offset)
         if crops:
             embedded, norms = pipeline.embedder.embed_with_norms(np.stack(crops))
             embeddings[rows] = embedded

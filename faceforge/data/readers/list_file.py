@@ -31,8 +31,8 @@ class ListFileReader(FileListReader):
         paths: list[Path] = []
         labels: list[int] = []
         for number, line in enumerate(list_file.read_text().splitlines(), start=1):
-            text = line.strip()
-            if not text or text.startswith("#"):
+            text = _entry_text(line)
+            if not text:
                 continue
             parts = text.rsplit(maxsplit=1)
             if not _is_entry(parts):
@@ -45,6 +45,12 @@ class ListFileReader(FileListReader):
         if not paths:
             raise DataError(f"list file {str(list_file)!r} has no samples")
         super().__init__(paths, np.asarray(labels, dtype=np.int64), max_pixels)
+
+
+def _entry_text(line: str) -> str:
+    """A list line without the spaces around it; empty for blank lines and ``#`` comments."""
+    text = line.strip()
+    return "" if text.startswith("#") else text
 
 
 def _is_entry(parts: list[str]) -> bool:
@@ -61,7 +67,7 @@ def list_files_in(folder: str | Path) -> list[Path]:
             continue
         with path.open("rb") as file:
             head = file.read(4096).decode("utf-8", "replace").splitlines()
-        entries = [line.strip() for line in head if line.strip() and not line.startswith("#")]
+        entries = [text for text in map(_entry_text, head) if text]
         if entries and _is_entry(entries[0].rsplit(maxsplit=1)):
             found.append(path)
     return found
