@@ -134,12 +134,15 @@ class Embedder:
         fold_bn: bool = True,
         channels_last: bool = True,
         compile: bool = False,
+        winograd: bool | None = None,
     ) -> Embedder:
         """An embedder for an in-memory backbone (training's evaluation, benchmarks), on its
         own device unless ``device`` is given; the backbone itself is not modified."""
         model = LoadedModel(backbone, preprocess or Preprocess(), Config(), "model")
         target = None if device is None else resolve_device(device)
-        options = RuntimeOptions(target, precision, fold_bn, channels_last, compile=compile)
+        options = RuntimeOptions(
+            target, precision, fold_bn, channels_last, compile=compile, winograd=winograd
+        )
         return cls(model, TorchBackend(backbone, options), flip=flip, batch_size=batch_size)
 
     def __repr__(self) -> str:

@@ -87,6 +87,16 @@ def test_reduced_precision_and_compiled_networks_keep_direct_convolutions() -> N
     assert not backend_type(net, _options(compile=True)).winograd
 
 
+def test_an_in_memory_backbone_takes_the_same_switch() -> None:
+    """``Embedder.from_backbone`` (training's evaluation, benchmarks) takes ``winograd`` as
+    ``load_embedder`` does: default on for fp32 on CPU, and either way when asked."""
+    net = build_backbone("iresnet18", embedding_size=64).eval()
+    for asked, expected in ((None, True), (False, False), (True, True)):
+        embedder = Embedder.from_backbone(net, device="cpu", precision="fp32", winograd=asked)
+        assert embedder.backend.winograd is expected
+    assert type(net.layer2[0].conv1) is nn.Conv2d  # the backbone itself is left alone
+
+
 def _options(**options):
     from faceforge.core.torch_backend import RuntimeOptions
 
