@@ -42,7 +42,7 @@ def nms(
     A box is dropped when its overlap (see :func:`box_overlap`) with an already kept,
     higher-scoring box exceeds ``threshold``.
     """
-    order = torch.argsort(scores, descending=True)
+    order = torch.sort(scores, descending=True, stable=True).indices
     keep: list[torch.Tensor] = []
     while order.numel() > 0:
         best = order[0]
@@ -63,16 +63,18 @@ def batched_nms(
     threshold: float,
     mode: str = "union",
 ) -> torch.Tensor:
-    """NMS applied independently within each group (image, scale, ...): kept indices.
+    """NMS applied independently within each group (image, scale, ...): kept indices, group
+    by group in ascending order, each group's highest score first.
 
-    Each group's boxes are shifted by a group-specific offset larger than any coordinate, so
-    boxes of different groups never overlap and one NMS pass handles all groups.
+    Each group is suppressed on its own, so a group's result never depends on the others
+    (shifting groups apart in one pass would round their coordinates differently with every
+    batch, flipping overlaps that sit at the threshold).
     """
-    if boxes.numel() == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    span = boxes.max() - boxes.min() + 1
-    shifted = boxes + (groups.to(boxes.dtype) * span)[:, None]
-    return nms(shifted, scores, threshold, mode)
+    kept = [torch.zeros(0, dtype=torch.long, device=boxes.device)]
+    for group in groups.unique():
+        members = (groups == group).nonzero()[:, 0]
+        kept.append(members[nms(boxes[members], scores[members], threshold, mode)])
+    return torch.cat(kept)
 
 
 def square_boxes(boxes: torch.Tensor) -> torch.Tensor:

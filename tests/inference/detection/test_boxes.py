@@ -73,6 +73,24 @@ def test_batched_nms_keeps_groups_apart() -> None:
     assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0), 0.5).numel() == 0
 
 
+def test_batched_nms_gives_each_group_what_it_gets_alone() -> None:
+    """An overlap a hair above the threshold (4e-8) keeps its fate whatever other groups hold:
+    one image's detections must not depend on the batch around it. Shifting this group past
+    another image's wide box (the one-pass trick) rounded the overlap below it."""
+    boxes = torch.tensor(
+        [[92.692642, 100.585922, 124.837608, 173.748459],
+         [106.341484, 100.585922, 138.486450, 173.748459]]
+    )  # fmt: skip
+    scores = torch.tensor([0.9, 0.8])
+    threshold = 0.4039
+    assert 0 < box_overlap(boxes[0], boxes[1:], "union").item() - threshold < 1e-6
+    assert nms(boxes, scores, threshold).tolist() == [0]
+    with_far_image = torch.cat([boxes, torch.tensor([[0.0, 0.0, 3000.0, 3000.0]])])
+    groups = torch.tensor([3, 3, 0])
+    kept = batched_nms(with_far_image, torch.tensor([0.9, 0.8, 1.0]), groups, threshold)
+    assert kept.tolist() == [2, 0]  # group by group, each group's best first
+
+
 def test_square_and_regression() -> None:
     boxes = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
     torch.testing.assert_close(square_boxes(boxes), torch.tensor([[0.0, 20.0, 40.0, 60.0]]))
