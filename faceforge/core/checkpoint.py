@@ -92,12 +92,7 @@ class Checkpoint:
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
         """Read and verify a checkpoint (safe unpickler, version and content hash checked)."""
-        payload = load_weights_only(path, map_location, what="checkpoint")
-        if not isinstance(payload, dict) or payload.get("kind") != FORMAT:
-            raise CheckpointError(
-                f"{str(path)!r} is not a faceforge checkpoint; for an insightface backbone.pth "
-                "use the --arch option of the inference commands"
-            )
+        payload = _payload(path, map_location, mapped=False)
         fields = _verified_fields(str(path), payload)
         try:
             fields["config"] = config_from_dict(fields["config"])
@@ -107,6 +102,28 @@ class Checkpoint:
             return cls(**fields)
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise CheckpointError(f"{str(path)!r} has unusable contents: {exc}") from None
+
+    @staticmethod
+    def read_config(path: str | Path) -> Config:
+        """The config a checkpoint was trained with, its tensors mapped rather than read (a
+        Partial FC head can take gigabytes) and not verified: :meth:`load` checks them when
+        the run restores the checkpoint. What a resume needs to know before it builds."""
+        payload = _payload(path, "cpu", mapped=True)
+        try:
+            return config_from_dict(payload["config"])
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise CheckpointError(f"{str(path)!r} has unusable contents: {exc}") from None
+
+
+def _payload(path: str | Path, map_location: str | torch.device, mapped: bool) -> dict:
+    """The dict a faceforge checkpoint file holds (safe unpickler), else CheckpointError."""
+    payload = load_weights_only(path, map_location, what="checkpoint", mapped=mapped)
+    if not isinstance(payload, dict) or payload.get("kind") != FORMAT:
+        raise CheckpointError(
+            f"{str(path)!r} is not a faceforge checkpoint; for an insightface backbone.pth "
+            "use the --arch option of the inference commands"
+        )
+    return payload
 
 
 def _verified_fields(name: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -44,12 +44,17 @@ _CONTAINERS = (dict, list, tuple, set, frozenset)
 
 
 def load_weights_only(
-    path: str | Path, map_location: str | torch.device = "cpu", what: str = "weights file"
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    what: str = "weights file",
+    mapped: bool = False,
 ) -> Any:
     """``torch.load`` of ``path`` with the safe unpickler, its memory bounded by the file size
     and its value checked to be a bounded tree; any failure is one :class:`CheckpointError`
-    line naming the file (``what`` says what it should have been)."""
-    return _checked_load(Path(path), map_location, what, placeholders=False)[0]
+    line naming the file (``what`` says what it should have been). ``mapped`` maps the
+    tensors of a zip-format file from disk instead of reading them (``mmap``): only what is
+    touched is read, for callers that want the plain values beside large tensors."""
+    return _checked_load(Path(path), map_location, what, placeholders=False, mapped=mapped)[0]
 
 
 def load_with_placeholders(path: str | Path, what: str = "weights file") -> tuple[Any, list[str]]:
@@ -71,18 +76,22 @@ class Placeholder:
 
 
 def _checked_load(
-    path: Path, map_location: str | torch.device, what: str, placeholders: bool
+    path: Path,
+    map_location: str | torch.device,
+    what: str,
+    placeholders: bool,
+    mapped: bool = False,
 ) -> tuple[Any, list[str]]:
     if not path.is_file():
         raise CheckpointError(f"{what} {str(path)!r} does not exist")
     size = path.stat().st_size
-    _check_archive(path, size)
+    mapped = _check_archive(path, size) and mapped  # torch maps zip archives only
     named: list[str] = []
     data = _numpy_data_globals() if placeholders else []
     while True:  # one more read per object named, at most MAX_PLACEHOLDERS
         try:
             with torch.serialization.safe_globals([*data, *((Placeholder, n) for n in named)]):
-                value = torch.load(path, map_location=map_location, weights_only=True)
+                value = torch.load(path, map_location=map_location, weights_only=True, mmap=mapped)
             break
         except Exception as exc:  # torch raises many types for damaged or crafted files
             refused = _refused_global(exc) if placeholders else None
@@ -95,11 +104,12 @@ def _checked_load(
     return value, named
 
 
-def _check_archive(path: Path, size: int) -> None:
-    """Refuse zip entries that would expand beyond the file: compressed or overlapping."""
+def _check_archive(path: Path, size: int) -> bool:
+    """Refuse zip entries that would expand beyond the file: compressed or overlapping.
+    Returns whether ``path`` is a zip archive."""
     with path.open("rb") as f:
         if f.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
-            return  # PyTorch's pre-1.6 format reads each tensor's bytes from the file itself
+            return False  # PyTorch's pre-1.6 format reads each tensor's bytes from the file
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
@@ -119,6 +129,7 @@ def _check_archive(path: Path, size: int) -> None:
             f"{str(path)!r} is damaged or crafted: its zip entries add up to more than the "
             f"file's {size:,} bytes"
         )
+    return True
 
 
 def _numpy_data_globals() -> list[tuple[Any, str]]:

@@ -257,14 +257,15 @@ def build_backbone_for(cfg: Config, device: torch.device, dist: Distributed) -> 
 def _load_initial_backbone(backbone: nn.Module, cfg: Config) -> None:
     """Fine-tuning: start from the backbone of ``model.init_from`` (strict, same architecture);
     its head, optimizer and step are left behind."""
-    saved = Checkpoint.load(cfg.model.init_from).config.model
+    ckpt = Checkpoint.load(cfg.model.init_from)
+    saved = ckpt.config.model
     for name in ("backbone", "embedding_size"):
         if getattr(saved, name) != getattr(cfg.model, name):
             raise ConfigError(
                 f"model.init_from={cfg.model.init_from!r} holds model.{name}="
                 f"{getattr(saved, name)!r}, the config says {getattr(cfg.model, name)!r}"
             )
-    backbone.load_state_dict(Checkpoint.load(cfg.model.init_from).backbone, strict=True)
+    backbone.load_state_dict(ckpt.backbone, strict=True)
 
 
 def build_criterion(cfg: Config, num_classes: int, dist: Distributed) -> Criterion:

@@ -130,6 +130,29 @@ def test_a_flipped_weight_bit_is_detected(tmp_path: Path) -> None:
         load_model(path)
 
 
+def test_the_config_is_read_without_the_tensors(tmp_path: Path) -> None:
+    """``read_config`` (a resume deciding its recipe) maps the tensors instead of reading and
+    hashing them: it answers for a file whose weights ``load`` would refuse, and for
+    PyTorch's pre-zip format, which cannot be mapped; what is not a checkpoint is refused."""
+    path = tmp_path / "a.pt"
+    ckpt = _checkpoint()
+    ckpt.save(path)
+    assert Checkpoint.read_config(path) == ckpt.config
+    payload = torch.load(path, weights_only=True)
+    weight = next(v for v in payload["backbone"].values() if v.dtype == torch.float32)
+    weight.view(torch.int32).view(-1)[0] ^= 1 << 3
+    torch.save(payload, path, _use_new_zipfile_serialization=False)
+    assert Checkpoint.read_config(path) == ckpt.config
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Checkpoint.load(path)
+    torch.save({"conv.weight": torch.zeros(2)}, tmp_path / "backbone.pth")
+    with pytest.raises(CheckpointError, match="not a faceforge checkpoint"):
+        Checkpoint.read_config(tmp_path / "backbone.pth")
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(os.system))
+    with pytest.raises(CheckpointError, match="safely"):
+        Checkpoint.read_config(tmp_path / "evil.pt")
+
+
 def test_a_bit_flipped_on_disk_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "a.pt"
     _checkpoint().save(path)
