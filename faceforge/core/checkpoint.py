@@ -8,11 +8,14 @@ scheduler, grad scaler, step, RNG, history). On disk it is a dict of tensors and
   run code nor make loading allocate or walk more than its size warrants;
 * written atomically (temporary file, fsync, rename);
 * tagged with a format ``version``: a file from a newer faceforge is refused by name;
-* sealed with a SHA-256 over every stored value, checked on load: a flipped bit or a partial
-  copy is a :class:`~faceforge.errors.CheckpointError`, never silently different weights.
-  The hash guards against damage, not against a forger (who can recompute it), so no damage
-  can switch it off: only a file with neither version nor hash that holds exactly what
-  faceforge 0.1 wrote loads unverified, with a warning.
+* sealed with a SHA-256 per field, checked on load: a flipped bit or a partial copy is a
+  :class:`~faceforge.errors.CheckpointError`, never silently different weights. The hashes
+  guard against damage, not against a forger (who can recompute them), so no damage can
+  switch them off: only a file with neither version nor hash that holds exactly what
+  faceforge 0.1 wrote loads unverified, with a warning;
+* read in part: ``load(path, parts=DEPLOY_PARTS)`` maps the file and reads and checks only
+  what embedding needs, never the head and optimizer state of a Partial FC run, which can
+  take gigabytes (a version 1 file, sealed by one hash, is read and checked whole).
 
 >>> ckpt = Checkpoint(config=Config(), backbone=model.state_dict())  # doctest: +SKIP
 >>> ckpt.save("model.pt"); Checkpoint.load("model.pt").step  # doctest: +SKIP
@@ -25,6 +28,7 @@ import dataclasses
 import hashlib
 import re
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +44,13 @@ from faceforge.errors import CheckpointError, ConfigError, shorten
 from faceforge.files import atomic_open
 
 FORMAT = "faceforge-checkpoint"
-#: version 1: typed fields + ``content_hash``; faceforge 0.1 wrote neither version nor hash
-VERSION = 1
+#: version 2: typed fields + ``field_hashes``; version 1: one ``content_hash`` over all
+#: fields; faceforge 0.1 wrote neither version nor hash
+VERSION = 2
 #: entries beside the fields: what the file is, which format, who wrote it, its seal
-SEAL_KEYS = frozenset({"kind", "version", "faceforge_version", "content_hash"})
+SEAL_KEYS = frozenset({"kind", "version", "faceforge_version", "content_hash", "field_hashes"})
+#: the fields an embedder needs beside the config and preprocessing (which every load reads)
+DEPLOY_PARTS = ("backbone", "metrics")
 #: everything a faceforge 0.1 checkpoint held
 LEGACY_KEYS = frozenset(
     {"kind", "faceforge_version", "backbone", "head", "loss", "optimizer", "scheduler"}
@@ -83,34 +90,33 @@ class Checkpoint:
             "kind": FORMAT,
             "version": VERSION,
             "faceforge_version": __version__,
-            "content_hash": content_hash(fields),
+            "field_hashes": {name: content_hash(value) for name, value in fields.items()},
             **fields,
         }
         with atomic_open(path) as f:
             torch.save(payload, f)
 
     @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-        """Read and verify a checkpoint (safe unpickler, version and content hash checked)."""
-        payload = _payload(path, map_location, mapped=False)
-        fields = _verified_fields(str(path), payload)
+    def load(
+        cls,
+        path: str | Path,
+        map_location: str | torch.device = "cpu",
+        parts: Collection[str] | None = None,
+    ) -> Checkpoint:
+        """Read and verify a checkpoint (safe unpickler, version and content hashes checked).
+        ``parts`` names the fields wanted beside the config and preprocessing (e.g.
+        :data:`DEPLOY_PARTS`, or none): the others are mapped from disk but neither read nor
+        checked, and stay empty."""
+        payload = _payload(path, map_location, mapped=parts is not None)
+        wanted = None if parts is None else {"config", "preprocess", *parts}
+        fields = _verified_fields(str(path), payload, wanted)
+        fields.setdefault("backbone", {})
         try:
             fields["config"] = config_from_dict(fields["config"])
             fields["preprocess"] = Preprocess.from_dict(
                 fields.get("preprocess", Preprocess().to_dict())
             )
             return cls(**fields)
-        except (KeyError, TypeError, ValueError, ConfigError) as exc:
-            raise CheckpointError(f"{str(path)!r} has unusable contents: {exc}") from None
-
-    @staticmethod
-    def read_config(path: str | Path) -> Config:
-        """The config a checkpoint was trained with, its tensors mapped rather than read (a
-        Partial FC head can take gigabytes) and not verified: :meth:`load` checks them when
-        the run restores the checkpoint. What a resume needs to know before it builds."""
-        payload = _payload(path, "cpu", mapped=True)
-        try:
-            return config_from_dict(payload["config"])
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise CheckpointError(f"{str(path)!r} has unusable contents: {exc}") from None
 
@@ -126,10 +132,10 @@ def _payload(path: str | Path, map_location: str | torch.device, mapped: bool) -
     return payload
 
 
-def _verified_fields(name: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint fields of ``payload``, once it has shown it is undamaged: no unknown
-    entries, and a known version with a matching hash, or else exactly the layout of
-    faceforge 0.1 (which wrote neither)."""
+def _verified_fields(name: str, payload: dict[str, Any], wanted: set[str] | None) -> dict[str, Any]:
+    """The fields of ``payload`` that are ``wanted`` (``None``: all), once they have shown
+    they are undamaged: no unknown entries, and a known version with matching hashes, or
+    else exactly the layout of faceforge 0.1 (which wrote neither)."""
     names = [f.name for f in dataclasses.fields(Checkpoint)]
     unexpected = sorted(map(str, set(payload) - set(names) - SEAL_KEYS))
     if unexpected:
@@ -137,8 +143,9 @@ def _verified_fields(name: str, payload: dict[str, Any]) -> dict[str, Any]:
             f"{name!r} is damaged or not written by faceforge: unexpected entry "
             f"{shorten(unexpected[0])}"
         )
-    fields = {key: payload[key] for key in names if key in payload}
-    if "version" not in payload and "content_hash" not in payload:
+    stored = {key: payload[key] for key in names if key in payload}
+    fields = {key: value for key, value in stored.items() if wanted is None or key in wanted}
+    if not SEAL_KEYS.intersection(payload) - {"kind", "faceforge_version"}:
         _check_legacy(name, payload)
         return fields
     version = payload.get("version")
@@ -152,9 +159,16 @@ def _verified_fields(name: str, payload: dict[str, Any]) -> dict[str, Any]:
             f"{name!r} has checkpoint format version {version}, newer than this faceforge "
             f"{__version__} reads (up to {VERSION}); upgrade faceforge"
         )
-    if payload.get("content_hash") != content_hash(fields):
+    seal = "content_hash" if version == 1 else "field_hashes"
+    hashes = payload.get(seal)
+    if version == 1:  # one hash over every field: read and check them all
+        intact = hashes == content_hash(stored)
+    else:
+        intact = isinstance(hashes, dict) and set(hashes) == set(stored)
+        intact = intact and all(hashes[key] == content_hash(value) for key, value in fields.items())
+    if not intact:
         raise CheckpointError(
-            f"{name!r} is corrupt: its content does not match the hash stored when it was "
+            f"{name!r} is corrupt: its content does not match the hashes stored when it was "
             "written (damaged disk or incomplete copy); use another checkpoint"
         )
     return fields

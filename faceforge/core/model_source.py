@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from faceforge.config import Config, DataConfig, ModelConfig
-from faceforge.core.checkpoint import Checkpoint, content_hash
+from faceforge.core.checkpoint import DEPLOY_PARTS, Checkpoint, content_hash
 from faceforge.core.foreign_weights import (
     apply_key_map,
     match_state_dict,
@@ -165,7 +165,7 @@ def _build(model: ModelConfig, input_size: tuple[int, int]) -> nn.Module:
 
 def _from_checkpoint(path: Path) -> LoadedModel:
     """A checkpoint's backbone, built for its preprocessing's input size."""
-    ckpt = Checkpoint.load(path)
+    ckpt = Checkpoint.load(path, parts=DEPLOY_PARTS)
     ckpt.preprocess.check(str(path))
     arch = ckpt.config.model.backbone
     backbone = _build(ckpt.config.model, ckpt.preprocess.input_size)

@@ -257,7 +257,7 @@ def build_backbone_for(cfg: Config, device: torch.device, dist: Distributed) -> 
 def _load_initial_backbone(backbone: nn.Module, cfg: Config) -> None:
     """Fine-tuning: start from the backbone of ``model.init_from`` (strict, same architecture);
     its head, optimizer and step are left behind."""
-    ckpt = Checkpoint.load(cfg.model.init_from)
+    ckpt = Checkpoint.load(cfg.model.init_from, parts=("backbone",))
     saved = ckpt.config.model
     for name in ("backbone", "embedding_size"):
         if getattr(saved, name) != getattr(cfg.model, name):

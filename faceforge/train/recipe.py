@@ -171,7 +171,7 @@ def resumed_recipe(checkpoint: str | Path, overrides: Sequence[str] = ()) -> Con
     """The recipe ``checkpoint`` was trained with, writing into the checkpoint's folder, with
     ``overrides``, checked: what ``faceforge train --resume last.pt`` without ``--config``
     continues (rather than the defaults, which would not fit the checkpoint)."""
-    saved = Checkpoint.read_config(checkpoint)
+    saved = Checkpoint.load(checkpoint, parts=()).config  # not its tensors: the run loads them
     folder = str(Path(checkpoint).parent)
     here = dataclasses.replace(saved, train=dataclasses.replace(saved.train, output_dir=folder))
     return check_config(override_config(here, list(overrides)))

@@ -12,7 +12,13 @@ import torch
 
 from faceforge import __version__
 from faceforge.config import Config, config_to_dict, load_config
-from faceforge.core.checkpoint import VERSION, Checkpoint, content_hash
+from faceforge.core.checkpoint import (
+    DEPLOY_PARTS,
+    SEAL_KEYS,
+    VERSION,
+    Checkpoint,
+    content_hash,
+)
 from faceforge.core.model_source import load_model
 from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError
@@ -130,27 +136,45 @@ def test_a_flipped_weight_bit_is_detected(tmp_path: Path) -> None:
         load_model(path)
 
 
-def test_the_config_is_read_without_the_tensors(tmp_path: Path) -> None:
-    """``read_config`` (a resume deciding its recipe) maps the tensors instead of reading and
-    hashing them: it answers for a file whose weights ``load`` would refuse, and for
-    PyTorch's pre-zip format, which cannot be mapped; what is not a checkpoint is refused."""
+def test_parts_are_read_and_checked_alone(tmp_path: Path) -> None:
+    """``parts`` maps the file and reads and checks only the fields named (with the config
+    and preprocessing): the backbone of a file whose head is damaged loads, and the head is
+    not read at all; the whole file, or the damaged part, is refused."""
     path = tmp_path / "a.pt"
-    ckpt = _checkpoint()
-    ckpt.save(path)
-    assert Checkpoint.read_config(path) == ckpt.config
+    saved = _checkpoint(step=3, head={"weight": torch.ones(5, 128)}, metrics={"lfw": {"a": 1}})
+    saved.save(path)
     payload = torch.load(path, weights_only=True)
-    weight = next(v for v in payload["backbone"].values() if v.dtype == torch.float32)
-    weight.view(torch.int32).view(-1)[0] ^= 1 << 3
-    torch.save(payload, path, _use_new_zipfile_serialization=False)
-    assert Checkpoint.read_config(path) == ckpt.config
+    payload["head"]["weight"][0, 0] = 2.0  # damage where embedding never looks
+    torch.save(payload, path)
+    deployed = Checkpoint.load(path, parts=DEPLOY_PARTS)
+    assert deployed.config == saved.config and deployed.metrics == saved.metrics
+    assert deployed.backbone.keys() == saved.backbone.keys()
+    assert (deployed.head, deployed.step, deployed.optimizer) == ({}, 0, {})
+    assert Checkpoint.load(path, parts=()).backbone == {}
+    for parts in (None, ["head"]):
+        with pytest.raises(CheckpointError, match="corrupt"):
+            Checkpoint.load(path, parts=parts)
+    assert load_model(path).config == saved.config  # the CLI and the embedder read it so
+
+
+def test_version_1_files_load_and_are_checked_whole(tmp_path: Path) -> None:
+    """faceforge 0.2 sealed all fields with one hash: such a file loads, and damage anywhere
+    in it is found even when only the backbone is wanted."""
+    path = tmp_path / "v1.pt"
+    _checkpoint(step=3, head={"weight": torch.ones(5, 128)}).save(path)
+    payload = torch.load(path, weights_only=True)
+    fields = {key: payload[key] for key in payload if key not in SEAL_KEYS}
+    del payload["field_hashes"]
+    payload |= {"version": 1, "content_hash": content_hash(fields)}
+    torch.save(payload, path)
+    assert Checkpoint.load(path).step == 3
+    assert Checkpoint.load(path, parts=DEPLOY_PARTS).step == 0
+    _rewrite(path, head={"weight": torch.zeros(5, 128)})
     with pytest.raises(CheckpointError, match="corrupt"):
-        Checkpoint.load(path)
-    torch.save({"conv.weight": torch.zeros(2)}, tmp_path / "backbone.pth")
+        Checkpoint.load(path, parts=DEPLOY_PARTS)
     with pytest.raises(CheckpointError, match="not a faceforge checkpoint"):
-        Checkpoint.read_config(tmp_path / "backbone.pth")
-    (tmp_path / "evil.pt").write_bytes(pickle.dumps(os.system))
-    with pytest.raises(CheckpointError, match="safely"):
-        Checkpoint.read_config(tmp_path / "evil.pt")
+        torch.save({"conv.weight": torch.zeros(2)}, tmp_path / "backbone.pth")
+        Checkpoint.load(tmp_path / "backbone.pth", parts=())
 
 
 def test_a_bit_flipped_on_disk_is_an_error(tmp_path: Path) -> None:
@@ -193,12 +217,12 @@ def test_faceforge_0_1_checkpoints_still_load(tmp_path: Path) -> None:
 
 
 def _flip_version_to_zero_and_a_weight_bit(path: Path) -> None:
-    """Two bit flips in the file's bytes: ``version`` 1 -> 0 in the pickle (``K\\x01``, a
+    """Two bit flips in the file's bytes: ``version`` 2 -> 0 in the pickle (``K\\x02``, a
     one-byte int) and the lowest bit of the first weight."""
     data = bytearray(path.read_bytes())
-    version = re.search(rb"X\x07\x00\x00\x00version(?:q.|r....)?K\x01", data, re.DOTALL)
-    assert version is not None
-    data[version.end() - 1] ^= 1
+    version = re.search(rb"X\x07\x00\x00\x00version(?:q.|r....)?K\x02", data, re.DOTALL)
+    assert version is not None and VERSION == 2
+    data[version.end() - 1] ^= 2
     weight = torch.load(path, weights_only=True)["backbone"]["features.0.0.weight"]
     data[data.index(weight.numpy().tobytes())] ^= 1
     path.write_bytes(bytes(data))
@@ -222,7 +246,7 @@ def test_a_version_faceforge_never_wrote_is_damage(tmp_path: Path, version: obje
         Checkpoint.load(path)
 
 
-@pytest.mark.parametrize("renamed", [("version",), ("content_hash",), ("version", "content_hash")])
+@pytest.mark.parametrize("renamed", [("version",), ("field_hashes",), ("version", "field_hashes")])
 def test_a_renamed_seal_entry_is_damage(tmp_path: Path, renamed: tuple[str, ...]) -> None:
     """A bit flip inside an entry's name renames it: the seal cannot disappear unnoticed."""
     path = tmp_path / "a.pt"
@@ -241,7 +265,7 @@ def test_only_a_faceforge_0_1_file_may_lack_the_hash(tmp_path: Path, written_by:
     path = tmp_path / "a.pt"
     _checkpoint().save(path)
     payload = torch.load(path, weights_only=True)
-    del payload["version"], payload["content_hash"]
+    del payload["version"], payload["field_hashes"]
     payload["faceforge_version"] = written_by
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="no content hash, which only faceforge 0.1"):
