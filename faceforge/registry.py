@@ -2,12 +2,14 @@
 
 Every configurable choice (backbones, heads, data sources, optimizers, schedules, precisions,
 detectors, gallery indexes, resize modes) is one registry, so an unknown name fails the same
-way everywhere: with the valid choices listed.
+way everywhere: with the valid choices listed, the closest one suggested, and for the names
+other projects give to a choice (insightface's ``r50``), which one that is here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 from faceforge.errors import UnknownChoiceError, shorten
@@ -19,14 +21,22 @@ class Registry(Generic[T]):
     """Maps names to factories. Registering a name twice raises, looking up a missing name
     raises :class:`~faceforge.errors.UnknownChoiceError` (a ``KeyError``) listing the choices."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, elsewhere: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, Callable[..., T]] = {}
+        #: another project's name -> what it is here, e.g. ``{"r50": "arcface_torch's r50 is
+        #: iresnet50"}``: said when such a name is looked up, never accepted (one name each)
+        self.elsewhere = dict(elsewhere or {})
 
     @classmethod
-    def of(cls, kind: str, factories: dict[str, Callable[..., T]]) -> Registry[T]:
+    def of(
+        cls,
+        kind: str,
+        factories: dict[str, Callable[..., T]],
+        elsewhere: Mapping[str, str] | None = None,
+    ) -> Registry[T]:
         """A registry filled with ``factories`` (explicit, import-order independent)."""
-        registry = cls(kind)
+        registry = cls(kind, elsewhere)
         for name, factory in factories.items():
             registry.register(name)(factory)
         return registry
@@ -48,8 +58,19 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             what = f"{field}={shorten(name)}" if field else shorten(name)
             raise UnknownChoiceError(
-                f"unknown {self.kind} {what}; valid choices: {', '.join(self.names())}"
+                f"unknown {self.kind} {what}{self._hint(name)}; valid choices: "
+                + ", ".join(self.names())
             ) from None
+
+    def _hint(self, name: object) -> str:
+        """What ``name`` is called here: another project's name, or a near miss."""
+        if not isinstance(name, str) or len(name) > 100:
+            return ""
+        if name in self.elsewhere:
+            return f" ({self.elsewhere[name]})"
+        folded = {entry.lower().replace("-", "_"): entry for entry in self._entries}
+        close = difflib.get_close_matches(name.lower().replace("-", "_"), folded, n=1)
+        return f" (did you mean {folded[close[0]]}?)" if close else ""
 
     def names(self) -> list[str]:
         return sorted(self._entries)

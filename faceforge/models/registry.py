@@ -48,6 +48,21 @@ BACKBONES: Registry[nn.Module] = Registry.of(
         "vit_b": vit.vit_b,
         "vit_l": vit.vit_l,
     },
+    elsewhere={
+        **{f"r{d}": f"arcface_torch's r{d} is iresnet{d}" for d in (18, 34, 50, 100, 200)},
+        "mbf": "arcface_torch's mbf is mobilefacenet",
+        **{f"ir_{d}": f"AdaFace's ir_{d} is iresnet{d}" for d in (18, 34, 50)},
+        "ir_101": "AdaFace's ir_101 is iresnet100",
+        "ir_se_50": "AdaFace's ir_se_50 is se_iresnet50",
+        "vit_l_dp005_mask_005": "arcface_torch's vit_l_dp005_mask_005 is vit_l",
+        **{
+            f"vit_{size}_dp005_{mask}": f"arcface_torch's vit_{size}_dp005_{mask} is vit_{size}, "
+            f"trained with drop_path=0.05, mask_ratio={rate}"
+            for size, mask, rate in (("t", "mask0", 0), ("s", "mask_0", 0), ("b", "mask_005", 0.05))
+        },
+        "sphere20a": "SphereFace's sphere20a is sphereface20",
+        "InceptionResnetV1": "facenet-pytorch's InceptionResnetV1 is inception_resnet_v1",
+    },
 )
 
 

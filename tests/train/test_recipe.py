@@ -28,7 +28,9 @@ def test_an_unknown_choice_names_the_field_and_the_valid_choices(name: str) -> N
 
 
 def test_a_typo_in_data_source_fails_before_anything_is_built() -> None:
-    with pytest.raises(ConfigError, match=r"data.source='foldr'; valid choices: folder, list"):
+    with pytest.raises(
+        ConfigError, match=r"data.source='foldr' \(did you mean folder\?\); valid choices: folder,"
+    ):
         load_recipe(None, ["data.source=foldr"])
 
 

@@ -49,10 +49,19 @@ def test_spec_parsing(spec: str, parsed: tuple[str, str | None]) -> None:
     assert parse_detector_spec(spec) == parsed
 
 
-@pytest.mark.parametrize("spec", ["retinaface", "", ":mtcnn", "MTCNN", "mtcnn_v2:dir"])
-def test_unknown_detector_lists_the_choices(spec: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "hint"),
+    [
+        ("retinaface", ""),
+        ("", ""),
+        (":mtcnn", ""),
+        ("MTCNN", " (did you mean mtcnn?)"),
+        ("mtcnn_v2:dir", " (did you mean mtcnn?)"),
+    ],
+)
+def test_unknown_detector_lists_the_choices(spec: str, hint: str) -> None:
     name = spec.partition(":")[0]
-    message = f"unknown detector --detector='{name}'; valid choices: mtcnn, scrfd"
+    message = f"unknown detector --detector='{name}'{hint}; valid choices: mtcnn, scrfd"
     with pytest.raises(UnknownChoiceError) as info:
         build_detector(spec)
     assert str(info.value) == message
