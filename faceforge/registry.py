@@ -69,7 +69,7 @@ class Registry(Generic[T]):
         if name in self.elsewhere:
             return f" ({self.elsewhere[name]})"
         folded = {entry.lower().replace("-", "_"): entry for entry in self._entries}
-        close = difflib.get_close_matches(name.lower().replace("-", "_"), folded, n=1)
+        close = difflib.get_close_matches(name.lower().replace("-", "_"), folded, 1, 0.75)
         return f" (did you mean {folded[close[0]]}?)" if close else ""
 
     def names(self) -> list[str]:
