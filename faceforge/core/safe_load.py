@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 import zipfile
@@ -91,7 +92,7 @@ def _checked_load(
     while True:  # one more read per object named, at most MAX_PLACEHOLDERS
         try:
             with torch.serialization.safe_globals([*data, *((Placeholder, n) for n in named)]):
-                value = torch.load(path, map_location=map_location, weights_only=True, mmap=mapped)
+                value = _torch_load(path, map_location, mapped)
             break
         except Exception as exc:  # torch raises many types for damaged or crafted files
             refused = _refused_global(exc) if placeholders else None
@@ -102,6 +103,15 @@ def _checked_load(
     if problem:
         raise CheckpointError(f"{str(path)!r} is not a plain weights file: {problem}")
     return value, named
+
+
+def _torch_load(path: Path, map_location: str | torch.device, mapped: bool) -> Any:
+    """``torch.load`` with the safe unpickler, mapping the file when asked and the file
+    system allows it (some FUSE mounts cannot map files: those are read)."""
+    if mapped:
+        with contextlib.suppress(RuntimeError, OSError):
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def _check_archive(path: Path, size: int) -> bool:

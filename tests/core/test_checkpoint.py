@@ -157,6 +157,21 @@ def test_parts_are_read_and_checked_alone(tmp_path: Path) -> None:
     assert load_model(path).config == saved.config  # the CLI and the embedder read it so
 
 
+def test_parts_are_read_where_files_cannot_be_mapped(tmp_path: Path, monkeypatch) -> None:
+    """A file system that cannot map files (some FUSE mounts) reads them instead."""
+    path = tmp_path / "a.pt"
+    _checkpoint(step=3).save(path)
+    load = torch.load
+
+    def unmappable(*args, **kwargs):
+        if kwargs.get("mmap"):
+            raise RuntimeError("unable to mmap 1024 bytes from file: No such device (19)")
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", unmappable)
+    assert Checkpoint.load(path, parts=DEPLOY_PARTS).config == _checkpoint().config
+
+
 def test_version_1_files_load_and_are_checked_whole(tmp_path: Path) -> None:
     """faceforge 0.2 sealed all fields with one hash: such a file loads, and damage anywhere
     in it is found even when only the backbone is wanted."""
