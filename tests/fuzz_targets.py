@@ -20,7 +20,7 @@ import torch
 from fuzz_formats import format_targets
 
 from faceforge.config import Config, ModelConfig
-from faceforge.core.checkpoint import Checkpoint
+from faceforge.core.checkpoint import DEPLOY_PARTS, Checkpoint
 from faceforge.data.image_io import encode_image, read_image
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import FaceforgeError
@@ -139,6 +139,11 @@ def _seed_png(folder: Path) -> bytes:
     return encode_image(_face(1)[:32, :32], ".png")
 
 
+def _load_deploy_parts(path: Path) -> object:
+    """What embedding reads: the file mapped, the deploy fields read and checked."""
+    return Checkpoint.load(path, parts=DEPLOY_PARTS)
+
+
 def _read_lfw_pairs(path: Path) -> object:
     return read_lfw_pairs(path, path.parent / "images")
 
@@ -152,6 +157,7 @@ TARGETS: dict[str, Target] = {
         Target("pairs.txt", "pairs.txt", _seed_lfw_pairs, _read_lfw_pairs),
         Target("pair list", "pairs.csv", _seed_pair_list, read_pair_list),
         Target("checkpoint", "model.pt", _seed_checkpoint, Checkpoint.load),
+        Target("checkpoint parts", "model.pt", _seed_checkpoint, _load_deploy_parts),
         Target("jpeg", "face.jpg", _seed_jpeg, read_image),
         Target("png", "face.png", _seed_png, read_image),
         Target("gallery.json", METADATA_FILE, _seed_gallery_json, _read_gallery),
