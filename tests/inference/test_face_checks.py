@@ -82,9 +82,11 @@ def test_quality_is_scored_on_the_face_that_is_embedded(tmp_path: Path, mtcnn, h
     assert "missing.png: cannot read file" in scored.errors[3]
     np.testing.assert_allclose(scored.embeddings[:2], pipeline.embed(paths[:2]), atol=1e-5)
     assert np.isnan(scored.embeddings[2:]).all()
-    for row in (0, 1):
+    for row in (0, 1):  # each face alone: its norm differs from the batch's by fp32 kernel
+        # noise, which this untrained network amplifies (1.1e-4 of the norm, 3e-5 of the
+        # quality with oneDNN's AVX2 kernels); the other face's quality is 20 % away
         expected = pipeline.assess_faces(paths[row])[0].quality.total  # with MagFace's norm
-        assert scored.quality[row] == pytest.approx(expected, rel=1e-5)
+        assert scored.quality[row] == pytest.approx(expected, rel=1e-3)
     assert scored.quality[1] < scored.quality[0] and list(scored.quality[2:]) == [0, 0]
     fitted = FacePipeline(pipeline.embedder, mtcnn, fallback="center-crop")
     scored = embed_with_quality(fitted, paths[:3])
