@@ -13,9 +13,11 @@ scheduler, grad scaler, step, RNG, history). On disk it is a dict of tensors and
   guard against damage, not against a forger (who can recompute them), so no damage can
   switch them off: only a file with neither version nor hash that holds exactly what
   faceforge 0.1 wrote loads unverified, with a warning;
-* read in part: ``load(path, parts=DEPLOY_PARTS)`` maps the file and reads and checks only
-  what embedding needs, never the head and optimizer state of a Partial FC run, which can
-  take gigabytes (a version 1 file, sealed by one hash, is read and checked whole).
+* mapped, not read into memory: the processes of a machine resuming a Partial FC run share
+  the page cache and each keeps only its rows of the head, which can take gigabytes;
+* read in part: ``load(path, parts=DEPLOY_PARTS)`` reads and checks only what embedding
+  needs, never the head and optimizer state (a version 1 file, sealed by one hash, is read
+  and checked whole).
 
 >>> ckpt = Checkpoint(config=Config(), backbone=model.state_dict())  # doctest: +SKIP
 >>> ckpt.save("model.pt"); Checkpoint.load("model.pt").step  # doctest: +SKIP
@@ -104,10 +106,12 @@ class Checkpoint:
         parts: Collection[str] | None = None,
     ) -> Checkpoint:
         """Read and verify a checkpoint (safe unpickler, version and content hashes checked).
-        ``parts`` names the fields wanted beside the config and preprocessing (e.g.
-        :data:`DEPLOY_PARTS`, or none): the others are mapped from disk but neither read nor
+        The file is mapped, not read into memory: its tensors are views of the page cache,
+        which the processes of one machine share (a caller that keeps a tensor past the
+        load clones it). ``parts`` names the fields wanted beside the config and
+        preprocessing (e.g. :data:`DEPLOY_PARTS`, or none): the others are neither read nor
         checked, and stay empty."""
-        payload = _payload(path, map_location, mapped=parts is not None)
+        payload = _payload(path, map_location)
         wanted = None if parts is None else {"config", "preprocess", *parts}
         fields = _verified_fields(str(path), payload, wanted)
         fields.setdefault("backbone", {})
@@ -121,9 +125,10 @@ class Checkpoint:
             raise CheckpointError(f"{str(path)!r} has unusable contents: {exc}") from None
 
 
-def _payload(path: str | Path, map_location: str | torch.device, mapped: bool) -> dict:
-    """The dict a faceforge checkpoint file holds (safe unpickler), else CheckpointError."""
-    payload = load_weights_only(path, map_location, what="checkpoint", mapped=mapped)
+def _payload(path: str | Path, map_location: str | torch.device) -> dict:
+    """The dict a faceforge checkpoint file holds (safe unpickler, mapped), else
+    CheckpointError."""
+    payload = load_weights_only(path, map_location, what="checkpoint", mapped=True)
     if not isinstance(payload, dict) or payload.get("kind") != FORMAT:
         raise CheckpointError(
             f"{str(path)!r} is not a faceforge checkpoint; for an insightface backbone.pth "
@@ -207,7 +212,7 @@ def _feed(digest: Any, path: str, value: Any) -> None:
     if isinstance(value, Tensor):
         tensor = value.detach().cpu().contiguous()
         digest.update(f"{path}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))  # no copy
     elif isinstance(value, dict):
         for key in sorted(value, key=str):
             _feed(digest, f"{path}/{key}" if path else str(key), value[key])

@@ -48,14 +48,27 @@ def full_head_state(run: TrainingRun) -> tuple[dict[str, Tensor], dict[str, Any]
 
 
 def load_head_state(run: TrainingRun, head_state: dict, optimizer_state: dict) -> None:
-    """Load a checkpoint's head and optimizer state, taking this process's rows."""
+    """Load a checkpoint's head and optimizer state, taking this process's rows. The
+    optimizer keeps the tensors it is given, so it gets copies: never the checkpoint's
+    (mapped from its file, :meth:`~faceforge.core.checkpoint.Checkpoint.load`), of which a
+    process of a sharded head copies its own rows only."""
     head = _sharded_head(run)
     if head is not None:
-        own_rows = lambda full: head.shard(full).clone()  # noqa: E731 - not a view of all
-        head_state = {**head_state, "weight": own_rows(head_state["weight"])}
-        optimizer_state = _map_weight_state(optimizer_state, _weight_index(run, head), own_rows)
+        head_state = {**head_state, "weight": head.shard(head_state["weight"])}
+        optimizer_state = _map_weight_state(optimizer_state, _weight_index(run, head), head.shard)
     run.model.head.load_state_dict(head_state)
-    run.optimizer.load_state_dict(optimizer_state)
+    run.optimizer.load_state_dict(_copied(optimizer_state))
+
+
+def _copied(value: Any) -> Any:
+    """``value`` with every tensor in its dicts and lists cloned."""
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(item) for item in value)
+    return value
 
 
 def holds_shards(run: TrainingRun) -> bool:

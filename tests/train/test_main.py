@@ -109,6 +109,8 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     save(interrupted, state, "last.pt")
     continued, resumed = quiet_setup(tiny_config(tmp_path / "b"), tmp_path / "b" / "last.pt")
     assert resumed.step == 2
+    maps = Path("/proc/self/maps")  # Linux lists mapped files: the run keeps copies only
+    assert not maps.is_file() or str(tmp_path / "b" / "last.pt") not in maps.read_text()
     fit(continued, resumed)
     for module in ("backbone", "head", "loss"):
         expected = getattr(straight.model_without_ddp, module).state_dict()
