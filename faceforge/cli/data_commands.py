@@ -60,6 +60,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from faceforge.core.model_report import describe_model_file, is_model_file
+
+    if is_model_file(args.path):
+        print("\n".join(describe_model_file(args.path)))
+        return 0
     from faceforge.prepare.inspect import inspect_dataset
 
     report = inspect_dataset(args.path, sample=args.sample, max_pixels=args.max_pixels)
@@ -99,10 +104,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "inspect",
-        help="show what a dataset holds: format, images, classes, sizes",
-        description=f"Count images and classes and sample image sizes. {FORMATS_HELP}",
+        help="show what a dataset or a model file holds",
+        description=f"Count images and classes and sample image sizes. {FORMATS_HELP} A model "
+        "file (.pt, .pth, .ckpt, .onnx) is described instead: a faceforge checkpoint's model, "
+        "contract, training step and part sizes; an ONNX model's contract; another project's "
+        "weights with the backbones it fits (the --arch faceforge import takes).",
     )
-    p.add_argument("path", help="dataset: .rec, folder with train.rec, .lmdb, list or folder")
+    p.add_argument(
+        "path",
+        help="dataset (.rec, folder with train.rec, .lmdb, list or folder) or model file",
+    )
     p.add_argument(
         "--sample", type=ranged(int, 0), default=1000, help="images decoded for the histograms"
     )

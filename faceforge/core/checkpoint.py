@@ -125,6 +125,16 @@ class Checkpoint:
             raise CheckpointError(f"{str(path)!r} has unusable contents: {exc}") from None
 
 
+def read_payload(path: str | Path) -> dict[str, Any] | None:
+    """The raw entries of a faceforge checkpoint, mapped and unchecked (to measure its parts;
+    :meth:`Checkpoint.load` checks them), or None when ``path`` holds something else."""
+    try:
+        payload = load_weights_only(path, what="checkpoint", mapped=True)
+    except CheckpointError:  # e.g. Python objects beside the tensors: another project's file
+        return None
+    return payload if isinstance(payload, dict) and payload.get("kind") == FORMAT else None
+
+
 def _payload(path: str | Path, map_location: str | torch.device) -> dict:
     """The dict a faceforge checkpoint file holds (safe unpickler, mapped), else
     CheckpointError."""
