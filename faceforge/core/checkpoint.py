@@ -132,14 +132,18 @@ def read_payload(path: str | Path) -> dict[str, Any] | None:
         payload = load_weights_only(path, what="checkpoint", mapped=True)
     except CheckpointError:  # e.g. Python objects beside the tensors: another project's file
         return None
-    return payload if isinstance(payload, dict) and payload.get("kind") == FORMAT else None
+    return payload if _is_checkpoint(payload) else None
+
+
+def _is_checkpoint(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("kind") == FORMAT
 
 
 def _payload(path: str | Path, map_location: str | torch.device) -> dict:
     """The dict a faceforge checkpoint file holds (safe unpickler, mapped), else
     CheckpointError."""
     payload = load_weights_only(path, map_location, what="checkpoint", mapped=True)
-    if not isinstance(payload, dict) or payload.get("kind") != FORMAT:
+    if not _is_checkpoint(payload):
         raise CheckpointError(
             f"{str(path)!r} is not a faceforge checkpoint; for an insightface backbone.pth "
             "use the --arch option of the inference commands"
