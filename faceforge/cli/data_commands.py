@@ -61,9 +61,12 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from faceforge.core.model_report import describe_model_file, is_model_file
+    from faceforge.evaluation.pair_report import describe_verification_file
 
-    if is_model_file(args.path):
-        print("\n".join(describe_model_file(args.path)))
+    lines = describe_model_file(args.path) if is_model_file(args.path) else None
+    lines = lines or describe_verification_file(args.path)
+    if lines:
+        print("\n".join(lines))
         return 0
     from faceforge.prepare.inspect import inspect_dataset
 
@@ -104,15 +107,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "inspect",
-        help="show what a dataset or a model file holds",
+        help="show what a dataset, a model file or a verification file holds",
         description=f"Count images and classes and sample image sizes. {FORMATS_HELP} A model "
         "file (.pt, .pth, .ckpt, .onnx) is described instead: a faceforge checkpoint's model, "
         "contract, training step and part sizes; an ONNX model's contract; another project's "
-        "weights with the backbones it fits (the --arch faceforge import takes).",
+        "weights with the backbones it fits (the --arch faceforge import takes). A "
+        "verification .bin or LFW pairs.txt: its pairs, classes and folds.",
     )
     p.add_argument(
         "path",
-        help="dataset (.rec, folder with train.rec, .lmdb, list or folder) or model file",
+        help="dataset (.rec, folder with train.rec, .lmdb, list or folder), model file, "
+        "verification .bin or pairs.txt",
     )
     p.add_argument(
         "--sample", type=ranged(int, 0), default=1000, help="images decoded for the histograms"

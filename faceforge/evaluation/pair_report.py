@@ -1,0 +1,83 @@
+"""What a verification file holds (``faceforge inspect lfw.bin`` / ``pairs.txt``): its pairs,
+their classes and folds, read without decoding more than one image.
+
+A list sorted by label puts one class in each contiguous fold, which makes a 10-fold accuracy
+meaningless (see :func:`~faceforge.evaluation.verification.fold_warnings`): the report says so
+before anything is embedded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.data.image_io import decode_image
+from faceforge.errors import DataError
+from faceforge.evaluation.bin_format import read_bin
+from faceforge.evaluation.pairs import parse_lfw_pairs
+from faceforge.evaluation.verification import fold_slices
+
+#: folds insightface evaluates a ``.bin`` in, and faceforge a pairs file without a header
+DEFAULT_FOLDS = 10
+_MAGIC = {b"\xff\xd8": "JPEG", b"\x89P": "PNG"}
+
+
+def describe_verification_file(path: str | Path) -> list[str] | None:
+    """Lines describing the insightface ``.bin`` or LFW ``pairs.txt`` at ``path``; ``None``
+    when it is neither (a ``.txt`` that is not a pairs file: a training list)."""
+    path = Path(path)
+    if path.suffix.lower() == ".bin":
+        return _bin_lines(path)
+    if path.suffix.lower() != ".txt" or not path.is_file():
+        return None
+    try:
+        lfw = parse_lfw_pairs(path)
+    except DataError:
+        return None
+    images = {image for pair in lfw.pairs for image in pair}
+    people = {image.name for image in images}
+    folds = lfw.folds or DEFAULT_FOLDS
+    source = f"from its header '{folds} N'" if lfw.folds else "no 'K N' header: --folds or 10"
+    return [
+        f"{path}: LFW pairs file, {_classes(lfw.issame)} over {len(images):,} images of "
+        f"{len(people):,} people",
+        f"folds: {folds} ({source}){_fold_note(lfw.issame, folds)}",
+        f"evaluate: faceforge eval --pairs {path} --images DIR (aligned crops; raw photos: "
+        "--align)",
+    ]
+
+
+def _bin_lines(path: Path) -> list[str]:
+    encoded, issame = read_bin(path)
+    first = decode_image(encoded[0], f"{path} image 0")
+    kind = _MAGIC.get(bytes(encoded[0][:2]), "encoded")
+    height, width = first.shape[:2]
+    return [
+        f"{path}: insightface verification .bin, {_classes(issame)}, {len(encoded):,} "
+        f"{kind} images of {height}x{width} (the first)",
+        f"folds: {DEFAULT_FOLDS} (insightface's){_fold_note(issame, DEFAULT_FOLDS)}",
+        f"evaluate: faceforge eval --bin {path}",
+    ]
+
+
+def _classes(issame: np.ndarray) -> str:
+    same = int(np.count_nonzero(issame))
+    return f"{len(issame):,} pairs ({same:,} same, {len(issame) - same:,} different)"
+
+
+def _fold_note(issame: np.ndarray, folds: int) -> str:
+    """Where contiguous folds hold one class only: how many, and the fix."""
+    if len(set(issame.tolist())) < 2:
+        return "; every pair is of one class: verification needs 'same' and 'different' pairs"
+    if len(issame) < folds:
+        return f"; too few pairs for them: evaluate with --folds {len(issame)} or fewer"
+    one_class = sum(
+        len(set(issame[index].tolist())) < 2 for index in fold_slices(len(issame), folds)
+    )
+    if not one_class:
+        return ", each holding both classes"
+    return (
+        f"; {one_class} hold only one class (sorted by label?): evaluate or pack with "
+        "--shuffle-pairs"
+    )
