@@ -36,6 +36,7 @@ from faceforge.core.preprocess import Preprocess
 from faceforge.core.pretrained import PRETRAINED, pretrained_weights, verify_file
 from faceforge.core.weight_adapters import WEIGHT_ADAPTERS
 from faceforge.errors import CheckpointError, first_line
+from faceforge.file_kinds import misplaced_hint
 from faceforge.models import build_backbone
 
 
@@ -124,8 +125,16 @@ def weights_config(arch: str, embedding_size: int, preprocess: Preprocess) -> Co
 
 def load_model(source: str | Path | ModelSource) -> LoadedModel:
     """The PyTorch backbone ``source`` names, in eval mode, with its contract (an ONNX file
-    has none: use :func:`~faceforge.core.embedder.load_embedder`)."""
+    has none: use :func:`~faceforge.core.embedder.load_embedder`). A file that is no model
+    (a pairs file, a ``.bin``) is named as what it is in the error."""
     source = as_source(source)
+    try:
+        return _loaded(source)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}{misplaced_hint(source.path, '--checkpoint')}") from None
+
+
+def _loaded(source: ModelSource) -> LoadedModel:
     if source.kind == "onnx":
         raise CheckpointError(f"{source.path}: an ONNX model has no PyTorch backbone")
     if source.kind == "checkpoint":

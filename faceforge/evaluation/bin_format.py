@@ -26,6 +26,7 @@ from faceforge.data.image_io import MAX_DATASET_PIXELS, encode_image
 from faceforge.data.images import load_images
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import FormatError
+from faceforge.file_kinds import misplaced_hint
 from faceforge.files import atomic_open
 
 #: the globals a verification ``.bin`` may reference (numpy 1.x and 2.x module names)
@@ -136,12 +137,12 @@ def read_bin(path: str | Path) -> tuple[list[bytes], np.ndarray]:
         payload = _RestrictedUnpickler(io.BytesIO(data), source).load()
     except (FileNotFoundError, IsADirectoryError):
         raise FormatError(f"{source}: no such file") from None
-    except FormatError:
-        raise
+    except FormatError as exc:
+        raise FormatError(f"{exc}{misplaced_hint(path, '--bin')}") from None
     except Exception as exc:  # pickle raises many types on damaged data
         raise FormatError(
             f"{source}: not a readable verification .bin (truncated or corrupt pickle: "
-            f"{type(exc).__name__}: {exc})"
+            f"{type(exc).__name__}: {exc}){misplaced_hint(path, '--bin')}"
         ) from None
     if not isinstance(payload, (tuple, list)) or len(payload) != 2:
         raise FormatError(f"{source}: expected a pickled (images, issame) pair")

@@ -23,6 +23,7 @@ from faceforge.data.images import load_images
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import DataError
 from faceforge.evaluation.bin_format import write_bin
+from faceforge.file_kinds import misplaced_hint
 
 #: how many missing files an error message lists before summarising the rest
 MAX_LISTED = 20
@@ -149,6 +150,7 @@ def _read_text(path: Path, what: str) -> str:
         raise DataError(
             f"{path}: not a text {what} (binary data at character {binary.start()}); "
             "expected lines of text in UTF-8 or Latin-1"
+            + misplaced_hint(path, "--pairs or --pair-list")
         )
     return text
 
