@@ -31,9 +31,10 @@ _TRIED_SIZES = ((112, 112), (112, 96))
 
 
 def is_model_file(path: str | Path) -> bool:
-    """Whether ``inspect`` should describe ``path`` as a model rather than a dataset."""
+    """Whether ``inspect`` should describe ``path`` as a model rather than a dataset (by its
+    name: a missing model file is then reported as one)."""
     path = Path(path)
-    return path.is_file() and path.suffix.lower() in MODEL_SUFFIXES
+    return not path.is_dir() and path.suffix.lower() in MODEL_SUFFIXES
 
 
 def describe_model_file(path: str | Path) -> list[str]:

@@ -77,6 +77,9 @@ def test_foreign_weights_name_the_backbones_they_fit(tmp_path: Path) -> None:
 def test_inspect_takes_model_files_and_datasets(tmp_path: Path, capsys) -> None:
     torch.save(build_backbone("iresnet18").state_dict(), tmp_path / "backbone.pth")
     assert is_model_file(tmp_path / "backbone.pth") and not is_model_file(tmp_path)
+    assert main(["inspect", str(tmp_path / "missing.onnx")]) != 0
+    err = capsys.readouterr().err
+    assert "ONNX model" in err and "does not exist" in err
     assert main(["inspect", str(tmp_path / "backbone.pth")]) == 0
     assert "iresnet18 at 112x112, 512-d" in capsys.readouterr().out
     (tmp_path / "broken.pt").write_bytes(b"not a model")
