@@ -62,9 +62,10 @@ def _convert(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from faceforge.core.model_report import describe_model_file, is_model_file
     from faceforge.evaluation.pair_report import describe_verification_file
+    from faceforge.inference.matching.gallery_report import describe_gallery_folder
 
     lines = describe_model_file(args.path) if is_model_file(args.path) else None
-    lines = lines or describe_verification_file(args.path)
+    lines = lines or describe_verification_file(args.path) or describe_gallery_folder(args.path)
     if lines:
         print("\n".join(lines))
         return 0
@@ -112,12 +113,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "file (.pt, .pth, .ckpt, .onnx) is described instead: a faceforge checkpoint's model, "
         "contract, training step and part sizes; an ONNX model's contract; another project's "
         "weights with the backbones it fits (the --arch faceforge import takes). A "
-        "verification .bin or LFW pairs.txt: its pairs, classes and folds.",
+        "verification .bin or LFW pairs.txt: its pairs, classes and folds. A gallery folder: "
+        "its people, embeddings, index and model.",
     )
     p.add_argument(
         "path",
         help="dataset (.rec, folder with train.rec, .lmdb, list or folder), model file, "
-        "verification .bin or pairs.txt",
+        "verification .bin or pairs.txt, or gallery folder",
     )
     p.add_argument(
         "--sample", type=ranged(int, 0), default=1000, help="images decoded for the histograms"
