@@ -113,13 +113,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "file (.pt, .pth, .ckpt, .onnx) is described instead: a faceforge checkpoint's model, "
         "contract, training step and part sizes; an ONNX model's contract; another project's "
         "weights with the backbones it fits (the --arch faceforge import takes). A "
-        "verification .bin or LFW pairs.txt: its pairs, classes and folds. A gallery folder: "
+        "verification .bin, LFW pairs.txt or CSV/TSV pair list: its pairs, classes and folds. "
+        "A gallery folder: "
         "its people, embeddings, index and model.",
     )
     p.add_argument(
         "path",
         help="dataset (.rec, folder with train.rec, .lmdb, list or folder), model file, "
-        "verification .bin or pairs.txt, or gallery folder",
+        "verification .bin, pairs.txt or pair list, or gallery folder",
     )
     p.add_argument(
         "--sample", type=ranged(int, 0), default=1000, help="images decoded for the histograms"

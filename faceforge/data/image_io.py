@@ -58,6 +58,11 @@ def identity_folders(root: str | Path) -> list[tuple[str, list[Path]]]:
     sorted by name; folders without images are listed too (with no files), so that label
     numbers follow the folder names."""
     root = Path(root)
+    if root.is_file():
+        raise DataError(
+            f"{root}: a file, not an image folder of <identity>/<image> files; a dataset in one "
+            "file is a RecordIO .rec, an .lmdb or a .txt/.lst list of 'path label' lines"
+        )
     if not root.is_dir():
         raise DataError(
             f"image folder {str(root)!r} does not exist; expected {root}/<identity>/<image> files"

@@ -1,5 +1,5 @@
-"""What a verification file holds (``faceforge inspect lfw.bin`` / ``pairs.txt``): its pairs,
-their classes and folds, read without decoding more than one image.
+"""What a verification file holds (``faceforge inspect lfw.bin`` / ``pairs.txt`` / a CSV or TSV
+pair list): its pairs, their classes and folds, read without decoding more than one image.
 
 A list sorted by label puts one class in each contiguous fold, which makes a 10-fold accuracy
 meaningless (see :func:`~faceforge.evaluation.verification.fold_warnings`): the report says so
@@ -15,7 +15,7 @@ import numpy as np
 from faceforge.data.image_io import decode_image
 from faceforge.errors import DataError
 from faceforge.evaluation.bin_format import read_bin
-from faceforge.evaluation.pairs import parse_lfw_pairs
+from faceforge.evaluation.pairs import parse_lfw_pairs, read_pairs
 from faceforge.evaluation.verification import fold_slices
 
 #: folds insightface evaluates a ``.bin`` in, and faceforge a pairs file without a header
@@ -24,11 +24,14 @@ _MAGIC = {b"\xff\xd8": "JPEG", b"\x89P": "PNG"}
 
 
 def describe_verification_file(path: str | Path) -> list[str] | None:
-    """Lines describing the insightface ``.bin`` or LFW ``pairs.txt`` at ``path``; ``None``
-    when it is neither (a ``.txt`` that is not a pairs file: a training list)."""
+    """Lines describing the insightface ``.bin``, LFW ``pairs.txt`` or CSV/TSV pair list at
+    ``path``; ``None`` when it is none of them (a ``.txt`` that is not a pairs file: a
+    training list)."""
     path = Path(path)
     if path.suffix.lower() == ".bin":
         return _bin_lines(path)
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return _pair_list_lines(path)
     if path.suffix.lower() != ".txt" or not path.is_file():
         return None
     try:
@@ -44,6 +47,20 @@ def describe_verification_file(path: str | Path) -> list[str] | None:
         f"{len(people):,} people",
         f"folds: {folds} ({source}){_fold_note(lfw.issame, folds)}",
         f"evaluate: faceforge eval --pairs {path} --images DIR (aligned crops; raw photos: "
+        "--align)",
+    ]
+
+
+def _pair_list_lines(path: Path) -> list[str]:
+    pairs = read_pairs(path)
+    issame = np.array([pair.same for pair in pairs])
+    files = {file for pair in pairs for file in (pair.a, pair.b)}
+    found = sum(file.is_file() for file in files)
+    return [
+        f"{path}: pair list, {_classes(issame)} over {len(files):,} files ({found:,} of them "
+        f"found from {path.parent}: relative paths start there unless --root says otherwise)",
+        f"folds: {DEFAULT_FOLDS} (--folds){_fold_note(issame, DEFAULT_FOLDS)}",
+        f"evaluate: faceforge eval --pair-list {path} [--root DIR] (aligned crops; raw photos: "
         "--align)",
     ]
 

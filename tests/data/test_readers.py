@@ -96,6 +96,9 @@ def test_identity_folders_keep_empty_identities(folder: Path) -> None:
     assert reader.paths == [path for _, files in people for path in files]
     with pytest.raises(DataError, match="does not exist; expected"):
         identity_folders(folder / "nobody")
+    (folder / "recipe.yaml").write_text("model: {}\n")  # a file where a folder was expected
+    with pytest.raises(DataError, match=r"recipe.yaml: a file, not an image folder .* \.rec"):
+        ImageFolderReader(folder / "recipe.yaml")
 
 
 def test_list_file(folder: Path, tmp_path: Path) -> None:

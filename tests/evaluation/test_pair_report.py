@@ -48,6 +48,20 @@ def test_a_pairs_file_says_its_people_and_the_folds_of_its_header(tmp_path: Path
     assert describe_verification_file(tmp_path / "train.txt") is None
 
 
+def test_a_pair_list_says_how_many_of_its_files_are_found(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"")
+    rows = ["path_a\tpath_b\tsame", "a.jpg\tb.jpg\t1", "a.jpg\tc.jpg\t0"]
+    (tmp_path / "pairs.tsv").write_text("\n".join(rows) + "\n")
+    lines = describe_verification_file(tmp_path / "pairs.tsv")
+    assert lines[0].endswith(
+        f"pair list, 2 pairs (1 same, 1 different) over 3 files (1 of them found from "
+        f"{tmp_path}: relative paths start there unless --root says otherwise)"
+    )
+    assert (
+        lines[1] == "folds: 10 (--folds); too few pairs for them: evaluate with --folds 2 or fewer"
+    )
+
+
 def test_inspect_describes_a_bin(tmp_path: Path, capsys) -> None:
     write_bin(tmp_path / "lfw.bin", (_encoded(4), [True, False]))
     assert main(["inspect", str(tmp_path / "lfw.bin")]) == 0
