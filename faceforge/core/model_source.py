@@ -35,8 +35,8 @@ from faceforge.core.foreign_weights import (
 from faceforge.core.preprocess import Preprocess
 from faceforge.core.pretrained import PRETRAINED, pretrained_weights, verify_file
 from faceforge.core.weight_adapters import WEIGHT_ADAPTERS
+from faceforge.data.file_kinds import misplaced_hint
 from faceforge.errors import CheckpointError, first_line
-from faceforge.file_kinds import misplaced_hint
 from faceforge.models import build_backbone
 
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from faceforge.data.file_kinds import misplaced_hint
 from faceforge.data.image_io import MAX_DATASET_PIXELS, encode_image
 from faceforge.data.images import load_images
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import FormatError
-from faceforge.file_kinds import misplaced_hint
 from faceforge.files import atomic_open
 
 #: the globals a verification ``.bin`` may reference (numpy 1.x and 2.x module names)

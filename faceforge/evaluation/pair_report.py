@@ -1,5 +1,5 @@
 """What a verification file holds (``faceforge inspect lfw.bin`` / ``pairs.txt`` / a CSV or TSV
-pair list): its pairs, their classes and folds, read without decoding more than one image.
+pair list): its pairs, their classes and folds, read without decoding an image.
 
 A list sorted by label puts one class in each contiguous fold, which makes a 10-fold accuracy
 meaningless (see :func:`~faceforge.evaluation.verification.fold_warnings`): the report says so
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceforge.data.image_io import decode_image
+from faceforge.data.image_header import declared_size, image_format
 from faceforge.errors import DataError
 from faceforge.evaluation.bin_format import read_bin
 from faceforge.evaluation.pairs import parse_lfw_pairs, read_pairs
@@ -20,7 +20,6 @@ from faceforge.evaluation.verification import fold_slices
 
 #: folds insightface evaluates a ``.bin`` in, and faceforge a pairs file without a header
 DEFAULT_FOLDS = 10
-_MAGIC = {b"\xff\xd8": "JPEG", b"\x89P": "PNG"}
 
 
 def describe_verification_file(path: str | Path) -> list[str] | None:
@@ -67,12 +66,11 @@ def _pair_list_lines(path: Path) -> list[str]:
 
 def _bin_lines(path: Path) -> list[str]:
     encoded, issame = read_bin(path)
-    first = decode_image(encoded[0], f"{path} image 0")
-    kind = _MAGIC.get(bytes(encoded[0][:2]), "encoded")
-    height, width = first.shape[:2]
+    where = f"{path} image 0"
+    width, height = declared_size(encoded[0], where)  # its header: nothing decoded
     return [
         f"{path}: insightface verification .bin, {_classes(issame)}, {len(encoded):,} "
-        f"{kind} images of {height}x{width} (the first)",
+        f"{image_format(encoded[0], where).name} images of {height}x{width} (the first)",
         f"folds: {DEFAULT_FOLDS} (insightface's){_fold_note(issame, DEFAULT_FOLDS)}",
         f"evaluate: faceforge eval --bin {path}",
     ]

@@ -18,12 +18,12 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from faceforge.data.file_kinds import misplaced_hint
 from faceforge.data.image_io import MAX_PHOTO_PIXELS, list_images
 from faceforge.data.images import load_images
 from faceforge.data.verification_set import VerificationSet
 from faceforge.errors import DataError
 from faceforge.evaluation.bin_format import write_bin
-from faceforge.file_kinds import misplaced_hint
 
 #: how many missing files an error message lists before summarising the rest
 MAX_LISTED = 20

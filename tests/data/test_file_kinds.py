@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from faceforge.core.model_source import load_model
+from faceforge.data.file_kinds import file_kind, misplaced_hint
 from faceforge.errors import CheckpointError, DataError
 from faceforge.evaluation.bin_format import read_bin
 from faceforge.evaluation.pairs import parse_lfw_pairs
-from faceforge.file_kinds import file_kind, misplaced_hint
 
 
 def _files(folder: Path) -> dict[str, Path]:

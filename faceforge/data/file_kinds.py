@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from faceforge.data.image_header import FORMATS
+
 #: the start of PyTorch's pre-1.6 format: a pickle of its magic number
 _LEGACY_TORCH = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
@@ -32,7 +34,7 @@ def file_kind(path: str | Path) -> str | None:
         return "torch"
     if head[:1] == b"\x80" and path.suffix.lower() == ".bin":
         return "bin"
-    if head.startswith((b"\xff\xd8", b"\x89PNG")):
+    if any(image.matches(head) for image in FORMATS):
         return "image"
     if head and not _CONTROL.search(head):
         return "text"
