@@ -2,7 +2,7 @@
 pair list): its pairs, their classes and folds, read without decoding an image.
 
 A list sorted by label puts one class in each contiguous fold, which makes a 10-fold accuracy
-meaningless (see :func:`~faceforge.evaluation.verification.fold_warnings`): the report says so
+meaningless (see :func:`~faceforge.evaluation.verification.one_class_folds`): the report says so
 before anything is embedded.
 """
 
@@ -16,7 +16,7 @@ from faceforge.data.image_header import declared_size, image_format
 from faceforge.errors import DataError
 from faceforge.evaluation.bin_format import read_bin
 from faceforge.evaluation.pairs import parse_lfw_pairs, read_pairs
-from faceforge.evaluation.verification import fold_slices
+from faceforge.evaluation.verification import fold_slices, one_class_folds
 
 #: folds insightface evaluates a ``.bin`` in, and faceforge a pairs file without a header
 DEFAULT_FOLDS = 10
@@ -87,9 +87,7 @@ def _fold_note(issame: np.ndarray, folds: int) -> str:
         return "; every pair is of one class: verification needs 'same' and 'different' pairs"
     if len(issame) < folds:
         return f"; too few pairs for them: evaluate with --folds {len(issame)} or fewer"
-    one_class = sum(
-        len(set(issame[index].tolist())) < 2 for index in fold_slices(len(issame), folds)
-    )
+    one_class = one_class_folds(issame, fold_slices(len(issame), folds))
     if not one_class:
         return ", each holding both classes"
     return (

@@ -205,15 +205,20 @@ def _rate(count: np.ndarray, total: int) -> np.ndarray:
     return count / total if total else np.zeros(np.shape(count))
 
 
-def fold_warnings(counts: _FoldCounts) -> list[str]:
+def one_class_folds(issame: np.ndarray, slices: list[np.ndarray]) -> int:
+    """How many folds hold only 'same' or only 'different' pairs."""
+    return sum(bool(issame[index].all() or not issame[index].any()) for index in slices)
+
+
+def fold_warnings(issame: np.ndarray, slices: list[np.ndarray]) -> list[str]:
     """A warning when some folds hold only one class: their accuracy then measures nothing
     but the class balance, and the spread over folds means little. This is what a pair list
     sorted by label (e.g. LFW View 1's pairsDevTest.txt) gives."""
-    one_class = int(np.count_nonzero((counts.num_same == 0) | (counts.num_diff == 0)))
+    one_class = one_class_folds(issame, slices)
     if not one_class:
         return []
     return [
-        f"{one_class} of {len(counts.num_same)} folds hold only 'same' or only 'different' "
+        f"{one_class} of {len(slices)} folds hold only 'same' or only 'different' "
         "pairs, so the accuracy and its +- mean little (the pair list is probably sorted by "
         "label): shuffle the pairs (faceforge eval and pack-bin --shuffle-pairs), or use the "
         "official LFW View 2 pairs.txt (10 balanced folds)"
@@ -334,7 +339,7 @@ def evaluate(
         grid_tpr=grid_tpr,
         grid_fpr=grid_fpr,
         distances=dist,
-        warnings=fold_warnings(counts) + collapse_warnings(dist),
+        warnings=fold_warnings(issame, slices) + collapse_warnings(dist),
     )
 
 

@@ -49,25 +49,32 @@ def full_head_state(run: TrainingRun) -> tuple[dict[str, Tensor], dict[str, Any]
 
 def load_head_state(run: TrainingRun, head_state: dict, optimizer_state: dict) -> None:
     """Load a checkpoint's head and optimizer state, taking this process's rows. The
-    optimizer keeps the tensors it is given, so it gets copies: never the checkpoint's
-    (mapped from its file, :meth:`~faceforge.core.checkpoint.Checkpoint.load`), of which a
-    process of a sharded head copies its own rows only."""
+    checkpoint's tensors are mapped from its file
+    (:meth:`~faceforge.core.checkpoint.Checkpoint.load`), and a process of a sharded head
+    reads only its own rows of them."""
     head = _sharded_head(run)
     if head is not None:
         head_state = {**head_state, "weight": head.shard(head_state["weight"])}
         optimizer_state = _map_weight_state(optimizer_state, _weight_index(run, head), head.shard)
     run.model.head.load_state_dict(head_state)
-    run.optimizer.load_state_dict(_copied(optimizer_state))
+    run.optimizer.load_state_dict(owned_state(optimizer_state, run.device))
 
 
-def _copied(value: Any) -> Any:
-    """``value`` with every tensor in its dicts and lists cloned."""
+def owned_state(value: Any, device: torch.device) -> Any:
+    """``value`` with the tensors an optimizer on ``device`` would keep as they are cloned.
+
+    ``Optimizer.load_state_dict`` keeps a tensor that is already where its parameter lives
+    (a CPU run's momentum, or any run's scalar ``step``), and copies the others to the
+    parameter's device. Those it keeps are cloned here so the optimizer never holds a
+    tensor mapped from a checkpoint file; those it copies are left alone, so a GPU run's
+    momentum goes from the file to the GPU without a copy in CPU memory on the way."""
     if isinstance(value, Tensor):
-        return value.clone()
+        kept = device.type == "cpu" or value.ndim == 0
+        return value.clone() if kept else value
     if isinstance(value, dict):
-        return {key: _copied(item) for key, item in value.items()}
+        return {key: owned_state(item, device) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_copied(item) for item in value)
+        return type(value)(owned_state(item, device) for item in value)
     return value
 
 

@@ -11,6 +11,7 @@ from torch import nn
 from faceforge.config import OptimConfig
 from faceforge.errors import ConfigError
 from faceforge.train.optim import build_optimizer, build_scheduler, lr_factor
+from faceforge.train.sharding import owned_state
 
 
 def test_no_decay_group_holds_bn_and_bias() -> None:
@@ -68,3 +69,24 @@ def test_scheduler_drives_every_group() -> None:
     sched.step()
     sched.step()
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.1, 0.25])
+
+
+def test_resumed_optimizer_state_is_owned_where_the_optimizer_keeps_it() -> None:
+    """A CPU optimizer keeps the tensors it is given, so they are clones of the checkpoint's
+    (mapped from its file); on another device it copies momentum itself, so that is passed
+    as it is (no CPU copy on the way), while the scalar step it keeps is cloned."""
+    momentum, step = torch.ones(3, 2), torch.tensor(4.0)
+    state = {"state": {0: {"momentum_buffer": momentum, "step": step}}, "param_groups": []}
+    on_cpu = owned_state(state, torch.device("cpu"))["state"][0]
+    assert on_cpu["momentum_buffer"] is not momentum and torch.equal(
+        on_cpu["momentum_buffer"], momentum
+    )
+    on_gpu = owned_state(state, torch.device("meta"))["state"][0]
+    assert on_gpu["momentum_buffer"] is momentum and on_gpu["step"] is not step
+    # what owned_state relies on: load_state_dict copies state to its parameter's device
+    param = nn.Parameter(torch.zeros(3, 2, device="meta"))
+    optimizer = torch.optim.SGD([param], lr=0.1, momentum=0.9)
+    saved = optimizer.state_dict()
+    saved["state"] = {0: {"momentum_buffer": momentum}}
+    optimizer.load_state_dict(owned_state(saved, param.device))
+    assert optimizer.state[param]["momentum_buffer"].device == param.device
