@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.core.vectors import l2_normalize
+from faceforge.core.vectors import finite_embeddings, l2_normalize
 from faceforge.errors import DataError
 
 RANKS: tuple[int, ...] = (1, 5, 10)
@@ -87,8 +87,11 @@ def identify(
     """Search ``probes`` in ``gallery`` (raw embeddings with identity labels).
 
     An identity's score is its best-matching gallery image; the rank of a mated probe is
-    1 + the number of other identities scoring strictly higher.
+    the number of identities scoring at least as high as its own: a tie counts against it,
+    as in :func:`megaface`, so an all-zero probe (every score 0) finds no one.
     """
+    gallery = finite_embeddings(gallery, "gallery")
+    probes = finite_embeddings(probes, "probes")
     gallery_ids, probe_ids = np.asarray(gallery_ids), np.asarray(probe_ids)
     if len(gallery) != len(gallery_ids) or len(probes) != len(probe_ids):
         raise DataError("each embedding needs exactly one identity label")
@@ -112,7 +115,7 @@ def identify(
         top_identity[lo : lo + chunk] = scores.argmax(1)
         top_score[lo : lo + chunk] = scores[rows, top_identity[lo : lo + chunk]]
         own = scores[rows, np.minimum(position[lo : lo + chunk], len(identities) - 1)]
-        rank[lo : lo + chunk] = 1 + (scores > own[:, None]).sum(1)
+        rank[lo : lo + chunk] = (scores >= own[:, None]).sum(1)
 
     cmc = {r: float(np.mean(rank[mated] <= r)) if mated.any() else math.nan for r in ranks}
     tpir: dict[float, float] = {}
@@ -228,7 +231,7 @@ def megaface(
         if not isinstance(distractors, (np.ndarray, NpyFolder)):
             raise DataError("pass num_distractors when the distractors are a stream of blocks")
         num_distractors = len(distractors)
-    x = l2_normalize(probes, np.float32)
+    x = l2_normalize(finite_embeddings(probes, "probes"), np.float32)
     num_impostor = len(x) * num_distractors
     keep = _scores_to_keep(len(x), num_distractors, ranks, far_targets)
     source = [distractors] if isinstance(distractors, np.ndarray) else distractors
@@ -254,7 +257,7 @@ def _scores_to_keep(
     """How many top distractor scores per probe rank-k and TAR@FAR need: the global
     top-(FAR * impostors + 1) scores are among each probe's own top that many."""
     num_impostor = num_probes * num_distractors
-    keep = max(max(ranks), *(math.floor(f * num_impostor * (1 + 1e-12)) + 1 for f in far_targets))
+    keep = max([*ranks, *(math.floor(f * num_impostor * (1 + 1e-12)) + 1 for f in far_targets)])
     keep = min(keep, num_distractors)
     if num_probes * keep > MAX_KEPT_SCORES:
         raise DataError(
@@ -279,8 +282,8 @@ def _top_distractor_scores(
     top = _TopK(len(x), keep)
     seen = 0
     for block in _chunks(source, chunk_size):
-        block = l2_normalize(block, np.float32)
-        if block.ndim != 2 or block.shape[1] != x.shape[1]:
+        block = l2_normalize(finite_embeddings(block, "distractors"), np.float32)
+        if block.shape[1] != x.shape[1]:
             raise DataError(
                 f"distractor embeddings have shape {block.shape}, probes are {x.shape[1]}-d"
             )

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.core.vectors import l2_normalize
+from faceforge.core.vectors import finite_embeddings, l2_normalize
 from faceforge.errors import DataError
 from faceforge.evaluation.roc import roc_curve
 
@@ -83,9 +83,7 @@ def image_features(
 ) -> np.ndarray:
     """Per-image features (original + flipped, summed) weighted as the protocol mode asks:
     ``normalise`` removes the feature norm, ``faceness`` multiplies by the detector score."""
-    features = np.asarray(features, np.float64)
-    if features.ndim != 2:
-        raise DataError(f"expected (N, D) image features, got shape {features.shape}")
+    features = finite_embeddings(features, "image features").astype(np.float64)
     if normalise:
         features = l2_normalize(features)
     if faceness is not None:
@@ -240,7 +238,7 @@ def _search_probes(
         similarity = probes[start : start + step] @ gallery.T
         rows, block_mates = np.arange(len(similarity)), mates[start : start + step]
         scores = similarity[rows, block_mates]
-        ranks[start : start + step] = 1 + (similarity > scores[:, None]).sum(axis=1)
+        ranks[start : start + step] = (similarity >= scores[:, None]).sum(axis=1)  # ties miss
         mated[start : start + step] = scores
         similarity[rows, block_mates] = -np.inf
         highest = np.concatenate([highest, similarity.reshape(-1)])

@@ -209,7 +209,9 @@ def parse_lfw_pairs(pairs_file: str | Path) -> LfwPairs:
     header: list[int] = []
     for number, line in enumerate(lines, 1):
         fields = line.split()
-        if not fields or (number == 1 and len(fields) <= 2 and all(f.isdigit() for f in fields)):
+        if not fields:  # blank lines (a trailing one, CRLF endings) are no pairs
+            continue
+        if not pairs and not header and len(fields) <= 2 and all(f.isdigit() for f in fields):
             header = [int(f) for f in fields]
             continue
         try:

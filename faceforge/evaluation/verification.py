@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.core.vectors import l2_normalize
+from faceforge.core.vectors import finite_embeddings, l2_normalize
 from faceforge.errors import DataError
 from faceforge.evaluation.calibration import thresholds_at_far
 from faceforge.evaluation.roc import equal_error_rate, roc_auc, roc_curve, tar_at_far
@@ -246,15 +246,15 @@ def _check_pairs(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray) -> np.n
     issame = np.asarray(issame)
     if issame.dtype != np.bool_:
         issame = issame.astype(bool)
-    if emb1.ndim != 2 or emb1.shape != emb2.shape:
+    finite_embeddings(emb1, "first images of the pairs")
+    finite_embeddings(emb2, "second images of the pairs")
+    if emb1.shape != emb2.shape:
         raise DataError(
             f"embeddings must be two (N, D) arrays of equal shape, got {emb1.shape} "
             f"and {emb2.shape}"
         )
     if issame.shape != (emb1.shape[0],):
         raise DataError(f"{emb1.shape[0]} pairs of embeddings but issame has {issame.shape}")
-    if not (np.isfinite(emb1).all() and np.isfinite(emb2).all()):
-        raise DataError("embeddings contain NaN or infinite values")
     return issame
 
 

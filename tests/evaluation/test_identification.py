@@ -140,3 +140,35 @@ def test_megaface_refuses_impossible_far_budget():
     probes, probe_ids = _people(100, 10, 4, 0.5, seed=0)
     with pytest.raises(DataError, match="smaller FAR target"):
         megaface(probes, probe_ids, iter([]), num_distractors=10**9, far_targets=(1e-3,))
+
+
+def test_a_tie_with_the_mate_counts_against_it():
+    """An all-zero probe scores 0 against everyone: it finds no one (as in megaface),
+    instead of passing as a rank-1 hit."""
+    gallery = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    probes = np.array([[0.0, 0.0], [1.0, 0.2]])
+    result = identify(gallery, np.array([0, 1, 2]), probes, np.array([0, 0]), ranks=(1, 2, 3))
+    assert result.cmc == {1: 0.5, 2: 0.5, 3: 1.0}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_embeddings_are_refused_by_every_search(bad: float):
+    rng = np.random.default_rng(0)
+    gallery, probes = rng.normal(size=(6, 8)), rng.normal(size=(4, 8))
+    broken = probes.copy()
+    broken[1, 3] = bad
+    with pytest.raises(DataError, match=r"probes: 1 of 4 embeddings contain NaN or infinite"):
+        identify(gallery, np.arange(6), broken, np.arange(4))
+    with pytest.raises(DataError, match=r"gallery: 1 of 4 embeddings"):
+        identify(broken, np.arange(4), probes, np.arange(4))
+    with pytest.raises(DataError, match=r"probes: 1 of 4 embeddings"):
+        megaface(broken, np.array([0, 0, 1, 1]), gallery)
+    with pytest.raises(DataError, match=r"distractors: 1 of 4 embeddings"):
+        megaface(probes, np.array([0, 0, 1, 1]), broken)
+
+
+def test_megaface_with_ranks_only():
+    rng = np.random.default_rng(1)
+    probes, distractors = rng.normal(size=(4, 8)), rng.normal(size=(50, 8))
+    result = megaface(probes, np.array([0, 0, 1, 1]), distractors, far_targets=())
+    assert result.tar_at_far == {} and set(result.rank_accuracy) == {1, 5, 10}

@@ -147,6 +147,24 @@ def test_identification_matches_the_reference(seed: int) -> None:
     assert (result.num_probes, result.num_gallery) == (12, 12)
 
 
+def test_a_probe_template_of_zeros_finds_no_one() -> None:
+    """Faceness 0 on every image of a probe gives an all-zero template that ties every
+    gallery subject at 0: a miss (insightface's argsort puts the mate anywhere), never a
+    rank-1 hit."""
+    features = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.5, 0.5]])
+    faceness = np.array([1.0, 1.0, 1.0, 0.0])
+    result = identify_templates(
+        features, faceness, [1, 2, 3, 4], [1, 2, 3, 4], ([1, 2], [10, 20]), ([3, 4], [10, 20])
+    )
+    assert result.rank_accuracy[1] == 0.5 and result.rank_accuracy[5] == 1.0
+
+
+def test_non_finite_image_features_are_refused() -> None:
+    features = np.array([[1.0, 0.0], [np.nan, 1.0]])
+    with pytest.raises(DataError, match="image features: 1 of 2 embeddings contain NaN"):
+        verify_templates(features, None, [1, 2], [1, 2], [[1, 2]], [1])
+
+
 def test_tar_is_read_at_the_nearest_roc_point_by_hand() -> None:
     # points (0,0) (0,.5) (.5,.5) (.5,1) (1,1); ties go to the later point (larger TAR):
     # FAR 0.5 -> (.5,1); FAR 0.25 is 0.25 from the first four points -> (.5,1); 0.2 -> (0,.5)

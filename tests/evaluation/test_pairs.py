@@ -12,7 +12,14 @@ import pytest
 from faceforge.errors import DataError
 from faceforge.evaluation import pairs as pairs_module
 from faceforge.evaluation.bin_format import load_bin, write_bin
-from faceforge.evaluation.pairs import Pair, PairList, read_lfw_pairs, read_pair_list, read_pairs
+from faceforge.evaluation.pairs import (
+    Pair,
+    PairList,
+    parse_lfw_pairs,
+    read_lfw_pairs,
+    read_pair_list,
+    read_pairs,
+)
 
 
 def _write_image(path: Path, value: int, size: int = 112) -> np.ndarray:
@@ -47,6 +54,29 @@ def test_lfw_pairs_parsing(tmp_path, lfw_dir, header):
     vset = plist.load("mini")
     assert vset.images.shape == (4, 112, 112, 3)
     assert vset.images[3, 0, 0].tolist() == [30, 225, 210]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "3 1\n{pairs}\n",  # a trailing blank line
+        "\n3 1\n\n{pairs}",  # blank lines before and after the header
+        "3 1\r\n{crlf}\r\n\r\n",  # CRLF endings and a blank line
+    ],
+)
+def test_blank_lines_keep_the_fold_header(tmp_path: Path, text: str) -> None:
+    lines = ["A 1 2", "A 1 B 1"] * 3
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_bytes(text.format(pairs="\n".join(lines), crlf="\r\n".join(lines)).encode())
+    parsed = parse_lfw_pairs(pairs)
+    assert parsed.folds == 3 and parsed.issame.tolist() == [True, False] * 3
+
+
+def test_a_number_after_the_first_pair_is_no_header(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("A 1 2\n3 1\n")
+    with pytest.raises(DataError, match=r"pairs.txt:2"):
+        parse_lfw_pairs(pairs)
 
 
 def test_missing_files_are_all_named_before_decoding(tmp_path, lfw_dir):
