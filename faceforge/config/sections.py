@@ -45,7 +45,8 @@ class DataConfig:
     image_width: int = 0
     #: data loader worker processes (0: load in the training process)
     num_workers: int = 0
-    #: skip unreadable images (counted and reported) instead of stopping with an error
+    #: skip unreadable images (counted and reported; another image takes each one's place in
+    #: its batch) instead of stopping with an error
     skip_corrupt: bool = False
     #: the most pixels an image may declare in its header: larger ones are refused before
     #: decoding (a decompression-bomb guard). 1024x1024 is the largest size public face

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -16,18 +17,23 @@ from faceforge.data.readers import Reader
 from faceforge.data.transforms import Compose
 from faceforge.errors import DataError
 
+#: how many images are drawn to stand in for an unreadable one before training stops
+STAND_IN_TRIES = 16
 
-@dataclass(frozen=True)
-class Unreadable:
-    """Stands in for a sample whose image could not be decoded (``skip_corrupt``)."""
 
-    index: int
+class Sample(NamedTuple):
+    """One training sample: ``image`` uint8 (3, S, S) and its ``label``."""
+
+    image: torch.Tensor
+    label: int
+    #: unreadable images this sample stands in for (``skip_corrupt``)
+    replaces: tuple[int, ...] = ()
 
 
 class FaceDataset(Dataset):
-    """Samples are ``(image uint8 (3, S, S), label)``; with ``skip_corrupt`` an unreadable
-    image yields :class:`Unreadable` (dropped and reported by :func:`collate_faces`) instead
-    of raising.
+    """Samples are :class:`Sample` ``(image uint8 (3, S, S), label)``. With
+    ``skip_corrupt`` an unreadable image is replaced by another image of the dataset
+    (:meth:`stand_in`) instead of raising, so every batch keeps its size.
 
     Augmentation randomness is seeded by ``(seed, epoch, index)``; call :meth:`set_epoch`.
     """
@@ -61,7 +67,7 @@ class FaceDataset(Dataset):
         crops = {(height, width), (height, height)}
         sizes = {}
         for index in np.unique(np.linspace(0, len(self) - 1, samples).astype(int)).tolist():
-            try:  # an unreadable image is reported (or skipped) by training itself
+            try:  # an unreadable image is reported (or stood in for) by training itself
                 sizes[index] = self.reader.load(index).shape[:2]
             except DataError:
                 continue
@@ -77,25 +83,47 @@ class FaceDataset(Dataset):
             f"{size_options} (aligned crops of another size are fine)"
         )
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | Unreadable:
+    def __getitem__(self, index: int) -> Sample:
         try:
-            image = self.reader.load(index)
+            return self._sample(index)
         except DataError as exc:
-            if self.skip_corrupt:
-                return Unreadable(index)
-            raise DataError(f"{exc}; data.skip_corrupt=true skips unreadable images") from None
+            if not self.skip_corrupt:
+                raise DataError(f"{exc}; data.skip_corrupt=true skips unreadable images") from None
+        return self.stand_in(index)
+
+    def stand_in(self, index: int) -> Sample:
+        """A readable image of the dataset, with its own label, in place of unreadable
+        ``index``. Batches keep their size, which every process of a distributed step needs
+        (the DDP and Partial FC collectives exchange equal shapes), and the step counter keeps
+        counting batches of the sampler. The draw is seeded by ``(seed, epoch, index)``, so a
+        resumed run draws the same images."""
+        unreadable = [index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        for candidate in rng.integers(len(self), size=STAND_IN_TRIES).tolist():
+            try:
+                return self._sample(candidate)._replace(replaces=tuple(unreadable))
+            except DataError:
+                unreadable.append(candidate)
+        raise DataError(
+            f"image {index} is unreadable, and so were the {STAND_IN_TRIES} images drawn to "
+            "stand in for it: most of the dataset cannot be read (faceforge inspect DATASET "
+            "checks it)"
+        )
+
+    def _sample(self, index: int) -> Sample:
+        image = self.reader.load(index)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image = fit_image(image, self.input_size, "center-crop", str(index))
         image = self.transform(image, rng)
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        return tensor, int(self.reader.labels[index])
+        return Sample(tensor, int(self.reader.labels[index]))
 
 
 @dataclass
 class Batch:
     images: torch.Tensor  # uint8 (N, 3, S, S)
     labels: torch.Tensor  # int64 (N,)
-    #: dataset indices of unreadable samples dropped from this batch
+    #: dataset indices of unreadable images that other images stand in for
     skipped: tuple[int, ...] = ()
 
     def pin_memory(self, device: str | None = None) -> Batch:
@@ -104,15 +132,11 @@ class Batch:
         return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.skipped)
 
 
-def collate_faces(samples: Sequence[tuple[torch.Tensor, int] | Unreadable]) -> Batch:
-    """Stack samples, dropping the :class:`Unreadable` ones and recording their indices."""
-    kept = [s for s in samples if not isinstance(s, Unreadable)]
-    skipped = tuple(s.index for s in samples if isinstance(s, Unreadable))
-    if not kept:
-        return Batch(torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), skipped)
-    images = torch.stack([s[0] for s in kept])
-    labels = torch.tensor([s[1] for s in kept], dtype=torch.long)
-    return Batch(images, labels, skipped)
+def collate_faces(samples: Sequence[Sample]) -> Batch:
+    """Stack samples, recording the unreadable images they stand in for."""
+    images = torch.stack([sample.image for sample in samples])
+    labels = torch.tensor([sample.label for sample in samples], dtype=torch.long)
+    return Batch(images, labels, tuple(i for sample in samples for i in sample.replaces))
 
 
 class EpochSampler(Sampler[int]):

@@ -19,11 +19,10 @@ from typing import TypeVar
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from faceforge.data.dataset import Batch, FaceDataset, Unreadable, collate_faces
+from faceforge.data.dataset import Batch, FaceDataset, Sample, collate_faces
 
 T = TypeVar("T")
 U = TypeVar("U")
-Sample = tuple[torch.Tensor, int] | Unreadable
 
 
 class _EpochIndexed(Dataset):
@@ -148,6 +147,10 @@ def build_loader(
         pin_memory=device.type == "cuda",
         prefetch_factor=prefetch_factor if num_workers else None,
         persistent_workers=persistent_workers and num_workers > 0,
+        # its own generator for the workers' base seed: drawn from the global one, each new
+        # epoch's iterator would move the RNG that dropout and Partial FC sampling follow,
+        # between the checkpoint saving it and a resumed run restoring it
+        generator=torch.Generator(),
     )
     return CudaPrefetcher(loader, device) if device.type == "cuda" else loader
 

@@ -143,8 +143,6 @@ def train_one_epoch(
     pending: list[Batch] = []
     for batch in _worker_errors_unwrapped(run.loader(epoch, offset)):
         counts.skipped.update(batch.skipped)
-        if len(batch.labels) == 0:
-            continue
         pending.append(batch)
         if len(pending) < accumulate:
             continue

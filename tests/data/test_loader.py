@@ -24,6 +24,7 @@ from faceforge.data.loader import (
 from faceforge.data.readers import LmdbReader, RecordIOReader
 from faceforge.data.recordio.writer import RecordIOWriter
 from faceforge.data.transforms import Compose, Cutout, HorizontalFlip
+from faceforge.errors import DataError
 
 CPU = torch.device("cpu")
 
@@ -110,7 +111,20 @@ def test_unreadable_samples_are_reported(tmp_path: Path) -> None:
             writer.add(k % 2, jpeg(k) if k != 2 else b"\xff\xd8\xff broken")
     data = FaceDataset(RecordIOReader(tmp_path), Compose(()), skip_corrupt=True)
     batches = list(build_loader(data, range(4), 4, 0, CPU))
-    assert batches[0].skipped == (2,) and batches[0].labels.tolist() == [0, 1, 1]
+    stand_in = data.stand_in(2)  # another image of the dataset, drawn by (seed, epoch, index)
+    assert batches[0].skipped == stand_in.replaces and stand_in.replaces[0] == 2
+    assert batches[0].labels.tolist() == [0, 1, stand_in.label, 1]
+    assert torch.equal(batches[0].images[2], stand_in.image)
+    assert data.stand_in(2).image.equal(stand_in.image)  # a resumed run draws the same
+
+
+def test_a_dataset_that_is_mostly_unreadable_stops_training(tmp_path: Path) -> None:
+    with RecordIOWriter(tmp_path / "train.rec", layout="plain") as writer:
+        for k in range(4):
+            writer.add(k % 2, b"\xff\xd8\xff broken")
+    data = FaceDataset(RecordIOReader(tmp_path), Compose(()), skip_corrupt=True)
+    with pytest.raises(DataError, match="image 1 is unreadable, and so were the 16 images"):
+        data[1]
 
 
 def test_prefetcher_passes_cpu_batches_through(rec: Path) -> None:

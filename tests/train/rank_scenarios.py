@@ -16,6 +16,9 @@ error that ended that rank, as ``TypeName: message``.
   rank 1 saves the progress itself.
 - ``nan``: rank 1 alone computes a non-finite loss at step 2 of a full-classifier run; both
   ranks must stop there together (neither waits in the gradient all-reduce).
+- ``corrupt``: rank 1 alone meets an unreadable image in a Partial FC run with
+  ``data.skip_corrupt=true``; another image stands in, so both ranks gather equal batches
+  and train to the end.
 """
 
 from __future__ import annotations
@@ -111,6 +114,33 @@ def _nan(rank: int, out: Path) -> None:
     fit(run, state)
 
 
+def _corrupt(rank: int, out: Path) -> None:
+    from test_main import tiny_config
+
+    from faceforge.data.dataset import FaceDataset
+    from faceforge.errors import DataError
+    from faceforge.train.distributed import Distributed
+    from faceforge.train.main import fit, setup
+
+    cfg = tiny_config(
+        out / "run", "head.partial_fc=true", "data.skip_corrupt=true", "train.max_steps=3",
+        f"train.collective_timeout_minutes={TIMEOUT_MINUTES * 100}",  # 2 minutes: not a timeout
+    )  # fmt: skip
+    run, state = setup(cfg, log=lambda _: None, dist=Distributed(rank, 2, 0))
+    real_sample, broken = FaceDataset._sample, []
+
+    def sample(dataset, index):
+        if rank == 1 and (not broken or index == broken[0]):
+            broken.append(index)
+            raise DataError(f"img_{index}.jpg: not a readable image")
+        return real_sample(dataset, index)
+
+    FaceDataset._sample = sample
+    summary = fit(run, state)
+    if (summary.steps, summary.skipped_images) != (3, 1):  # reported by every rank
+        raise AssertionError(f"{summary.steps} steps, {summary.skipped_images} skipped")
+
+
 SCENARIOS = {
     "timeout": _timeout,
     "timeout-cuda": lambda rank, out: _timeout(rank, out, "cuda"),
@@ -119,6 +149,7 @@ SCENARIOS = {
     "main-error": _main_error,
     "gather": _gather,
     "nan": _nan,
+    "corrupt": _corrupt,
 }
 
 

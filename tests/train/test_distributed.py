@@ -208,6 +208,15 @@ def test_a_non_finite_loss_in_one_rank_stops_both_at_that_step(tmp_path: Path) -
     )
 
 
+def test_an_unreadable_image_in_one_rank_of_a_partial_fc_run_is_stood_in_for(
+    tmp_path: Path,
+) -> None:
+    """Partial FC gathers every rank's embeddings: a rank whose batch lost an image would
+    send fewer rows than the others expect (gloo aborts, NCCL hangs or mixes rows)."""
+    assert _two_ranks(tmp_path, "corrupt") == {0: "ok", 1: "ok"}
+    assert Checkpoint.load(tmp_path / "run" / "last.pt").step == 3
+
+
 # ------------------------------------------------------------------------ torchrun
 
 TINY = ["data.synthetic.num_identities=8", *TINY_CLI]

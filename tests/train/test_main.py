@@ -98,16 +98,18 @@ def test_setup_warns_when_the_photos_were_never_aligned(tmp_path: Path) -> None:
     assert "faceforge align SRC DST --size 112" in lines[1]
 
 
-def test_resume_continues_exactly(tmp_path: Path) -> None:
-    straight, straight_state = quiet_setup(tiny_config(tmp_path / "a"))
+@pytest.mark.parametrize("overrides", [(), ("model.dropout=0.5",)])  # dropout: global RNG
+def test_resume_continues_exactly(tmp_path: Path, overrides: tuple[str, ...]) -> None:
+    straight, straight_state = quiet_setup(tiny_config(tmp_path / "a", *overrides))
     fit(straight, straight_state)
     # the same 4-step run interrupted after 2 steps (mid-epoch), then resumed
-    interrupted, state = quiet_setup(tiny_config(tmp_path / "b"))
+    interrupted, state = quiet_setup(tiny_config(tmp_path / "b", *overrides))
     batches = iter(interrupted.loader(epoch=0, start_sample=0))
     train_step(interrupted, state, next(batches))
     train_step(interrupted, state, next(batches))
     save(interrupted, state, "last.pt")
-    continued, resumed = quiet_setup(tiny_config(tmp_path / "b"), tmp_path / "b" / "last.pt")
+    resume = tmp_path / "b" / "last.pt"
+    continued, resumed = quiet_setup(tiny_config(tmp_path / "b", *overrides), resume)
     assert resumed.step == 2
     maps = Path("/proc/self/maps")  # Linux lists mapped files: the run keeps copies only
     assert not maps.is_file() or str(tmp_path / "b" / "last.pt") not in maps.read_text()
