@@ -137,7 +137,7 @@ def save(run: TrainingRun, state: TrainState, name: str, alone: bool = False) ->
             "last one saved is kept. Lower optim.lr or raise optim.warmup_steps, then resume."
         )
     with run.dist.waiting_for(what):
-        checkpoint = to_checkpoint(run, state)
+        checkpoint = to_checkpoint(run, state, alone=alone)
     return run.report.save(checkpoint, name, any_rank=alone)
 
 

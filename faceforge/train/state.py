@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from faceforge.config import Config, config_to_dict
 from faceforge.core.checkpoint import Checkpoint
@@ -39,12 +40,11 @@ def weights_are_finite(run: TrainingRun) -> bool:
     return bool(torch.stack([t.isfinite().all() for t in tensors]).all())
 
 
-def to_checkpoint(run: TrainingRun, state: TrainState) -> Checkpoint:
-    """Everything needed to continue exactly, and to rebuild the backbone alone."""
+def to_checkpoint(run: TrainingRun, state: TrainState, alone: bool = False) -> Checkpoint:
+    """Everything needed to continue exactly, and to rebuild the backbone alone. Every
+    process calls it (the random states and a sharded head are gathered), unless ``alone``."""
     model = run.model_without_ddp
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
+    rng = _random_states(run, alone)
     head, optimizer = full_head_state(run)
     return Checkpoint(
         config=run.cfg,
@@ -61,6 +61,36 @@ def to_checkpoint(run: TrainingRun, state: TrainState) -> Checkpoint:
         best_accuracy=state.best_accuracy,
         history=state.history,
     )
+
+
+def _random_states(run: TrainingRun, alone: bool) -> dict[str, Tensor]:
+    """The random number generators' states, one row per process: each draws its own
+    dropout masks and Partial FC negatives, on its own GPU. A process saving ``alone``
+    stores its own."""
+    local = {"torch": torch.get_rng_state()}
+    if run.device.type == "cuda":
+        local["cuda"] = torch.cuda.get_rng_state(run.device)
+    states = [local] if alone else run.dist.gathered(local, "every process's random state")
+    return {key: torch.stack([state[key] for state in states]) for key in local}
+
+
+def _restore_random_states(run: TrainingRun, rng: dict[str, Any]) -> None:
+    """This process's row of :func:`_random_states` (the last row where the run had fewer
+    processes). Checkpoints of faceforge 0.2 hold rank 0's CPU state and a list of every
+    GPU's state: this process takes its own GPU's, where that GPU was saved."""
+    # each state is cloned: torch 2.13 crashes setting a view with a storage offset (a row)
+    rank, saved = run.dist.rank, rng["torch"]
+    torch.set_rng_state((saved[min(rank, len(saved) - 1)] if saved.ndim == 2 else saved).clone())
+    saved = rng.get("cuda")
+    if saved is None or run.device.type != "cuda":
+        return
+    if isinstance(saved, Tensor):
+        state = saved[min(rank, len(saved) - 1)]
+    elif (run.device.index or 0) < len(saved):
+        state = saved[run.device.index or 0]
+    else:
+        return
+    torch.cuda.set_rng_state(state.cpu().clone(), run.device)
 
 
 def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -105,10 +135,9 @@ def restore(run: TrainingRun, ckpt: Checkpoint, path: str | Path) -> TrainState:
     for group, fresh in zip(run.optimizer.param_groups, hyper, strict=True):
         group.update(fresh)
     _resume_schedule(run.scheduler, ckpt.scheduler)
-    run.scaler.load_state_dict(ckpt.scaler)
-    torch.set_rng_state(ckpt.rng["torch"].cpu())
-    if "cuda" in ckpt.rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt.rng["cuda"])
+    if ckpt.scaler:  # a run without fp16 saved none: a GradScaler then starts afresh
+        run.scaler.load_state_dict(ckpt.scaler)
+    _restore_random_states(run, ckpt.rng)
     return TrainState(ckpt.step, ckpt.best_accuracy, dict(ckpt.metrics), list(ckpt.history))
 
 

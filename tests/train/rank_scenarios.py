@@ -16,6 +16,8 @@ error that ended that rank, as ``TypeName: message``.
   rank 1 saves the progress itself.
 - ``nan``: rank 1 alone computes a non-finite loss at step 2 of a full-classifier run; both
   ranks must stop there together (neither waits in the gradient all-reduce).
+- ``random``: each rank draws its own random numbers (dropout, Partial FC negatives); a
+  checkpoint keeps every rank's state, and each rank restores its own.
 - ``corrupt``: rank 1 alone meets an unreadable image in a Partial FC run with
   ``data.skip_corrupt=true``; another image stands in, so both ranks gather equal batches
   and train to the end.
@@ -141,6 +143,24 @@ def _corrupt(rank: int, out: Path) -> None:
         raise AssertionError(f"{summary.steps} steps, {summary.skipped_images} skipped")
 
 
+def _random(rank: int, out: Path) -> None:
+    from test_main import tiny_config
+
+    from faceforge.train.distributed import Distributed
+    from faceforge.train.main import setup
+    from faceforge.train.state import TrainState, restore, to_checkpoint
+
+    cfg = tiny_config(out / "run", "head.partial_fc=true", "head.sample_rate=0.5")
+    run, _ = setup(cfg, log=lambda _: None, dist=Distributed(rank, 2, 0))
+    torch.rand(rank + 1)  # the ranks' streams part
+    checkpoint = to_checkpoint(run, TrainState(step=1))
+    mine = torch.get_rng_state()
+    torch.rand(100)
+    restore(run, checkpoint, "last.pt")
+    if checkpoint.rng["torch"].shape[0] != 2 or not torch.equal(torch.get_rng_state(), mine):
+        raise AssertionError(f"rank {rank} did not get its own random state back")
+
+
 SCENARIOS = {
     "timeout": _timeout,
     "timeout-cuda": lambda rank, out: _timeout(rank, out, "cuda"),
@@ -150,6 +170,7 @@ SCENARIOS = {
     "gather": _gather,
     "nan": _nan,
     "corrupt": _corrupt,
+    "random": _random,
 }
 
 

@@ -217,6 +217,10 @@ def test_an_unreadable_image_in_one_rank_of_a_partial_fc_run_is_stood_in_for(
     assert Checkpoint.load(tmp_path / "run" / "last.pt").step == 3
 
 
+def test_every_rank_resumes_its_own_random_stream(tmp_path: Path) -> None:
+    assert _two_ranks(tmp_path, "random") == {0: "ok", 1: "ok"}
+
+
 # ------------------------------------------------------------------------ torchrun
 
 TINY = ["data.synthetic.num_identities=8", *TINY_CLI]

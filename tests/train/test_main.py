@@ -14,6 +14,7 @@ import torch
 from faceforge.config import Config, load_config
 from faceforge.core.checkpoint import Checkpoint
 from faceforge.core.model_source import load_model
+from faceforge.core.precision import Precision
 from faceforge.data.synthetic import SyntheticFaces
 from faceforge.errors import CheckpointError, TrainingError
 from faceforge.train import main
@@ -120,6 +121,17 @@ def test_resume_continues_exactly(tmp_path: Path, overrides: tuple[str, ...]) ->
             assert torch.equal(value, expected[key]), f"{module}.{key}"
     lr = continued.optimizer.param_groups[0]["lr"]
     assert lr == straight.optimizer.param_groups[0]["lr"]
+
+
+def test_a_checkpoint_without_fp16_resumes_with_fp16(tmp_path: Path, monkeypatch) -> None:
+    """A CPU run saves a disabled GradScaler's empty state; the same run resumed on a GPU
+    with fp16 builds an enabled one, which starts at its initial scale."""
+    fit(*quiet_setup(tiny_config(tmp_path, "train.max_steps=1")))
+    assert Checkpoint.load(tmp_path / "last.pt").scaler == {}
+    enabled = lambda self: torch.amp.GradScaler("cpu", enabled=True)  # noqa: E731
+    monkeypatch.setattr(Precision, "grad_scaler", enabled)
+    run, state = quiet_setup(tiny_config(tmp_path, "train.max_steps=2"), tmp_path / "last.pt")
+    assert state.step == 1 and run.scaler.get_scale() == 2.0**16
 
 
 def test_resume_refuses_another_architecture(tmp_path: Path) -> None:
