@@ -78,7 +78,9 @@ def setup(
     _check_eval_files(cfg)
     dist = dist or Distributed.from_env()
     dist.setup(dist.device(cfg.train.device), cfg.train.collective_timeout_minutes)
-    path = resolve_resume(cfg, resume)
+    path = dist.from_main(  # one decision: nodes without a shared folder see no last.pt
+        lambda: resolve_resume(cfg, resume), "rank 0 to choose the checkpoint to resume"
+    )
     ckpt = Checkpoint.load(path) if path is not None else None
     changes = check_resumable(ckpt.config, cfg, path) if ckpt else []
     cfg = dist.from_main(

@@ -15,8 +15,15 @@ from faceforge.errors import CheckpointError, first_line
 from faceforge.train.build import TrainingRun
 from faceforge.train.sharding import full_head_state, load_head_state
 
-#: settings the stored weights depend on: a resumed run cannot change them
-FIXED_ON_RESUME = ("model.backbone", "model.embedding_size", "head.type", "head.partial_fc")
+#: settings the stored weights and optimizer state depend on: a resumed run cannot change
+#: them (SGD's momentum is no AdamW state; fine-tune with model.init_from instead)
+FIXED_ON_RESUME = (
+    "model.backbone",
+    "model.embedding_size",
+    "head.type",
+    "head.partial_fc",
+    "optim.name",
+)
 
 
 @dataclass

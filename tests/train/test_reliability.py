@@ -77,6 +77,9 @@ def test_resume_refuses_a_changed_head_and_other_classes(tmp_path: Path) -> None
     sharded = tiny_config(tmp_path, "head.partial_fc=true")  # its head state has other keys
     with pytest.raises(CheckpointError, match="head.partial_fc=False.*cannot change"):
         quiet_setup(sharded, tmp_path / "last.pt")
+    adamw = tiny_config(tmp_path, "optim.name=adamw")  # SGD momentum is no AdamW state
+    with pytest.raises(CheckpointError, match="optim.name='sgd'.*cannot change"):
+        quiet_setup(adamw, tmp_path / "last.pt")
 
 
 def test_resume_without_config_continues_the_checkpoints_recipe_in_its_folder(
