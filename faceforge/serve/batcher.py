@@ -58,6 +58,13 @@ class Batcher:
             self._run(batch)
 
     def _run(self, batch: list[tuple[np.ndarray, Future]]) -> None:
+        # a caller that stopped waiting (its request cancelled) cancelled its future: its
+        # faces are dropped, and the others' futures can no longer be cancelled
+        batch = [
+            (crops, future) for crops, future in batch if future.set_running_or_notify_cancel()
+        ]
+        if not batch:
+            return
         try:
             vectors, norms = self.embedder.embed_with_norms(
                 np.concatenate([crops for crops, _ in batch])
