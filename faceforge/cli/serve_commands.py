@@ -106,12 +106,14 @@ def _key(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from faceforge.inference.matching.gallery import Gallery
-    from faceforge.serve.store import GalleryInfo, open_store
+    from faceforge.serve.store import GalleryInfo, check_name, open_store
 
     store = open_store(args.store, pool=1)
     for folder in args.galleries:
         gallery = Gallery.load(folder)
         name = args.name or folder.rstrip("/").rsplit("/", 1)[-1]
+        for person in gallery.names:  # all refused before anything is written
+            check_name(person, "person")
         store.create_gallery(
             GalleryInfo(
                 name,
@@ -123,7 +125,7 @@ def _import(args: argparse.Namespace) -> int:
             )
         )
         for person in gallery.names:
-            store.add_faces(name, person, gallery.embeddings(person))
+            store.add_faces(name, person, gallery.embeddings(person), gallery.fingerprint)
         print(f"imported {folder} as gallery {name!r}: {len(gallery)} people")
     return 0
 

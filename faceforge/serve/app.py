@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
@@ -21,19 +21,31 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from faceforge.errors import FaceforgeError
+from faceforge.errors import FaceforgeError, first_line
 from faceforge.serve.body_limit import BodyLimit
 from faceforge.serve.requests import error_response, one_line
 from faceforge.serve.routes import router
 from faceforge.serve.service import Service
 
+_log = logging.getLogger(__name__)
+
 
 async def _follow(service: Service) -> None:
-    """Apply other servers' writes every ``sync_interval`` seconds."""
+    """Apply other servers' writes every ``sync_interval`` seconds. Rounds that fail (the
+    database is gone) are retried; the first failure and the recovery are logged once."""
+    failing = False
     while True:
         await asyncio.sleep(service.sync_interval)
-        with contextlib.suppress(Exception):  # a lost connection is retried next round
+        try:
             await run_in_threadpool(service.galleries.sync)
+        except Exception as exc:  # the server keeps answering from what it has
+            if not failing:
+                _log.warning("following the store's changes failed, retrying: %s", first_line(exc))
+            failing = True
+        else:
+            if failing:
+                _log.warning("following the store's changes again")
+            failing = False
 
 
 def _max_body(scope: dict) -> int | None:
@@ -84,10 +96,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": one_line(exc.errors())}, 400)
-
-    @app.exception_handler(json.JSONDecodeError)
-    async def bad_json(request: Request, exc: json.JSONDecodeError) -> JSONResponse:
-        return JSONResponse({"error": f"the body is not valid JSON ({exc.msg})"}, 400)
 
 
 def _add_status_routes(app: FastAPI) -> None:

@@ -4,28 +4,36 @@ writes, so a write is searchable here before it is acknowledged)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
 
+from faceforge.errors import DataError
 from faceforge.inference.matching.gallery import Gallery, Match
-from faceforge.serve.store import ConflictError, GalleryInfo, NotFoundError, SqlStore
+from faceforge.serve.store import Change, ConflictError, GalleryInfo, NotFoundError, SqlStore
+
+_log = logging.getLogger(__name__)
 
 
 class Galleries:
-    """In-memory :class:`Gallery` objects mirroring ``store`` for one model."""
+    """In-memory :class:`Gallery` objects mirroring ``store`` for one model.
+
+    The database is read outside the lock that guards the galleries, so a search never
+    waits for the database; one sync runs at a time, applying changes in feed order."""
 
     def __init__(self, store: SqlStore, fingerprint: str, embedding_size: int) -> None:
         self.store = store
         self.fingerprint = fingerprint
         self.embedding_size = embedding_size
         self._lock = threading.Lock()
+        self._syncing = threading.Lock()
         self._galleries: dict[str, Gallery] = {}
         self.seq = store.last_seq()
         for info in store.galleries():
-            self._load(info)
+            self._galleries[info.name] = self._built(info)
 
-    def _load(self, info: GalleryInfo) -> None:
+    def _built(self, info: GalleryInfo) -> Gallery:
         gallery = Gallery(
             info.embedding_size,
             info.fingerprint,
@@ -34,30 +42,46 @@ class Galleries:
             model=info.model,
         )
         for person, vectors in self.store.faces(info.name).items():
-            gallery.add(person, vectors)
-        self._galleries[info.name] = gallery
+            try:
+                gallery.add(person, vectors)
+            except DataError as exc:  # stored by an older server that let the name through
+                _log.warning("gallery %r: %s is passed over", info.name, exc)
+        return gallery
 
     def sync(self) -> int:
-        """Apply the store's changes since the last sync; the number applied."""
-        with self._lock:
+        """Apply the store's changes since the last sync; the number applied. A change
+        that cannot be applied (written by an older server that let a name through) is
+        logged and passed over: the feed must not stop at it."""
+        with self._syncing:
             changes = self.store.changes_since(self.seq)
             for change in changes:
-                if change.person is None:
-                    self._galleries.pop(change.gallery, None)
-                    info = self.store.gallery(change.gallery)
-                    if info is not None:
-                        self._load(info)
-                elif change.gallery in self._galleries:
-                    self._refresh(self._galleries[change.gallery], change.gallery, change.person)
+                try:
+                    self._apply(change)
+                except DataError as exc:
+                    _log.warning(
+                        "change %d of gallery %r passed over: %s", change.seq, change.gallery, exc
+                    )
                 self.seq = change.seq
         return len(changes)
 
-    def _refresh(self, gallery: Gallery, name: str, person: str) -> None:
-        if person in gallery:
-            gallery.remove(person)
-        vectors = self.store.faces(name, person).get(person)
-        if vectors is not None:
-            gallery.add(person, vectors)
+    def _apply(self, change: Change) -> None:
+        if change.person is None:  # the gallery was created or deleted
+            info = self.store.gallery(change.gallery)
+            gallery = None if info is None else self._built(info)
+            with self._lock:
+                self._galleries.pop(change.gallery, None)
+                if gallery is not None:
+                    self._galleries[change.gallery] = gallery
+            return
+        vectors = self.store.faces(change.gallery, change.person).get(change.person)
+        with self._lock:
+            gallery = self._galleries.get(change.gallery)
+            if gallery is None:
+                return
+            if change.person in gallery:
+                gallery.remove(change.person)
+            if vectors is not None:
+                gallery.add(change.person, vectors)
 
     def names(self) -> list[str]:
         with self._lock:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from faceforge.errors import ConfigError, first_line
-from faceforge.serve.store import SqlStore, redacted
+from typing import Any
+
+from faceforge.errors import first_line
+from faceforge.serve.store import SqlStore, StoreUnavailable, redacted
 
 #: key of the transaction-scoped advisory lock that orders writers (see :class:`PostgresStore`)
 WRITER_LOCK = 0x46414345
@@ -24,15 +26,21 @@ class PostgresStore(SqlStore):
     lock_writers = f"SELECT pg_advisory_xact_lock({WRITER_LOCK})"
 
     def __init__(self, url: str, pool: int = 4) -> None:
+        import psycopg
+
         self.url = url
+        self.unavailable = (psycopg.OperationalError,)
         super().__init__(self._open, pool)
 
-    def _open(self):
+    def _open(self) -> Any:
         import psycopg
 
         try:
             return psycopg.connect(self.url)
         except psycopg.OperationalError as exc:
-            raise ConfigError(
+            raise StoreUnavailable(
                 f"cannot connect to the store {redacted(self.url)}: {first_line(exc)}"
             ) from None
+
+    def _broken(self, conn: Any) -> bool:
+        return bool(conn.closed or conn.broken)  # the server restarted or the network failed

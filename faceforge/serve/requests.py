@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from faceforge.errors import ConfigError, DataError
+from faceforge.errors import ConfigError, DataError, first_line
 from faceforge.inference.face_checks import LowQuality
 from faceforge.inference.liveness import SpoofRefused
 from faceforge.serve.schemas import Options
 from faceforge.serve.service import AuthError, Service, decode_base64
-from faceforge.serve.store import ConflictError, NotFoundError
+from faceforge.serve.store import ConflictError, NotFoundError, StoreUnavailable
 
 #: error type -> HTTP status (anything else a faceforge error: 400)
 STATUS = {
@@ -22,6 +23,7 @@ STATUS = {
     ConflictError: 409,
     SpoofRefused: 422,
     LowQuality: 422,
+    StoreUnavailable: 503,
 }
 
 OptionsT = TypeVar("OptionsT", bound=Options)
@@ -35,14 +37,14 @@ async def photos(
     multipart: every file field is a photo, text fields are options; JSON: ``images`` is a
     list of base64 strings (or ``image`` one), other keys are options.
     """
-    kind = request.headers.get("content-type", "")
+    kind = request.headers.get("content-type", "").lower()  # media types ignore case
     if kind.startswith("multipart/form-data"):
         form = await request.form()
         files = [v for _, v in form.multi_items() if hasattr(v, "read")]
         fields: dict[str, Any] = {k: v for k, v in form.multi_items() if not hasattr(v, "read")}
         data = [await f.read() for f in files]
     elif kind.startswith("application/json"):
-        fields = await request.json()
+        fields = _json(await request.body())
         if not isinstance(fields, dict):
             raise DataError("the JSON body must be an object")
         texts = fields.pop("images", None) or ([fields.pop("image")] if "image" in fields else [])
@@ -56,6 +58,15 @@ async def photos(
     if len(data) > service.limits.max_images:
         raise DataError(f"{len(data)} images, more than the {service.limits.max_images} allowed")
     return data, validated(options, fields)
+
+
+def _json(body: bytes) -> Any:
+    """The JSON ``body``; a DataError for bytes that are not UTF-8 JSON, or nested deeper
+    than the parser recurses."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise DataError(f"the body is not valid JSON ({first_line(exc)[:120]})") from None
 
 
 def validated(model: type[OptionsT], fields: dict[str, Any]) -> OptionsT:

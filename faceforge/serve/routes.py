@@ -22,7 +22,7 @@ from faceforge.inference.matching.threshold import Threshold, threshold_for
 from faceforge.serve import schemas
 from faceforge.serve.requests import photos
 from faceforge.serve.service import Service
-from faceforge.serve.store import GalleryInfo
+from faceforge.serve.store import GalleryInfo, check_name
 
 router = APIRouter(prefix="/v1")
 
@@ -148,7 +148,7 @@ async def create_gallery(body: schemas.NewGallery, service: Writer) -> dict[str,
     INDEX_TYPES.get(index, field="index")
     galleries = service.galleries
     info = GalleryInfo(
-        body.name.strip(),
+        check_name(body.name, "gallery"),
         galleries.fingerprint,
         galleries.embedding_size,
         service.pipeline.embedder.description,
@@ -180,10 +180,12 @@ async def people(request: Request, gallery: str) -> dict[str, Any]:
     openapi_extra=schemas.photo_body(),
 )
 async def enroll(request: Request, gallery: str, person: str, service: Writer) -> dict[str, Any]:
-    service.galleries.check(gallery)
+    check_name(person, "person")  # before any work: the store refuses it anyway
+    await run_in_threadpool(service.galleries.check, gallery)
     data, _ = await photos(request, service, schemas.Options)
     vectors, _, reports = await service.embed_photos(data)
-    await run_in_threadpool(service.store.add_faces, gallery, person, vectors)
+    fingerprint = service.galleries.fingerprint
+    await run_in_threadpool(service.store.add_faces, gallery, person, vectors, fingerprint)
     await run_in_threadpool(service.galleries.sync)
     faces = [_face(r) for r in reports]
     return {"gallery": gallery, "person": person, "added": len(vectors), "faces": faces}
@@ -204,7 +206,7 @@ async def delete_person(gallery: str, person: str, service: Writer) -> dict[str,
 )
 async def search(request: Request, gallery: str) -> dict[str, Any]:
     service = _service(request)
-    service.galleries.check(gallery)
+    await run_in_threadpool(service.galleries.check, gallery)
     data, options = await photos(request, service, schemas.SearchOptions)
     threshold = _threshold(service, options)
     vectors, _, reports = await service.embed_photos(data)

@@ -40,7 +40,7 @@ class SearchOptions(DecisionOptions):
 class NewGallery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    name: str = Field(description="no slash, control characters or spaces around it")
     index: str | None = Field(None, description="flat | ivf | hnsw | pq (default: serve --index)")
     mode: Literal["mean", "all"] = Field("mean", description="one vector per person, or all")
 

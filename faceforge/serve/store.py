@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from faceforge.errors import ConfigError, DataError
+from faceforge.errors import ConfigError, DataError, FaceforgeError, first_line
 from faceforge.registry import Registry
 
 SCHEMA = (
@@ -41,6 +42,31 @@ class NotFoundError(DataError):
 
 class ConflictError(DataError):
     """The request contradicts what is stored (HTTP 409): a gallery exists, another model."""
+
+
+class StoreUnavailable(FaceforgeError):
+    """The database cannot be reached or is busy (HTTP 503: try again)."""
+
+
+#: what a gallery or person name may not hold: a slash (a name is one URL path segment) or a
+#: control character (NUL, which PostgreSQL refuses, tabs, line breaks)
+_UNUSABLE = re.compile(r"[/\x00-\x1f\x7f]")
+MAX_NAME = 200
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` of a gallery or person, refused (DataError) where the API could not address
+    it: empty, with spaces around it, a slash or a control character, over 200 characters.
+    Checked before anything is written, since every server replays what was written."""
+    if not name.strip():
+        raise DataError(f"a {what} needs a non-empty name")
+    if name != name.strip():
+        raise DataError(f"{what} name {name!r} starts or ends with spaces")
+    if _UNUSABLE.search(name):
+        raise DataError(f"{what} name {name!r} holds a slash or a control character")
+    if len(name) > MAX_NAME:
+        raise DataError(f"{what} name of {len(name)} characters: at most {MAX_NAME}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -70,20 +96,25 @@ class SqlStore:
 
     ``serial``/``blob`` are the backend's auto-increment key and binary column types,
     ``placeholder`` its parameter marker, ``lock_writers`` the statement that serialises
-    writing transactions until they commit (empty when the database does itself).
+    writing transactions until they commit (empty when the database does itself),
+    ``begin_read``/``begin_write`` the statements that open a transaction (empty where the
+    driver opens it), ``unavailable`` the driver's errors of a lost or busy database.
     """
 
     serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
     blob = "BLOB"
     placeholder = "?"
     lock_writers = ""
+    begin_read = begin_write = ""
+    unavailable: tuple[type[Exception], ...] = ()
 
     def __init__(self, connect: Callable[[], Any], pool: int = 4) -> None:
         self._connect = connect
+        #: idle connections, and a ``None`` for each one not made yet (or thrown away)
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._size = pool
-        self._made = 0
-        with self._transaction() as cur:
+        for _ in range(pool):
+            self._idle.put(None)
+        with self._transaction(write=True) as cur:
             if self.lock_writers:  # two servers starting at once create the tables once
                 cur.execute(self.lock_writers)
             for statement in SCHEMA:
@@ -91,26 +122,44 @@ class SqlStore:
 
     # -------------------------------------------------------------- plumbing
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        """A cursor in one transaction: committed when the block ends, rolled back on error."""
+    def _transaction(self, write: bool = False) -> Iterator[Any]:
+        """A cursor in one transaction: committed when the block ends, rolled back on error.
+        A connection that broke (the database restarted) is thrown away, not pooled, and
+        the error is a :class:`StoreUnavailable`."""
         conn = self._take()
         try:
             cur = conn.cursor()
+            begin = self.begin_write if write else self.begin_read
+            if begin:
+                cur.execute(begin)
             yield cur
             conn.commit()
-        except BaseException:
-            conn.rollback()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # a broken connection cannot roll back
+                conn.rollback()
+            if self._broken(conn):
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
+            if isinstance(exc, self.unavailable):
+                raise StoreUnavailable(f"the store is unavailable: {first_line(exc)}") from None
             raise
         finally:
             self._idle.put(conn)
 
     def _take(self) -> Any:
-        with contextlib.suppress(queue.Empty):
-            return self._idle.get_nowait()
-        if self._made < self._size:
-            self._made += 1
-            return self._connect()
-        return self._idle.get()
+        conn = self._idle.get()
+        if conn is None:
+            try:
+                conn = self._connect()
+            except BaseException:
+                self._idle.put(None)
+                raise
+        return conn
+
+    def _broken(self, conn: Any) -> bool:
+        """Whether ``conn`` can no longer be used (the backend knows how to tell)."""
+        return False
 
     def _sql(self, text: str) -> str:
         return text.replace("?", self.placeholder)
@@ -127,14 +176,17 @@ class SqlStore:
         """Close the idle connections."""
         while True:
             try:
-                self._idle.get_nowait().close()
+                conn = self._idle.get_nowait()
             except queue.Empty:
                 return
+            if conn is not None:
+                conn.close()
 
     # ------------------------------------------------------------- galleries
     def create_gallery(self, info: GalleryInfo) -> None:
         """Store a new gallery (ConflictError when the name is taken)."""
-        with self._transaction() as cur:
+        check_name(info.name, "gallery")
+        with self._transaction(write=True) as cur:
             self._write(cur, info.name, None)
             if self._gallery_row(cur, info.name) is not None:
                 raise ConflictError(f"gallery {info.name!r} exists already")
@@ -152,7 +204,7 @@ class SqlStore:
 
     def delete_gallery(self, name: str) -> None:
         """Forget a gallery and its faces (NotFoundError when there is none)."""
-        with self._transaction() as cur:
+        with self._transaction(write=True) as cur:
             self._write(cur, name, None)
             cur.execute(self._sql("DELETE FROM galleries WHERE name = ?"), (name,))
             if cur.rowcount == 0:
@@ -175,20 +227,30 @@ class SqlStore:
         return cur.fetchone()
 
     # ---------------------------------------------------------------- people
-    def add_faces(self, gallery: str, person: str, vectors: np.ndarray) -> None:
-        """Enroll (k, D) float32 ``vectors`` under ``person``, all or nothing."""
+    def add_faces(self, gallery: str, person: str, vectors: np.ndarray, fingerprint: str) -> None:
+        """Enroll (k, D) float32 ``vectors`` of the model ``fingerprint`` under ``person``,
+        all or nothing; refused when the gallery holds another model's embeddings (it may
+        have been made again since the caller looked)."""
+        check_name(person, "person")
         rows = [(gallery, person, np.asarray(v, "<f4").tobytes()) for v in vectors]
-        with self._transaction() as cur:
+        with self._transaction(write=True) as cur:
             self._write(cur, gallery, person)
-            if self._gallery_row(cur, gallery) is None:
+            row = self._gallery_row(cur, gallery)
+            if row is None:
                 raise NotFoundError(f"there is no gallery {gallery!r}")
+            info = GalleryInfo(*row)
+            if (info.fingerprint, info.embedding_size) != (fingerprint, np.shape(vectors)[1]):
+                raise ConflictError(
+                    f"gallery {gallery!r} holds embeddings of model {info.model} (fingerprint "
+                    f"{info.fingerprint}), not of fingerprint {fingerprint}"
+                )
             cur.executemany(
                 self._sql("INSERT INTO faces (gallery, person, vector) VALUES (?, ?, ?)"), rows
             )
 
     def delete_person(self, gallery: str, person: str) -> None:
         """Remove every face of ``person`` (NotFoundError when there is none)."""
-        with self._transaction() as cur:
+        with self._transaction(write=True) as cur:
             self._write(cur, gallery, person)
             cur.execute(
                 self._sql("DELETE FROM faces WHERE gallery = ? AND person = ?"), (gallery, person)
@@ -226,7 +288,7 @@ class SqlStore:
 
     # --------------------------------------------------------------- API keys
     def add_api_key(self, digest: str, name: str) -> None:
-        with self._transaction() as cur:
+        with self._transaction(write=True) as cur:
             cur.execute(self._sql("INSERT INTO api_keys VALUES (?, ?)"), (digest, name))
 
     def api_key_name(self, digest: str) -> str | None:

@@ -33,35 +33,60 @@ def _as_db_user() -> list[str]:
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+class Postgres:
+    """A throwaway PostgreSQL cluster: its URL, and a restart (what a failover or an
+    upgrade does to the servers' connections)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.data, self.port = folder, folder / "data", free_port()
+        self.url = f"postgresql://faces@127.0.0.1:{self.port}/postgres"
+        self._options = f"-p {self.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> None:
+        command = [*_as_db_user(), "pg_ctl", "-D", str(self.data), *args]
+        subprocess.run(command, check=check, capture_output=True)
+
+    def start(self) -> None:
+        subprocess.run(
+            [*_as_db_user(), "initdb", "-D", str(self.data), "-U", "faces", "--auth=trust"],
+            check=True,
+            capture_output=True,
+        )
+        self._pg_ctl("-o", self._options, "-w", "-l", str(self.folder / "log"), "start")
+
+    def restart(self) -> None:
+        """A fast restart; the server logs to its file (on our pipes it would keep them open)."""
+        self._pg_ctl(
+            "-o", self._options, "-m", "fast", "-w", "-l", str(self.folder / "log"), "restart"
+        )
+
+    def stop(self) -> None:
+        self._pg_ctl("-m", "immediate", "stop", check=False)
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[Postgres]:
     """A fresh PostgreSQL cluster in a temporary folder (one the ``postgres`` user can reach
-    when tests run as root), stopped and removed after the session."""
+    when tests run as root), stopped and removed at the end."""
     if not (shutil.which("initdb") and shutil.which("pg_ctl")):
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
     folder = Path(tempfile.mkdtemp(prefix="faceforge-pg-"))
-    data, port = folder / "data", free_port()
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
-    run = [*_as_db_user()]
-    subprocess.run(
-        [*run, "initdb", "-D", str(data), "-U", "faces", "--auth=trust"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [*run, "pg_ctl", "-D", str(data), "-o", options, "-w", "start", "-l", str(folder / "log")],
-        check=True,
-        capture_output=True,
-    )
+    cluster = Postgres(folder)
     try:
-        yield f"postgresql://faces@127.0.0.1:{port}/postgres"
+        cluster.start()
+        yield cluster
     finally:
-        subprocess.run(
-            [*run, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-        )
+        cluster.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The URL of a cluster shared by the session's tests (never restarted)."""
+    with postgres_cluster() as cluster:
+        yield cluster.url
 
 
 #: a calibrated model's metrics: cosine thresholds 0.4, 0.5, 0.6, 0.7 at FAR 1e-1 .. 1e-4

@@ -18,7 +18,7 @@ from faceforge.data.image_io import encode_image
 from faceforge.data.quality import face_quality
 from faceforge.data.synthetic.faces import SyntheticFaces
 from tests.image_bombs import png_bomb
-from tests.serve.conftest import Server, faceforge, start_server
+from tests.serve.conftest import Server, faceforge, postgres_cluster, start_server
 
 FACES = SyntheticFaces(seed=0)
 
@@ -171,6 +171,56 @@ def test_bad_requests_get_one_line_4xx(server):
     assert httpx.get(f"{srv.url}/health").status_code == 200
 
 
+def test_names_the_api_cannot_address_are_refused_before_anything_is_written(server):
+    """A blank person used to be stored, then refused by every server replaying the change
+    feed: every later write failed and no server could start on the store again."""
+    srv, key = server
+    gallery = new_gallery(srv, key)
+    headers = {"X-API-Key": key}
+    refused = {
+        "%20": "a person needs a non-empty name",
+        "%09": "a person needs a non-empty name",
+        "a%00b": "person name 'a\\x00b' holds a slash or a control character",
+        "dana%20": "person name 'dana ' starts or ends with spaces",
+    }
+    for person, message in refused.items():
+        answer = enroll(srv.url, key, gallery, person, photo(0))
+        assert (answer.status_code, answer.json()["error"]) == (400, message)
+    for name in ("a/b", "team ", "a\u0000b", "x" * 201):
+        answer = httpx.post(f"{srv.url}/v1/galleries", json={"name": name}, headers=headers)
+        assert answer.status_code == 400 and "name" in answer.json()["error"]
+    assert enroll(srv.url, key, gallery, "bob", photo(1)).status_code == 201
+    assert search(srv.url, gallery, photo(1))["identity"] == "bob"
+    again = Server(srv.checkpoint, srv.store)  # a server starts on what was written
+    again.kill()
+
+
+def test_odd_bodies_and_photos_get_a_4xx_not_a_500(server):
+    srv, _ = server
+    thin = [
+        encode_image(np.zeros(shape, np.uint8), ".png") for shape in ((1, 5000, 3), (5000, 1, 3))
+    ]
+    answers = [
+        httpx.post(f"{srv.url}/v1/embed", files=files(image))
+        for image in thin  # no face
+    ] + [
+        httpx.post(
+            f"{srv.url}/v1/embed", content=body, headers={"content-type": "application/json"}
+        )
+        for body in (b'{"images": ["\xff"]}', b"[" * 200_000)
+    ]
+    # no face in the thin photos: fitted whole (this server runs --fallback stretch)
+    assert [a.status_code for a in answers] == [200, 200, 400, 400], [a.text for a in answers]
+    assert answers[2].json()["error"].startswith("the body is not valid JSON")
+    image = base64.b64encode(photo(0)).decode()
+    upper = httpx.post(
+        f"{srv.url}/v1/embed",
+        content=f'{{"images": ["{image}"]}}',
+        headers={"content-type": "Application/JSON; charset=UTF-8"},
+    )
+    assert upper.status_code == 200, upper.text
+
+
 def test_gallery_of_another_model_is_refused(server, tmp_path):
     from tests.model_helpers import primed_model, write_checkpoint
 
@@ -226,6 +276,27 @@ def test_two_servers_share_postgresql(checkpoint, postgres_url):
     finally:
         first.kill()
         second.kill()
+
+
+def test_a_server_recovers_when_postgresql_restarts(checkpoint):
+    """Connections broken by the restart used to go back to the pool and fail every request
+    for good (500s); now each is thrown away after one 503 and the next request reconnects."""
+    with postgres_cluster() as cluster:
+        server, key = start_server(checkpoint, cluster.url)
+        try:
+            gallery = new_gallery(server, key)
+            assert enroll(server.url, key, gallery, "carol", photo(3)).status_code == 201
+            cluster.restart()
+            answers = []
+            while len(answers) < 10 and (not answers or answers[-1].status_code != 201):
+                answers.append(enroll(server.url, key, gallery, "dave", photo(4)))
+            assert answers[-1].status_code == 201, [a.text for a in answers]
+            for failed in answers[:-1]:  # at most one per pooled connection
+                assert failed.status_code == 503
+                assert failed.json()["error"].startswith("the store is unavailable: ")
+            assert search(server.url, gallery, photo(4))["identity"] == "dave"
+        finally:
+            server.kill()
 
 
 def test_workers_share_one_store(checkpoint, tmp_path):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from faceforge.errors import ConfigError
-from faceforge.serve.store import open_store, redacted
+from faceforge.serve.store import StoreUnavailable, open_store, redacted
 from tests.serve.conftest import free_port
 
 
@@ -24,7 +23,7 @@ def test_redacted_hides_only_the_password(url, shown):
 
 def test_a_failed_connection_does_not_print_the_password():
     url = f"postgresql://faces:s3cret@127.0.0.1:{free_port()}/faces"  # nobody listens there
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(StoreUnavailable) as error:
         open_store(url).galleries()
     message = str(error.value)
     assert "cannot connect to the store postgresql://faces:***@127.0.0.1:" in message

@@ -50,9 +50,10 @@ def test_page_enrolls_and_finds_a_person(browser, checkpoint, tmp_path):
         wait = WebDriverWait(browser, 60)
         out = browser.find_element(By.ID, "out")
         browser.find_element(By.ID, "key").send_keys(key)
+        browser.find_element(By.ID, "gallery").send_keys(" ")  # "people ": trimmed, as typed
         browser.find_element(By.ID, "create").click()
         wait.until(lambda _: out.text.startswith("201"))
-        browser.find_element(By.ID, "name").send_keys("dana")
+        browser.find_element(By.ID, "name").send_keys(" dana ")
         browser.find_element(By.ID, "enroll-photo").send_keys(str(image))
         browser.find_element(By.ID, "enroll").click()
         wait.until(lambda _: '"person": "dana"' in out.text)

@@ -267,7 +267,7 @@ class MTCNN(nn.Module):
                 )
             factor = min(1.0, self.max_image_size / max(image.shape[:2]))
             if factor < 1.0:
-                size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
+                size = tuple(max(1, round(side * factor)) for side in image.shape[1::-1])
                 image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             tensor = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
             tensors.append(tensor.permute(2, 0, 1).float())

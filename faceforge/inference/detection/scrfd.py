@@ -96,10 +96,10 @@ class SCRFD:
 
     def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         width, height = self.input_size
-        if image.shape[0] / image.shape[1] > height / width:
-            new_h, new_w = height, int(height * image.shape[1] / image.shape[0])
+        if image.shape[0] / image.shape[1] > height / width:  # a side of 1 px at least
+            new_h, new_w = height, max(1, int(height * image.shape[1] / image.shape[0]))
         else:
-            new_w, new_h = width, int(width * image.shape[0] / image.shape[1])
+            new_w, new_h = width, max(1, int(width * image.shape[0] / image.shape[1]))
         canvas = np.zeros((height, width, 3), np.uint8)
         canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h))
         return canvas, new_h / image.shape[0]
