@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ from faceforge.inference.matching.index import (
     IndexSettings,
     apply_settings,
     build_index,
-    list_count,
     needs_retraining,
 )
 from faceforge.inference.matching.lock import gallery_lock
@@ -194,9 +193,7 @@ class Gallery:
         data = np.concatenate(vectors) if vectors else np.zeros((0, self.embedding_size), "f4")
         ids_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         index = build_index(self.index_type, data, ids_all, self.settings)
-        self._trained_on = len(data)
-        # an automatic IVF list count is fixed once chosen
-        self.settings = replace(self.settings, nlist=list_count(index) or self.settings.nlist)
+        self._trained_on = len(data)  # an automatic IVF list count (nlist 0) is chosen anew
         return index
 
     def _ensure_index(self) -> faiss.Index:
@@ -239,7 +236,7 @@ class Gallery:
             self._write(directory)
 
     def _write(self, directory: str | Path) -> None:
-        index = self._ensure_index()  # first: it may fix an automatic IVF list count
+        index = self._ensure_index()
         data = GalleryData(
             fingerprint=self.fingerprint,
             embedding_size=self.embedding_size,

@@ -62,18 +62,26 @@ def test_ivf_list_count_and_search_depth() -> None:
         build_index("ivf", vectors, ids, IndexSettings(nlist=200))
 
 
-def test_automatic_ivf_list_count_is_kept_with_the_gallery(tmp_path: Path) -> None:
+def test_an_automatic_ivf_list_count_stays_automatic(tmp_path: Path) -> None:
+    """Saved as automatic (0) beside the index of 7 lists it chose, and chosen anew when
+    the grown gallery is retrained: a count fixed at the first search of a small gallery
+    (1 list) would make every later search scan every vector."""
     gallery = Gallery(8, "fp", index_type="ivf", mode="all")
     gallery.add("someone", unit_vectors(49))
     gallery.save(tmp_path)
     assert json.loads((tmp_path / METADATA_FILE).read_text())["index"] == {
         "type": "ivf",
-        "nlist": 7,
+        "nlist": 0,
         "nprobe": 8,
         "hnsw_m": 32,
         "rerank": 8,
     }
-    assert Gallery.load(tmp_path).settings == IndexSettings(nlist=7, nprobe=8, hnsw_m=32)
+    loaded = Gallery.load(tmp_path)
+    assert loaded.settings == IndexSettings(nlist=0, nprobe=8, hnsw_m=32)
+    assert list_count(loaded._index) == 7
+    loaded.add("others", unit_vectors(400, seed=1))  # 449 >= 4 x 49: retrained at 21 lists
+    loaded.search(unit_vectors(1))
+    assert list_count(loaded._index) == 21
 
 
 def test_unknown_index_type_lists_the_choices() -> None:
