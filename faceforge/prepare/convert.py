@@ -28,8 +28,9 @@ from faceforge.prepare.formats import (
     Source,
     dataset_format,
     dataset_paths,
+    numbered_name,
     open_source,
-    remove_dataset,
+    replacing,
 )
 
 
@@ -118,7 +119,11 @@ def convert(
     source = open_source(src, options.skip_corrupt)
     labels, class_ids = contiguous_labels(source.labels, None, src)
     names = getattr(source, "classes", None)
-    names = [names[c] for c in class_ids] if names else None
+    names = (
+        [names[c] for c in class_ids]
+        if names
+        else [numbered_name(label, len(class_ids)) for label in range(len(class_ids))]
+    )
     summary = ConvertSummary(dataset_format(src), dataset_format(dst))
     summary.skipped = getattr(source, "skipped", 0)  # records a reader left out
     sink = SINKS.get(summary.target_format)(dst, names, options.shuffle, options.size or 112)
@@ -140,8 +145,8 @@ def convert(
     except BaseException:
         sink.abort()
         raise
-    remove_dataset(dst)  # --overwrite: the old dataset goes only once the new one is complete
-    sink.close()
+    with replacing(dst):  # --overwrite: the old dataset goes only once the new one is complete
+        sink.close()
     summary.identities = len(seen)
     return summary
 

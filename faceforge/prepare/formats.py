@@ -15,7 +15,10 @@ folder      any other folder                             ``<identity>/<image>``
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -115,10 +118,10 @@ class Sink(Protocol):
 
 class FolderSink:
     """``root/<identity>/<n><ext>``, written in a temporary folder (a
-    :class:`~faceforge.files.Temporary`) renamed on ``close``; identities are named by
-    ``names`` (e.g. the source's folders) or ``%06d`` of the class."""
+    :class:`~faceforge.files.Temporary`) renamed on ``close``; class ``c`` is the folder
+    ``names[c]`` (the source's folders, or :func:`numbered_name`)."""
 
-    def __init__(self, root: Path, names: list[str] | None = None) -> None:
+    def __init__(self, root: Path, names: list[str]) -> None:
         self.root = root
         self.names = names
         self._temporary = Temporary(root, folder=True)
@@ -126,7 +129,7 @@ class FolderSink:
         self.written: list[tuple[str, int]] = []
 
     def add(self, label: int, image: bytes) -> None:
-        name = self.names[label] if self.names else f"{label:06d}"
+        name = self.names[label]
         relative = f"{name}/{len(self.written):08d}{image_extension(image, name)}"
         (self.tmp / name).mkdir(exist_ok=True)
         (self.tmp / relative).write_bytes(image)
@@ -139,17 +142,32 @@ class FolderSink:
         self._temporary.discard()
 
 
+def numbered_name(label: int, num_classes: int) -> str:
+    """The folder name of class ``label``: zero-padded to at least 6 digits, and to as many
+    as the largest class needs, so folders sort in class order (``%06d`` put 1000000
+    between 100000 and 100001, permuting the class ids of a converted WebFace42M)."""
+    return f"{label:0{max(6, len(str(num_classes - 1)))}d}"
+
+
 class ListSink(FolderSink):
     """A ``path label`` list file with its images in the folder named after it."""
 
-    def __init__(self, list_file: Path, names: list[str] | None = None) -> None:
+    def __init__(self, list_file: Path, names: list[str]) -> None:
+        for name in names:  # refused before anything is written
+            if "\n" in name or "\r" in name:
+                raise DataError(f"identity {name!r}: a list file cannot hold its name")
+            try:
+                name.encode()
+            except UnicodeEncodeError:
+                raise DataError(f"identity {name!r}: its name is not UTF-8") from None
         super().__init__(list_file.with_suffix(""), names)
         self.list_file = list_file
 
     def close(self) -> None:
-        super().close()
         lines = [f"{self.root.name}/{relative} {label}\n" for relative, label in self.written]
-        atomic_write_bytes(self.list_file, "".join(lines).encode())
+        text = "".join(lines).encode()
+        super().close()
+        atomic_write_bytes(self.list_file, text)
 
 
 #: format -> sink opened on a path; ``shuffled`` output gets RecordIO's plain layout, ``side``
@@ -168,18 +186,41 @@ SINKS: Registry[Sink] = Registry.of(
 
 
 def dataset_paths(path: Path) -> list[Path]:
-    """Every path the dataset at ``path`` occupies (``property`` is shared by a folder's
-    ``.rec`` files and left alone)."""
+    """Every path the dataset at ``path`` occupies: for RecordIO its ``.rec``, ``.idx`` and
+    label cache, never the folder around them (``property`` is shared by a folder's ``.rec``
+    files and left alone, and the folder may hold anything else)."""
     kind = dataset_format(path)
-    if kind == "recordio" and path.suffix.lower() == ".rec":
-        return [path, path.with_suffix(".idx"), path.with_suffix(".labels.npz")]
+    if kind == "recordio":
+        rec = path if path.suffix.lower() == ".rec" else path / "train.rec"
+        return [rec, rec.with_suffix(".idx"), rec.with_suffix(".labels.npz")]
     return [path, path.with_suffix("")] if kind == "list" else [path]
 
 
-def remove_dataset(path: Path) -> None:
-    """Delete the dataset at ``path`` (before an ``--overwrite`` puts a new one there)."""
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[None]:
+    """Set the dataset at ``path`` aside while the block writes a new one there: deleted
+    when the block succeeds, put back (and the new one's parts removed) when it fails, so an
+    ``--overwrite`` never leaves neither."""
+    moved = []
     for target in dataset_paths(path):
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
+        if target.exists():
+            aside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+            target.rename(aside)
+            moved.append((target, aside))
+    try:
+        yield
+    except BaseException:
+        for target in dataset_paths(path):
+            _remove(target)
+        for target, aside in moved:
+            aside.rename(target)
+        raise
+    for _, aside in moved:
+        _remove(aside)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

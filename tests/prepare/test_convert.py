@@ -22,7 +22,7 @@ from faceforge.errors import DataError
 from faceforge.evaluation.bin_format import load_bin
 from faceforge.evaluation.pairs import read_lfw_pairs
 from faceforge.prepare.convert import ConvertOptions, convert
-from faceforge.prepare.formats import dataset_format, open_source
+from faceforge.prepare.formats import dataset_format, numbered_name, open_source
 from faceforge.prepare.inspect import inspect_dataset
 
 QUIET = ConvertOptions(progress=False)
@@ -188,6 +188,56 @@ def test_existing_output_needs_overwrite(folder: Path, tmp_path: Path) -> None:
     with pytest.warns(UserWarning):
         convert(folder, target, ConvertOptions(overwrite=True, progress=False))
     assert not (target / "old.txt").exists() and len(ImageFolderReader(target)) == 10
+
+
+def test_overwriting_a_recordio_folder_replaces_only_its_records(
+    folder: Path, tmp_path: Path
+) -> None:
+    """The folder around train.rec used to be deleted whole, notes and all."""
+    target = tmp_path / "out"
+    with pytest.warns(UserWarning):
+        convert(folder, target / "train.rec", QUIET)
+    (target / "README.md").write_text("mine")
+    with pytest.warns(UserWarning):
+        convert(folder, target, ConvertOptions(overwrite=True, progress=False))
+    assert (target / "README.md").read_text() == "mine" and len(RecordIOReader(target)) == 10
+
+
+def test_an_overwrite_that_fails_keeps_the_old_dataset(
+    folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    target = tmp_path / "out" / "train.txt"
+    with pytest.warns(UserWarning):
+        convert(folder, target, QUIET)
+    before = by_label(ListFileReader(target))
+
+    def fail(*args) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("faceforge.prepare.formats.atomic_write_bytes", fail)  # the list, last
+    with pytest.raises(OSError, match="disk full"), pytest.warns(UserWarning):
+        convert(folder, target, ConvertOptions(overwrite=True, progress=False))
+    assert by_label(ListFileReader(target)) == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["train", "train.txt"]
+
+
+def test_names_a_list_file_cannot_hold_are_refused_others_round_trip(tmp_path: Path) -> None:
+    for name in ("Ann\u2028Lee", "Zoë"):  # splitlines() split at U+2028
+        (tmp_path / "src" / name).mkdir(parents=True)
+        (tmp_path / "src" / name / "0.jpg").write_bytes(jpeg(1))
+    convert(tmp_path / "src", tmp_path / "a" / "train.txt", QUIET)
+    assert len(ListFileReader(tmp_path / "a" / "train.txt")) == 2
+    (tmp_path / "src" / "line\nbreak").mkdir()
+    (tmp_path / "src" / "line\nbreak" / "0.jpg").write_bytes(jpeg(2))
+    with pytest.raises(DataError, match="a list file cannot hold its name"):
+        convert(tmp_path / "src", tmp_path / "b" / "train.txt", QUIET)
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+def test_numbered_folders_sort_in_class_order() -> None:
+    names = [numbered_name(label, 1_000_001) for label in (99_999, 100_000, 1_000_000)]
+    assert names == sorted(names) == ["0099999", "0100000", "1000000"]
+    assert numbered_name(7, 10) == "000007"
 
 
 def test_corrupt_images_stop_or_are_skipped(folder: Path, tmp_path: Path) -> None:

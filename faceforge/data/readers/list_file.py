@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ class ListFileReader(FileListReader):
         base = Path(root) if root else list_file.parent
         paths: list[Path] = []
         labels: list[int] = []
-        for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+        for number, line in enumerate(_lines(list_file), start=1):
             text = _entry_text(line)
             if not text:
                 continue
@@ -47,6 +48,15 @@ class ListFileReader(FileListReader):
         super().__init__(paths, np.asarray(labels, dtype=np.int64), max_pixels)
 
 
+def _lines(list_file: Path) -> list[str]:
+    """The file's lines, UTF-8 whatever the locale (convert writes UTF-8), split at line
+    feeds only: a name may hold any other character that ``splitlines`` would split at."""
+    try:
+        return list_file.read_bytes().decode("utf-8").split("\n")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{list_file}: not UTF-8 text (byte {exc.start})") from None
+
+
 def _entry_text(line: str) -> str:
     """A list line without the spaces around it; empty for blank lines and ``#`` comments."""
     text = line.strip()
@@ -54,7 +64,7 @@ def _entry_text(line: str) -> str:
 
 
 def _is_entry(parts: list[str]) -> bool:
-    return len(parts) == 2 and parts[1].lstrip("-").isdigit()
+    return len(parts) == 2 and re.fullmatch(r"-?[0-9]+", parts[1]) is not None
 
 
 def list_files_in(folder: str | Path) -> list[Path]:
