@@ -35,6 +35,7 @@ from faceforge.data.image_io import (
 from faceforge.data.images import RESIZE_MODES
 from faceforge.data.quality import face_quality
 from faceforge.errors import ConfigError, DataError
+from faceforge.files import atomic_write_bytes
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection
 from faceforge.inference.detection.registry import build_detector, parse_detector_spec
 from faceforge.registry import Registry
@@ -140,6 +141,28 @@ def output_path(dst: Path, relative: Path) -> Path:
     return dst / (relative if suffix in OUTPUT_EXTENSIONS else relative.with_suffix(".png"))
 
 
+def _sources(src: Path, dst: Path) -> list[Path]:
+    """The images under ``src`` relative to it, without those under ``dst`` when the output
+    folder lies inside the source (a second run would align its own crops again)."""
+    inside = dst.resolve().is_relative_to(src.resolve())
+    return [
+        path.relative_to(src)
+        for path in list_images(src, recursive=True)
+        if not (inside and path.resolve().is_relative_to(dst.resolve()))
+    ]
+
+
+def _one_per_output(files: list[Path], dst: Path, report: AlignReport) -> list[Path]:
+    """``files`` with one source per output path: ``a.tif`` and ``a.png`` both crop to
+    ``a.png``, so the second is skipped and reported instead of overwriting the first."""
+    outputs: dict[Path, Path] = {}
+    for relative in files:
+        first = outputs.setdefault(output_path(dst, relative), relative)
+        if first != relative:
+            report.skipped.append((str(relative), f"its crop would replace {first}'s: rename one"))
+    return list(outputs.values())
+
+
 class _Worker:
     """Aligns chunks of files; one per process, the detector built once."""
 
@@ -185,8 +208,8 @@ class _Worker:
                 return str(relative), "skipped", "no face found"
             outcome, detail = "fallback", ""
         target = output_path(self.dst, relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(encode_image(crop, target.suffix.lower()))
+        # whole or not at all: a resumed run keeps every crop it finds
+        atomic_write_bytes(target, encode_image(crop, target.suffix.lower()))
         return str(relative), outcome, detail
 
 
@@ -234,10 +257,11 @@ def align_dataset(
         raise DataError(f"{src}: source folder does not exist")
     if src.resolve() == dst.resolve():
         raise DataError("the output folder must differ from the source folder")
-    files = [path.relative_to(src) for path in list_images(src, recursive=True)]
+    files = _sources(src, dst)
     if not files:
         raise DataError(f"{src}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
     report = AlignReport()
+    files = _one_per_output(files, dst, report)
     todo = []
     for relative in files:
         if not overwrite and output_path(dst, relative).exists():

@@ -74,6 +74,27 @@ def test_skip_ambiguous_and_fallback_for_no_face(dataset: Path, tmp_path: Path) 
     assert read_image(dst / "person_b" / "blank.png").shape == (112, 96, 3)
 
 
+def test_two_sources_of_one_output_and_an_output_inside_the_source(tmp_path: Path) -> None:
+    """a.tif and a.png both crop to a.png: the second is reported, not written over the
+    first. An output folder inside the source is not aligned again on the next run."""
+    src = tmp_path / "src"
+    (src / "p").mkdir(parents=True)
+    gray = np.full((120, 120, 3), 90, np.uint8)
+    for name in ("a.png", "a.tif"):
+        (src / "p" / name).write_bytes(encode_image(gray, Path(name).suffix))
+    options = AlignOptions(no_face="center-crop")
+    for _ in range(2):  # the second run finds the first's crops under src/aligned
+        report = align_dataset(src, src / "aligned", options, progress=False)
+    assert (report.existing, report.fallback) == (1, 0)
+    assert read_report(src / "aligned") == {
+        "p/a.tif": "its crop would replace p/a.png's: rename one"
+    }
+    assert sorted(p.relative_to(src).as_posix() for p in src.rglob("*.png")) == [
+        "aligned/p/a.png",
+        "p/a.png",
+    ]
+
+
 def test_worker_processes_give_the_same_crops(dataset: Path, tmp_path: Path) -> None:
     single, multi = tmp_path / "single", tmp_path / "multi"
     align_dataset(dataset / "person_a", single, progress=False)
