@@ -32,7 +32,9 @@ class PKSampler(Sampler[int]):
             raise ConfigError(f"data.pk_images must be >= 2 (a positive per anchor); got {k}")
         self.k, self.seed, self.rank, self.world_size = k, seed, rank, world_size
         labels = np.asarray(labels)
-        self.identities = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        order = np.argsort(labels, kind="stable")  # one sort, not a scan per identity
+        _, starts = np.unique(labels[order], return_index=True)
+        self.identities = np.split(order, starts[1:])
         self.num_groups = sum(-(-len(images) // k) for images in self.identities)
         self.epoch = 0
         self.start = 0

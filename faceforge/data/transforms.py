@@ -76,9 +76,9 @@ class Cutout:
             return image
         h, w = image.shape[:2]
         cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
-        half = self.size // 2
+        top, left = cy - self.size // 2, cx - self.size // 2  # size x size, odd sizes too
         out = image.copy()
-        out[max(0, cy - half) : cy + half, max(0, cx - half) : cx + half] = 0
+        out[max(0, top) : top + self.size, max(0, left) : left + self.size] = 0
         return out
 
 

@@ -90,3 +90,15 @@ def test_pipeline_is_deterministic_for_a_seed(image: np.ndarray) -> None:
 def test_disabled_augmentations_are_left_out() -> None:
     cfg = AugmentConfig(hflip=0.0)
     assert build_train_transform(cfg).transforms == ()
+
+
+@pytest.mark.parametrize("size", [1, 2, 33])
+def test_cutout_squares_of_any_size_are_that_size_away_from_the_border(size: int) -> None:
+    image = np.full((112, 112, 3), 255, np.uint8)
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # centres well inside give the whole square (odd sizes too)
+        out = Cutout(p=1.0, size=size)(image, rng)
+        zero = (out == 0).all(axis=2)
+        ys, xs = np.nonzero(zero)
+        if ys.min() > 0 and xs.min() > 0 and ys.max() < 111 and xs.max() < 111:
+            assert zero.sum() == size * size
