@@ -12,8 +12,9 @@ JPEG      the first frame header (SOF0..SOF15), markers walked as      libjpeg-t
 PNG       IHDR, which must be the first chunk                          libpng
 WebP      the VP8X canvas, else the VP8 / VP8L frame header            libwebp
 BMP       the info header (12-byte OS/2 or >= 36-byte Windows)         OpenCV
-TIFF      the first directory's ImageWidth / ImageLength (first entry  libtiff
-          of a repeated tag wins, as in libtiff); BigTIFF is refused
+TIFF      the first directory's ImageWidth / ImageLength, or TileWidth libtiff
+          / TileLength where larger (a tile is allocated whole); the first
+          entry of a repeated tag wins, as in libtiff; BigTIFF refused
 PNM       the ASCII header of P1..P6 (``#`` comments allowed)          OpenCV
 ========= =========================================================== ======================
 
@@ -55,6 +56,7 @@ _PNM_NUMBER = rb"(\d{1,12})(?!\d)"
 _PNM = re.compile(rb"P[1-6]" + _PNM_GAP + _PNM_NUMBER + rb"(?s:.)" + _PNM_GAP + _PNM_NUMBER)
 _TIFF_INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i"}
 _TIFF_WIDTH, _TIFF_LENGTH = 256, 257
+_TIFF_TILE = _TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH = 322, 323
 
 
 class _Truncated(Exception):
@@ -142,14 +144,16 @@ def _tiff(data: bytes) -> tuple[int, int]:
     found: dict[int, int] = {}
     for entry in range(first + 2, first + 2 + 12 * count, 12):
         tag, kind, values = _unpack(order + "HHI", data, entry)
-        if tag not in (_TIFF_WIDTH, _TIFF_LENGTH) or tag in found:
+        if tag not in (_TIFF_WIDTH, _TIFF_LENGTH, *_TIFF_TILE) or tag in found:
             continue  # libtiff ignores every repeat of a tag
         if kind not in _TIFF_INTEGER_TYPES or values != 1:
             raise DataError(f"TIFF with a malformed image size tag {tag}")
         (found[tag],) = _unpack(order + _TIFF_INTEGER_TYPES[kind], data, entry + 8)
-    if len(found) < 2:
+    if _TIFF_WIDTH not in found or _TIFF_LENGTH not in found:
         raise DataError("TIFF without an image width and length")
-    return abs(found[_TIFF_WIDTH]), abs(found[_TIFF_LENGTH])
+    # decoding allocates a whole tile: a 16x16 image in 16000x16000 tiles costs 1 GB
+    width = max(abs(found[_TIFF_WIDTH]), abs(found.get(_TIFF_TILE_WIDTH, 0)))
+    return width, max(abs(found[_TIFF_LENGTH]), abs(found.get(_TIFF_TILE_LENGTH, 0)))
 
 
 def _pnm(data: bytes) -> tuple[int, int]:

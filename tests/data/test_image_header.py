@@ -18,6 +18,7 @@ from faceforge.data.image_header import (
     declared_size,
     image_format,
 )
+from faceforge.data.image_io import MAX_DATASET_PIXELS, check_pixels
 from faceforge.errors import DataError
 
 ENCODINGS = {
@@ -93,6 +94,15 @@ def test_hand_made_tiff_and_a_repeated_tag(order: str) -> None:
     assert declared_size(plain, "x") == opencv_size(plain) == (5, 3)
     repeated = _tiff(order, [(256, 3, 5), (256, 4, 40000), (257, 4, 3)], bytes(15))
     assert declared_size(repeated, "x") == opencv_size(repeated) == (5, 3)  # the first counts
+
+
+def test_a_tiff_tile_larger_than_its_image_counts_against_the_budget() -> None:
+    """libtiff allocates a whole tile: a 16x16 image declaring 16000x16000 tiles made
+    decoding take about 1 GB from a 747 KB file."""
+    bomb = _tiff("<", [(256, 3, 16), (257, 3, 16), (322, 4, 16000), (323, 4, 16000)], bytes(8))
+    assert declared_size(bomb, "x") == (16000, 16000)
+    with pytest.raises(DataError, match="16000x16000"):
+        check_pixels(bomb, "x", MAX_DATASET_PIXELS)
 
 
 def test_pnm_comments_and_separators() -> None:
