@@ -148,6 +148,13 @@ def convert(
     with replacing(dst):  # --overwrite: the old dataset goes only once the new one is complete
         sink.close()
     summary.identities = len(seen)
+    if len(seen) < len(class_ids):  # every image of a class skipped: its id stays, empty
+        empty = sorted(set(range(len(class_ids))) - seen)
+        log(
+            f"warning: every image of {len(empty)} identities was skipped (class ids "
+            f"{', '.join(map(str, empty[:5]))}{' ...' if len(empty) > 5 else ''}): their ids "
+            "stay in the output without images (they never appear in a batch)"
+        )
     return summary
 
 

@@ -252,6 +252,17 @@ def test_corrupt_images_stop_or_are_skipped(folder: Path, tmp_path: Path) -> Non
     assert len(logged) == 1 and "9.jpg" in logged[0]
 
 
+def test_an_identity_whose_every_image_is_skipped_is_said(folder: Path, tmp_path: Path) -> None:
+    (folder / "erin" / "0.png").write_bytes(b"\0" * 100)  # erin's only image
+    logged: list[str] = []
+    options = ConvertOptions(skip_corrupt=True, progress=False)
+    with pytest.warns(UserWarning):
+        summary = convert(folder, tmp_path / "x.lmdb", options, log=logged.append)
+    assert summary.identities == 3 and logged[-1].startswith(
+        "warning: every image of 1 identities was skipped (class ids 3)"
+    )
+
+
 def test_corrupt_records_are_skipped_with_skip_corrupt(tmp_path: Path) -> None:
     (tmp_path / "src" / "a").mkdir(parents=True)
     for k in range(3):
