@@ -94,7 +94,10 @@ class SCRFD:
         self.nms_threshold = nms_threshold
         self.min_face_size = min_face_size
 
-    def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+    def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The image scaled into the input's top-left corner, and the (x, y) scales: each
+        side is rounded down to whole pixels, so the two differ (insightface divides both
+        by the y scale, which shifted x by up to 17 px on a 3000 px wide photo)."""
         width, height = self.input_size
         if image.shape[0] / image.shape[1] > height / width:  # a side of 1 px at least
             new_h, new_w = height, max(1, int(height * image.shape[1] / image.shape[0]))
@@ -102,7 +105,7 @@ class SCRFD:
             new_w, new_h = width, max(1, int(width * image.shape[0] / image.shape[1]))
         canvas = np.zeros((height, width, 3), np.uint8)
         canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h))
-        return canvas, new_h / image.shape[0]
+        return canvas, np.array([new_w / image.shape[1], new_h / image.shape[0]], np.float32)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in one uint8 (H, W, 3) RGB image, highest score first."""
@@ -124,7 +127,7 @@ class SCRFD:
             all_boxes.append(distance_to_box(centers[keep], distances))
             all_points.append(distance_to_points(centers[keep], offsets))
         scores = np.concatenate(all_scores)
-        boxes = np.concatenate(all_boxes) / scale
+        boxes = np.concatenate(all_boxes) / np.tile(scale, 2)
         points = np.concatenate(all_points) / scale
         kept = nms(torch.from_numpy(boxes), torch.from_numpy(scores), self.nms_threshold).numpy()
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
