@@ -183,10 +183,3 @@ def add_flip_option(parser: argparse.ArgumentParser) -> None:
         "model's recorded eval.flip, on unless its training turned it off, as its stored "
         "threshold was calibrated)",
     )
-
-
-def resolve_flip(embedder: Any, flip: bool | None) -> bool:
-    """Set and return ``embedder.flip``: ``--flip/--no-flip`` when given, else the setting
-    the model's stored thresholds were calibrated with (its config's ``eval.flip``)."""
-    embedder.flip = embedder.config.eval.flip if flip is None else flip
-    return embedder.flip

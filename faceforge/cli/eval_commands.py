@@ -19,7 +19,6 @@ from faceforge.cli.arguments import (
     add_progress_option,
     image_side,
     ranged,
-    resolve_flip,
 )
 from faceforge.cli.model_commands import (
     RESIZE_CHOICES,
@@ -32,6 +31,7 @@ from faceforge.cli.model_commands import (
     runtime_kwargs,
 )
 from faceforge.cli.outputs import add_json_option, output_file, output_folder, plot_file
+from faceforge.core.embedder import resolve_flip
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 

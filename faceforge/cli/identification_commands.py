@@ -16,7 +16,6 @@ from faceforge.cli.arguments import (
     add_progress_option,
     progress_bar,
     ranged,
-    resolve_flip,
 )
 from faceforge.cli.model_commands import (
     add_max_pixels_option,
@@ -28,6 +27,7 @@ from faceforge.cli.model_commands import (
     runtime_kwargs,
 )
 from faceforge.cli.outputs import add_json_option, output_folder, plot_file, write_json
+from faceforge.core.embedder import resolve_flip
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 

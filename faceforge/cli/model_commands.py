@@ -273,14 +273,14 @@ def runtime_kwargs(args: argparse.Namespace) -> dict:
 
 def build_pipeline(args: argparse.Namespace) -> FacePipeline:
     """The detection + embedding pipeline the model options describe (flip: as
-    :func:`~faceforge.cli.arguments.resolve_flip`)."""
-    from faceforge.cli.arguments import resolve_flip
+    :func:`~faceforge.core.embedder.resolve_flip`)."""
     from faceforge.cli.liveness_commands import liveness_checker
     from faceforge.inference.pipeline import FacePipeline
 
-    pipeline = FacePipeline.load(
+    return FacePipeline.load(
         model_source(args),
         detector=None if args.aligned else detector_spec(args),
+        flip=args.flip,
         **runtime_kwargs(args),
         selection=args.selection,
         fallback=args.fallback,
@@ -290,8 +290,6 @@ def build_pipeline(args: argparse.Namespace) -> FacePipeline:
         liveness=liveness_checker(args),
         min_quality=getattr(args, "min_quality", None),
     )
-    resolve_flip(pipeline.embedder, args.flip)
-    return pipeline
 
 
 def decision_threshold(pipeline: FacePipeline) -> Threshold:

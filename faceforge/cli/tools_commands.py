@@ -16,7 +16,6 @@ from faceforge.cli.arguments import (
     add_progress_option,
     image_side,
     ranged,
-    resolve_flip,
 )
 from faceforge.cli.model_commands import (
     RESIZE_CHOICES,
@@ -35,6 +34,7 @@ from faceforge.cli.outputs import (
     write_json,
 )
 from faceforge.cli.train_commands import OVERRIDE_HELP, recipe_overrides
+from faceforge.core.embedder import resolve_flip
 
 FORMATS = "a folder of <identity>/<image>, a 'path label' list, a .rec or an .lmdb dataset"
 

@@ -295,3 +295,10 @@ def _default_backend(model: Model, precision: str) -> str:
     if precision == "int8":
         return "onnxruntime-int8"
     return "onnxruntime" if isinstance(model, OnnxModel) else "torch"
+
+
+def resolve_flip(embedder: Embedder, flip: bool | None) -> bool:
+    """Set and return ``embedder.flip``: ``flip`` (``--flip/--no-flip``) when given, else
+    the setting the model's stored thresholds were calibrated with (its ``eval.flip``)."""
+    embedder.flip = embedder.config.eval.flip if flip is None else flip
+    return embedder.flip

@@ -170,7 +170,12 @@ def match_state_dict(
         if not wrong and len(missing) == len(unexpected):
             pairs = zip(missing, unexpected, strict=True)
             wrong = [(t, s) for t, s in pairs if source[s].shape != target[t].shape]
-        raise CheckpointError(f"{what}: " + _mismatch(missing, unexpected, wrong, source, target))
+        raise CheckpointError(
+            f"{what}: weights do not fit: "
+            + mismatched_keys(missing, unexpected, wrong, source, target)
+            + " (check --arch, --embedding-size and --input-size, or rename keys with "
+            "--key-map FILE)"
+        )
     matched = {t: source[s] for t, s in by_name.items()}
     modules = {t.rpartition(".")[0]: s.rpartition(".")[0] for t, s in by_name.items()}
     for key, tensor in target.items():  # BatchNorm counters: the matched layer's, else zero
@@ -237,14 +242,27 @@ def _pairs_in_order(
     )
 
 
-def _mismatch(
+def load_exactly(module: torch.nn.Module, state: Mapping[str, Tensor], where: str) -> None:
+    """``module.load_state_dict(state, strict=True)``, or one CheckpointError line naming the
+    first missing, unexpected and wrongly shaped keys (PyTorch's message runs to pages)."""
+    target = module.state_dict()
+    missing = [key for key in target if key not in state]
+    unexpected = [key for key in state if key not in target]
+    wrong = [(k, k) for k in target if k in state and state[k].shape != target[k].shape]
+    if missing or unexpected or wrong:
+        found = mismatched_keys(missing, unexpected, wrong, state, target)
+        raise CheckpointError(f"{where}: weights do not fit {type(module).__name__}: {found}")
+    module.load_state_dict(state, strict=True)
+
+
+def mismatched_keys(
     missing: list[str],
     unexpected: list[str],
     wrong: list[tuple[str, str]],
     source: Mapping[str, Tensor],
     target: Mapping[str, Tensor],
 ) -> str:
-    """One line: the first missing, unexpected and wrongly shaped keys, and what to do."""
+    """The first missing, unexpected and wrongly shaped (``(target, source)``) keys."""
     parts = []
     if wrong:
         shown = [
@@ -256,9 +274,4 @@ def _mismatch(
         parts.append(f"{len(missing)} missing ({', '.join(missing[:LISTED])})")
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:LISTED])})")
-    return (
-        "weights do not fit: "
-        + "; ".join(parts)
-        + " (check --arch, --embedding-size and --input-size, or rename keys with "
-        "--key-map FILE)"
-    )
+    return "; ".join(parts)

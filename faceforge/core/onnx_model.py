@@ -18,18 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from faceforge.config import Config
+from faceforge.config import Config, config_from_dict
 from faceforge.core.onnx_external import check_external_data
 from faceforge.core.preprocess import Preprocess
 from faceforge.core.torch_backend import RuntimeOptions
 from faceforge.device import resolve_device
-from faceforge.errors import CheckpointError, first_line, shorten
+from faceforge.errors import CheckpointError, ConfigError, first_line, shorten
 
 #: ONNX metadata_props keys written by :mod:`faceforge.inference.export`
 META_PREPROCESS = "faceforge.preprocess"
 META_FINGERPRINT = "faceforge.fingerprint"
 META_METRICS = "faceforge.metrics"
 META_BACKBONE = "faceforge.backbone"
+META_CONFIG = "faceforge.config"
 #: how many of the first graph nodes :func:`foreign_onnx_preprocess` inspects
 NORMALISING_NODES = 8
 #: TensorProto.DataType.FLOAT
@@ -48,8 +49,11 @@ class OnnxModel:
     arch: str = ""
     #: the graph's fixed embedding size, or None when the output axis is symbolic
     embedding_size: int | None = None
-    #: evaluation defaults (batch size, flip) come from here, as for a checkpoint
+    #: evaluation defaults (batch size, flip) and the head (MagFace quality) come from here,
+    #: as for a checkpoint: the training config exported beside the graph
     config: Config = field(default_factory=Config, repr=False)
+    #: the graph's fixed batch size (ONNX model zoo files take 1 face), None when dynamic
+    batch_size: int | None = None
 
     @property
     def name(self) -> str:
@@ -86,7 +90,10 @@ def read_onnx(path: str | Path) -> OnnxModel:
         else:
             preprocess = foreign_onnx_preprocess(proto, tuple(graph_size) if fixed else (112, 112))
         metrics = json.loads(meta[META_METRICS]) if META_METRICS in meta else {}
-    except (ValueError, KeyError, TypeError) as exc:
+        config = (
+            config_from_dict(json.loads(meta[META_CONFIG])) if META_CONFIG in meta else Config()
+        )
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: malformed faceforge metadata ({exc})") from None
     preprocess.check(str(path))
     if fixed and tuple(graph_size) != tuple(preprocess.input_size):
@@ -96,6 +103,7 @@ def read_onnx(path: str | Path) -> OnnxModel:
         )
     outputs = _dims(proto.graph.output[0]) if proto.graph.output else []
     size = outputs[-1] if outputs and isinstance(outputs[-1], int) else None
+    batch = _dims(proto.graph.input[0])[0]
     return OnnxModel(
         path,
         preprocess,
@@ -103,6 +111,8 @@ def read_onnx(path: str | Path) -> OnnxModel:
         metrics,
         meta.get(META_BACKBONE, ""),
         size,
+        config,
+        batch if isinstance(batch, int) and batch > 0 else None,
     )
 
 
@@ -140,14 +150,14 @@ def foreign_onnx_preprocess(proto: Any, input_size: tuple[int, int]) -> Preproce
     return Preprocess(input_size=input_size)
 
 
-def onnx_providers(device: str | torch.device | None) -> list[str]:
+def onnx_providers(device: str | torch.device | None) -> list[str | tuple[str, dict]]:
     """ONNX Runtime providers for ``device`` (``None``/``auto``: CUDA when available): CUDA
-    first when asked for and installed, else the CPU."""
+    on that GPU (``cuda:1`` is device 1) first when asked for and installed, else the CPU."""
     import onnxruntime as ort
 
-    cuda = "CUDAExecutionProvider"
-    if resolve_device(device).type == "cuda" and cuda in ort.get_available_providers():
-        return [cuda, "CPUExecutionProvider"]
+    cuda, resolved = "CUDAExecutionProvider", resolve_device(device)
+    if resolved.type == "cuda" and cuda in ort.get_available_providers():
+        return [(cuda, {"device_id": resolved.index or 0}), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
 
@@ -172,6 +182,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise CheckpointError(f"{model.path}: not a loadable ONNX model ({exc})") from None
         self.input_name = self.session.get_inputs()[0].name
+        self.batch_size = model.batch_size
 
     @property
     def provider(self) -> str:
@@ -192,9 +203,21 @@ class OnnxRuntimeBackend:
         """Raw float32 (N, D) embeddings of float (N, 3, H, W) model input."""
         batch = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
         try:
-            out = self.session.run(None, {self.input_name: batch})[0]
+            if not self.batch_size:
+                out = self.session.run(None, {self.input_name: batch})[0]
+            else:  # a graph of fixed batch size: that many at a time, the last chunk padded
+                out = np.concatenate(
+                    [
+                        self._fixed(batch[i : i + self.batch_size])
+                        for i in range(0, len(batch), self.batch_size)
+                    ]
+                )
         except Exception as exc:  # onnxruntime raises its own types for graphs it cannot run
-            raise CheckpointError(
-                f"{self.path}: ONNX Runtime cannot run it ({first_line(exc)})"
-            ) from None
+            message = " ".join(str(exc).split())[:300]  # its first line names no cause
+            raise CheckpointError(f"{self.path}: ONNX Runtime cannot run it ({message})") from None
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
+
+    def _fixed(self, chunk: np.ndarray) -> np.ndarray:
+        padded = np.zeros((self.batch_size, *chunk.shape[1:]), np.float32)
+        padded[: len(chunk)] = chunk
+        return self.session.run(None, {self.input_name: padded})[0][: len(chunk)]

@@ -59,7 +59,10 @@ class WinogradConv2d(nn.Module):
         super().__init__()
         if not eligible(conv, min_channels=1):
             raise ValueError(f"Winograd F(4x4, 3x3) computes 3x3 stride-1 convolutions: {conv}")
-        b_t, g, a_t = (torch.tensor(m, dtype=torch.float64) for m in (_B_T, _G, _A_T))
+        device = conv.weight.device  # a model on a GPU is transformed there
+        b_t, g, a_t = (
+            torch.tensor(m, dtype=torch.float64, device=device) for m in (_B_T, _G, _A_T)
+        )
         weight = conv.weight.detach().double()
         transformed = torch.einsum("ai,kcij,bj->abck", g, weight, g)  # G g G^T per channel pair
         positions = IN_TILE * IN_TILE
@@ -68,8 +71,8 @@ class WinogradConv2d(nn.Module):
         )
         self.register_buffer("input_transform", torch.kron(b_t, b_t).float())
         self.register_buffer("output_transform", torch.kron(a_t, a_t).float())
-        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
-        self.register_buffer("bias", bias.float().clone())
+        bias = torch.zeros(conv.out_channels, device=device) if conv.bias is None else conv.bias
+        self.register_buffer("bias", bias.detach().float().clone())
 
     def forward(self, x: Tensor) -> Tensor:
         n, channels, height, width = x.shape

@@ -13,6 +13,7 @@ reports how verification accuracy changes on held-out synthetic pairs.
 
 from __future__ import annotations
 
+import copy
 import json
 import tempfile
 import warnings
@@ -25,9 +26,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceforge.config import Config, config_to_dict
 from faceforge.core.embedder import load_embedder
 from faceforge.core.model_source import ModelSource, load_model, state_dict_fingerprint
-from faceforge.core.onnx_model import META_BACKBONE, META_FINGERPRINT, META_METRICS, META_PREPROCESS
+from faceforge.core.onnx_model import (
+    META_BACKBONE,
+    META_CONFIG,
+    META_FINGERPRINT,
+    META_METRICS,
+    META_PREPROCESS,
+)
 from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError, DataError, first_line
 from faceforge.files import atomic_write_bytes
@@ -81,17 +89,21 @@ def export_onnx(
     *,
     metrics: dict[str, Any] | None = None,
     backbone_name: str = "",
+    config: Config | None = None,
     opset: int = DEFAULT_OPSET,
     check_images: np.ndarray | None = None,
 ) -> ExportReport:
     """Write ``model`` as ONNX to ``path`` and return the parity against PyTorch.
 
-    ``check_images`` (aligned uint8 faces at the input size) default to 16 synthetic faces.
+    The file carries the preprocessing contract, fingerprint, metrics and ``config`` (the
+    evaluation defaults such as flip, and the head: the ``.onnx`` then behaves as the
+    checkpoint). ``check_images`` (aligned uint8 faces) default to 16 synthetic faces,
+    fitted to the input size. ``model`` itself is left as it was (a copy is exported).
     """
     import onnx
 
     path = _output_file(path)
-    model = model.eval().cpu()
+    model = copy.deepcopy(model).eval().cpu()
     proto = _onnx_graph(model, preprocess.input_size, opset)
     metadata = {
         META_PREPROCESS: json.dumps(preprocess.to_dict()),
@@ -99,6 +111,8 @@ def export_onnx(
         META_METRICS: json.dumps(metrics or {}),
         META_BACKBONE: backbone_name,
     }
+    if config is not None:
+        metadata[META_CONFIG] = json.dumps(config_to_dict(config))
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -106,7 +120,7 @@ def export_onnx(
     atomic_write_bytes(path, proto.SerializeToString())
     if check_images is None:
         check_images = synthetic_faces(16)
-    diff, scale = parity(model, preprocess, path, check_images)
+    diff, scale = parity(model, preprocess, path, _fit(check_images, preprocess.input_size))
     return ExportReport(path, diff, scale, len(check_images))
 
 
@@ -146,8 +160,12 @@ def parity(
     inputs = preprocess.normalize(faces)
     with torch.inference_mode():
         expected = model.eval().cpu()(torch.from_numpy(inputs)).numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    try:
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    except Exception as exc:  # onnxruntime raises its own types
+        message = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{onnx_path}: ONNX Runtime cannot run it ({message})") from None
     return float(np.abs(got - expected).max()), float(np.abs(expected).max())
 
 
@@ -266,6 +284,6 @@ def export_checkpoint(
         onnx_path,
         metrics=model.metrics,
         backbone_name=model.arch,
+        config=model.config,
         opset=opset,
-        check_images=_fit(synthetic_faces(16), model.preprocess.input_size),
     )

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceforge.core.foreign_weights import read_state_dict
-from faceforge.errors import CheckpointError, ConfigError, DataError
+from faceforge.core.foreign_weights import load_exactly, read_state_dict
+from faceforge.errors import ConfigError, DataError
 from faceforge.inference.detection.base import Detection
 from faceforge.models.minifasnet import network_input
 from faceforge.models.registry import build_antispoof_model
@@ -157,8 +157,5 @@ def load_liveness_model(path: str | Path) -> LivenessModel:
         num_classes=classes,
         conv6_kernel=(size[0] + 15) // 16,
     )
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: not a MiniFASNet{parsed['kind']} file: {exc}") from None
+    load_exactly(network, state, f"{path}: not a MiniFASNet{parsed['kind']} file")
     return LivenessModel(network.eval(), scale, size)

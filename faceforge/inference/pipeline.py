@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.core.embedder import Embedder, load_embedder
+from faceforge.core.embedder import Embedder, load_embedder, resolve_flip
 from faceforge.core.model_source import ModelSource
 from faceforge.data.alignment import norm_crop
 from faceforge.data.image_io import MAX_PHOTO_PIXELS, read_image
@@ -115,7 +115,7 @@ class FacePipeline:
         *,
         detector: str | None = "mtcnn",
         device: str | None = None,
-        flip: bool = False,
+        flip: bool | None = None,
         precision: str = "auto",
         compile: bool = False,
         winograd: bool | None = None,
@@ -131,7 +131,8 @@ class FacePipeline:
         """
         built = None if detector is None else build_detector(detector, device=device)
         runtime = {"precision": precision, "compile": compile, "winograd": winograd}
-        embedder = load_embedder(model, device=device, flip=flip, **runtime)
+        embedder = load_embedder(model, device=device, **runtime)
+        resolve_flip(embedder, flip)  # by default as the stored thresholds were calibrated
         return cls(embedder, built, **options)
 
     @property

@@ -147,7 +147,7 @@ def test_flip_is_on_or_off_and_unset_means_the_model_s_setting(command: str) -> 
 def test_resolve_flip_takes_the_model_s_recorded_setting() -> None:
     from types import SimpleNamespace
 
-    from faceforge.cli.arguments import resolve_flip
+    from faceforge.core.embedder import resolve_flip
 
     for recorded in (True, False):
         embedder = SimpleNamespace(config=SimpleNamespace(eval=SimpleNamespace(flip=recorded)))

@@ -84,3 +84,32 @@ def test_int8_quantisation(tmp_path: Path) -> None:
     test = synthetic_faces(8, seed=11)
     agreement = (int8.embed(test) * fp32.embed(test)).sum(axis=1)
     assert agreement.mean() > 0.9  # int8 embeddings point where fp32 ones do
+
+
+def test_the_onnx_file_keeps_the_config_and_the_model_is_left_alone(tmp_path: Path) -> None:
+    """The .onnx behaves as its checkpoint: no flip when the run evaluated without it, and
+    MagFace quality for a MagFace head. Exporting leaves the caller's model in train mode."""
+    from faceforge.config import load_config
+
+    config = load_config(None, ["eval.flip=false", "head.type=magface"])
+    model = small_embedder().train()
+    onnx_path = tmp_path / "m.onnx"
+    export_onnx(model, Preprocess(input_size=(112, 96)), onnx_path, config=config)
+    assert model.training  # a copy was exported
+    embedder = load_embedder(onnx_path)
+    assert (embedder.config.eval.flip, embedder.config.head.type) == (False, "magface")
+    assert embedder.input_size == (112, 96)  # checked on faces fitted to 112x96
+
+
+def test_a_graph_of_fixed_batch_size_embeds_any_number_of_faces(tmp_path: Path) -> None:
+    """ONNX model zoo files take one face: ``(1, 3, 112, 112)``."""
+    model = small_embedder().eval()
+    path = tmp_path / "zoo.onnx"
+    torch.onnx.export(
+        model, (torch.zeros(1, 3, 112, 112),), str(path), input_names=["data"], dynamo=False
+    )
+    embedder = load_embedder(path)
+    faces = synthetic_faces(3, seed=1)
+    together = embedder.embed(faces)
+    alone = np.concatenate([embedder.embed(face[None]) for face in faces])
+    np.testing.assert_allclose(together, alone, atol=1e-6)

@@ -169,6 +169,10 @@ def test_load_builds_the_detector_its_spec_names(
     assert isinstance(FacePipeline.load(tiny_checkpoint, device="cpu").detector, MTCNN)
     crops = FacePipeline.load(tiny_checkpoint, detector=None, device="cpu")
     assert crops.detector is None
+    # flip as the stored thresholds were calibrated (eval.flip), unless asked otherwise
+    assert crops.embedder.flip is crops.embedder.config.eval.flip is True
+    no_flip = FacePipeline.load(tiny_checkpoint, detector=None, device="cpu", flip=False)
+    assert no_flip.embedder.flip is False
     with pytest.raises(UnknownChoiceError, match="valid choices: mtcnn, scrfd"):
         FacePipeline.load(tiny_checkpoint, detector="dlib", device="cpu")
     with pytest.raises(ConfigError, match="scrfd:PATH.onnx"):

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceforge.core.foreign_weights import load_exactly
 from faceforge.core.safe_load import load_weights_only
 from faceforge.device import resolve_device
 from faceforge.errors import CheckpointError, DataError
@@ -157,13 +158,6 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{where}: weights do not fit {type(net).__name__}: {exc}") from None
-
-
 def pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
     """Scales at which P-Net's 12-pixel window sees faces from ``min_face_size`` pixels up to
     the whole image."""
@@ -245,7 +239,7 @@ class MTCNN(nn.Module):
         where = "the shipped MTCNN weights" if directory is None else str(directory)
         detector = cls(device="cpu", **kwargs)
         for name in NETWORKS:
-            _load_state_dict(getattr(detector, name), states[name], f"{where} ({name})")
+            load_exactly(getattr(detector, name), states[name], f"{where} ({name})")
         return detector.to(resolve_device(device))
 
     @property

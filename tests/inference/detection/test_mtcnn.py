@@ -130,6 +130,24 @@ def test_missing_weights_name_the_fix(tmp_path: Path) -> None:
         folder_weights(tmp_path)
 
 
+def test_weights_of_another_network_are_one_line_naming_the_keys(tmp_path: Path) -> None:
+    """PyTorch's own message ran to 12 lines for an rnet.pt holding P-Net's weights."""
+    states = packaged_weights()
+    for name, state in (
+        ("pnet", states["pnet"]),
+        ("rnet", states["pnet"]),
+        ("onet", states["onet"]),
+    ):
+        torch.save(state, tmp_path / f"{name}.pt")
+    with pytest.raises(CheckpointError) as error:
+        MTCNN.from_weights(tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(
+        f"{tmp_path} (rnet): weights do not fit RNet: "
+    )
+    assert "wrongly shaped (conv1.weight (10, 3, 3, 3) for conv1.weight (28, 3, 3, 3)" in message
+
+
 def test_shipped_weights_are_the_published_files() -> None:
     """The .npz in the package holds facenet-pytorch's pnet.pt / rnet.pt / onet.pt exactly
     (checked where facenet-pytorch is installed; the archive needs no unpickling)."""

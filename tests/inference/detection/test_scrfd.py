@@ -35,7 +35,6 @@ def test_decodes_boxes_and_points_in_image_pixels(detector: SCRFD) -> None:
     assert detector.detect_batch([image, image])[1][0].box == face.box
 
 
-
 def test_x_and_y_are_scaled_back_by_their_own_letterbox_scales(detector: SCRFD) -> None:
     """A 100x30 photo fills 64x19 of the 64x64 input: x scales by 64/100, y by 19/30 (the
     19 rows rounded down). Dividing x by the y scale too put faces up to 17 px off."""
@@ -44,6 +43,7 @@ def test_x_and_y_are_scaled_back_by_their_own_letterbox_scales(detector: SCRFD) 
     np.testing.assert_allclose(face.box, np.array([16, 8, 48, 40]) / scale, rtol=1e-6)
     expected = np.array([[24, 12], [40, 12], [32, 20], [28, 28], [36, 28]]) / scale[:2]
     np.testing.assert_allclose(face.landmarks, expected, rtol=1e-6)
+
 
 def test_lower_nms_threshold_keeps_both(detector: SCRFD) -> None:
     detector.nms_threshold = 0.99
