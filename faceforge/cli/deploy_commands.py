@@ -48,10 +48,10 @@ ALIGN_FALLBACKS = LazyChoices("faceforge.prepare.align_folder", "NO_FACE_POLICIE
 
 
 def _verify(args: argparse.Namespace) -> int:
-    if (args.pair_list is None) == (len(args.images) != 2):
-        if args.pair_list is None:
-            raise DataError("verify needs two images, or --pair-list FILE")
+    if args.pair_list is not None and args.images:
         raise DataError("give either two images or --pair-list FILE, not both")
+    if args.pair_list is None and len(args.images) != 2:
+        raise DataError("verify needs two images, or --pair-list FILE")
     return _verify_two(args) if args.pair_list is None else _verify_pairs_file(args)
 
 
@@ -121,6 +121,10 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.int8 and not args.calibration:
         raise DataError("--int8 needs --calibration DIR (aligned face images)")
+    if not args.int8 and (args.calibration or args.int8_output):
+        raise DataError("--calibration and --int8-output go with --int8")
+    if args.int8 and not Path(args.calibration).is_dir():  # before anything is written
+        raise DataError(f"--calibration {args.calibration}: not a folder of aligned faces")
     report = export_checkpoint(model_source(args), args.onnx, opset=args.opset)
     ok = report.max_abs_diff <= PARITY_TOLERANCE
     print(f"wrote {report.path}")
@@ -242,7 +246,9 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
     )
     add_source_options(p)
     p.add_argument("--onnx", type=output_file(".onnx"), required=True, help="output .onnx file")
-    p.add_argument("--opset", type=ranged(int, 1), default=17)
+    p.add_argument(
+        "--opset", type=ranged(int, 7), default=17, help="ONNX opset (7 or later; default 17)"
+    )
     p.add_argument("--int8", action="store_true", help="also write a static-int8 model")
     p.add_argument("--calibration", help="folder of aligned faces for int8 calibration")
     p.add_argument(

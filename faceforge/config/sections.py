@@ -134,7 +134,7 @@ class HeadConfig:
     scale: float = 64.0
     #: margin m (radians for arcface, on the cosine for cosface)
     margin: float = 0.5
-    #: arcface: apply the margin only where theta + m < pi
+    #: arcface: apply the margin only where cos(theta) > 0 (theta < pi/2), as insightface
     easy_margin: bool = False
     #: combined margin cos(m1 * theta + m2) - m3 (insightface's "combined")
     m1: float = 1.0

@@ -116,7 +116,12 @@ def export_onnx(
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise CheckpointError(
+            f"the ONNX graph at opset {opset} is invalid: {first_line(exc)}"
+        ) from None
     atomic_write_bytes(path, proto.SerializeToString())
     if check_images is None:
         check_images = synthetic_faces(16)

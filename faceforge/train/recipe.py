@@ -143,6 +143,12 @@ def check_config(cfg: Config) -> Config:
     build_loss(cfg.loss, embedding_size=8, num_classes=2)
     if cfg.head.partial_fc:
         _check_partial_fc(cfg)
+    if cfg.loss.center_weight and cfg.optim.name != "sgd":
+        raise ConfigError(
+            f"loss.center_weight={cfg.loss.center_weight} needs optim.name=sgd: the centers "
+            f"follow the paper's update at their own rate, which {cfg.optim.name} would turn "
+            "into steps of about that rate whatever the gradient"
+        )
     resolve_device(cfg.train.device)
     return cfg
 

@@ -122,6 +122,10 @@ def test_verify_pairs_file(
 def test_user_errors_are_one_line_messages(run, tiny_checkpoint: Path, tmp_path: Path) -> None:
     status, _, err = run("verify", tmp_path / "missing.jpg", "--checkpoint", tiny_checkpoint)
     assert status == 2 and "two images, or --pair-list" in err
+    status, _, err = run(
+        "verify", "--pair-list", tmp_path / "p.csv", tmp_path / "x.jpg", "--checkpoint", "m.pt"
+    )
+    assert status == 2 and "not both" in err  # the image was silently ignored
     for name in ("a.jpg", "b.jpg"):
         (tmp_path / name).write_bytes(b"")
     status, _, err = run(
@@ -285,6 +289,17 @@ def test_export_then_use_the_onnx_model(
     assert "best 10-fold threshold on synthetic" in out  # the metrics travelled with the model
     status, _, err = run("export", "--checkpoint", tiny_checkpoint, "--onnx", onnx_path, "--int8")
     assert status == 2 and "--calibration" in err
+    bad = {  # options that did nothing, or failed after the fp32 file was written
+        ("--calibration", str(tmp_path)): "--calibration and --int8-output go with --int8",
+        ("--int8", "--calibration", str(onnx_path)): "not a folder of aligned faces",
+    }
+    for extra, message in bad.items():
+        status, _, err = run("export", "--checkpoint", tiny_checkpoint, "--onnx", "x.onnx", *extra)
+        assert status == 2 and message in err and not Path("x.onnx").exists()
+    status, _, err = run(
+        "export", "--checkpoint", tiny_checkpoint, "--onnx", "x.onnx", "--opset", "6"
+    )
+    assert status == 2 and "--opset" in err and "Traceback" not in err
 
 
 def test_export_to_a_folder_or_below_a_file_is_one_line(

@@ -66,3 +66,11 @@ def test_device_and_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("faceforge train: error: unknown backbone model.backbone='resnet5000'")
     assert len(err.splitlines()) == 1
+
+
+def test_center_loss_needs_sgd() -> None:
+    """AdamW moves each center about its learning rate (0.5) whatever the gradient: one
+    step took a center to 0.5 instead of 0.0033 toward a feature at 0.01."""
+    with pytest.raises(ConfigError, match="loss.center_weight=0.005 needs optim.name=sgd"):
+        load_recipe("quickstart", ["optim.name=adamw", "loss.center_weight=0.005"])
+    assert load_recipe("quickstart", ["loss.center_weight=0.005"]).optim.name == "sgd"

@@ -54,13 +54,14 @@ class SubCenterHead(Head):
         weight = F.normalize(self.weight.to(embeddings.dtype), dim=1)
         cosine = F.linear(F.normalize(embeddings, dim=1), weight)
         cosine = cosine.view(-1, self.num_classes, self.subcenters)
-        if self.dropped:
+        dropped = self.dropped  # read once: counting below moves the step past drop_step
+        if dropped:
             cosine = cosine.masked_fill(~self._dominant().unsqueeze(0), -1.0)
         cosine, nearest = cosine.max(dim=2)
         if self.training:
             self._count(nearest, labels)
         logits = self.margin(cosine, labels, embeddings.norm(dim=1))
-        if not self.dropped:
+        if not dropped:
             return logits
         far = self._far(cosine, labels).unsqueeze(1)
         return torch.where(far, logits.detach() * 0.0, logits)

@@ -80,3 +80,15 @@ def test_state_dict_holds_the_counts_and_sharding_is_refused():
     assert set(head.state_dict()) == {"weight", "step", "counts"}
     with pytest.raises(ConfigError, match="partial_fc"):
         build_margin(HeadConfig(type="subcenter_arcface"))
+
+
+def test_the_step_that_reaches_drop_step_drops_nothing_yet() -> None:
+    """Counting moves the step to drop_step inside that call: it used to zero far samples
+    there while keeping every sub-centre, a mix of the two regimes."""
+    torch.manual_seed(0)
+    head = SubCenterHead(8, 4, ArcFace(), 3, drop_step=2, drop_angle=math.radians(75)).train()
+    x, y = torch.randn(6, 8), torch.tensor([0, 1, 2, 3, 0, 1])
+    zeroed = []
+    for _ in range(3):
+        zeroed.append(int((head(x, y) == 0).all(1).sum()))
+    assert zeroed[:2] == [0, 0] and head.dropped
