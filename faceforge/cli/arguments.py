@@ -175,7 +175,8 @@ def progress_bar(args: argparse.Namespace, total: int, desc: str, unit: str = "i
 
 
 def add_flip_option(parser: argparse.ArgumentParser) -> None:
-    """``--flip/--no-flip``; unset, the model's own setting (see :func:`resolve_flip`)."""
+    """``--flip/--no-flip``; unset, the model's own setting
+    (:func:`~faceforge.core.embedder.resolve_flip`)."""
     parser.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,

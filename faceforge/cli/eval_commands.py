@@ -31,7 +31,6 @@ from faceforge.cli.model_commands import (
     runtime_kwargs,
 )
 from faceforge.cli.outputs import add_json_option, output_file, output_folder, plot_file
-from faceforge.core.embedder import resolve_flip
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 
@@ -200,6 +199,8 @@ def _eval(args: argparse.Namespace) -> int:
     embedder = load_embedder(model_source(args), **runtime_kwargs(args))
     sets = _sets(args, embedder)
     embedder.batch_size = args.batch_size or embedder.config.eval.batch_size
+    from faceforge.core.embedder import resolve_flip
+
     flip = resolve_flip(embedder, args.flip)
     load = _aligning_loader(args, embedder)
     results = {}

@@ -27,7 +27,6 @@ from faceforge.cli.model_commands import (
     runtime_kwargs,
 )
 from faceforge.cli.outputs import add_json_option, output_folder, plot_file, write_json
-from faceforge.core.embedder import resolve_flip
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
 
@@ -213,6 +212,8 @@ def _megaface_from_synthetic_faces(args: argparse.Namespace) -> MegaFaceResult:
     from faceforge.evaluation.synthetic_megaface import run_synthetic_megaface
 
     embedder = load_embedder(model_source(args), **runtime_kwargs(args))
+    from faceforge.core.embedder import resolve_flip
+
     resolve_flip(embedder, args.flip)
     return run_synthetic_megaface(
         embedder,

@@ -34,7 +34,6 @@ from faceforge.cli.outputs import (
     write_json,
 )
 from faceforge.cli.train_commands import OVERRIDE_HELP, recipe_overrides
-from faceforge.core.embedder import resolve_flip
 
 FORMATS = "a folder of <identity>/<image>, a 'path label' list, a .rec or an .lmdb dataset"
 
@@ -112,6 +111,8 @@ def _visualize_embeddings(args: argparse.Namespace) -> int:
     from faceforge.prepare.embedding_map import embed_identities
 
     embedder = load_embedder(model_source(args), **runtime_kwargs(args))
+    from faceforge.core.embedder import resolve_flip
+
     resolve_flip(embedder, args.flip)
     sample = embed_identities(
         args.src,
