@@ -39,8 +39,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             value = [value]
         (item_type, _) = typing.get_args(annotation)
         return tuple(_coerce(v, item_type, key) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        return value
+    if origin in (typing.Union, types.UnionType):  # X | None: null, or an X
+        types_ = [t for t in typing.get_args(annotation) if t is not type(None)]
+        return value if value is None or len(types_) != 1 else _coerce(value, types_[0], key)
     if annotation is bool:
         if isinstance(value, bool):
             return value

@@ -132,8 +132,11 @@ class HeadConfig:
     type: str = "arcface"
     #: logit scale s applied to the cosines
     scale: float = 64.0
-    #: margin m (radians for arcface, on the cosine for cosface)
-    margin: float = 0.5
+    #: margin m (radians for arcface, on the cosine for cosface, the integer multiplier for
+    #: sphereface); unset (null), the paper's value for head.type: 0.5 for arcface,
+    #: curricularface, subcenter_arcface and elasticface, 0.35 for cosface and
+    #: elasticface_cos, 0.4 for adaface, 4 for sphereface
+    margin: float | None = None
     #: arcface: apply the margin only where cos(theta) > 0 (theta < pi/2), as insightface
     easy_margin: bool = False
     #: combined margin cos(m1 * theta + m2) - m3 (insightface's "combined")

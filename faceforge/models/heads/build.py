@@ -26,13 +26,19 @@ def _normface(cfg: HeadConfig) -> Margin:
     return NormFace(cfg.scale)
 
 
-def _angular_margin(cfg: HeadConfig, typical: float) -> float:
-    if not 0.0 <= cfg.margin < math.pi / 2:
+def _margin(cfg: HeadConfig, paper: float) -> float:
+    """``head.margin``, or the paper's value for this head when unset."""
+    return paper if cfg.margin is None else cfg.margin
+
+
+def _angular_margin(cfg: HeadConfig, paper: float) -> float:
+    margin = _margin(cfg, paper)
+    if not 0.0 <= margin < math.pi / 2:
         raise ConfigError(
             f"head.margin for {cfg.type} is an angle in radians in [0, pi/2), "
-            f"typically {typical}; got {cfg.margin}"
+            f"typically {paper}; got {margin}"
         )
-    return cfg.margin
+    return margin
 
 
 def _arcface(cfg: HeadConfig) -> Margin:
@@ -71,11 +77,10 @@ def _elasticface_cos(cfg: HeadConfig) -> Margin:
 
 
 def _cosface(cfg: HeadConfig) -> Margin:
-    if cfg.margin < 0.0:
-        raise ConfigError(
-            f"head.margin for cosface must be >= 0 (typically 0.35); got {cfg.margin}"
-        )
-    return CosFace(cfg.scale, cfg.margin)
+    margin = _margin(cfg, 0.35)
+    if margin < 0.0:
+        raise ConfigError(f"head.margin for {cfg.type} must be >= 0 (typically 0.35); got {margin}")
+    return CosFace(cfg.scale, margin)
 
 
 def _combined(cfg: HeadConfig) -> Margin:
@@ -127,15 +132,16 @@ def _margin_head(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head
 
 
 def _sphereface(cfg: HeadConfig, embedding_size: int, num_classes: int) -> Head:
-    if cfg.margin < 1 or cfg.margin != int(cfg.margin):
+    margin = _margin(cfg, 4)
+    if margin < 1 or margin != int(margin):
         raise ConfigError(
             f"head.margin for sphereface is the integer angle multiplier m >= 1 (the paper "
-            f"uses 4); got {cfg.margin}"
+            f"uses 4); got {margin}"
         )
     return SphereFaceHead(
         embedding_size,
         num_classes,
-        margin=int(cfg.margin),
+        margin=int(margin),
         base=cfg.sphere_base,
         gamma=cfg.sphere_gamma,
         power=cfg.sphere_power,

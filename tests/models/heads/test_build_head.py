@@ -140,3 +140,33 @@ def test_arcface_lowers_the_loss_on_a_separable_problem():
     assert losses[-1] < 0.1 * losses[0]
     # without margins (labels -1), the cosines alone now classify every sample
     assert (head(x, torch.full_like(labels, -1)).argmax(1) == labels).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "paper"),
+    [
+        ("arcface", 0.5),
+        ("cosface", 0.35),
+        ("adaface", 0.4),
+        ("curricularface", 0.5),
+        ("elasticface", 0.5),
+        ("elasticface_cos", 0.35),
+        ("sphereface", 4),
+    ],
+)
+def test_an_unset_margin_is_the_papers(name: str, paper: float) -> None:
+    """One default of 0.5 for every head gave CosFace and AdaFace other margins than their
+    papers', and made head.type=sphereface alone a ConfigError."""
+    head = build_head(HeadConfig(type=name), 8, num_classes=3)
+    margin = getattr(head, "margin", None)
+    value = margin.margin if hasattr(margin, "margin") else margin
+    assert value == pytest.approx(paper)
+
+
+def test_margin_overrides_are_numbers_or_null() -> None:
+    from faceforge.config import load_config
+
+    assert load_config(None, ["head.margin=0.3"]).head.margin == 0.3
+    assert load_config(None, ["head.margin=null"]).head.margin is None
+    with pytest.raises(ConfigError, match="head.margin: expected a number"):
+        load_config(None, ["head.margin=wide"])
