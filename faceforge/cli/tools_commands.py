@@ -102,7 +102,7 @@ def _extract_faces(args: argparse.Namespace) -> int:
     failed = [report for report in reports if report.error]
     for report in failed:
         print(f"faceforge extract-faces: error: {report.error}", file=sys.stderr)
-    return 2 if failed else 0
+    return 1 if failed else 0  # some videos could not be read: as a partly failed enroll
 
 
 def _visualize_embeddings(args: argparse.Namespace) -> int:

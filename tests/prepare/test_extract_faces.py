@@ -112,6 +112,9 @@ def test_a_truncated_video_keeps_what_came_before_it(tmp_path: Path, capsys) -> 
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary folders
     again = extract_faces([good], out, MarkerDetector(), EVERY_FRAME, overwrite=True)
     assert again[0].kept == 3 and {r["video"] for r in read_manifest(out)} == {"good", "cut"}
+    argv = [str(good), str(cut), str(tmp_path / "cli"), "--every-frames", "1", "--no-progress"]
+    assert main(["extract-faces", *argv, "--device", "cpu"]) == 1  # partly failed, as enroll
+    assert "ends at frame" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
