@@ -154,12 +154,15 @@ def check_config(cfg: Config) -> Config:
 
 
 def _check_partial_fc(cfg: Config) -> None:
-    """Partial FC computes a plain cross-entropy over the sharded classes itself."""
+    """Partial FC computes a plain cross-entropy over the sharded classes itself, and sums
+    the backbone's gradients over processes (a per-process loss term such as the triplet's
+    would count once per process)."""
     build_margin(cfg.head)
     extra = {
         "loss.focal_gamma": cfg.loss.focal_gamma,
         "loss.label_smoothing": cfg.loss.label_smoothing,
         "loss.center_weight": cfg.loss.center_weight,
+        "loss.triplet_weight": cfg.loss.triplet_weight,
     }
     used = [f"{name}={value}" for name, value in extra.items() if value]
     if used:

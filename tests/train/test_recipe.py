@@ -74,3 +74,13 @@ def test_center_loss_needs_sgd() -> None:
     with pytest.raises(ConfigError, match="loss.center_weight=0.005 needs optim.name=sgd"):
         load_recipe("quickstart", ["optim.name=adamw", "loss.center_weight=0.005"])
     assert load_recipe("quickstart", ["loss.center_weight=0.005"]).optim.name == "sgd"
+
+
+@pytest.mark.parametrize("loss", ["loss.focal_gamma=2", "loss.triplet_weight=0.1"])
+def test_partial_fc_refuses_loss_terms_it_cannot_weigh(loss: str) -> None:
+    """Partial FC sums the backbone's gradients over processes: a per-process triplet term
+    would count once per GPU."""
+    with pytest.raises(
+        ConfigError, match=rf"head.partial_fc trains with plain cross-entropy; set {loss}"
+    ):
+        load_recipe("quickstart", ["head.partial_fc=true", loss])
