@@ -18,7 +18,7 @@ import torch
 from image_bombs import DECLARED, forbid_decoding, jpeg_bomb
 from torch.utils.data import DataLoader
 
-from faceforge.data.dataset import FaceDataset
+from faceforge.data.dataset import FaceDataset, Sample
 from faceforge.data.image_io import decode_image
 from faceforge.data.readers import RecordIOReader
 from faceforge.data.recordio import catalog, format
@@ -157,14 +157,14 @@ def test_workers_and_pickling_give_the_same_samples(tmp_path: Path) -> None:
     np.testing.assert_array_equal(clone.load(4), dataset.reader.load(4))
     dataset.reader.load(0)  # the parent opened its handle before the workers fork
 
-    def collect(workers: int) -> list[tuple[torch.Tensor, int]]:
+    def collect(workers: int) -> list[Sample]:
         loader = DataLoader(dataset, batch_size=None, num_workers=workers)
         return list(loader)
 
     serial, parallel = collect(0), collect(2)
-    assert [label for _, label in parallel] == [label for _, label in serial]
-    for (a, _), (b, _) in zip(serial, parallel, strict=True):
-        assert torch.equal(a, b)
+    assert [sample.label for sample in parallel] == [sample.label for sample in serial]
+    for a, b in zip(serial, parallel, strict=True):
+        assert torch.equal(a.image, b.image)
 
 
 # --- damage ---------------------------------------------------------------------------------
