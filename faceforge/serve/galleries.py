@@ -89,14 +89,13 @@ class Galleries:
 
     def people(self, name: str) -> dict[str, int]:
         """person -> number of enrolled faces."""
+        gallery = self._known(name)
         with self._lock:
-            gallery = self._get(name)
             return {person: gallery.num_images(person) for person in gallery.names}
 
     def check(self, name: str) -> Gallery:
         """The gallery, refused (ConflictError) when another model built it."""
-        with self._lock:
-            gallery = self._get(name)
+        gallery = self._known(name)
         if gallery.fingerprint != self.fingerprint:
             raise ConflictError(
                 f"gallery {name!r} holds embeddings of model {gallery.model} (fingerprint "
@@ -109,6 +108,18 @@ class Galleries:
         self.check(name)
         with self._lock:
             return self._get(name).search(queries, top_k)
+
+    def _known(self, name: str) -> Gallery:
+        """Gallery ``name``; one this server has not seen yet is looked for in the store's
+        changes first: another server (or worker) may have just made it, and a client that
+        created it there may use it here at once."""
+        with self._lock:
+            gallery = self._galleries.get(name)
+        if gallery is None:
+            self.sync()
+            with self._lock:
+                gallery = self._get(name)
+        return gallery
 
     def _get(self, name: str) -> Gallery:
         gallery = self._galleries.get(name)

@@ -105,3 +105,15 @@ def test_a_broken_connection_is_replaced_and_a_failed_connect_keeps_its_slot(
     reader.start()
     reader.join(timeout=60)  # the only slot used to be lost: this read waited forever
     assert done.is_set() and len(attempts) == 2
+
+
+def test_a_gallery_another_server_just_made_is_found_at_once(tmp_path: Path) -> None:
+    """A client may create a gallery through one worker and enroll through another before
+    that one's change feed has come round (it answered 404)."""
+    store = _store(tmp_path)
+    other_server = Galleries(store, FINGERPRINT, 4)
+    store.create_gallery(GalleryInfo("new", FINGERPRINT, 4, "tiny"))
+    assert other_server.check("new").fingerprint == FINGERPRINT  # no sync called
+    assert other_server.people("new") == {}
+    with pytest.raises(DataError, match="there is no gallery 'missing'"):
+        other_server.check("missing")
