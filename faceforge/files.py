@@ -45,7 +45,7 @@ class Temporary:
     def discard(self) -> None:
         """Delete the temporary and release it."""
         try:
-            _remove(self.path)
+            remove_path(self.path, ignore_errors=True)
         finally:
             self.release()
 
@@ -103,7 +103,7 @@ def _remove_if_unheld(path: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if not _same_file(fd, path):
             return False
-        _remove(path)
+        remove_path(path, ignore_errors=True)
         return True
     except OSError:  # BlockingIOError: a live writer holds it
         return False
@@ -111,9 +111,10 @@ def _remove_if_unheld(path: Path) -> bool:
         os.close(fd)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path, *, ignore_errors: bool = False) -> None:
+    """Delete a file, link or folder tree at ``path`` (nothing there is fine)."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=ignore_errors)
     else:
         path.unlink(missing_ok=True)
 

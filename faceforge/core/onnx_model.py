@@ -161,6 +161,13 @@ def onnx_providers(device: str | torch.device | None) -> list[str | tuple[str, d
     return ["CPUExecutionProvider"]
 
 
+def cannot_run(path: Path, exc: Exception) -> CheckpointError:
+    """ONNX Runtime's failure to run ``path`` as one line: its message joined, since its
+    first line names no cause."""
+    message = " ".join(str(exc).split())[:300]
+    return CheckpointError(f"{path}: ONNX Runtime cannot run it ({message})")
+
+
 class OnnxRuntimeBackend:
     """An ONNX model run with ONNX Runtime (CUDA when the device is a GPU and the provider is
     installed, else CPU); always fp32, so there is nothing to fall back from."""
@@ -213,8 +220,7 @@ class OnnxRuntimeBackend:
                     ]
                 )
         except Exception as exc:  # onnxruntime raises its own types for graphs it cannot run
-            message = " ".join(str(exc).split())[:300]  # its first line names no cause
-            raise CheckpointError(f"{self.path}: ONNX Runtime cannot run it ({message})") from None
+            raise cannot_run(self.path, exc) from None
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
     def _fixed(self, chunk: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from faceforge.core.onnx_model import (
     META_FINGERPRINT,
     META_METRICS,
     META_PREPROCESS,
+    cannot_run,
 )
 from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError, DataError, first_line
@@ -169,8 +170,7 @@ def parity(
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         got = session.run(None, {session.get_inputs()[0].name: inputs})[0]
     except Exception as exc:  # onnxruntime raises its own types
-        message = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{onnx_path}: ONNX Runtime cannot run it ({message})") from None
+        raise cannot_run(onnx_path, exc) from None
     return float(np.abs(got - expected).max()), float(np.abs(expected).max())
 
 

@@ -16,7 +16,6 @@ folder      any other folder                             ``<identity>/<image>``
 from __future__ import annotations
 
 import contextlib
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +34,7 @@ from faceforge.data.readers import (
 )
 from faceforge.data.recordio.writer import RecordIOWriter
 from faceforge.errors import DataError
-from faceforge.files import Temporary, atomic_write_bytes
+from faceforge.files import Temporary, atomic_write_bytes, remove_path
 from faceforge.registry import Registry
 
 
@@ -211,16 +210,9 @@ def replacing(path: Path) -> Iterator[None]:
         yield
     except BaseException:
         for target in dataset_paths(path):
-            _remove(target)
+            remove_path(target)
         for target, aside in moved:
             aside.rename(target)
         raise
     for _, aside in moved:
-        _remove(aside)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
+        remove_path(aside)
