@@ -64,7 +64,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     value, objects = load_with_placeholders(path)
     state = _unwrap(value)
-    if state is None and objects and not value:  # the file is one object: a pickled model
+    if state is None and objects:  # a pickled model, alone or in a dict ({"model": model})
         raise CheckpointError(
             f"{path}: holds no state dict of tensors, only Python objects that are never "
             f"imported ({', '.join(objects[:LISTED])}); a whole pickled model "

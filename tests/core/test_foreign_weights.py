@@ -134,6 +134,10 @@ def test_unreadable_and_unsafe_files_are_one_line_errors(tmp_path: Path) -> None
         "torch.nn.modules.container.Sequential, faceforge.models.mobilefacenet.ConvBN); a whole "
         "pickled model (torch.save(model)) cannot be read safely: save model.state_dict() instead"
     )
+    model = build_backbone("mobilefacenet", embedding_size=32)
+    torch.save({"epoch": 3, "model": model}, tmp_path / "in_dict.pth")  # "found epoch, model"
+    with pytest.raises(CheckpointError, match=r"a whole pickled model \(torch.save\(model\)\)"):
+        read_state_dict(tmp_path / "in_dict.pth")
     blocked = {"weight": torch.zeros(1), "run": __import__("os").system}
     torch.save(blocked, tmp_path / "code.pth")  # a blocked module is refused, never stood in for
     with pytest.raises(CheckpointError, match=r"it asks for the Python object 'posix\.system'"):
