@@ -144,11 +144,12 @@ def output_path(dst: Path, relative: Path) -> Path:
 def _sources(src: Path, dst: Path) -> list[Path]:
     """The images under ``src`` relative to it, without those under ``dst`` when the output
     folder lies inside the source (a second run would align its own crops again)."""
-    inside = dst.resolve().is_relative_to(src.resolve())
+    out = dst.resolve()
+    inside = out.is_relative_to(src.resolve())
     return [
         path.relative_to(src)
         for path in list_images(src, recursive=True)
-        if not (inside and path.resolve().is_relative_to(dst.resolve()))
+        if not (inside and path.resolve().is_relative_to(out))
     ]
 
 

@@ -200,8 +200,8 @@ def replacing(path: Path) -> Iterator[None]:
     """Set the dataset at ``path`` aside while the block writes a new one there: deleted
     when the block succeeds, put back (and the new one's parts removed) when it fails, so an
     ``--overwrite`` never leaves neither."""
-    moved = []
-    for target in dataset_paths(path):
+    targets, moved = dataset_paths(path), []
+    for target in targets:
         if target.exists():
             aside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
             target.rename(aside)
@@ -209,7 +209,7 @@ def replacing(path: Path) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        for target in dataset_paths(path):
+        for target in targets:
             remove_path(target)
         for target, aside in moved:
             aside.rename(target)

@@ -148,7 +148,7 @@ async def create_gallery(body: schemas.NewGallery, service: Writer) -> dict[str,
     INDEX_TYPES.get(index, field="index")
     galleries = service.galleries
     info = GalleryInfo(
-        check_name(body.name, "gallery"),
+        body.name,  # the store refuses a name the API could not address
         galleries.fingerprint,
         galleries.embedding_size,
         service.pipeline.embedder.description,
