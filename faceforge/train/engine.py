@@ -25,7 +25,7 @@ from faceforge.evaluation.bin_format import load_bin
 from faceforge.evaluation.run import evaluate_model
 from faceforge.evaluation.verification import VerificationResult
 from faceforge.train.build import TrainingRun
-from faceforge.train.sharding import clip_gradients
+from faceforge.train.sharding import clip_gradients, share_overflow
 from faceforge.train.state import TrainState
 
 
@@ -108,6 +108,7 @@ def train_step(run: TrainingRun, state: TrainState, *batches: Batch) -> dict[str
     if totals is None:
         run.optimizer.zero_grad(set_to_none=True)
     else:
+        share_overflow(run)
         if run.cfg.optim.grad_clip > 0:
             run.scaler.unscale_(run.optimizer)
             clip_gradients(run, run.cfg.optim.grad_clip)

@@ -98,3 +98,25 @@ def clip_gradients(run: TrainingRun, max_norm: float) -> None:
     dist.all_reduce(shard)
     total = (torch.nn.utils.get_total_norm(replicated) ** 2 + shard).sqrt()
     torch.nn.utils.clip_grads_with_norm_(run.clipped, max_norm, total)
+
+
+def share_overflow(run: TrainingRun) -> None:
+    """Under fp16 loss scaling with a sharded head, an overflow in one process's centers
+    becomes every process's (a collective: every process must call it).
+
+    The GradScaler skips a step whose gradients hold inf or NaN, and lowers its scale. The
+    backbone's gradients are all-reduced, so every process sees the same ones, but each
+    process's centers have gradients of their own: an overflow there alone would skip the
+    step in that process only, and the backbones and loss scales of the processes would part.
+    The flag is shared (one all-reduce), and a process whose own gradients are finite marks
+    one of them, so every scaler skips the step and lowers its scale alike."""
+    head = _sharded_head(run)
+    if head is None or not run.dist.enabled or not run.scaler.is_enabled():
+        return
+    grad = head.weight.grad
+    mine = grad is not None and not bool(
+        torch.isfinite(torch.linalg.vector_norm(grad, ord=float("inf")))
+    )
+    if run.dist.agree([int(mine)], "every process's fp16 overflow check")[0] and not mine:
+        marked = next(p.grad for p in run.clipped if p.grad is not None)
+        marked[(0,) * marked.ndim] = float("inf")

@@ -16,6 +16,9 @@ error that ended that rank, as ``TypeName: message``.
   rank 1 saves the progress itself.
 - ``nan``: rank 1 alone computes a non-finite loss at step 2 of a full-classifier run; both
   ranks must stop there together (neither waits in the gradient all-reduce).
+- ``overflow``: under fp16 loss scaling, rank 1's Partial FC centers alone get an inf
+  gradient at step 2; both ranks must skip that step and lower their scale alike, so their
+  backbones and loss scales stay equal.
 - ``random``: each rank draws its own random numbers (dropout, Partial FC negatives); a
   checkpoint keeps every rank's state, and each rank restores its own.
 - ``corrupt``: rank 1 alone meets an unreadable image in a Partial FC run with
@@ -143,6 +146,37 @@ def _corrupt(rank: int, out: Path) -> None:
         raise AssertionError(f"{summary.steps} steps, {summary.skipped_images} skipped")
 
 
+def _overflow(rank: int, out: Path) -> None:
+    from test_main import tiny_config
+
+    from faceforge.train.distributed import Distributed
+    from faceforge.train.main import fit, setup
+
+    cfg = tiny_config(
+        out / "run", "head.partial_fc=true", "train.max_steps=4",
+        f"train.collective_timeout_minutes={TIMEOUT_MINUTES * 100}",  # 2 minutes: not a timeout
+    )  # fmt: skip
+    run, state = setup(cfg, log=lambda _: None, dist=Distributed(rank, 2, 0))
+    run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)  # fp16 needs CUDA: its scaler
+    overflowed = []
+
+    def overflow_on_rank_1(grad):
+        if rank == 1 and state.step == 2:
+            overflowed.append(state.step)
+            return grad * float("inf")
+        return grad
+
+    run.model.head.weight.register_hook(overflow_on_rank_1)
+    fit(run, state)
+    backbone = torch.cat([p.detach().flatten() for p in run.model.backbone.parameters()])
+    seen = run.dist.gathered((backbone, run.scaler.get_scale()), "every process's backbone")
+    scales = [scale for _, scale in seen]
+    if not torch.equal(seen[0][0], seen[1][0]) or scales != [2.0**9] * 2:
+        raise AssertionError(f"the ranks parted: backbones differ or scales {scales} (not 512)")
+    if rank == 1 and overflowed != [2]:
+        raise AssertionError(f"the overflow was injected at steps {overflowed}")
+
+
 def _random(rank: int, out: Path) -> None:
     from test_main import tiny_config
 
@@ -171,6 +205,7 @@ SCENARIOS = {
     "nan": _nan,
     "corrupt": _corrupt,
     "random": _random,
+    "overflow": _overflow,
 }
 
 

@@ -217,6 +217,14 @@ def test_an_unreadable_image_in_one_rank_of_a_partial_fc_run_is_stood_in_for(
     assert Checkpoint.load(tmp_path / "run" / "last.pt").step == 3
 
 
+def test_an_fp16_overflow_in_one_ranks_centers_skips_the_step_in_every_rank(
+    tmp_path: Path,
+) -> None:
+    """A Partial FC rank's centers have gradients of their own: had one rank's GradScaler
+    skipped the step alone, the backbones would have parted."""
+    assert _two_ranks(tmp_path, "overflow") == {0: "ok", 1: "ok"}
+
+
 def test_every_rank_resumes_its_own_random_stream(tmp_path: Path) -> None:
     assert _two_ranks(tmp_path, "random") == {0: "ok", 1: "ok"}
 
