@@ -62,6 +62,12 @@ class FormatError(DataError):
     """A file does not follow the format it claims (truncated, unsafe, wrong layout)."""
 
 
+class FileChangedError(FaceforgeError):
+    """A file changed while it was being read (replaced or rewritten by another program):
+    reading on would mix the old file's index with the new file's bytes. Not a DataError, so
+    ``data.skip_corrupt`` does not pass over it image by image."""
+
+
 class CheckpointError(FaceforgeError):
     """A checkpoint is missing, incompatible or cannot be loaded safely."""
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, TypeVar
 
+from faceforge.errors import FileChangedError
+
 
 class Temporary:
     """A temporary file (or folder) beside ``target``, named ``.<target name>.<8 hex>.tmp`` and
@@ -155,6 +157,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         f.write(data)
 
 
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, *, shared: bool = False) -> Iterator[None]:
+    """An advisory lock on ``folder`` itself (no lock file is left behind), held for the
+    block: writers replacing several files of one dataset together take it exclusively,
+    readers opening them together take it shared, so a reader never pairs one writer's file
+    with another's and two writers' commits never interleave. Where the file system cannot
+    lock (some network mounts), the block runs unlocked."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a file from its replacement or a rewrite of it."""
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 OutputT = TypeVar("OutputT", bound="AtomicOutput")
 
 
@@ -185,12 +208,22 @@ class ProcessFile:
     """A file read with ``pread`` through a descriptor each process opens on first use: safe
     to share with DataLoader workers (a forked child does not reuse its parent's descriptor,
     a pickled copy opens its own), and a read past the end returns short instead of
-    faulting as a memory map would."""
+    faulting as a memory map would.
+
+    Every process checks that the file it opens is the one the first saw (FileChangedError
+    otherwise): a dataset replaced while training reads it would pair the index read at
+    start with the new file's bytes."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._fd: int | None = None
         self._pid = -1
+        self._identity = _identity(self.path.stat())
+
+    @property
+    def size(self) -> int:
+        """The file's size when it was first opened (it cannot change: see above)."""
+        return self._identity[2]
 
     def read(self, size: int, offset: int) -> bytes:
         """Up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
@@ -198,6 +231,12 @@ class ProcessFile:
             self.close()  # a forked child's copy of the parent's descriptor
             self._fd = os.open(self.path, os.O_RDONLY)
             self._pid = os.getpid()
+            if _identity(os.fstat(self._fd)) != self._identity:
+                self.close()
+                raise FileChangedError(
+                    f"{self.path}: changed since it was opened (replaced or rewritten by "
+                    "another program); start again to read it as it is now"
+                )
         return os.pread(self._fd, size, offset)
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from faceforge.data.recordio.cache import open_catalog
 from faceforge.data.recordio.catalog import describe_record
 from faceforge.data.recordio.format import IRHeader, read_record, unpack_payload
 from faceforge.data.recordio.index import RecordFiles, read_property
-from faceforge.files import ProcessFile
+from faceforge.files import ProcessFile, folder_lock
 
 
 class RecordIOReader:
@@ -43,15 +43,16 @@ class RecordIOReader:
     ) -> None:
         self.max_pixels = max_pixels
         self.files = RecordFiles.at(path)
-        catalog = open_catalog(self.files, skip_corrupt, label_cache)
+        with folder_lock(self.files.rec.parent, shared=True):  # .rec and .idx of one writer
+            catalog = open_catalog(self.files, skip_corrupt, label_cache)
+            self._file = ProcessFile(self.files.rec)
         self.keys, self.offsets, self.spans = catalog.keys, catalog.offsets, catalog.spans
         self.has_header = catalog.header
         declared = read_property(self.files.prop)
         self.labels, self.class_ids = contiguous_labels(catalog.labels, declared, self.files.rec)
         #: records left out as corrupt (``skip_corrupt``)
         self.skipped = catalog.skipped
-        self._size = self.files.rec.stat().st_size
-        self._file = ProcessFile(self.files.rec)
+        self._size = self._file.size
 
     @property
     def num_classes(self) -> int:

@@ -38,6 +38,8 @@ from faceforge.errors import FormatError
 _HEAD = struct.Struct("<IIIfQQf")
 #: read buffer of the label scan (it walks the file forward)
 _SCAN_BUFFER = 1 << 22
+#: what the label scan gives a record it leaves out: corrupt, or holding no image
+_CORRUPT, _NO_IMAGE = -1, -2
 
 
 @dataclass(frozen=True)
@@ -82,18 +84,42 @@ def build_catalog(files: RecordFiles, skip_corrupt: bool = False) -> Catalog:
     order = np.argsort(keys)
     keys, offsets, sizes = keys[order], offsets[order], sizes[order]
     with open(files.rec, "rb", buffering=_SCAN_BUFFER) as f:
-        end = None
+        end, lost = None, False
         if keys[0] == 0:
-            end = header_end(f.fileno(), files.rec, int(offsets[0]), int(sizes[0]), size)
+            end, lost = _first_record(
+                f.fileno(), files.rec, offsets[0], sizes[0], size, skip_corrupt
+            )
         if end is not None:
             found = _image_positions(files.idx, keys, end)
             keys, offsets, sizes = keys[found], offsets[found], sizes[found]
-        labels = _scan(f, files.rec, keys, offsets, sizes, size, skip_corrupt)
+        elif lost:
+            keys, offsets, sizes = keys[1:], offsets[1:], sizes[1:]
+        labels = _scan(f, files.rec, keys, offsets, sizes, size, skip_corrupt, images_only=lost)
     kept = labels >= 0
-    skipped = int((~kept).sum())
+    skipped = int((labels == _CORRUPT).sum()) + lost
     if skipped:
         warnings.warn(f"{files.rec}: left out {skipped} corrupt record(s)", stacklevel=2)
-    return Catalog(keys[kept], offsets[kept], sizes[kept], labels[kept], end is not None, skipped)
+    header = end is not None or lost  # a lost first record may have been a header: not DALI's
+    return Catalog(keys[kept], offsets[kept], sizes[kept], labels[kept], header, skipped)
+
+
+def _first_record(
+    fd: int, rec: Path, offset: int, span: int, size: int, skip: bool
+) -> tuple[int | None, bool]:
+    """:func:`header_end` of record 0, and whether that record is unreadable and left out
+    (``skip``). Without it an MS1M file's images cannot be told from its identity records by
+    key, so they are told by content: every record without an image is left out too."""
+    try:
+        return header_end(fd, rec, int(offset), int(span), size), False
+    except FormatError as exc:
+        if not skip:
+            raise
+        warnings.warn(
+            f"{exc}; records without an image (the identity records, if it was an MS1M "
+            "header) are left out with it",
+            stacklevel=4,
+        )
+        return None, True
 
 
 def _image_positions(idx: Path, keys: np.ndarray, end: int) -> np.ndarray:
@@ -122,13 +148,17 @@ def _scan(
     sizes: np.ndarray,
     size: int,
     skip: bool,
+    images_only: bool = False,
 ) -> np.ndarray:
-    """Class id of every record (-1 for a corrupt one when ``skip``), in offset order so
-    that the buffered file only ever moves forward."""
-    labels = np.full(len(keys), -1, dtype=np.int64)
+    """Class id of every record (``_CORRUPT`` for a corrupt one when ``skip``, ``_NO_IMAGE``
+    for one without an image when ``images_only``), in offset order so that the buffered
+    file only ever moves forward."""
+    labels = np.full(len(keys), _CORRUPT, dtype=np.int64)
     for i in np.argsort(offsets, kind="stable").tolist():
         try:
-            labels[i] = _label_at(f, rec, int(keys[i]), int(offsets[i]), int(sizes[i]), size)
+            labels[i] = _label_at(
+                f, rec, int(keys[i]), int(offsets[i]), int(sizes[i]), size, images_only
+            )
         except FormatError as exc:
             if not skip:
                 raise
@@ -136,21 +166,27 @@ def _scan(
     return labels
 
 
-def _label_at(f: BinaryIO, rec: Path, key: int, offset: int, span: int, size: int) -> int:
+def _label_at(
+    f: BinaryIO, rec: Path, key: int, offset: int, span: int, size: int, images_only: bool
+) -> int:
     """The class id of the record at ``offset``, from its first 36 bytes when the record is
     whole and sound (the fast path of a 5M-record scan); otherwise the full read names what
-    is wrong."""
+    is wrong. ``_NO_IMAGE`` for a record without an image when ``images_only``."""
     f.seek(offset)
     head = f.read(_HEAD.size)
     if len(head) == _HEAD.size:
         magic, lrec, flag, label, _, _, first = _HEAD.unpack(head)
         length = lrec & LENGTH_MASK
         whole = magic == MAGIC and lrec >> 29 == WHOLE and offset + 8 + length <= size
+        if whole and images_only and length == IR_HEADER.size + 4 * flag:
+            return _NO_IMAGE
         value = first if flag else label
         in_range = 0 <= value < MAX_CLASS  # False for NaN, so int() below cannot fail
         if whole and IR_HEADER.size + 4 * flag <= length and in_range and value == int(value):
             return int(value)
     place = describe_record(rec, key, offset)
     payload = read_record(functools.partial(os.pread, f.fileno()), offset, span, size, place)
-    header, labels, _ = unpack_payload(payload, place)
+    header, labels, image = unpack_payload(payload, place)
+    if images_only and not len(image):
+        return _NO_IMAGE
     return class_of(header, labels, place)

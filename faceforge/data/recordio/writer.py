@@ -5,7 +5,8 @@ end)`` record per identity, which needs each identity's images written together)
 numbers images from key 0 with no header, as insightface's newer writer and ``shuffle_rec.py``
 do, and as DALI's mxnet reader needs. Every image record is ``IRHeader(0, label, key, 0)``
 followed by the encoded image. The ``.rec``, ``.idx`` and ``property`` are written under
-temporary names and replace the targets only when :meth:`RecordIOWriter.close` succeeds.
+temporary names and replace the targets only when :meth:`RecordIOWriter.close` succeeds,
+together, under a lock on their folder that readers share.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from faceforge.data.recordio.format import IR_HEADER, frame, pack_payload
 from faceforge.data.recordio.index import RecordFiles, write_property
 from faceforge.errors import DataError
-from faceforge.files import AtomicOutput, atomic_open
+from faceforge.files import AtomicOutput, atomic_open, folder_lock
 
 LAYOUTS = ("ms1m", "plain")
 #: float32 holds whole numbers exactly up to here: the limit of labels and header keys
@@ -70,8 +71,9 @@ class RecordIOWriter(AtomicOutput):
         everything in place."""
         if self.layout == "ms1m":
             self._finish_ms1m()
-        self._stack.close()
-        write_property(self.files.prop, self.max_label + 1, self.image_size)
+        with folder_lock(self.files.rec.parent):  # readers and other writers see both or neither
+            self._stack.close()
+            write_property(self.files.prop, self.max_label + 1, self.image_size)
 
     def abort(self) -> None:
         """Discard everything written so far."""
