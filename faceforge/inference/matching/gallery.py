@@ -7,8 +7,8 @@ either as the normalised mean of their embeddings (``mode="mean"``, one vector p
 as every embedding (``mode="all"``, a query scores a person by their closest image).
 
 The gallery keeps every enrolled embedding, so people can be added or removed without
-re-embedding anyone: flat and IVF indexes are updated in place (FAISS ``IndexIDMap2``); an
-HNSW graph cannot delete vectors and is rebuilt from the stored embeddings after a removal.
+re-embedding anyone: flat and IVF indexes are updated in place; an HNSW graph or a PQ index
+cannot delete vectors and is rebuilt from the stored embeddings after a removal.
 
 On disk a gallery is a folder (:mod:`~faceforge.inference.matching.storage`: checksummed,
 checked on load, crash-safe saves) that processes share through a lock
@@ -268,8 +268,9 @@ class Gallery:
         gallery._embeddings, gallery._ids = data.embeddings, data.ids
         gallery._owner = {i: name for name, ids in data.ids.items() for i in ids}
         gallery._next_id, gallery._generation = data.next_id, data.generation
-        gallery._index, gallery._trained_on = data.index, data.index.ntotal
-        apply_settings(gallery._index, gallery.settings)
+        if data.index is not None:  # else rebuilt from the embeddings when next needed
+            gallery._index, gallery._trained_on = data.index, data.index.ntotal
+            apply_settings(gallery._index, gallery.settings)
         return gallery
 
 

@@ -2,9 +2,10 @@
 (graph), ``pq`` (compressed scan, exact re-rank). All search by inner product, which is cosine
 similarity for unit vectors.
 
-Every index is wrapped in an ``IndexIDMap2`` so vectors keep the gallery's ids; flat and IVF
-indexes delete in place, HNSW and PQ cannot (see :data:`APPEND_ONLY`). IVF and PQ learn from
-the vectors they are built on (:data:`TRAINED`).
+Vectors keep the gallery's ids: an IVF index stores them in its lists, the others are wrapped
+in an ``IndexIDMap2`` (see :data:`OWN_IDS`). Flat and IVF indexes delete in place, HNSW and PQ
+cannot (see :data:`APPEND_ONLY`). IVF and PQ learn from the vectors they are built on
+(:data:`TRAINED`).
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ INDEX_CLASSES = {
     "pq": faiss.IndexRefineFlat,
 }
 
+#: index types that keep the gallery's ids in their own lists. Not in an ``IndexIDMap2``: its
+#: removals compact the id map, but an IVF's lists keep the positions they were added at, so
+#: after one removal every later vector answered with its neighbour's id
+OWN_IDS = frozenset({"ivf"})
 #: index types that cannot delete vectors: rebuilt from the stored embeddings after a removal
 APPEND_ONLY = frozenset({"hnsw", "pq"})
 #: index types trained on the vectors they are built on (see :func:`needs_retraining`)
@@ -122,8 +127,10 @@ def needs_retraining(index_type: str, trained_on: int, size: int) -> bool:
 def build_index(
     index_type: str, vectors: np.ndarray, ids: np.ndarray, settings: IndexSettings
 ) -> faiss.Index:
-    """An ID-mapped :data:`INDEX_TYPES` index holding (N, D) float32 ``vectors`` as ``ids``."""
-    index = faiss.IndexIDMap2(INDEX_TYPES.get(index_type, field="--index")(vectors, settings))
+    """An :data:`INDEX_TYPES` index holding (N, D) float32 ``vectors`` as ``ids``."""
+    index = INDEX_TYPES.get(index_type, field="--index")(vectors, settings)
+    if index_type not in OWN_IDS:
+        index = faiss.IndexIDMap2(index)
     if len(vectors):
         index.add_with_ids(vectors, ids)
     return index
@@ -145,9 +152,13 @@ def apply_settings(index: faiss.Index, settings: IndexSettings) -> None:
         inner.k_factor = settings.rerank
 
 
-def read_index(serialized: np.ndarray, index_type: str, dim: int, ids: np.ndarray) -> faiss.Index:
+def read_index(
+    serialized: np.ndarray, index_type: str, dim: int, ids: np.ndarray
+) -> faiss.Index | None:
     """Deserialise a stored gallery index, refusing (FormatError) one that is not an
-    ID-mapped ``index_type`` index of ``dim``-d vectors holding exactly ``ids``.
+    ``index_type`` index of ``dim``-d vectors holding exactly ``ids``. ``None`` for an IVF
+    index in an ``IndexIDMap2`` (faceforge 0.3, see :data:`OWN_IDS`): it is rebuilt from the
+    stored embeddings.
 
     FAISS allocates what a stored vector's size field declares before reading it; for the
     call its (process-wide) limit is lowered to the bytes given, so a damaged or hostile size
@@ -162,11 +173,25 @@ def read_index(serialized: np.ndarray, index_type: str, dim: int, ids: np.ndarra
         raise FormatError(f"the stored index cannot be read ({reason})") from None
     finally:
         faiss.set_deserialization_vector_byte_limit(previous)
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else None
+    mapped = isinstance(index, faiss.IndexIDMap2)
+    inner = faiss.downcast_index(index.index) if mapped else index
     if type(inner) is not INDEX_CLASSES[index_type] or index.d != dim:
         raise FormatError(f"the stored index is not the {dim}-d {index_type} index declared")
+    if mapped == (index_type in OWN_IDS):
+        if index_type in OWN_IDS:
+            return None
+        raise FormatError(f"the stored {index_type} index does not keep the gallery's ids")
     if index.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise FormatError("the stored index does not rank by cosine similarity")
-    if not np.array_equal(np.sort(faiss.vector_to_array(index.id_map)), np.sort(ids)):
+    held = faiss.vector_to_array(index.id_map) if mapped else _list_ids(index)
+    if not np.array_equal(np.sort(held), np.sort(ids)):
         raise FormatError("the stored index does not hold the enrolled people's ids")
     return index
+
+
+def _list_ids(ivf: faiss.IndexIVF) -> np.ndarray:
+    """Every id stored in the inverted lists of ``ivf``."""
+    lists = ivf.invlists
+    sizes = [lists.list_size(i) for i in range(ivf.nlist)]
+    parts = [faiss.rev_swig_ptr(lists.get_ids(i), n).copy() for i, n in enumerate(sizes) if n]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
