@@ -33,6 +33,18 @@ class NoFace(DataError):
         self.photo = photo
 
 
+class Unjudged(DataError):
+    """No face was found in a photo, so the liveness or quality asked for cannot be judged:
+    fitting the whole photo by the fallback would let it pass unchecked."""
+
+    def __init__(self, photo: str, judged: str) -> None:
+        super().__init__(
+            f"{photo}: no face found, so its {judged} cannot be judged (the no-face fallback "
+            "is not used while it is checked); use a photo in which the face is detected"
+        )
+        self.photo = photo
+
+
 class LowQuality(DataError):
     """A face whose quality total is below the minimum asked for."""
 
@@ -70,6 +82,13 @@ class FaceChecks:
     liveness: LivenessChecker | None = None
     min_quality: float | None = None
     magface: bool = False
+
+    @property
+    def judged(self) -> str:
+        """What these checks judge of a detected face: "liveness", "quality", both joined
+        by "and", or "" when they are off."""
+        on = {"liveness": self.liveness is not None, "quality": self.min_quality is not None}
+        return " and ".join(name for name, checked in on.items() if checked)
 
     def report(self, image: np.ndarray, face: Detection) -> FaceReport:
         """Quality (without the feature norm) and, when checked, liveness of ``face``."""

@@ -21,11 +21,11 @@ from faceforge.data.alignment import norm_crop
 from faceforge.data.image_io import MAX_PHOTO_PIXELS, read_image
 from faceforge.data.images import RESIZE_MODES, fit_image
 from faceforge.data.prefetch import ahead
-from faceforge.errors import DataError
+from faceforge.errors import ConfigError, DataError
 from faceforge.inference.answers import UNKNOWN, Enrollment, Identification, Verification
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection, Detector, select_face
 from faceforge.inference.detection.registry import build_detector
-from faceforge.inference.face_checks import FaceChecks, FaceReport, NoFace
+from faceforge.inference.face_checks import FaceChecks, FaceReport, NoFace, Unjudged
 from faceforge.inference.liveness import LivenessChecker
 from faceforge.inference.matching.gallery import Gallery
 from faceforge.inference.matching.threshold import Threshold, resolve_threshold
@@ -107,6 +107,11 @@ class FacePipeline:
         self.max_pixels = max_pixels
         magface = getattr(embedder.config.head, "type", "") == "magface"
         self.checks = FaceChecks(liveness, min_quality, magface)
+        if detector is None and self.checks.judged:
+            raise ConfigError(
+                f"the {self.checks.judged} check judges detected faces: a pipeline without a "
+                "face detector (--aligned) cannot apply it"
+            )
 
     @classmethod
     def load(
@@ -244,6 +249,8 @@ class FacePipeline:
             report = self.checks.report(array, face)
             self.checks.refuse_spoof(report, name)
             return self._crop(array, face), report
+        if self.checks.judged:
+            raise Unjudged(name, self.checks.judged)
         if self.detector is None or self.fallback is not None:
             return fit_image(array, self.embedder.input_size, self.fallback, name), None
         raise NoFace(name, RESIZE_MODES.names())

@@ -15,8 +15,9 @@ from faceforge.core.checkpoint import Checkpoint
 from faceforge.core.embedder import load_embedder
 from faceforge.data.quality import MAGFACE_NORMS
 from faceforge.data.synthetic.faces import SyntheticFaces
+from faceforge.errors import ConfigError
 from faceforge.inference.detection.registry import build_detector
-from faceforge.inference.face_checks import LowQuality
+from faceforge.inference.face_checks import LowQuality, Unjudged
 from faceforge.inference.pipeline import FacePipeline
 from faceforge.inference.quality_scores import embed_with_quality
 from tests.model_helpers import primed_model
@@ -123,3 +124,18 @@ def test_eval_quality_prints_the_curve_of_usable_pairs(tmp_path: Path, capsys) -
     assert f"gone.csv: 1 image file(s) not found (relative paths start from {tmp_path}" in (
         capsys.readouterr().err
     )
+
+
+def test_a_photo_without_a_detected_face_is_not_let_through_unjudged(tmp_path: Path, mtcnn):
+    """The no-face fallback fits a whole photo to the model: with liveness or a minimum
+    quality asked for, that let any photo in which the detector found nothing pass."""
+    embedder = load_embedder(_checkpoint(tmp_path / "a.pt", "arcface"))
+    blank = np.full_like(FACE, 128)
+    lenient = FacePipeline(embedder, mtcnn, fallback="letterbox")
+    assert np.isfinite(lenient.embed([blank])).all()  # unchecked: fitted by the fallback
+    checked = FacePipeline(embedder, mtcnn, fallback="letterbox", min_quality=0.1)
+    with pytest.raises(Unjudged, match=r"image 0: no face found, so its quality cannot be"):
+        checked.embed([blank])
+    assert checked.try_embed([FACE, blank])[1][1].startswith("image 1: no face found, so its")
+    with pytest.raises(ConfigError, match="the quality check judges detected faces: a pipeline"):
+        FacePipeline(embedder, None, min_quality=0.1)  # --aligned: every photo is a crop
