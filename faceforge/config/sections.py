@@ -166,7 +166,7 @@ class HeadConfig:
     subcenter_drop_step: int = 0
     subcenter_drop_angle: float = 1.309
     #: ElasticFace: std of the per-sample margin N(margin, sigma) (arc: margin 0.5, cos: 0.35);
-    #: ``elastic_plus`` gives samples nearer their centre larger margins (ElasticFace+)
+    #: ``elastic_plus`` gives samples nearer their centre smaller margins (ElasticFace+)
     elastic_sigma: float = 0.05
     elastic_plus: bool = False
     #: Partial FC (An et al. 2021): class centers sharded over the processes of a

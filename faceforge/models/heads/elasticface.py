@@ -16,8 +16,10 @@ class ElasticMargin(Margin, abc.ABC):
     """Every labelled row of a training step draws its margin from ``N(m, sigma)`` (the
     default generator; :func:`~faceforge.train.main.setup` seeds it); evaluation uses ``m``.
 
-    ``plus`` (ElasticFace+) sorts the drawn margins and hands the largest to the sample
-    closest to its class centre (highest target cosine), the smallest to the farthest.
+    ``plus`` (ElasticFace+) sorts the drawn margins and hands the smallest to the sample
+    closest to its class centre (highest target cosine), the largest to the farthest, which
+    the margin pushes hardest (the official code's intent: its indexing applies the inverse
+    of that permutation). Rows without a label take no part in the ranking.
     Subclasses give the target as a function of the cosine and the margins.
     Full classifier only: under Partial FC every rank would draw other margins for a row.
     """
@@ -28,8 +30,9 @@ class ElasticMargin(Margin, abc.ABC):
         super().__init__()
         self.scale, self.margin, self.sigma, self.plus = scale, margin, sigma, plus
 
-    def margins(self, target: Tensor) -> Tensor:
-        """Per-row margins (N, 1) for the target cosines ``target`` (N, 1)."""
+    def margins(self, target: Tensor, labelled: Tensor) -> Tensor:
+        """Per-row margins (N, 1) for the target cosines ``target`` (N, 1) of the rows where
+        ``labelled`` (N,) is true (the others' margins are never used)."""
         if not self.training:
             return torch.full_like(target, self.margin)
         drawn = torch.normal(
@@ -37,14 +40,15 @@ class ElasticMargin(Margin, abc.ABC):
         )
         if not self.plus:
             return drawn
-        order = target.detach().squeeze(1).argsort()  # farthest from the centre first
-        ordered = torch.empty_like(drawn)
-        ordered[order] = drawn.sort(dim=0).values
+        rows = labelled.nonzero().squeeze(1)
+        nearest_first = rows[target.detach()[rows, 0].argsort(descending=True)]
+        ordered = drawn.clone()
+        ordered[nearest_first] = drawn[rows].sort(dim=0).values  # smallest margin first
         return ordered
 
     def forward(self, cosine: Tensor, labels: Tensor, norms: Tensor | None = None) -> Tensor:
         index = labels.clamp(min=0).long().unsqueeze(1)
-        m = self.margins(cosine.gather(1, index))
+        m = self.margins(cosine.gather(1, index), labels >= 0)
         return apply_to_target(cosine, labels, lambda c: self.target(c, m)) * self.scale
 
     @abc.abstractmethod

@@ -32,10 +32,12 @@ def drawn(mean: float, n: int, dtype: torch.dtype, seed: int = 7) -> np.ndarray:
     return torch.normal(mean, SIGMA, (n, 1), dtype=dtype).double().numpy()[:, 0]
 
 
-def plus_order(margins: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """ElasticFace+: the i-th smallest target cosine gets the i-th smallest margin."""
-    out = np.empty_like(margins)
-    out[np.argsort(targets, kind="stable")] = np.sort(margins)
+def plus_order(margins: np.ndarray, targets: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """ElasticFace+: among labelled rows, the i-th largest target cosine gets the i-th
+    smallest margin (of those rows' draws); unlabelled rows keep theirs."""
+    rows = np.flatnonzero(labels >= 0)
+    out = margins.copy()
+    out[rows[np.argsort(-targets[rows], kind="stable")]] = np.sort(margins[rows])
     return out
 
 
@@ -53,7 +55,7 @@ def test_forward_and_gradient_match_formula(kind, dtype, plus):
     cosine, labels = problem()
     margins = drawn(mean, len(labels), dtype)
     if plus:
-        margins = plus_order(margins, cosine[np.arange(len(labels)), labels.clip(0)])
+        margins = plus_order(margins, cosine[np.arange(len(labels)), labels.clip(0)], labels)
     c = torch.tensor(cosine, dtype=dtype, requires_grad=True)
     torch.manual_seed(7)
     got = cls(S, mean, SIGMA, plus)(c, torch.tensor(labels))
@@ -76,12 +78,17 @@ def test_eval_uses_the_mean_margin():
     assert got[row, labels[row]].item() == pytest.approx(S * (cosine[row, labels[row]] - 0.35))
 
 
-def test_plus_gives_the_nearest_sample_the_largest_margin():
-    cosine = torch.tensor([[0.9], [0.1], [0.5]], dtype=torch.float64)
+def test_plus_gives_the_nearest_sample_the_smallest_margin_and_ranks_labelled_rows_only():
+    """ElasticFace+ pushes hardest the samples farthest from their class centre."""
+    cosine = torch.tensor([[0.9], [0.1], [0.5], [0.95]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, -1])  # the unlabelled row, nearest of all, is not ranked
     torch.manual_seed(0)
-    got = ElasticCosFace(1.0, 0.35, 0.2, plus=True)(cosine, torch.zeros(3, dtype=torch.long))
-    margins = (cosine - got).squeeze(1)
-    assert margins[0] == margins.max() and margins[1] == margins.min()
+    got = ElasticCosFace(1.0, 0.35, 0.2, plus=True)(cosine, labels)
+    margins = (cosine - got).squeeze(1)[:3]
+    torch.manual_seed(0)
+    draws = torch.normal(0.35, 0.2, (4, 1), dtype=torch.float64).squeeze(1)[:3]
+    expected = draws.sort().values[[0, 2, 1]]  # cosines 0.9, 0.1, 0.5: smallest, largest, middle
+    torch.testing.assert_close(margins, expected)
 
 
 @pytest.mark.parametrize("kind", ["elasticface", "elasticface_cos"])
