@@ -108,19 +108,18 @@ def identify(
 
     rank = np.zeros(len(probes), np.int64)
     top_score = np.zeros(len(probes), np.float32)
-    top_identity = np.zeros(len(probes), np.int64)
     for lo in range(0, len(probes), chunk):
         scores = np.maximum.reduceat(probes[lo : lo + chunk] @ gallery.T, starts, axis=1)
-        rows = np.arange(len(scores))
-        top_identity[lo : lo + chunk] = scores.argmax(1)
-        top_score[lo : lo + chunk] = scores[rows, top_identity[lo : lo + chunk]]
-        own = scores[rows, np.minimum(position[lo : lo + chunk], len(identities) - 1)]
+        top_score[lo : lo + chunk] = scores.max(1)
+        own = scores[
+            np.arange(len(scores)), np.minimum(position[lo : lo + chunk], len(identities) - 1)
+        ]
         rank[lo : lo + chunk] = (scores >= own[:, None]).sum(1)
 
     cmc = {r: float(np.mean(rank[mated] <= r)) if mated.any() else math.nan for r in ranks}
     tpir: dict[float, float] = {}
     if (~mated).any() and mated.any():
-        correct = top_identity[mated] == position[mated]
+        correct = rank[mated] == 1  # found first, ties counting against it as in the CMC
         for target in fpir_targets:
             t = threshold_at_rate(top_score[~mated], target)
             tpir[target] = float(np.mean(correct & (top_score[mated] > t)))

@@ -151,6 +151,19 @@ def test_a_tie_with_the_mate_counts_against_it():
     assert result.cmc == {1: 0.5, 2: 0.5, 3: 1.0}
 
 
+def test_a_tie_with_the_mate_is_not_a_true_positive_identification_either():
+    """One photo enrolled as two people: a probe of the first ties with the second. The CMC
+    counts that against it; TPIR, taking the first identity in name order, counted it found,
+    and so exceeded the rank-1 rate."""
+    gallery = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])  # "bob" enrolled alice's photo
+    probes = np.array([[0.1, 1.0], [1.0, 0.0], [0.6, -0.8]])  # alice, carol, a stranger
+    result = identify(
+        gallery, np.array([0, 1, 2]), probes, np.array([0, 2, 9]), ranks=(1,), fpir_targets=(0.5,)
+    )
+    assert result.cmc == {1: 0.5}
+    assert result.tpir_at_fpir == {0.5: 0.5}  # carol found; alice's tie is not
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_embeddings_are_refused_by_every_search(bad: float):
     rng = np.random.default_rng(0)
