@@ -4,6 +4,8 @@ DALI's fallback, and training from RecordIO and LMDB through the config."""
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import cv2
@@ -23,6 +25,7 @@ from faceforge.data.loader import (
 )
 from faceforge.data.readers import LmdbReader, RecordIOReader
 from faceforge.data.recordio.writer import RecordIOWriter
+from faceforge.data.samplers import PKSampler
 from faceforge.data.transforms import Compose, Cutout, HorizontalFlip
 from faceforge.errors import DataError
 
@@ -212,3 +215,68 @@ def test_training_from_the_config(rec: Path, lmdb_path: Path, tmp_path: Path, so
     assert reader.num_classes == 4
     summary = fit(run, state)
     assert summary.steps == 2 and np.isfinite(summary.final_loss)
+
+
+class _RecordingDali:
+    """A stand-in for ``nvidia.dali`` (not installed here) that records what the pipeline
+    asks of DALI's mxnet reader and iterator."""
+
+    def __init__(self) -> None:
+        self.reader: dict = {}
+        self.iterator: dict = {}
+        self.fn = types.SimpleNamespace(
+            readers=types.SimpleNamespace(mxnet=self._mxnet),
+            decoders=types.SimpleNamespace(image=lambda x, **kw: x),
+            resize=lambda x, **kw: x,
+            crop_mirror_normalize=lambda x, **kw: x,
+            random=types.SimpleNamespace(coin_flip=lambda **kw: None),
+        )
+
+    def _mxnet(self, **kwargs):
+        self.reader = kwargs
+        return "jpegs", types.SimpleNamespace(gpu=lambda: "labels")
+
+    def modules(self) -> dict:
+        def pipeline_def(**options):
+            return lambda body: lambda: types.SimpleNamespace(build=body)
+
+        def iterator(pipes, names, **kwargs):
+            self.iterator = kwargs
+            return []
+
+        dali = types.ModuleType("nvidia.dali")
+        dali.fn, dali.pipeline_def = self.fn, pipeline_def
+        dali.types = types.SimpleNamespace(RGB="RGB", UINT8="UINT8")
+        plugin = types.ModuleType("nvidia.dali.plugin.pytorch")
+        plugin.DALIGenericIterator = iterator
+        plugin.LastBatchPolicy = types.SimpleNamespace(DROP="DROP")
+        return {
+            "nvidia": types.ModuleType("nvidia"),
+            "nvidia.dali": dali,
+            "nvidia.dali.plugin": types.ModuleType("nvidia.dali.plugin"),
+            "nvidia.dali.plugin.pytorch": plugin,
+        }
+
+
+def test_dali_pads_every_shard_as_the_cpu_sampler_pads_every_rank(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Unpadded, shards of 5 and 4 images (9 over 2 ranks) gave one rank fewer batches than
+    the other, which then waited in a collective for ever; DALI cannot draw P x K batches."""
+    from faceforge.data.recordio.dali import dali_batches
+
+    fake = _RecordingDali()
+    for name, module in fake.modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    write(RecordIOWriter(tmp_path / "train.rec", layout="plain"), classes=3, per_class=3)
+    data = FaceDataset(RecordIOReader(tmp_path), Compose((HorizontalFlip(0.5),)), seed=1)
+    gpu = torch.device("cuda", 1)  # never used: the stand-in does the work
+    dali_batches(data, EpochSampler(len(data), seed=1, rank=1, world_size=2), 4, gpu)
+    assert fake.reader["pad_last_batch"] is True
+    assert (fake.reader["shard_id"], fake.reader["num_shards"]) == (1, 2)
+    assert fake.iterator["last_batch_policy"] == "DROP"
+    with pytest.raises(ValueError, match="DALI shuffles by itself: it cannot draw PKSampler"):
+        dali_batches(data, PKSampler(data.reader.labels, 2, 2), 4, gpu)
+    monkeypatch.setitem(sys.modules, "nvidia.dali", None)
+    with pytest.raises(ValueError, match=r"DALI is not installed \(.*\); pip install nvidia-dali"):
+        dali_batches(data, EpochSampler(len(data)), 4, gpu)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from faceforge.data.dataset import Batch, FaceDataset
+from faceforge.data.dataset import Batch, EpochSampler, FaceDataset
 from faceforge.data.readers.recordio import RecordIOReader
 from faceforge.data.transforms import HorizontalFlip
 
@@ -48,6 +48,10 @@ def _check(dataset: FaceDataset, sampler: Sampler[int], device: torch.device) ->
     reader = dataset.reader
     if device.type != "cuda":
         raise ValueError("DALI decodes on a CUDA device")
+    if type(sampler) is not EpochSampler:
+        raise ValueError(
+            f"DALI shuffles by itself: it cannot draw {type(sampler).__name__} batches"
+        )
     if not isinstance(reader, RecordIOReader):
         raise ValueError("DALI reads only data.source=recordio")
     if reader.has_header:
@@ -57,20 +61,39 @@ def _check(dataset: FaceDataset, sampler: Sampler[int], device: torch.device) ->
         )
     if not np.array_equal(reader.class_ids, np.arange(reader.num_classes)):
         raise ValueError(f"{reader.files.rec}: class ids are remapped, DALI reads them raw")
-    if getattr(sampler, "start", 0):
-        raise ValueError("DALI cannot resume in the middle of an epoch")
+    if sampler.start:
+        raise ValueError(
+            "DALI cannot start in the middle of an epoch (a resumed run); the CPU loader "
+            "serves this run to its end"
+        )
     return reader
+
+
+def _import_dali() -> tuple[Any, Any, Any, Any, Any]:
+    """DALI's ``fn``, ``pipeline_def``, ``types``, iterator and last-batch policy."""
+    try:
+        from nvidia.dali import fn, pipeline_def, types
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+    except ImportError as exc:
+        raise ValueError(
+            f"DALI is not installed ({exc}); pip install nvidia-dali-cuda120 (or -cuda130, "
+            "as your CUDA)"
+        ) from None
+    return fn, pipeline_def, types, DALIGenericIterator, LastBatchPolicy
 
 
 def dali_batches(
     dataset: FaceDataset, sampler: Sampler[int], batch_size: int, device: torch.device
 ) -> DaliBatches:
     """One epoch of DALI batches of this process's shard (``sampler.rank`` of
-    ``sampler.world_size``); raises when DALI cannot serve this dataset here."""
+    ``sampler.world_size``); raises when DALI cannot serve this dataset here.
+
+    Every shard is padded to ``ceil(n / world_size)`` samples, as the CPU sampler pads every
+    rank's share: shards of different sizes would give the ranks different numbers of
+    batches, and a rank that ran out first would leave the others waiting in a collective."""
     reader = _check(dataset, sampler, device)
     flip = _flip_probability(dataset)
-    from nvidia.dali import fn, pipeline_def, types
-    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+    fn, pipeline_def, types, DALIGenericIterator, LastBatchPolicy = _import_dali()
 
     height, width = dataset.input_size
 
@@ -85,8 +108,9 @@ def dali_batches(
             path=[str(reader.files.rec)],
             index_path=[str(reader.files.idx)],
             random_shuffle=True,
-            shard_id=getattr(sampler, "rank", 0),
-            num_shards=getattr(sampler, "world_size", 1),
+            shard_id=sampler.rank,
+            num_shards=sampler.world_size,
+            pad_last_batch=True,
             name="reader",
         )
         images = fn.decoders.image(jpegs, device="mixed", output_type=types.RGB)
