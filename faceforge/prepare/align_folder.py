@@ -4,7 +4,8 @@ This is the step that turns CelebA / LFW / CASIA-style photos into 112x112 train
 evaluation data. The folder structure (``<identity>/<image>``) is mirrored into the output.
 Images are processed in chunks by worker processes (each builds its own detector from the
 spec, e.g. ``mtcnn`` or ``scrfd:PATH.onnx``, and runs one thread); already aligned outputs
-are kept, so an interrupted run resumes where it stopped.
+are kept, so an interrupted run resumes where it stopped, with the same options only (see
+:mod:`~faceforge.prepare.align_settings`).
 
 Policies (:data:`MULTIPLE_FACE_POLICIES`, :data:`NO_FACE_POLICIES`): several faces -> keep
 the ``best``-scoring, ``largest`` or most ``central`` one, or ``skip`` the image as
@@ -38,6 +39,7 @@ from faceforge.errors import ConfigError, DataError
 from faceforge.files import atomic_write_bytes
 from faceforge.inference.detection.base import SELECTION_POLICIES, Detection
 from faceforge.inference.detection.registry import build_detector, parse_detector_spec
+from faceforge.prepare.align_settings import check_resumable, record_settings
 from faceforge.registry import Registry
 
 SKIP = "skip"
@@ -185,7 +187,7 @@ class _Worker:
                 images.append(read_image(self.src / relative, self.options.max_pixels))
                 kept.append(relative)
             except DataError as exc:
-                results.append((str(relative), "skipped", str(exc)))
+                results.append(self._skipped(relative, str(exc)))
         for relative, image, faces in zip(
             kept, images, self.detector.detect_batch(images), strict=True
         ):
@@ -202,16 +204,22 @@ class _Worker:
             outcome = "several" if len(faces) > 1 else "aligned"
             detail = f"{face_quality(image, face.box, face.landmarks).total:.4f}"
         elif faces:
-            return str(relative), "skipped", f"{len(faces)} faces found"
+            return self._skipped(relative, f"{len(faces)} faces found")
         else:
             crop = NO_FACE_POLICIES.get(options.no_face)(image, *options.size)
             if crop is None:
-                return str(relative), "skipped", "no face found"
+                return self._skipped(relative, "no face found")
             outcome, detail = "fallback", ""
         target = output_path(self.dst, relative)
         # whole or not at all: a resumed run keeps every crop it finds
         atomic_write_bytes(target, encode_image(crop, target.suffix.lower()))
         return str(relative), outcome, detail
+
+    def _skipped(self, relative: Path, reason: str) -> tuple[str, str, str]:
+        """A skipped image's outcome; the crop an earlier run made of it (``--overwrite``
+        with other options) is deleted, so the folder holds only what the report says."""
+        output_path(self.dst, relative).unlink(missing_ok=True)
+        return str(relative), "skipped", reason
 
 
 _WORKER: _Worker | Exception | None = None
@@ -263,13 +271,14 @@ def align_dataset(
         raise DataError(f"{src}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
     report = AlignReport()
     files = _one_per_output(files, dst, report)
-    todo = []
-    for relative in files:
-        if not overwrite and output_path(dst, relative).exists():
-            report.existing += 1
-        else:
-            todo.append(relative)
+    done = [not overwrite and output_path(dst, r).exists() for r in files]
+    todo = [relative for relative, made in zip(files, done, strict=True) if not made]
+    kept = [output_path(dst, r) for r, made in zip(files, done, strict=True) if made]
+    if not overwrite:
+        check_resumable(dst, options, kept)
+    report.existing = len(kept)
     _check_output_folder(dst)
+    record_settings(dst, options)
     bar = tqdm(total=len(todo), unit="img", disable=not progress, desc="aligning")
     chunks = list(_chunks(todo, CHUNK))
     if workers <= 1:

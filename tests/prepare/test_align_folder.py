@@ -17,6 +17,7 @@ from faceforge.prepare.align_folder import (
     AlignOptions,
     align_dataset,
 )
+from faceforge.prepare.align_settings import SETTINGS_FILE
 
 
 @pytest.fixture()
@@ -54,6 +55,7 @@ def test_default_policies(dataset: Path, tmp_path: Path) -> None:
     outputs = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*.*"))
     assert outputs == [
         REPORT_FILE,
+        SETTINGS_FILE,
         *(f"person_a/{p.name}" for p in sorted((dataset / "person_a").iterdir())),
         "person_b/group.jpg",
     ]
@@ -72,6 +74,32 @@ def test_skip_ambiguous_and_fallback_for_no_face(dataset: Path, tmp_path: Path) 
     skipped = read_report(dst)
     assert skipped["person_b/group.jpg"].endswith("faces found")
     assert read_image(dst / "person_b" / "blank.png").shape == (112, 96, 3)
+
+
+def test_a_resume_with_other_options_is_refused_and_overwrite_redoes_every_crop(
+    dataset: Path, tmp_path: Path
+) -> None:
+    """A resume used to keep 112x112 crops beside new 160x160 ones without a word; an
+    overwrite that now skips an image left its old crop behind."""
+    dst = tmp_path / "dst"
+    align_dataset(dataset, dst, AlignOptions(no_face="stretch"), progress=False)
+    assert read_image(dst / "person_b" / "blank.png").shape == (112, 112, 3)
+    other = AlignOptions(size=(160, 160), template="facenet")
+    differ = (
+        r"dst: its crops were made with size 112x112 \(asked now: 160x160\), template "
+        r"'arcface' \(asked now: 'facenet'\), no_face 'stretch' \(asked now: 'skip'\); align "
+        "with the same options, into another folder, or pass --overwrite"
+    )
+    with pytest.raises(DataError, match=differ):
+        align_dataset(dataset, dst, other, progress=False)
+    report = align_dataset(dataset, dst, other, overwrite=True, progress=False)
+    assert (report.aligned, report.existing) == (3, 0)
+    assert not (dst / "person_b" / "blank.png").exists()  # skipped now: its old crop is gone
+    assert {read_image(p).shape for p in dst.rglob("*.jpg")} == {(160, 160, 3)}
+    (dst / SETTINGS_FILE).unlink()  # as a folder aligned by faceforge 0.3
+    with pytest.raises(DataError, match=r"its crops were made with size 160x160; align"):
+        align_dataset(dataset, dst, progress=False)
+    assert align_dataset(dataset, dst, other, progress=False).existing == 3
 
 
 def test_two_sources_of_one_output_and_an_output_inside_the_source(tmp_path: Path) -> None:
