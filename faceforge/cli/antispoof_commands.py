@@ -1,8 +1,9 @@
 """Train your own anti-spoofing model and measure one: ``faceforge liveness train`` and
 ``faceforge eval liveness`` (APCER, BPCER, ACER, HTER and APCER at fixed BPCER).
 
-Both read a folder of face crops with ``live/`` and ``spoof/`` (or ``spoof/<attack type>/``)
-sub-folders. Handlers only gather inputs and print: the work is done by
+Both read a folder with ``live/`` and ``spoof/`` (or ``spoof/<attack type>/``) sub-folders:
+of photos, whose faces ``--detector`` finds and crops as the checker does, or of crops already
+cut at the model's face-box scale. Handlers only gather inputs and print: the work is done by
 :mod:`faceforge.train.antispoof` and :mod:`faceforge.evaluation.pad`.
 """
 
@@ -12,12 +13,42 @@ import argparse
 from typing import TYPE_CHECKING
 
 from faceforge.cli.arguments import ranged
+from faceforge.cli.model_commands import DETECTOR_SPECS
 from faceforge.cli.outputs import add_json_option, output_folder, write_json
 
 if TYPE_CHECKING:
     from faceforge.evaluation.pad import PadReport
 
-FOLDER_HELP = "folder of face crops in live/ and spoof/ (or spoof/<attack type>/)"
+FOLDER_HELP = "folder with live/ and spoof/ (or spoof/<attack type>/) sub-folders"
+
+
+def _cropper(args: argparse.Namespace, scale: float, size: int):
+    """``--detector``'s face cropper at the model's scale and size, or None (crops given)."""
+    if args.detector is None:
+        return None
+    from faceforge.inference.detection.registry import build_detector
+    from faceforge.inference.liveness import face_cropper
+
+    return face_cropper(build_detector(args.detector), scale, (size, size))
+
+
+def _read(args: argparse.Namespace, folder: str, scale: float, size: int):
+    from faceforge.train.antispoof import read_spoof_folder
+
+    data = read_spoof_folder(folder, size, _cropper(args, scale, size))
+    if data.left_out:
+        print(f"{folder}: left out {len(data.left_out)} photos without a detected face")
+    return data
+
+
+def _add_detector_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detector",
+        metavar="SPEC",
+        help=f"the folders hold photos: find each face with this detector ({DETECTOR_SPECS}) "
+        "and crop it at the model's face-box scale, as the checker does at inference "
+        "(default: the folders hold crops already cut at that scale)",
+    )
 
 
 def _print_report(name: str, report: PadReport) -> None:
@@ -34,14 +65,13 @@ def _train(args: argparse.Namespace) -> int:
     from faceforge.train.antispoof import (
         evaluate_antispoof,
         load_antispoof_config,
-        read_spoof_folder,
         save_antispoof,
         train_antispoof,
     )
 
     cfg = load_antispoof_config(args.config, args.overrides)
-    data = read_spoof_folder(args.data, cfg.input_size)
-    held_out = read_spoof_folder(args.eval_data, cfg.input_size) if args.eval_data else None
+    data = _read(args, args.data, cfg.scale, cfg.input_size)
+    held_out = _read(args, args.eval_data, cfg.scale, cfg.input_size) if args.eval_data else None
     print(f"training {cfg.arch} on {len(data.labels)} crops ({', '.join(data.classes)})")
     model = train_antispoof(data, cfg)
     print(f"wrote {save_antispoof(model, cfg, args.output)}")
@@ -53,10 +83,10 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from faceforge.evaluation.pad import pad_report
     from faceforge.inference.liveness import load_liveness_model
-    from faceforge.train.antispoof import live_scores, read_spoof_folder
+    from faceforge.train.antispoof import live_scores
 
     model = load_liveness_model(args.liveness_model)
-    data = read_spoof_folder(args.data, model.size[0])
+    data = _read(args, args.data, model.scale, model.size[0])
     scores = live_scores(model.network, data.images)
     types = [data.classes[label] for label in data.labels]
     report = pad_report(scores, data.labels == 1, args.liveness_threshold, types)
@@ -85,6 +115,7 @@ def register_train(tasks: argparse._SubParsersAction) -> None:
         "-o", "--output", type=output_folder, required=True, help="folder to write the model to"
     )
     p.add_argument("--eval-data", metavar="FOLDER", help=f"held-out {FOLDER_HELP}: PAD metrics")
+    _add_detector_option(p)
     p.add_argument("overrides", nargs="*", help="recipe overrides, e.g. steps=500 synthesize=true")
     p.set_defaults(func=_train, command="liveness train")
 
@@ -101,6 +132,7 @@ def register_eval(tasks: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--liveness-model", required=True, metavar="PTH", help="MiniFASNet file")
     p.add_argument("--data", required=True, help=FOLDER_HELP)
+    _add_detector_option(p)
     p.add_argument(
         "--liveness-threshold",
         type=ranged(float, 0, 1),

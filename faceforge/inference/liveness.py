@@ -14,7 +14,7 @@ uses e.g. 0.8 and should measure its BPCER on its own users' photos.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from torch import nn
 
 from faceforge.core.foreign_weights import load_exactly, read_state_dict
 from faceforge.errors import ConfigError, DataError
-from faceforge.inference.detection.base import Detection
+from faceforge.inference.detection.base import Detection, Detector, select_face
 from faceforge.models.minifasnet import network_input
 from faceforge.models.registry import build_antispoof_model
 
@@ -135,6 +135,19 @@ class LivenessChecker:
         ]
         score = float(np.mean(probabilities))
         return LivenessResult(score, score >= self.threshold, crops[0])
+
+
+def face_cropper(
+    detector: Detector, scale: float, size: tuple[int, int]
+) -> Callable[[np.ndarray], np.ndarray | None]:
+    """Anti-spoofing data from photos: the crop of each photo's largest face at ``scale`` and
+    ``size``, cut as :class:`LivenessChecker` cuts it (``None`` when no face is found)."""
+
+    def crop(image: np.ndarray) -> np.ndarray | None:
+        face = select_face(detector.detect(image), image.shape, "largest")
+        return None if face is None else liveness_crop(image, face.box, scale, size)
+
+    return crop
 
 
 def load_liveness_model(path: str | Path) -> LivenessModel:

@@ -1,5 +1,11 @@
 """Train a MiniFASNet anti-spoofing model on a ``live/`` + ``spoof/`` folder of face crops.
 
+The crops must be cut as the checker cuts them at inference: the face box scaled by the
+recipe's ``scale`` (recorded in the weights' file name, which tells the checker the scale).
+:func:`read_spoof_folder` takes a ``crop`` function to cut them from photos
+(:func:`~faceforge.inference.liveness.face_cropper`); without one the folder must hold such
+crops already.
+
 ``spoof/`` holds images directly (two classes: spoof, live) or one sub-folder per attack type
 (``spoof/print``, ``spoof/replay``: one class each). Class 1 is always *live*, as in the
 published models, so a trained file drops into :class:`~faceforge.inference.liveness.
@@ -12,7 +18,8 @@ synthetic attacks (:mod:`faceforge.data.spoof`) on the fly.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -73,11 +80,17 @@ def load_antispoof_config(
 
 @dataclass
 class SpoofSet:
-    """Images (N, S, S, 3) uint8 RGB, labels and class names (index 1 = live)."""
+    """Images (N, S, S, 3) uint8 RGB, labels and class names (index 1 = live); ``left_out``:
+    photos in which the ``crop`` function found no face."""
 
     images: np.ndarray
     labels: np.ndarray
     classes: list[str]
+    left_out: list[Path] = field(default_factory=list)
+
+
+#: cuts the face of a photo (``None`` when it finds none)
+Crop = Callable[[np.ndarray], "np.ndarray | None"]
 
 
 def class_names(spoof_types: list[str]) -> list[str]:
@@ -86,8 +99,9 @@ def class_names(spoof_types: list[str]) -> list[str]:
     return [types[0], LIVE, *types[1:]]
 
 
-def read_spoof_folder(root: str | Path, size: int) -> SpoofSet:
-    """``root/live`` and ``root/spoof`` (optionally ``spoof/<type>/``) resized to ``size``."""
+def read_spoof_folder(root: str | Path, size: int, crop: Crop | None = None) -> SpoofSet:
+    """``root/live`` and ``root/spoof`` (optionally ``spoof/<type>/``): crops resized to
+    ``size``, or with ``crop`` the face it cuts from each photo."""
     root = Path(root)
     spoof = root / "spoof"
     if not (root / LIVE).is_dir() or not spoof.is_dir():
@@ -95,12 +109,19 @@ def read_spoof_folder(root: str | Path, size: int) -> SpoofSet:
     types = sorted(p.name for p in spoof.iterdir() if p.is_dir())
     classes = class_names(types)
     folders = [(LIVE, root / LIVE)] + ([(t, spoof / t) for t in types] or [("spoof", spoof)])
-    images, labels = [], []
+    cut = crop or (lambda image: _fit(image, size))
+    images, labels, left_out = [], [], []
     for name, folder in folders:
         for path in list_images(folder):
-            images.append(_fit(read_image(path), size))
+            face = cut(read_image(path))
+            if face is None:
+                left_out.append(path)
+                continue
+            images.append(face)
             labels.append(classes.index(name))
-    return SpoofSet(np.stack(images), np.asarray(labels), classes)
+    if not images:
+        raise DataError(f"{root}: no face found in any of its {len(left_out)} photos")
+    return SpoofSet(np.stack(images), np.asarray(labels), classes, left_out)
 
 
 def _fit(image: np.ndarray, size: int) -> np.ndarray:
@@ -119,6 +140,12 @@ def _synthesized(data: SpoofSet, rng: np.random.Generator) -> SpoofSet:
 
 def train_antispoof(data: SpoofSet, cfg: AntiSpoofConfig) -> nn.Module:
     """Train a classifier (returned in eval mode, without the Fourier branch)."""
+    live = int((data.labels == 1).sum())
+    if not live or live == len(data.labels):
+        raise DataError(
+            f"training needs live and spoof images: found {live} live and "
+            f"{len(data.labels) - live} spoof"
+        )
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     if cfg.synthesize:

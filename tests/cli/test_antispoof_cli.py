@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from faceforge.cli import main
-from faceforge.data.image_io import encode_image
+from faceforge.data.image_io import encode_image, read_image
 from faceforge.data.spoof import ATTACKS
 from faceforge.data.synthetic.faces import SyntheticFaces
 from faceforge.evaluation.pad import pad_report
-from faceforge.inference.liveness import load_liveness_model
+from faceforge.inference.liveness import face_cropper, load_liveness_model
 from faceforge.train.antispoof import live_scores, read_spoof_folder
 
 
@@ -53,6 +53,36 @@ def test_train_writes_the_published_name_and_eval_reports_pad_metrics(
     expected = pad_report(live_scores(model.network, data.images), data.labels == 1, 0.4, types)
     assert json.loads(report_path.read_text()) == json.loads(json.dumps(expected.as_dict()))
     assert set(expected.apcer_per_type) == set(ATTACKS.names())
+
+
+def test_photos_are_cut_at_the_models_scale_with_a_detector(
+    lfw_images: list[Path], tmp_path: Path, mtcnn, capsys: pytest.CaptureFixture
+) -> None:
+    """Real photos (MTCNN finds their faces) and their synthetic attacks, and a blank one."""
+    photos, rng = tmp_path / "photos", np.random.default_rng(0)
+    for i, path in enumerate(lfw_images):
+        photo = read_image(path)
+        images = {"live": photo} | {
+            f"spoof/{k}": ATTACKS.get(k)(photo, rng) for k in ATTACKS.names()
+        }
+        for folder, image in images.items():
+            (photos / folder).mkdir(parents=True, exist_ok=True)
+            (photos / folder / f"{i}.png").write_bytes(encode_image(image, ".png"))
+    (photos / "live" / "blank.png").write_bytes(encode_image(np.zeros((90, 90, 3), "u1"), ".png"))
+    run, recipe = tmp_path / "run", ["input_size=32", "steps=2", "batch_size=4", "scale=1.5"]
+    argv = ["liveness", "train", "--data", str(photos), "--detector", "mtcnn", "-o", str(run)]
+    assert main([*argv, *recipe]) == 0
+    out = capsys.readouterr().out
+    assert f"{photos}: left out 1 photos without a detected face" in out, out
+    model_path = run / "1_5_32x32_MiniFASNetV2.pth"
+    report_path = tmp_path / "pad.json"
+    argv = ["eval", "liveness", "--liveness-model", str(model_path), "--data", str(photos)]
+    assert main([*argv, "--detector", "mtcnn", "--json", str(report_path)]) == 0
+    model = load_liveness_model(model_path)
+    data = read_spoof_folder(photos, 32, face_cropper(mtcnn, 1.5, (32, 32)))
+    types = [data.classes[label] for label in data.labels]
+    expected = pad_report(live_scores(model.network, data.images), data.labels == 1, 0.5, types)
+    assert json.loads(report_path.read_text()) == json.loads(json.dumps(expected.as_dict()))
 
 
 def test_an_unknown_recipe_key_is_one_line(spoof_folder: Path, tmp_path: Path, capsys) -> None:

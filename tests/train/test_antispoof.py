@@ -11,6 +11,8 @@ import pytest
 
 from faceforge.data.spoof import ATTACKS
 from faceforge.evaluation.pad import pad_report
+from faceforge.inference.detection.base import Detection
+from faceforge.inference.liveness import face_cropper, liveness_crop
 from faceforge.train.antispoof import (
     SpoofSet,
     evaluate_antispoof,
@@ -90,3 +92,45 @@ def test_published_name_round_trips() -> None:
     cfg = load_antispoof_config(RECIPE / "antispoof" / "minifasnet_v2.yaml")
     assert published_name(cfg) == "2_7_80x80_MiniFASNetV2.pth"
     assert _PUBLISHED_NAME.match(Path(published_name(replace(cfg, scale=4.0))).stem)
+
+
+class _OneBox:
+    """A detector finding one face at a fixed box in every photo but a blank one."""
+
+    box = (40.0, 50.0, 80.0, 100.0)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        return [] if image.std() == 0 else [Detection(self.box, 0.9, np.zeros((5, 2), "f4"))]
+
+    def detect_batch(self, images):
+        return [self.detect(image) for image in images]
+
+
+def test_photos_are_cropped_at_the_recipes_scale_as_the_checker_crops_them(tmp_path: Path):
+    """The recipe's scale only named the weights file: a model trained on tight crops was
+    then judged by the checker on crops 2.7 times the face box."""
+    from faceforge.data.image_io import encode_image, read_image
+
+    rng = np.random.default_rng(0)
+    for folder, name in [("live", "a.png"), ("live", "blank.png"), ("spoof", "b.png")]:
+        (tmp_path / folder).mkdir(exist_ok=True)
+        image = rng.integers(0, 256, (160, 200, 3), dtype=np.uint8)
+        image = image * 0 if name == "blank.png" else image
+        (tmp_path / folder / name).write_bytes(encode_image(image, ".png"))
+    wide = read_spoof_folder(tmp_path, 16, face_cropper(_OneBox(), 2.7, (16, 16)))
+    photos = [tmp_path / "live" / "a.png", tmp_path / "spoof" / "b.png"]
+    expected = [liveness_crop(read_image(p), _OneBox.box, 2.7, (16, 16)) for p in photos]
+    np.testing.assert_array_equal(wide.images, np.stack(expected))
+    assert wide.labels.tolist() == [1, 0] and wide.left_out == [tmp_path / "live" / "blank.png"]
+    tight = read_spoof_folder(tmp_path, 16, face_cropper(_OneBox(), 1.0, (16, 16)))
+    assert not np.array_equal(tight.images, wide.images)
+
+
+def test_training_without_both_live_and_spoof_images_is_one_line() -> None:
+    """One image left after detection crashed in BatchNorm with a PyTorch traceback."""
+    from faceforge.errors import DataError
+
+    one = SpoofSet(np.zeros((1, SIZE, SIZE, 3), np.uint8), np.array([1]), ["spoof", "live"])
+    cfg = replace(load_antispoof_config("minifasnet_v2"), input_size=SIZE, steps=1)
+    with pytest.raises(DataError, match="training needs live and spoof images: found 1 live and 0"):
+        train_antispoof(one, cfg)
