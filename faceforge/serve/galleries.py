@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,22 +17,32 @@ from faceforge.serve.store import Change, ConflictError, GalleryInfo, NotFoundEr
 _log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Guarded:
+    """One gallery and the lock its searches and edits take: a gallery rebuilding its index
+    (an HNSW graph after a removal: seconds at a million faces) holds up its own searches
+    only, never another gallery's."""
+
+    gallery: Gallery
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Galleries:
     """In-memory :class:`Gallery` objects mirroring ``store`` for one model.
 
-    The database is read outside the lock that guards the galleries, so a search never
-    waits for the database; one sync runs at a time, applying changes in feed order."""
+    The database is read outside the galleries' locks, so a search never waits for the
+    database; one sync runs at a time, applying changes in feed order."""
 
     def __init__(self, store: SqlStore, fingerprint: str, embedding_size: int) -> None:
         self.store = store
         self.fingerprint = fingerprint
         self.embedding_size = embedding_size
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dict; each gallery has its own lock
         self._syncing = threading.Lock()
-        self._galleries: dict[str, Gallery] = {}
+        self._galleries: dict[str, _Guarded] = {}
         self.seq = store.last_seq()
         for info in store.galleries():
-            self._galleries[info.name] = self._built(info)
+            self._galleries[info.name] = _Guarded(self._built(info))
 
     def _built(self, info: GalleryInfo) -> Gallery:
         gallery = Gallery(
@@ -71,17 +82,18 @@ class Galleries:
             with self._lock:
                 self._galleries.pop(change.gallery, None)
                 if gallery is not None:
-                    self._galleries[change.gallery] = gallery
+                    self._galleries[change.gallery] = _Guarded(gallery)
             return
         vectors = self.store.faces(change.gallery, change.person).get(change.person)
         with self._lock:
-            gallery = self._galleries.get(change.gallery)
-            if gallery is None:
-                return
-            if change.person in gallery:
-                gallery.remove(change.person)
+            guarded = self._galleries.get(change.gallery)
+        if guarded is None:
+            return
+        with guarded.lock:
+            if change.person in guarded.gallery:
+                guarded.gallery.remove(change.person)
             if vectors is not None:
-                gallery.add(change.person, vectors)
+                guarded.gallery.add(change.person, vectors)
 
     def names(self) -> list[str]:
         with self._lock:
@@ -89,13 +101,14 @@ class Galleries:
 
     def people(self, name: str) -> dict[str, int]:
         """person -> number of enrolled faces."""
-        gallery = self._known(name)
-        with self._lock:
+        guarded = self._known(name)
+        with guarded.lock:
+            gallery = guarded.gallery
             return {person: gallery.num_images(person) for person in gallery.names}
 
     def check(self, name: str) -> Gallery:
         """The gallery, refused (ConflictError) when another model built it."""
-        gallery = self._known(name)
+        gallery = self._known(name).gallery
         if gallery.fingerprint != self.fingerprint:
             raise ConflictError(
                 f"gallery {name!r} holds embeddings of model {gallery.model} (fingerprint "
@@ -107,22 +120,24 @@ class Galleries:
     def search(self, name: str, queries: np.ndarray, top_k: int) -> list[list[Match]]:
         self.check(name)
         with self._lock:
-            return self._get(name).search(queries, top_k)
+            guarded = self._get(name)
+        with guarded.lock:
+            return guarded.gallery.search(queries, top_k)
 
-    def _known(self, name: str) -> Gallery:
+    def _known(self, name: str) -> _Guarded:
         """Gallery ``name``; one this server has not seen yet is looked for in the store's
         changes first: another server (or worker) may have just made it, and a client that
         created it there may use it here at once."""
         with self._lock:
-            gallery = self._galleries.get(name)
-        if gallery is None:
+            guarded = self._galleries.get(name)
+        if guarded is None:
             self.sync()
             with self._lock:
-                gallery = self._get(name)
-        return gallery
+                guarded = self._get(name)
+        return guarded
 
-    def _get(self, name: str) -> Gallery:
-        gallery = self._galleries.get(name)
-        if gallery is None:
+    def _get(self, name: str) -> _Guarded:
+        guarded = self._galleries.get(name)
+        if guarded is None:
             raise NotFoundError(f"there is no gallery {name!r}")
-        return gallery
+        return guarded

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from faceforge.errors import DataError
+from faceforge.inference.matching.gallery import Gallery
 from faceforge.serve.galleries import Galleries
 from faceforge.serve.sqlite_store import SqliteStore
 from faceforge.serve.store import ConflictError, GalleryInfo, StoreUnavailable, check_name
@@ -117,3 +118,39 @@ def test_a_gallery_another_server_just_made_is_found_at_once(tmp_path: Path) -> 
     assert other_server.people("new") == {}
     with pytest.raises(DataError, match="there is no gallery 'missing'"):
         other_server.check("missing")
+
+
+def test_a_gallery_rebuilding_its_index_holds_up_its_own_searches_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One lock for every gallery made a search of any gallery wait for another's HNSW
+    rebuild after a removal (seconds at a million faces)."""
+    store = _store(tmp_path)
+    store.create_gallery(GalleryInfo("other", FINGERPRINT, 4, "tiny"))
+    for gallery in ("g", "other"):
+        store.add_faces(gallery, "bob", _vectors(), FINGERPRINT)
+    galleries = Galleries(store, FINGERPRINT, 4)
+    rebuilding, release = threading.Event(), threading.Event()
+    search = Gallery.search
+
+    def slow_in_g(gallery: Gallery, queries, top_k):
+        if gallery is galleries.check("g"):
+            rebuilding.set()
+            release.wait(60)
+        return search(gallery, queries, top_k)
+
+    monkeypatch.setattr(Gallery, "search", slow_in_g)
+    held = threading.Thread(target=galleries.search, args=("g", _vectors(), 1))
+    held.start()
+    try:
+        assert rebuilding.wait(60)
+        found: list = []
+        other = threading.Thread(
+            target=lambda: found.append(galleries.search("other", _vectors(), 1))
+        )
+        other.start()
+        other.join(30)  # held up, it would wait until g's search is released below
+        assert found and found[0][0][0].name == "bob"
+    finally:
+        release.set()
+        held.join(60)
