@@ -137,8 +137,9 @@ class HeadConfig:
     #: curricularface, subcenter_arcface and elasticface, 0.35 for cosface and
     #: elasticface_cos, 0.4 for adaface, 4 for sphereface
     margin: float | None = None
-    #: arcface: apply the margin only where cos(theta) > 0 (theta < pi/2), as insightface
-    easy_margin: bool = False
+    #: arcface, magface: apply the margin only where cos(theta) > 0 (theta < pi/2); unset
+    #: (null), the reference code's choice: off for arcface (insightface), on for magface
+    easy_margin: bool | None = None
     #: combined margin cos(m1 * theta + m2) - m3 (insightface's "combined")
     m1: float = 1.0
     m2: float = 0.3
@@ -159,7 +160,8 @@ class HeadConfig:
     mag_l_m: float = 0.45
     mag_u_m: float = 0.8
     mag_lambda_g: float = 35.0
-    #: sub-center ArcFace: centres per class; after ``subcenter_drop_step`` steps (0: never)
+    #: sub-center ArcFace: centres per class; after ``subcenter_drop_step`` training steps
+    #: (optimizer steps, each of ``train.accumulate`` batches; 0: never)
     #: keep only the dominant sub-centre and drop samples farther than ``subcenter_drop_angle``
     #: radians (75 degrees in the paper) from their class
     subcenters: int = 3

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -275,7 +275,10 @@ def build_criterion(cfg: Config, num_classes: int, dist: Distributed) -> Criteri
     if cfg.head.type == "none" and loss.triplet is None:
         raise ConfigError("head.type=none trains on embedding losses: set loss.triplet_weight > 0")
     if not cfg.head.partial_fc:
-        return Criterion(build_head(cfg.head, emb, num_classes), loss)
+        # the sub-centre head counts forward passes: train.accumulate of them per step
+        drop_step = cfg.head.subcenter_drop_step * cfg.train.accumulate
+        head_cfg = replace(cfg.head, subcenter_drop_step=drop_step)
+        return Criterion(build_head(head_cfg, emb, num_classes), loss)
     head = PartialFC(
         build_margin(cfg.head), emb, num_classes, cfg.head.sample_rate, dist.rank, dist.world_size
     )

@@ -133,3 +133,10 @@ def test_fine_tune_refuses_another_architecture(tmp_path: Path) -> None:
 def test_head_none_needs_an_embedding_loss(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="triplet_weight"):
         quiet(tiny(tmp_path, "head.type=none"))
+
+
+def test_the_subcenter_drop_step_counts_training_steps_not_accumulated_batches(tmp_path):
+    """The head counts forward passes: with train.accumulate=2, step 3 is its 6th."""
+    drops = ("head.type=subcenter_arcface", "head.subcenter_drop_step=3")
+    run, _ = quiet(tiny(tmp_path, *drops, "train.accumulate=2", "train.batch_size=4"))
+    assert run.model.head.drop_step == 6

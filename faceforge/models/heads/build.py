@@ -42,7 +42,7 @@ def _angular_margin(cfg: HeadConfig, paper: float) -> float:
 
 
 def _arcface(cfg: HeadConfig) -> Margin:
-    return ArcFace(cfg.scale, _angular_margin(cfg, 0.5), cfg.easy_margin)
+    return ArcFace(cfg.scale, _angular_margin(cfg, 0.5), bool(cfg.easy_margin))
 
 
 def _adaface(cfg: HeadConfig) -> Margin:
@@ -64,7 +64,9 @@ def _magface(cfg: HeadConfig) -> Margin:
             f"head.mag_l_m <= head.mag_u_m must be angles in [0, pi/2) (0.45 and 0.8 in the "
             f"paper); got {cfg.mag_l_m} and {cfg.mag_u_m}"
         )
-    return MagFace(cfg.scale, cfg.mag_l_a, cfg.mag_u_a, cfg.mag_l_m, cfg.mag_u_m, cfg.mag_lambda_g)
+    easy = cfg.easy_margin is not False  # unset: on, as MagFace's MagLinear
+    bounds = (cfg.mag_l_a, cfg.mag_u_a, cfg.mag_l_m, cfg.mag_u_m)
+    return MagFace(cfg.scale, *bounds, cfg.mag_lambda_g, easy_margin=easy)
 
 
 def _elasticface(cfg: HeadConfig) -> Margin:

@@ -14,7 +14,8 @@ from faceforge.models.heads.margins import Margin, clamp_cosine, labelled_sums
 
 class CurricularFace(Margin):
     """``s * cos(theta_y + m)`` on the target (with ArcFace's ``cos - m sin m`` fallback past
-    ``pi - m``); each hard negative, ``cos(theta_j) > cos(theta_y + m)``, becomes
+    ``pi - m``); each hard negative, ``cos(theta_j) > cos(theta_y + m)`` (the plain
+    ``cos(theta_y + m)``, as the official code, not the fallback), becomes
     ``cos(theta_j) * (t + cos(theta_j))``. ``t`` is an EMA (``alpha`` per training step) of the
     mean target cosine of the global batch, a buffer starting at 0: early on hard negatives
     are damped (easy samples first), later emphasised.
@@ -36,7 +37,7 @@ class CurricularFace(Margin):
         if self.training:
             self._update_t(target.detach(), labels)
         with torch.no_grad():
-            boundary = self._arc(self._row_targets(target.detach(), held))
+            boundary = self._shifted(self._row_targets(target.detach(), held))
             hard = cosine.detach() > boundary
             if not self.sharded:
                 hard &= held.unsqueeze(1)
@@ -46,12 +47,16 @@ class CurricularFace(Margin):
         logits = logits.scatter(1, index, torch.where(held.unsqueeze(1), shifted, kept))
         return logits * self.scale
 
-    def _arc(self, c: Tensor) -> Tensor:
+    def _shifted(self, c: Tensor) -> Tensor:
+        """``cos(theta + m)``."""
         clamped = clamp_cosine(c)
         sine = torch.sqrt(1.0 - clamped * clamped)
-        shifted = clamped * math.cos(self.margin) - sine * math.sin(self.margin)
+        return clamped * math.cos(self.margin) - sine * math.sin(self.margin)
+
+    def _arc(self, c: Tensor) -> Tensor:
+        """``cos(theta + m)``, or ``cos(theta) - m sin m`` past ``pi - m``."""
         fallback = c - self.margin * math.sin(self.margin)
-        return torch.where(c > math.cos(math.pi - self.margin), shifted, fallback)
+        return torch.where(c > math.cos(math.pi - self.margin), self._shifted(c), fallback)
 
     def _row_targets(self, target: Tensor, held: Tensor) -> Tensor:
         """Every row's target cosine: local, or summed from the rank holding it when sharded."""

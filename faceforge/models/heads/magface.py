@@ -12,8 +12,10 @@ from faceforge.models.heads.margins import Margin, apply_to_target, clamp_cosine
 
 
 class MagFace(Margin):
-    """``s * cos(theta + m(a))`` on the target (ArcFace's ``cos - m sin m`` fallback past
-    ``pi - m``), with ``a = clip(||f||, l_a, u_a)`` and the margin rising linearly from ``l_m``
+    """``s * cos(theta + m(a))`` on the target where ``cos(theta) > 0`` and ``s * cos(theta)``
+    elsewhere (``easy_margin``, the default of MagFace's ``MagLinear``; without it, ArcFace's
+    ``cos - m sin m`` past ``pi - m``), with ``a = clip(||f||, l_a, u_a)`` and the margin
+    rising linearly from ``l_m``
     at ``l_a`` to ``u_m`` at ``u_a``; :meth:`regularizer` adds
     ``lambda_g * mean(1 / a + a / u_a^2)``, which pulls easy (high-margin) samples to large
     norms, so at test time ``||f||`` is the quality score (:func:`quality`).
@@ -34,10 +36,11 @@ class MagFace(Margin):
         l_m: float = 0.45,
         u_m: float = 0.8,
         lambda_g: float = 35.0,
+        easy_margin: bool = True,
     ) -> None:
         super().__init__()
         self.scale, self.l_a, self.u_a, self.l_m, self.u_m = scale, l_a, u_a, l_m, u_m
-        self.lambda_g = lambda_g
+        self.lambda_g, self.easy_margin = lambda_g, easy_margin
 
     def magnitude(self, norms: Tensor) -> Tensor:
         """``a``: the norms clipped to ``[l_a, u_a]``."""
@@ -53,6 +56,8 @@ class MagFace(Margin):
             clamped = clamp_cosine(c)
             sine = torch.sqrt(1.0 - clamped * clamped)
             shifted = clamped * torch.cos(m) - sine * torch.sin(m)
+            if self.easy_margin:
+                return torch.where(c > 0, shifted, c)
             return torch.where(c > torch.cos(math.pi - m), shifted, c - m * torch.sin(m))
 
         return apply_to_target(cosine, labels, target) * self.scale

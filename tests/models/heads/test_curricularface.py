@@ -23,6 +23,7 @@ def problem(n: int = 12, classes: int = 6, seed: int = 0):
     labels = rng.integers(0, classes, size=n)
     labels[3] = -1
     cosine[0, labels[0]] = -0.99  # past pi - m: the fallback branch
+    cosine[0, (labels[0] + 1) % classes] = -0.945  # above the fallback, below cos(theta + m)
     return cosine, labels
 
 
@@ -40,7 +41,7 @@ def reference(cosine, labels, t0=0.0):
     for i, y in enumerate(labels):
         if y == -1:
             continue
-        boundary = arc(cosine[i, y])
+        boundary = math.cos(math.acos(cosine[i, y]) + M)  # never the fallback: row 0
         for j, c in enumerate(cosine[i]):
             if j != y and c > boundary:
                 logits[i, j], grad[i, j] = S * c * (t + c), S * (t + 2 * c)

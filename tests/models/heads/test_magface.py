@@ -1,5 +1,6 @@
 """MagFace against its formula recomputed per row in float64 numpy: logits, regulariser and
-their gradients with respect to cosines and norms."""
+their gradients with respect to cosines and norms, with the easy margin of MagFace's code
+(the default) and without it."""
 
 from __future__ import annotations
 
@@ -30,37 +31,40 @@ def problem(n: int = 10, classes: int = 4, seed: int = 0):
     return cosine, labels, norms
 
 
-def target(c: float, a: float) -> float:
+def target(c: float, a: float, easy: bool) -> float:
     m = (UM - LM) / (UA - LA) * (a - LA) + LM
-    if c > math.cos(math.pi - m):
+    if c > (0.0 if easy else math.cos(math.pi - m)):
         return math.cos(math.acos(c) + m)
-    return c - m * math.sin(m)
+    return c if easy else c - m * math.sin(m)
 
 
-def reference(cosine, labels, norms):
+def reference(cosine, labels, norms, easy=True):
     logits = S * cosine.copy()
     for i, y in enumerate(labels):
         if y != -1:
-            logits[i, y] = S * target(cosine[i, y], min(max(norms[i], LA), UA))
+            logits[i, y] = S * target(cosine[i, y], min(max(norms[i], LA), UA), easy)
     a = np.clip(norms, LA, UA)
     return logits, LG * np.mean(1 / a + a / UA**2)
 
 
+@pytest.mark.parametrize("easy", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_forward_and_regularizer_match_formula(dtype):
+def test_forward_and_regularizer_match_formula(dtype, easy):
     cosine, labels, norms = problem()
-    margin = MagFace(S, LA, UA, LM, UM, LG)
+    cosine[4, labels[4]] = -0.97  # a target past pi - m: the two rules differ there
+    margin = MagFace(S, LA, UA, LM, UM, LG, easy_margin=easy)
     n = torch.tensor(norms, dtype=dtype)
     got = margin(torch.tensor(cosine, dtype=dtype), torch.tensor(labels), n)
-    logits, g = reference(cosine, labels, norms)
+    logits, g = reference(cosine, labels, norms, easy)
     assert got.dtype == dtype
     np.testing.assert_allclose(got.double().numpy(), logits, **TOLERANCE[dtype])
     assert margin.regularizer(n).item() == pytest.approx(g, rel=1e-6)
 
 
-def test_gradients_match_finite_differences_of_the_formula():
+@pytest.mark.parametrize("easy", [True, False])
+def test_gradients_match_finite_differences_of_the_formula(easy):
     cosine, labels, norms = problem()
-    margin = MagFace(S, LA, UA, LM, UM, LG)
+    margin = MagFace(S, LA, UA, LM, UM, LG, easy_margin=easy)
     c = torch.tensor(cosine, requires_grad=True)
     n = torch.tensor(norms, requires_grad=True)
     weights = np.random.default_rng(1).normal(size=cosine.shape)
@@ -68,7 +72,7 @@ def test_gradients_match_finite_differences_of_the_formula():
     (total + margin.regularizer(n)).backward()
 
     def objective(cos, nrm):
-        logits, g = reference(cos, labels, nrm)
+        logits, g = reference(cos, labels, nrm, easy)
         return (logits * weights).sum() + g
 
     h = 1e-6
