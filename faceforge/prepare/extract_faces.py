@@ -66,8 +66,9 @@ QUARTER_TURNS = (0, 90, 180, 270)
 class ExtractOptions:
     """What is sampled, which faces count, and how they are cropped and grouped."""
 
+    #: one of the two; neither set means every second
     every_frames: int | None = None
-    every_seconds: float | None = 1.0
+    every_seconds: float | None = None
     min_score: float = 0.9
     search_below: float = 0.99
     size: tuple[int, int] = (112, 112)
@@ -75,6 +76,10 @@ class ExtractOptions:
     tracks: TrackOptions = field(default_factory=TrackOptions)
 
     def __post_init__(self) -> None:
+        if self.every_frames is None and self.every_seconds is None:
+            object.__setattr__(self, "every_seconds", 1.0)
+        if self.every_frames is not None and self.every_seconds is not None:
+            raise ConfigError("give one of --every-frames and --every-seconds, not both")
         if not 0 <= self.min_score <= self.search_below <= 1:
             raise ConfigError("need 0 <= --min-score <= --search-below <= 1")
         try:
@@ -252,11 +257,11 @@ class _VideoJob:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _read_manifest(path: Path, replaced: set[str]) -> list[dict[str, str]]:
+def _read_manifest(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
     with path.open(newline="") as f:
-        return [row for row in csv.DictReader(f) if row.get("video") not in replaced]
+        return list(csv.DictReader(f))
 
 
 def _write_manifest(path: Path, rows: Sequence[dict[str, object]]) -> None:
@@ -289,7 +294,9 @@ def extract_faces(
     if existing and not overwrite:
         raise DataError(f"{out}: already holds {', '.join(existing)}; add --overwrite to replace")
     manifest = out / MANIFEST
-    rows: list[dict[str, object]] = list(_read_manifest(manifest, set(names)))
+    # a video's old rows go when its new folder replaces the old one, not before: an
+    # interrupted or failed video keeps its old folder, and so its rows
+    rows: list[dict[str, object]] = list(_read_manifest(manifest))
     reports = []
     for video, name in zip(videos, names, strict=True):
         job = _VideoJob(video, name, out, options)
@@ -306,11 +313,13 @@ def extract_faces(
         except BaseException:
             job.abort()
             raise
+        if not job.report.frames and not job.report.error:
+            job.report.error = f"{video}: no frame could be read (an empty video)"
         if job.report.error and not job.rows:
             job.abort()  # nothing came out of it: no empty folder
         else:
             job.finish()
-        rows += job.rows
+            rows = [row for row in rows if row.get("video") != name] + job.rows
         _write_manifest(manifest, rows)
         reports.append(job.report)
     return reports

@@ -69,16 +69,19 @@ class FaceTracker:
     tracks: list[Track] = field(default_factory=list)
     frame: int = 0
 
-    def _score(self, track: Track, box: Sequence[float], embedding: np.ndarray | None) -> float:
-        """How well a face continues ``track``; -1 when it cannot."""
+    def _score(
+        self, track: Track, box: Sequence[float], embedding: np.ndarray | None
+    ) -> float | None:
+        """How well a face continues ``track``; ``None`` when it cannot (a score may be
+        negative: a similarity threshold below 0 admits negative similarities)."""
         overlap = box_iou(track.box, box)
         missed = self.frame - track.seen - 1
         if missed > self.options.max_gap or overlap < self.options.min_iou:
-            return -1.0
+            return None
         if embedding is None or track.embedding is None:
             return overlap
         similarity = float(embedding @ track.embedding)
-        return overlap + similarity if similarity >= self.options.min_similarity else -1.0
+        return overlap + similarity if similarity >= self.options.min_similarity else None
 
     def assign(
         self,
@@ -93,7 +96,7 @@ class FaceTracker:
                 (score, f, t)
                 for f, (box, embedding) in enumerate(zip(boxes, found, strict=True))
                 for t, track in enumerate(self.tracks)
-                if (score := self._score(track, box, embedding)) >= 0
+                if (score := self._score(track, box, embedding)) is not None
             ),
             reverse=True,
         )

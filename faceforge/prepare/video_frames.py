@@ -1,5 +1,9 @@
 """The frames of a video file, upright and sampled every N frames or every N seconds.
 
+Times are the frames' own timestamps: phones record at a variable frame rate, where frame
+index / average rate is seconds off. ``every_seconds`` takes the first frame at or after
+each multiple of N seconds.
+
 Phones store portrait videos as landscape frames plus a rotation in the container (MP4's
 track matrix). OpenCV reports it as ``CAP_PROP_ORIENTATION_META``; its automatic rotation
 (``CAP_PROP_ORIENTATION_AUTO``) is switched off and the rotation applied here, so every
@@ -11,6 +15,7 @@ A file that cannot be opened, or that ends before the frame count its header ann
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,7 +49,7 @@ class Frame:
 
 class VideoFrames:
     """Iterate over the upright frames of ``path`` taken every ``every_frames`` frames, or
-    every ``every_seconds`` seconds (rounded to whole frames at the video's frame rate)."""
+    every ``every_seconds`` seconds of the frames' timestamps."""
 
     def __init__(
         self, path: str | Path, every_frames: int | None = None, every_seconds: float | None = None
@@ -66,24 +71,40 @@ class VideoFrames:
         self.announced = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         if every_seconds is not None and self.fps <= 0:
             raise DataError(f"{self.path}: no frame rate in the file; use --every-frames")
-        self.step = every_frames or max(1, round(every_seconds * self.fps))  # type: ignore[operator]
+        self.every_frames, self.every_seconds = every_frames, every_seconds
 
     def __len__(self) -> int:
-        """Frames that will be sampled, by the announced frame count."""
-        return -(-self.announced // self.step)
+        """Frames that will be sampled, by the announced frame count (and, for
+        ``every_seconds``, the average frame rate)."""
+        step = self.every_frames or max(1, round(self.every_seconds * self.fps))  # type: ignore[operator]
+        return -(-self.announced // step)
+
+    def _seconds(self, index: int) -> float:
+        """The time of the frame just grabbed: its timestamp, or index / rate where the
+        backend gives none."""
+        stamp = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+        if stamp > 0 or index == 0 or not self.fps:
+            return max(stamp, 0.0)
+        return index / self.fps
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
+        index, next_at = 0, 0.0
         try:
             while self._capture.grab():
-                if index % self.step == 0:
+                seconds = self._seconds(index)
+                if self.every_frames:
+                    taken = index % self.every_frames == 0
+                else:
+                    taken = seconds >= next_at - 1e-6  # a millisecond clock: no float drift
+                    if taken:
+                        passed = math.floor(seconds / self.every_seconds + 1e-9)
+                        next_at = (passed + 1) * self.every_seconds
+                if taken:
                     ok, bgr = self._capture.retrieve()
                     if not ok:
                         raise DataError(f"{self.path}: frame {index} cannot be decoded (corrupt)")
                     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                    yield Frame(
-                        index, index / self.fps if self.fps else 0.0, turn(rgb, self.rotation)
-                    )
+                    yield Frame(index, seconds, turn(rgb, self.rotation))
                 index += 1
         finally:
             self._capture.release()

@@ -165,3 +165,27 @@ def test_missing_videos_fail_before_any_work(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "none.mp4"
     assert err == f"faceforge extract-faces: error: video file(s) not found: {missing}"
     assert not (tmp_path / "out").exists()
+
+
+def test_the_manifest_keeps_a_videos_rows_while_its_folder_stays(tmp_path: Path) -> None:
+    """An --overwrite run whose video now fails (or is interrupted) keeps the video's old
+    folder: its old rows used to be dropped all the same. A video of no frames is an error,
+    not an empty folder that refuses the next run."""
+    good = write_video(tmp_path / "good.avi", numbered_frames(3, 96, 96))
+    flaky = write_video(tmp_path / "flaky.avi", numbered_frames(4, 96, 96))
+    out = tmp_path / "out"
+    extract_faces([good, flaky], out, MarkerDetector(), ExtractOptions(every_frames=2))
+    before = [r for r in read_manifest(out) if r["video"] == "flaky"]
+    flaky.write_bytes(b"not a video any more")
+    reports = extract_faces([good, flaky], out, MarkerDetector(), EVERY_FRAME, overwrite=True)
+    assert reports[0].kept == 3 and "cannot be opened" in reports[1].error
+    rows = read_manifest(out)
+    assert [r for r in rows if r["video"] == "flaky"] == before and len(before) == 2
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*.jpg")}
+    assert on_disk == {r["file"] for r in rows if r["file"]}
+
+    empty = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96))
+    writer.release()
+    (report,) = extract_faces([empty], out, MarkerDetector(), EVERY_FRAME)
+    assert "no frame could be read" in report.error and not (out / "empty").exists()

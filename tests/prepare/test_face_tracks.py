@@ -55,6 +55,15 @@ def test_embeddings_split_two_people_at_the_same_place() -> None:
     assert numbers(crossing.assign([near], [unit(0.1, 1)])) == [3]
 
 
+def test_a_negative_similarity_threshold_admits_what_it_says() -> None:
+    """With --min-similarity -1 a face passing both thresholds scored below 0 and started a
+    new track."""
+    tracker = FaceTracker(TrackOptions(min_iou=0.3, min_similarity=-1.0))
+    up, down = np.array([1.0, 0.0]), np.array([-1.0, 0.0])
+    first = tracker.assign([(0, 0, 10, 10)], [up])
+    assert numbers(tracker.assign([(2, 2, 12, 12)], [down])) == numbers(first) == [1]
+
+
 def test_near_duplicates_compare_with_the_last_kept_crop() -> None:
     tracker = FaceTracker(TrackOptions(duplicate_below=5))
     (track,) = tracker.assign([LEFT])

@@ -26,8 +26,20 @@ def test_every_n_frames_and_every_n_seconds(tmp_path: Path) -> None:
     assert [brightness(f.image) for f in frames] == [0, 5, 10]
     assert [f.seconds for f in frames] == [0.0, 0.5, 1.0]
     by_time = VideoFrames(video, every_seconds=0.4)
-    assert (by_time.step, len(by_time)) == (4, 3)
+    assert len(by_time) == 3
     assert [f.index for f in by_time] == [0, 4, 8]
+    uneven = VideoFrames(video, every_seconds=0.25)  # the first frame at or after each 0.25 s
+    assert [f.seconds for f in uneven] == pytest.approx([0.0, 0.3, 0.5, 0.8, 1.0])
+
+
+def test_a_variable_frame_rate_video_is_timed_and_sampled_by_its_timestamps() -> None:
+    """10 frames 0.1 s apart, then 10 frames 0.5 s apart, as phones record: frame 19 was
+    said to be at 4.56 s (index / average rate); it is at 5.5 s."""
+    video = Path(__file__).parent / "fixtures" / "vfr.mp4"
+    seconds = [f.seconds for f in VideoFrames(video, every_frames=1)]
+    assert seconds == pytest.approx([i / 10 for i in range(10)] + [1 + i / 2 for i in range(10)])
+    by_time = [f.seconds for f in VideoFrames(video, every_seconds=1.0)]
+    assert by_time == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])
