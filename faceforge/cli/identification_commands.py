@@ -94,18 +94,16 @@ def _gallery(
 
 def plot_cmc(path: str | Path, cmc: dict[int, float]) -> None:
     """The cumulative match characteristic (identification rate by rank) as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from faceforge.evaluation.report_figures import new_figure, save_figure
 
-    figure = Figure(figsize=(6, 4.5), dpi=120)
-    FigureCanvasAgg(figure)
+    figure = new_figure()
     axes = figure.add_subplot()
     axes.plot(list(cmc), [100 * v for v in cmc.values()], marker="o")
     axes.set_xlabel("rank")
     axes.set_ylabel("identification rate (%)")
     axes.set_title("CMC")
     axes.grid(True, alpha=0.3)
-    figure.savefig(path)
+    save_figure(figure, path)
 
 
 def _identify(args: argparse.Namespace) -> int:

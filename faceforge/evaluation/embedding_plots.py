@@ -17,7 +17,7 @@ import numpy as np
 
 from faceforge.core.vectors import l2_normalize
 from faceforge.errors import ConfigError, DataError
-from faceforge.evaluation.report_figures import new_figure, save_figure
+from faceforge.evaluation.report_figures import literal_text, new_figure, save_figure
 from faceforge.registry import Registry
 
 
@@ -164,6 +164,7 @@ def write_feature_animation(
         if len(names) <= 10:
             axes.legend(loc="upper left", fontsize=7)
         axes.grid(True, alpha=0.3)
+        literal_text(figure)
         return list(axes.collections)
 
     animation = FuncAnimation(figure, draw, frames=len(snapshots), blit=False)

@@ -45,12 +45,10 @@ def plot_erc(
     curves: dict[str, np.ndarray], path: str | Path, fractions: Sequence[float] = REJECT_FRACTIONS
 ) -> Path:
     """Save the curves (one per quality score) as a PNG."""
-    import matplotlib
+    from faceforge.evaluation.report_figures import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5, 3.5))
+    figure = new_figure(5, 3.5, layout="tight")
+    axes = figure.add_subplot()
     for name, curve in curves.items():
         axes.plot(fractions, curve, marker="o", label=name)
     axes.set_xlabel("fraction of lowest-quality pairs rejected")
@@ -58,8 +56,5 @@ def plot_erc(
     axes.set_title("error versus reject")
     axes.grid(alpha=0.3)
     axes.legend()
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    save_figure(figure, path)
+    return Path(path)

@@ -56,21 +56,24 @@ class FarRow:
 
     target: float
     tar: float
-    #: accept a pair when its squared distance is <= this (``-inf``: accept none)
+    #: accept a pair when its squared distance is < this: the JSON's ``far_thresholds``
+    #: (NaN where these pairs cannot measure the target)
     threshold: float
     far: float
 
 
 def far_table(result: VerificationResult) -> list[FarRow]:
-    """TAR, threshold and achieved FAR at each of :data:`FAR_TARGETS`: the ROC point with the
-    highest TAR whose FAR does not exceed the target (as ``result.tar_at_far``)."""
+    """TAR, threshold and achieved FAR at each of :data:`FAR_TARGETS`, the numbers the JSON
+    holds: the ROC point with the highest TAR whose FAR does not exceed the target
+    (``result.tar_at_far``) and its strict cut-off (``result.far_thresholds``); NaN where
+    the set has one kind of pair only."""
+    nan = float("nan")
     rows = []
     for target in FAR_TARGETS:
-        eligible = np.flatnonzero(result.fpr <= target)
-        i = int(eligible[-1]) if len(eligible) else 0
-        rows.append(
-            FarRow(target, float(result.tpr[i]), float(result.thresholds[i]), float(result.fpr[i]))
-        )
+        eligible = np.flatnonzero(result.fpr <= target)  # none where the rates are NaN
+        far = float(result.fpr[eligible[-1]]) if len(eligible) else nan
+        threshold = result.far_thresholds.get(target, nan)
+        rows.append(FarRow(target, result.tar_at_far.get(target, nan), threshold, far))
     return rows
 
 
@@ -112,13 +115,14 @@ def _far_rows(result: VerificationResult, issame: np.ndarray) -> str:
     different = int(np.count_nonzero(~issame))
     rows = []
     for row in far_table(result):
-        threshold = "accept none" if not np.isfinite(row.threshold) else f"{row.threshold:.3f}"
+        threshold = "n/a" if not np.isfinite(row.threshold) else f"{row.threshold:.4f}"
+        far = "n/a" if not np.isfinite(row.far) else f"{row.far:.2e}"
         note = " (too few different pairs)" if row.target * different < 1 else ""
         rows.append(
             f"<tr><td>{row.target:g}{note}</td><td>{_percent(row.tar)}</td><td>{threshold}</td>"
-            f"<td>{row.far:.2e}</td></tr>"
+            f"<td>{far}</td></tr>"
         )
-    head = "<tr><th>FAR target</th><th>TAR %</th><th>threshold (distance &le;)</th>"
+    head = "<tr><th>FAR target</th><th>TAR %</th><th>threshold (distance &lt;)</th>"
     head += "<th>FAR reached</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
 

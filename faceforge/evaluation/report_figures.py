@@ -29,8 +29,18 @@ def new_figure(width: float = 6.0, height: float = 4.5, layout: str | None = Non
     return figure
 
 
+def literal_text(figure: Any) -> None:
+    """Show every text of ``figure`` as written: names come from files and folders, and a
+    ``$`` pair in one (``cost_$5_and_$10``) was parsed as a formula and failed the drawing."""
+    from matplotlib.text import Text
+
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
+
+
 def png_bytes(figure: Any) -> bytes:
     """The figure encoded as PNG."""
+    literal_text(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -38,6 +48,7 @@ def png_bytes(figure: Any) -> bytes:
 
 def save_figure(figure: Any, path: str | Path) -> None:
     """Save the figure (format from the suffix), creating the folder."""
+    literal_text(figure)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -51,7 +62,7 @@ def _log_rates(result: VerificationResult) -> tuple[np.ndarray, np.ndarray]:
 
 def roc_figure(results: Mapping[str, VerificationResult]) -> Any:
     """TAR against FAR on a log axis, one curve per set (FAR = 0 points cannot be shown)."""
-    figure = new_figure()
+    figure = new_figure(layout="tight")
     axes = figure.add_subplot()
     smallest = 1.0
     for name, result in results.items():
@@ -69,14 +80,13 @@ def roc_figure(results: Mapping[str, VerificationResult]) -> Any:
     axes.grid(True, which="both", alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="lower right")
-    figure.tight_layout()
     return figure
 
 
 def det_figure(results: Mapping[str, VerificationResult]) -> Any:
     """Detection error trade-off: false reject rate against false accept rate, both on log
     axes, one curve per set; the equal error rate is where a curve meets the diagonal."""
-    figure = new_figure()
+    figure = new_figure(layout="tight")
     axes = figure.add_subplot()
     floor = 1.0
     for name, result in results.items():
@@ -97,13 +107,12 @@ def det_figure(results: Mapping[str, VerificationResult]) -> Any:
     axes.set_title("detection error trade-off (DET)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(loc="lower left")
-    figure.tight_layout()
     return figure
 
 
 def histogram_figure(name: str, result: VerificationResult, issame: np.ndarray) -> Any:
     """Distances of same and different pairs, with the accuracy threshold."""
-    figure = new_figure(6.0, 3.6)
+    figure = new_figure(6.0, 3.6, layout="tight")
     axes = figure.add_subplot()
     distances = np.asarray(result.distances)
     bins = np.linspace(0, 4, 81)
@@ -119,13 +128,12 @@ def histogram_figure(name: str, result: VerificationResult, issame: np.ndarray) 
     axes.set_ylabel("pairs")
     axes.set_title(f"{name}: distance distributions")
     axes.legend(loc="upper right")
-    figure.tight_layout()
     return figure
 
 
 def folds_figure(name: str, result: VerificationResult) -> Any:
     """Accuracy of every cross-validation fold, with the mean."""
-    figure = new_figure(6.0, 2.8)
+    figure = new_figure(6.0, 2.8, layout="tight")
     axes = figure.add_subplot()
     accuracy = 100 * np.asarray(result.fold_accuracies)
     folds = np.arange(1, len(accuracy) + 1)
@@ -138,5 +146,4 @@ def folds_figure(name: str, result: VerificationResult) -> Any:
     axes.set_ylabel("accuracy (%)")
     axes.set_title(f"{name}: accuracy per fold")
     axes.legend(loc="lower right")
-    figure.tight_layout()
     return figure

@@ -75,7 +75,7 @@ def test_choose_images_is_seeded_and_skips_single_images() -> None:
 
 def test_plot_and_animation_files_open(tmp_path) -> None:
     embeddings, labels = clusters()
-    names = [f"id{k}" for k in range(4)]
+    names = ["id0", "cost_$5_and_$10", "set_$x^$", "id3"]  # folder names: never formulas
     png = plot_embeddings(tmp_path / "map.png", embeddings, labels, names)
     with Image.open(png) as image:
         assert image.format == "PNG" and image.size[0] > 300

@@ -27,16 +27,29 @@ def scored() -> tuple:
     return evaluate(a, b, issame), issame
 
 
-def test_far_table_matches_the_operating_points(scored) -> None:
+def test_far_table_matches_the_operating_points_and_the_json(scored) -> None:
     result, issame = scored
     distances = result.distances
-    for row in far_table(result):
-        accepted = distances <= row.threshold
+    measurable = [row for row in far_table(result) if row.target * (~issame).sum() >= 1]
+    assert len(measurable) == 2  # 1e-1 and 1e-2 of 200 different pairs
+    for row in measurable:
+        accepted = distances < row.threshold
         far = np.count_nonzero(accepted & ~issame) / np.count_nonzero(~issame)
         tar = np.count_nonzero(accepted & issame) / np.count_nonzero(issame)
         assert far == row.far <= row.target
         assert tar == row.tar == result.tar_at_far[row.target]
+        assert row.threshold == result.far_thresholds[row.target]  # the JSON's number
     assert [row.target for row in far_table(result)] == list(FAR_TARGETS)
+
+
+def test_a_set_of_one_kind_of_pair_shows_no_numbers_it_cannot_have(tmp_path) -> None:
+    """With same pairs only, FAR is undefined: the table showed TAR 0.00 where the JSON
+    says null."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20, 8))
+    result = evaluate(a, a + 0.1 * rng.normal(size=a.shape), np.ones(20, bool))
+    rows = far_table(result)
+    assert all(np.isnan([row.tar, row.threshold, row.far]).all() for row in rows)
 
 
 def test_hardest_pairs_are_the_extreme_distances(scored) -> None:
@@ -64,7 +77,8 @@ def test_page_holds_every_section_and_image(scored, tmp_path) -> None:
     result, issame = scored
     images = np.random.default_rng(1).integers(0, 256, (2 * len(issame), 112, 112, 3), np.uint8)
     vset = VerificationSet("toy", images, issame)
-    path = write_html_report(tmp_path / "out", {"toy": result}, {"toy": vset}, {"flip": True})
+    name = "toy_$x^$"  # a .bin named so: a $ pair drawn as a formula failed every figure
+    path = write_html_report(tmp_path / "out", {name: result}, {name: vset}, {"flip": True})
     page = path.read_text()
     assert path.name == "report.html" and "<script" not in page
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing fetched from elsewhere
