@@ -40,7 +40,9 @@ class SphereFaceHead(Head):
     plain softmax towards the full margin, as in the paper's released Caffe layer: each
     training-mode forward first increments ``iteration`` (a buffer, so it is saved in the
     state dict and a resumed run continues the schedule exactly), then uses it. Eval-mode
-    forwards use the current value without incrementing.
+    forwards use the current value without incrementing. The forward is the Caffe layer's;
+    the gradient is autograd's exact one (the Caffe layer's hand-written backward normalises
+    its terms and leaves the margin out of the weight gradient).
     """
 
     def __init__(
