@@ -85,8 +85,12 @@ def choose_images(
 
 
 def _colours(count: int) -> Any:
+    """``count`` distinct colours: the qualitative palettes up to 20, then evenly spaced hues
+    (tab20 resampled past its 20 colours repeats them)."""
     from matplotlib import colormaps
 
+    if count > 20:
+        return colormaps["hsv"].resampled(count + 1)  # hsv wraps: one more keeps ends apart
     return colormaps["tab10" if count <= 10 else "tab20"].resampled(max(count, 1))
 
 

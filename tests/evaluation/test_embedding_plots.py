@@ -90,3 +90,12 @@ def test_plot_and_animation_files_open(tmp_path) -> None:
     assert not np.array_equal(frames[0], frames[2])
     with pytest.raises(DataError, match="2-D features"):
         write_feature_animation(tmp_path / "bad.gif", [(0, embeddings)], labels, names)
+
+
+@pytest.mark.parametrize("count", [4, 12, 30])
+def test_every_identity_gets_its_own_colour(count: int) -> None:
+    """tab20 resampled to 30 repeated its 20 colours: ten pairs of clusters looked alike."""
+    from faceforge.evaluation.embedding_plots import _colours
+
+    colours = _colours(count)
+    assert len({colours(k) for k in range(count)}) == count
