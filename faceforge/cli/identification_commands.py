@@ -119,6 +119,12 @@ def _identify(args: argparse.Namespace) -> int:
     if result.tpir_at_fpir:
         tpirs = ", ".join(f"TPIR@FPIR={k:g} {100 * v:.2f}" for k, v in result.tpir_at_fpir.items())
         print(f"{result.num_non_mated} non-mated probes: {tpirs}")
+        for fpir in (f for f in result.tpir_at_fpir if f * result.num_non_mated < 1):
+            print(
+                f"note: {result.num_non_mated} non-mated probes cannot resolve FPIR={fpir:g} "
+                f"(it needs {math.ceil(1 / fpir)}): TPIR@FPIR={fpir:g} counts the mated probes "
+                "found above every non-mated probe's best score"
+            )
     else:
         print(f"open-set TPIR@FPIR {FPIR_TARGETS} needs probes of identities not in the gallery")
     write_json(args.json, result.to_dict())

@@ -135,7 +135,9 @@ def test_identify_prints_cmc_and_open_set_rates(sources, tmp_path, capsys) -> No
     result = json.loads(out.read_text())
     assert (result["num_mated"], result["num_non_mated"]) == (6, 2)
     assert plot.read_bytes()[:4] == b"\x89PNG"
-    assert "rank-1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "rank-1" in printed
+    assert "note: 2 non-mated probes cannot resolve FPIR=0.1 (it needs 10)" in printed
 
     embedder = load_embedder(sources["checkpoint"][1], device="cpu", precision="fp32", flip=True)
     faces = SyntheticFaces(9)

@@ -26,7 +26,8 @@ class AdaFace(Margin):
     deviation of the norms of the global batch; they are buffers, so checkpoints hold them and
     every rank keeps the same values. The norms are detached: the margin does not train them.
     Only the target cosine is clamped (to 1e-7 off +-1; the official code clamps every cosine
-    to +-(1 - 1e-3), which differs only above |cos| 0.999). Paper defaults: ``m`` = 0.4, ``h`` = 0.333, ``s`` = 64. Runs on a full or sharded classifier.
+    to +-(1 - 1e-3), which differs only above |cos| 0.999).
+    Paper defaults: ``m`` = 0.4, ``h`` = 0.333, ``s`` = 64. Runs on a full or sharded classifier.
     """
 
     def __init__(
