@@ -22,6 +22,7 @@ from faceforge.core.preprocess import Preprocess
 from faceforge.data.dataset import Batch, FaceDataset
 from faceforge.data.loader import build_loader
 from faceforge.data.readers import list_files_in
+from faceforge.data.recordio.dali import DaliBatches
 from faceforge.data.samplers import SAMPLERS
 from faceforge.data.sources import build_reader
 from faceforge.data.transforms import build_train_transform
@@ -168,17 +169,25 @@ class TrainingRun:
 
     @functools.cached_property
     def _batches(self) -> Iterable[Batch]:
-        """One loader for the whole run (its workers may persist across epochs)."""
+        """One loader for the whole run (its workers may persist across epochs). With
+        ``data.dali`` every process uses DALI or none does: where one process falls back to
+        the CPU loader (no DALI there), the others do too, so all draw the same data."""
         data = self.cfg.data
-        return build_loader(
+        build = functools.partial(
+            build_loader,
             self.dataset,
             self.sampler,
             self.cfg.train.batch_size,
             data.num_workers,
             self.device,
             persistent_workers=data.persistent_workers,
-            dali=data.dali,
         )
+        batches = build(dali=data.dali)
+        if data.dali:
+            fell_back = not isinstance(batches, DaliBatches)
+            if self.dist.agree([int(fell_back)], "every process's DALI check")[0] and not fell_back:
+                batches = build(dali=False)
+        return batches
 
     def inputs(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """uint8 images -> model input on the device, as the preprocessing contract says

@@ -19,6 +19,8 @@ error that ended that rank, as ``TypeName: message``.
 - ``overflow``: under fp16 loss scaling, rank 1's Partial FC centers alone get an inf
   gradient at step 2; both ranks must skip that step and lower their scale alike, so their
   backbones and loss scales stay equal.
+- ``dali``: DALI serves rank 0 but not rank 1 (``data.dali=true``); rank 0 must fall back to
+  the CPU loader too, so both ranks draw the same data.
 - ``random``: each rank draws its own random numbers (dropout, Partial FC negatives); a
   checkpoint keeps every rank's state, and each rank restores its own.
 - ``corrupt``: rank 1 alone meets an unreadable image in a Partial FC run with
@@ -177,6 +179,28 @@ def _overflow(rank: int, out: Path) -> None:
         raise AssertionError(f"the overflow was injected at steps {overflowed}")
 
 
+def _dali(rank: int, out: Path) -> None:
+    from test_main import tiny_config
+
+    from faceforge.data.recordio.dali import DaliBatches
+    from faceforge.train import build
+    from faceforge.train.distributed import Distributed
+    from faceforge.train.main import setup
+
+    real = build.build_loader
+
+    def loader(*args, dali: bool = False, **kwargs):
+        if dali and rank == 0:  # DALI there; rank 1 falls back, as build_loader does
+            return DaliBatches(iterator=[])
+        return real(*args, **kwargs)
+
+    build.build_loader = loader
+    cfg = tiny_config(out / "run", "data.dali=true")
+    run, _ = setup(cfg, log=lambda _: None, dist=Distributed(rank, 2, 0))
+    if isinstance(run.loader(0), DaliBatches):
+        raise AssertionError(f"rank {rank} kept DALI while the other rank could not use it")
+
+
 def _random(rank: int, out: Path) -> None:
     from test_main import tiny_config
 
@@ -206,6 +230,7 @@ SCENARIOS = {
     "corrupt": _corrupt,
     "random": _random,
     "overflow": _overflow,
+    "dali": _dali,
 }
 
 

@@ -225,6 +225,10 @@ def test_an_fp16_overflow_in_one_ranks_centers_skips_the_step_in_every_rank(
     assert _two_ranks(tmp_path, "overflow") == {0: "ok", 1: "ok"}
 
 
+def test_dali_is_used_by_every_rank_or_by_none(tmp_path: Path) -> None:
+    assert _two_ranks(tmp_path, "dali") == {0: "ok", 1: "ok"}
+
+
 def test_every_rank_resumes_its_own_random_stream(tmp_path: Path) -> None:
     assert _two_ranks(tmp_path, "random") == {0: "ok", 1: "ok"}
 
