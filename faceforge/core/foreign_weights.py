@@ -23,6 +23,7 @@ wrongly shaped keys.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -52,6 +53,8 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 COUNTER = "num_batches_tracked"
 #: keys named per kind of problem in a mismatch error
 LISTED = 3
+#: the numbers in a key (block and layer indices), compared to check the file's order
+_DIGITS = re.compile(r"\d+")
 #: a key map line's target that drops the source key (or prefix)
 DROP = "-"
 
@@ -164,6 +167,7 @@ def match_state_dict(
     missing = [k for k in wanted if k not in by_name]
     unexpected = [k for k in source if k not in used]
     if not wrong and missing and _pairs_in_order(missing, unexpected, source, target):
+        _refuse_disorder(unexpected, what)
         by_name.update(zip(missing, unexpected, strict=True))
         missing = unexpected = []
     if wrong or missing or unexpected:
@@ -197,8 +201,9 @@ def _match_names(wanted: list[str], source: Mapping[str, Tensor], what: str) -> 
     ``model.layer1.0.conv1.weight``); prefixes that wrap as many are ambiguous, and a source
     key two names would take goes to the one under the prefix that wraps more."""
     exact = {key: key for key in wanted if key in source}
+    free = [name for name in source if name not in exact]  # an exact match is taken
     prefixes = {
-        key: [name[: -len(key)] for name in source if name.endswith("." + key)]
+        key: [name[: -len(key)] for name in free if name.endswith("." + key)]
         for key in wanted
         if key not in exact
     }
@@ -240,6 +245,26 @@ def _pairs_in_order(
         source[s].shape == target[t].shape and _leaf(s) == _leaf(t)
         for t, s in zip(missing, unexpected, strict=True)
     )
+
+
+def _refuse_disorder(keys: list[str], what: str) -> None:
+    """CheckpointError when ``keys`` (paired with the network's by order) were sorted as
+    text: among keys alike but for their numbers, ``stage3.unit19.conv1.weight`` listed
+    before ``stage3.unit2.conv1.weight`` (text order, not numeric), where same-shaped blocks
+    would be loaded into each other's places. A network may define layers out of numeric
+    order (MobileFaceNet's ``linear7`` before ``linear1``): only the text order is refused."""
+    last: dict[str, tuple[tuple[int, ...], str]] = {}
+    for key in keys:
+        pattern = _DIGITS.sub("#", key)
+        numbers = tuple(int(n) for n in _DIGITS.findall(key))
+        before = last.get(pattern)
+        if before is not None and before[0] > numbers and before[1] < key:
+            raise CheckpointError(
+                f"{what}: the file lists {before[1]} before {key}, not in the network's "
+                "order (sorted as text?), so the order of its layers cannot say which is which; "
+                "name them with --key-map FILE (lines of 'SOURCE TARGET')"
+            )
+        last[pattern] = (numbers, key)
 
 
 def load_exactly(module: torch.nn.Module, state: Mapping[str, Tensor], where: str) -> None:

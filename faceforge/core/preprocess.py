@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from faceforge.data.alignment import template_points
-from faceforge.errors import CheckpointError
+from faceforge.errors import CheckpointError, DataError
 
 COLOR_ORDERS = ("RGB", "BGR")
 
@@ -72,8 +72,12 @@ class Preprocess:
         """uint8 (N, 3, H, W) RGB pixels -> float32 model input in ``color`` order.
 
         Any memory layout (an NHWC buffer viewed as NCHW stays channels-last) and any device;
-        one multiply-add per pixel, ``pixel * (1 / (255 std)) - mean / std``.
+        one multiply-add per pixel, ``pixel * (1 / (255 std)) - mean / std``. Other dtypes
+        are refused: float pixels have no one scale (0-1 or 0-255), and a float32 tensor
+        would be normalised in place, in the caller's memory.
         """
+        if pixels.dtype != torch.uint8:
+            raise DataError(f"face pixels must be uint8 (0-255), got {pixels.dtype}")
         std = torch.tensor(self.std, dtype=torch.float32, device=pixels.device) * 255
         mean = torch.tensor(self.mean, dtype=torch.float32, device=pixels.device) * 255
         if self.color == "BGR":

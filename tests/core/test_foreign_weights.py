@@ -4,6 +4,7 @@ by order and shape, by a key map; mismatches and unsafe files refused in one lin
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,35 @@ def test_a_name_under_two_prefixes_is_ambiguous_until_a_key_map_says(tmp_path: P
     matched = match_state_dict(mapped, target, "m")
     assert all(torch.equal(matched[k], target[k]) for k in target)
     assert apply_key_map({"a.b": torch.ones(1)}, {"a.b": "c"}).keys() == {"c"}
+
+
+def test_a_name_taken_by_an_exact_match_is_no_rival_for_a_renamed_one() -> None:
+    """insightface names with only the last BatchNorm renamed (bn2 -> bn_out): bn2.weight
+    was called ambiguous between layer1.0.bn2.weight and the other blocks' own bn2."""
+    target = randomised_statistics(build_backbone("iresnet18", embedding_size=32)).state_dict()
+    renamed = {k.replace("bn2.", "bn_out.", 1) if k.startswith("bn2.") else k: v
+               for k, v in target.items()}  # fmt: skip
+    matched = match_state_dict(renamed, target, "m")
+    assert all(torch.equal(matched[k], target[k]) for k in target)
+
+
+def test_blocks_sorted_as_text_are_refused_not_loaded_into_each_others_places() -> None:
+    """Foreign block names sorted as text list unit10..13 before unit2: paired by order, the
+    14 same-shaped blocks of a stage were loaded into each other's places, silently."""
+    target = build_backbone("iresnet50", embedding_size=32).state_dict()
+    foreign = {re.sub(r"layer(\d)\.(\d+)\.", r"stage\1.unit\2.", k): v for k, v in target.items()}
+    assert len(match_state_dict(foreign, target, "m")) == len(target)  # network order: loads
+
+    def unit(key: str) -> str:
+        found = re.match(r"stage\d\.unit\d+", key)
+        return found.group(0) if found else ""
+
+    text_sorted = {k: v for k, v in foreign.items() if not unit(k)}
+    for name in sorted({unit(k) for k in foreign} - {""}):  # unit1, unit10, ..., unit13, unit2
+        text_sorted.update({k: v for k, v in foreign.items() if unit(k) == name})
+    refused = r"lists stage3\.unit13\.bn3\.weight before stage3\.unit2\.bn1\.weight, not in"
+    with pytest.raises(CheckpointError, match=refused):
+        match_state_dict(text_sorted, target, "m")
 
 
 def test_unreadable_and_unsafe_files_are_one_line_errors(tmp_path: Path) -> None:

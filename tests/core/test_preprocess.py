@@ -55,3 +55,13 @@ def test_an_unusable_contract_is_refused(preprocess: Preprocess, message: str) -
     with pytest.raises(CheckpointError, match=f"^model.pt: {message}"):
         preprocess.check("model.pt")
     Preprocess(input_size=(112, 96)).check("model.pt")  # SphereFace crops are fine
+
+
+def test_only_uint8_pixels_are_taken_and_the_callers_memory_is_left_alone() -> None:
+    """A float32 tensor was normalised in place, in the caller's memory."""
+    from faceforge.errors import DataError
+
+    pixels = torch.ones(1, 3, 2, 2)
+    with pytest.raises(DataError, match="face pixels must be uint8 \\(0-255\\), got torch.float32"):
+        Preprocess().apply(pixels)
+    assert torch.equal(pixels, torch.ones(1, 3, 2, 2))
