@@ -97,6 +97,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": one_line(exc.errors())}, 400)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # a fault of ours: JSON as every other answer; the traceback goes to the server log
+        return JSONResponse({"error": "internal error (the server log has the details)"}, 500)
+
 
 def _add_status_routes(app: FastAPI) -> None:
     """Health, readiness, Prometheus metrics (requests by route and status, counted by a

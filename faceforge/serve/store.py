@@ -56,14 +56,21 @@ MAX_NAME = 200
 
 def check_name(name: str, what: str) -> str:
     """``name`` of a gallery or person, refused (DataError) where the API could not address
-    it: empty, with spaces around it, a slash or a control character, over 200 characters.
-    Checked before anything is written, since every server replays what was written."""
+    it: empty, with spaces around it, a slash or a control character, ``.`` or ``..`` (URL
+    clients resolve them away), not UTF-8 (a lone surrogate), over 200 characters. Checked
+    before anything is written, since every server replays what was written."""
     if not name.strip():
         raise DataError(f"a {what} needs a non-empty name")
     if name != name.strip():
         raise DataError(f"{what} name {name!r} starts or ends with spaces")
     if _UNUSABLE.search(name):
         raise DataError(f"{what} name {name!r} holds a slash or a control character")
+    if name in (".", ".."):
+        raise DataError(f"{what} name {name!r} is a path step URLs cannot hold")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{what} name {name!r} is not UTF-8 text") from None
     if len(name) > MAX_NAME:
         raise DataError(f"{what} name of {len(name)} characters: at most {MAX_NAME}")
     return name
@@ -204,6 +211,7 @@ class SqlStore:
 
     def delete_gallery(self, name: str) -> None:
         """Forget a gallery and its faces (NotFoundError when there is none)."""
+        check_name(name, "gallery")  # PostgreSQL refuses a NUL with a driver error
         with self._transaction(write=True) as cur:
             self._write(cur, name, None)
             cur.execute(self._sql("DELETE FROM galleries WHERE name = ?"), (name,))
@@ -250,6 +258,8 @@ class SqlStore:
 
     def delete_person(self, gallery: str, person: str) -> None:
         """Remove every face of ``person`` (NotFoundError when there is none)."""
+        check_name(gallery, "gallery")
+        check_name(person, "person")
         with self._transaction(write=True) as cur:
             self._write(cur, gallery, person)
             cur.execute(

@@ -37,6 +37,9 @@ def _vectors(k: int = 1) -> np.ndarray:
         ("a\x00b", "holds a slash or a control character"),
         ("dana ", "starts or ends with spaces"),
         ("x" * 201, "201 characters: at most 200"),
+        ("..", "is a path step URLs cannot hold"),  # clients resolve /v1/galleries/..
+        (".", "is a path step URLs cannot hold"),
+        ("a\ud800b", "is not UTF-8 text"),  # a lone surrogate: a 500 when stored
     ],
 )
 def test_names_the_api_cannot_address_are_refused(tmp_path: Path, name: str, message: str):
@@ -45,6 +48,9 @@ def test_names_the_api_cannot_address_are_refused(tmp_path: Path, name: str, mes
         store.add_faces("g", name, _vectors(), FINGERPRINT)
     with pytest.raises(DataError, match=message):
         store.create_gallery(GalleryInfo(name, FINGERPRINT, 4, "tiny"))
+    for delete in (lambda: store.delete_gallery(name), lambda: store.delete_person("g", name)):
+        with pytest.raises(DataError, match=message):  # a NUL was a 500 on PostgreSQL
+            delete()
     assert store.last_seq() == 1 and check_name("Zoë Lee-2", "person") == "Zoë Lee-2"
 
 
