@@ -42,6 +42,7 @@ from faceforge.inference.matching.storage import (
     METADATA_FILE,
     MODES,
     GalleryData,
+    check_no_orphans,
     read_gallery,
     write_gallery,
 )
@@ -317,4 +318,5 @@ def _open_or_new(
         gallery = Gallery.load(directory)
         gallery.check_model(fingerprint, embedding_size, f"gallery {directory}")
         return gallery
+    check_no_orphans(directory)
     return Gallery(embedding_size, fingerprint, model=model, **settings)

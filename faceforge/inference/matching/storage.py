@@ -139,6 +139,17 @@ def _newest_generation(directory: Path) -> int:
 
 
 # ----------------------------------------------------------------------------- reading
+def check_no_orphans(directory: Path) -> None:
+    """FormatError when ``directory`` holds gallery data files but no ``gallery.json``: a
+    new gallery there would delete them on its first save."""
+    orphans = sorted(p.name for p in directory.glob("gallery-*.npz"))
+    if orphans:
+        raise FormatError(
+            f"{directory}: holds gallery data ({orphans[-1]}) but no {METADATA_FILE}; restore "
+            f"{METADATA_FILE} from a backup, or move the data files away to start a new gallery"
+        )
+
+
 def read_gallery(directory: str | Path) -> GalleryData:
     """The gallery stored in ``directory``, fully checked (see the module docs).
 
@@ -149,6 +160,7 @@ def read_gallery(directory: str | Path) -> GalleryData:
     directory = Path(directory)
     meta_path = directory / METADATA_FILE
     if not meta_path.is_file():
+        check_no_orphans(directory)
         raise DataError(f"{directory}: no gallery here ({METADATA_FILE} missing); enroll first")
     header = _read_header(meta_path)
     file = _open_data(directory / header.data_file)

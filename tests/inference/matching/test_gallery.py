@@ -179,3 +179,17 @@ def test_bad_input() -> None:
     ivf.add("x", np.ones(DIM))
     with pytest.raises(DataError, match="IVF"):
         ivf.search(np.ones(DIM))
+
+
+def test_data_without_its_gallery_json_is_refused_not_replaced(tmp_path: Path) -> None:
+    """Enrolling into a folder whose gallery.json was lost started a new gallery, and its
+    first save deleted the old data file."""
+    gallery = Gallery(DIM, "fp")
+    gallery.add("ann", people()["person00"])
+    gallery.save(tmp_path)
+    (tmp_path / METADATA_FILE).unlink()
+    data_file = next(tmp_path.glob("gallery-*.npz"))
+    for open_it in (lambda: load_or_create(tmp_path, DIM, "fp"), lambda: Gallery.load(tmp_path)):
+        with pytest.raises(FormatError, match=r"holds gallery data \(gallery-0+1\.npz\) but no"):
+            open_it()
+    assert data_file.exists()
