@@ -77,7 +77,7 @@ def _enroll(args: argparse.Namespace) -> int:
             f"{args.gallery}; the same command with --skip-enrolled enrolls the others",
             stop.signum,
         )
-    return 0
+    return 1 if report.skipped else 0  # the others are saved; a script learns of the rest
 
 
 def _until_stopped(
@@ -160,15 +160,15 @@ def register_enroll(subparsers: argparse._SubParsersAction) -> None:
         "--index",
         choices=INDEX_CHOICES,
         metavar="TYPE",
-        default="flat",
-        help="FAISS index of the gallery: %(choices)s (default flat)",
+        help="FAISS index of a new gallery: %(choices)s (default flat; an existing gallery "
+        "keeps its own)",
     )
     p.add_argument(
         "--mode",
         choices=MODE_CHOICES,
         metavar="MODE",
-        default="mean",
-        help="store each person's mean embedding or every image: %(choices)s (default mean)",
+        help="a new gallery stores each person's mean embedding or every image: %(choices)s "
+        "(default mean; an existing gallery keeps its own)",
     )
     p.add_argument(
         "--skip-enrolled",

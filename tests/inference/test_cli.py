@@ -175,7 +175,7 @@ def test_enroll_search_remove(
     (people / "guiel" / "broken.jpg").write_bytes(b"garbage")
     gallery = tmp_path / "gallery"
     status, out, err = run("enroll", people, "--gallery", gallery, "--checkpoint", tiny_checkpoint)
-    assert status == 0 and "2 people; added 2 images, skipped 1" in out
+    assert status == 1 and "2 people; added 2 images, skipped 1" in out  # saved, partly failed
     assert "broken.jpg" in err and "enrolling: 100%" in err and "3/3" in err
     assert Gallery.load(gallery).names == ["cook", "guiel"]
 
@@ -427,7 +427,14 @@ def test_bad_detector_specs_are_one_line_errors(
     [
         ("verify", ["mtcnn:DIR", "scrfd:PATH.onnx", "best, central, largest (default best)"]),
         ("verify", ["center-crop, letterbox, stretch", "auto, bf16, fp16, fp32, int8"]),
-        ("enroll", ["--detector SPEC", "flat, hnsw, ivf, pq (default flat)", "mean, all"]),
+        (
+            "enroll",
+            [
+                "--detector SPEC",
+                "flat, hnsw, ivf, pq (default flat; an existing gallery",
+                "mean, all",
+            ],
+        ),
         ("search", ["--detector SPEC", "mtcnn:DIR"]),
         ("align", ["best, central, largest, skip", "center-crop, letterbox, skip, stretch"]),
         ("align", ["--detector SPEC", "scrfd:PATH.onnx"]),

@@ -297,7 +297,9 @@ def edit_gallery(
     **settings: Any,
 ) -> Iterator[Gallery]:
     """The gallery in ``directory`` (checked against the model, or a new one with
-    ``settings``), locked for the ``with`` block and saved when it ends.
+    ``settings``; a setting given as ``None`` is the stored gallery's or the default, and an
+    index type or mode other than the stored gallery's is refused), locked for the ``with``
+    block and saved when it ends.
 
     Concurrent editors wait for each other, so two enrollments into one gallery keep both
     sets of people; an exception in the block saves nothing and leaves the folder as it was.
@@ -314,9 +316,18 @@ def edit_gallery(
 def _open_or_new(
     directory: Path, embedding_size: int, fingerprint: str, model: str, settings: dict[str, Any]
 ) -> Gallery:
+    """The gallery in ``directory`` or a new one; ``settings`` left ``None`` mean the stored
+    gallery's (or the defaults), and one that differs from the stored gallery's is refused."""
+    given = {key: value for key, value in settings.items() if value is not None}
     if (directory / METADATA_FILE).is_file():
         gallery = Gallery.load(directory)
         gallery.check_model(fingerprint, embedding_size, f"gallery {directory}")
+        for key in ("index_type", "mode"):
+            if given.get(key, getattr(gallery, key)) != getattr(gallery, key):
+                raise ConfigError(
+                    f"gallery {directory} keeps {key} {getattr(gallery, key)!r}, not "
+                    f"{given[key]!r}: leave the option out, or enroll into a new folder"
+                )
         return gallery
     check_no_orphans(directory)
-    return Gallery(embedding_size, fingerprint, model=model, **settings)
+    return Gallery(embedding_size, fingerprint, model=model, **given)

@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceforge.errors import CheckpointError, DataError, FormatError
-from faceforge.inference.matching.gallery import METADATA_FILE, Gallery, load_or_create
+from faceforge.errors import CheckpointError, ConfigError, DataError, FormatError
+from faceforge.inference.matching.gallery import (
+    METADATA_FILE,
+    Gallery,
+    edit_gallery,
+    load_or_create,
+)
 
 DIM = 16
 
@@ -193,3 +198,16 @@ def test_data_without_its_gallery_json_is_refused_not_replaced(tmp_path: Path) -
         with pytest.raises(FormatError, match=r"holds gallery data \(gallery-0+1\.npz\) but no"):
             open_it()
     assert data_file.exists()
+
+
+def test_an_existing_gallery_keeps_its_index_and_mode_and_says_so(tmp_path: Path) -> None:
+    """--index hnsw --mode all on an existing flat, mean gallery was ignored in silence."""
+    with edit_gallery(tmp_path, DIM, "fp", index_type="flat", mode="mean") as gallery:
+        gallery.add("ann", people()["person00"])
+    with edit_gallery(tmp_path, DIM, "fp", index_type=None, mode=None) as gallery:
+        gallery.add("bob", people()["person01"])  # left out: the gallery's own
+    refused = pytest.raises(ConfigError, match=r"keeps index_type 'flat', not 'hnsw': leave the")
+    with refused, edit_gallery(tmp_path, DIM, "fp", index_type="hnsw", mode=None):
+        pass
+    loaded = Gallery.load(tmp_path)
+    assert (loaded.index_type, loaded.mode, loaded.names) == ("flat", "mean", ["ann", "bob"])
