@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1] / "faceforge"
 
 LAYERS: list[set[str]] = [
     # base, part 1: nothing of faceforge below
-    {"faceforge", "allocator", "errors", "interrupts", "safe_yaml"},
-    {"config", "registry", "device", "files"},  # base, part 2: may raise faceforge.errors
+    {"faceforge", "allocator", "errors", "safe_yaml"},
+    {"config", "registry", "device", "files", "interrupts"},  # base, part 2: may raise errors
     {"data", "models", "losses"},
     {"core"},
     {"evaluation"},

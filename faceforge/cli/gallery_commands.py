@@ -4,6 +4,7 @@ against it); registered between ``verify`` and ``export`` by :mod:`.deploy_comma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from faceforge.interrupts import StopRequests
 
 INDEX_CHOICES = LazyChoices("faceforge.inference.matching.index", "INDEX_TYPES")
-MODE_CHOICES = LazyChoices("faceforge.inference.matching.storage", "MODES")
+MODE_CHOICES = LazyChoices("faceforge.inference.matching.gallery_json", "MODES")
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -46,17 +47,18 @@ def _enroll(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(args)
     embedder = pipeline.embedder
     started: list[str] = []
-    with (
-        StopRequests() as stop,
-        edit_gallery(
-            args.gallery,
-            embedder.embedding_size,
-            embedder.fingerprint,
-            model=embedder.description,
-            index_type=args.index,
-            mode=args.mode,
-        ) as gallery,
-    ):
+    with StopRequests() as stop, contextlib.ExitStack() as editing:
+        with stop.at_once(f"waiting for the lock of {args.gallery} (another enroll edits it)"):
+            gallery = editing.enter_context(
+                edit_gallery(
+                    args.gallery,
+                    embedder.embedding_size,
+                    embedder.fingerprint,
+                    model=embedder.description,
+                    index_type=args.index,
+                    mode=args.mode,
+                )
+            )
         for name in args.remove:
             gallery.remove(name)
         todo = [person for person in people if not (args.skip_enrolled and person[0] in gallery)]

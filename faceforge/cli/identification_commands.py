@@ -79,7 +79,8 @@ def _gallery(
     import numpy as np
 
     from faceforge.inference.matching.gallery import Gallery
-    from faceforge.inference.matching.storage import METADATA_FILE, read_gallery
+    from faceforge.inference.matching.gallery_json import METADATA_FILE
+    from faceforge.inference.matching.storage import read_gallery
 
     if not (Path(folder) / METADATA_FILE).is_file():
         return _labelled(pipeline, folder, args)

@@ -55,7 +55,7 @@ def _input_size(text: str) -> tuple[int, int]:
 
 def _embedding_size(text: str) -> int:
     """An argparse ``type``: an ``--embedding-size`` a gallery can store."""
-    from faceforge.inference.matching.storage import MAX_EMBEDDING_SIZE
+    from faceforge.inference.matching.gallery_json import MAX_EMBEDDING_SIZE
 
     return int(ranged(int, 1, MAX_EMBEDDING_SIZE)(text))
 

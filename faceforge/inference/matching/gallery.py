@@ -29,6 +29,7 @@ import numpy as np
 
 from faceforge.core.vectors import l2_normalize
 from faceforge.errors import CheckpointError, ConfigError, DataError
+from faceforge.inference.matching.gallery_json import METADATA_FILE, MODES, GalleryData
 from faceforge.inference.matching.index import (
     APPEND_ONLY,
     INDEX_TYPES,
@@ -38,14 +39,7 @@ from faceforge.inference.matching.index import (
     needs_retraining,
 )
 from faceforge.inference.matching.lock import gallery_lock
-from faceforge.inference.matching.storage import (
-    METADATA_FILE,
-    MODES,
-    GalleryData,
-    check_no_orphans,
-    read_gallery,
-    write_gallery,
-)
+from faceforge.inference.matching.storage import check_no_orphans, read_gallery, write_gallery
 
 __all__ = ["METADATA_FILE", "MODES", "Gallery", "Match", "edit_gallery", "load_or_create"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceforge.inference.matching.storage import METADATA_FILE, read_gallery
+from faceforge.inference.matching.gallery_json import METADATA_FILE
+from faceforge.inference.matching.storage import read_gallery
 
 #: people named in the report, most embeddings first
 LISTED_PEOPLE = 5

@@ -19,69 +19,33 @@ import hashlib
 import io
 import json
 import os
-import re
 import tokenize
-import warnings
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import faiss
 import numpy as np
 
 from faceforge.errors import DataError, FormatError
 from faceforge.files import atomic_write_bytes
-from faceforge.inference.matching.index import INDEX_TYPES, IndexSettings, read_index
+from faceforge.inference.matching.gallery_json import (
+    DATA_FILE,
+    FIX,
+    GALLERY_FORMAT,
+    GALLERY_VERSION,
+    METADATA_FILE,
+    GalleryData,
+    Header,
+    read_header,
+)
+from faceforge.inference.matching.index import read_index
 
-GALLERY_FORMAT = "faceforge-gallery"
-#: 2: the data file's SHA-256 is stored and checked (version 1 galleries load without it)
-GALLERY_VERSION = 2
-METADATA_FILE = "gallery.json"
-#: how a person is stored: the mean of their embeddings, or every embedding
-MODES = ("mean", "all")
-#: limits on what a gallery file may declare (far above any real gallery)
-MAX_METADATA_BYTES = 256 << 20
-MAX_EMBEDDING_SIZE = 1 << 16
-MAX_HNSW_M = 1024
-#: the only data file names a gallery may point to: plain names inside its own folder
-DATA_FILE = re.compile(r"gallery-(\d{1,12})\.npz")
 _ARRAYS = ("names", "counts", "embeddings", "ids", "next_id", "index")
-_FIX = "restore the gallery from a backup or enroll the people again"
 # what damaged zip and .npy headers raise: zipfile also raises NotImplementedError (claims of
 # multi-disk archives, unknown compression), numpy's header parser lets tokenize's error out
 _UNREADABLE = (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError, tokenize.TokenError)
-
-
-@dataclass
-class GalleryData:
-    """Everything a gallery folder stores, as :func:`read_gallery` returns it (checked)."""
-
-    fingerprint: str
-    embedding_size: int
-    model: str
-    index_type: str
-    settings: IndexSettings
-    mode: str
-    #: name -> (k, D) float32 unit embeddings
-    embeddings: dict[str, np.ndarray]
-    #: name -> FAISS ids of the person's index vectors (one in ``mean`` mode, k in ``all``)
-    ids: dict[str, list[int]]
-    next_id: int
-    #: the ID-mapped FAISS index of the people's vectors (``None`` until read)
-    index: faiss.Index | None
-    #: the number in the data file's name; each save writes the next one
-    generation: int = 0
-
-
-@dataclass(frozen=True)
-class _Header:
-    """The checked content of ``gallery.json``."""
-
-    data: GalleryData
-    people: dict[str, int]
-    data_file: str
-    sha256: str | None
 
 
 # ----------------------------------------------------------------------------- writing
@@ -162,14 +126,14 @@ def read_gallery(directory: str | Path) -> GalleryData:
     if not meta_path.is_file():
         check_no_orphans(directory)
         raise DataError(f"{directory}: no gallery here ({METADATA_FILE} missing); enroll first")
-    header = _read_header(meta_path)
+    header = read_header(meta_path)
     file = _open_data(directory / header.data_file)
     while file is None:
-        newer = _read_header(meta_path)
+        newer = read_header(meta_path)
         if newer.data_file == header.data_file:
             raise FormatError(
                 f"{directory / header.data_file}: the gallery data file named by "
-                f"{METADATA_FILE} is missing (incomplete copy?); {_FIX}"
+                f"{METADATA_FILE} is missing (incomplete copy?); {FIX}"
             )
         header, file = newer, _open_data(directory / newer.data_file)
     data_path = directory / header.data_file
@@ -183,8 +147,7 @@ def _open_data(path: Path) -> BinaryIO | None:
     """The data file opened for reading; ``None`` when it does not exist."""
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise FormatError(
-            f"{path}: the gallery data file is not a regular file (a link, folder or device); "
-            f"{_FIX}"
+            f"{path}: the gallery data file is not a regular file (a link, folder or device); {FIX}"
         )
     try:
         return path.open("rb")
@@ -192,119 +155,7 @@ def _open_data(path: Path) -> BinaryIO | None:
         return None
 
 
-def _read_header(path: Path) -> _Header:
-    size = path.stat().st_size
-    if size > MAX_METADATA_BYTES:
-        raise FormatError(f"{path}: {size} bytes is too large for a gallery file; {_FIX}")
-    try:
-        meta = json.loads(path.read_bytes())
-    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, absurd nesting
-        raise FormatError(f"{path}: not a faceforge gallery file ({exc}); {_FIX}") from None
-    if not isinstance(meta, dict) or meta.get("format") != GALLERY_FORMAT:
-        raise FormatError(f"{path}: not a faceforge gallery file (no format {GALLERY_FORMAT!r})")
-    version = _field(meta, "version", int, path)
-    if version > GALLERY_VERSION:
-        raise FormatError(
-            f"{path}: gallery format version {version} is newer than this faceforge "
-            f"understands ({GALLERY_VERSION}); upgrade faceforge"
-        )
-    data_file = _field(meta, "data_file", str, path)
-    match = DATA_FILE.fullmatch(data_file)
-    if match is None:
-        raise FormatError(
-            f"{path}: data_file {data_file!r} is not a gallery-<number>.npz file inside the "
-            f"gallery folder (edited or not a faceforge gallery); {_FIX}"
-        )
-    return _Header(
-        data=_gallery_fields(meta, path, int(match.group(1))),
-        people=_people(meta, path),
-        data_file=data_file,
-        sha256=_checksum(meta, version, path),
-    )
-
-
-def _gallery_fields(meta: dict[str, Any], path: Path, generation: int) -> GalleryData:
-    index_type = _field(meta, "index.type", str, path)
-    if index_type not in INDEX_TYPES:
-        raise FormatError(f"{path}: unknown index type {index_type!r}; {_FIX}")
-    mode = _field(meta, "mode", str, path)
-    if mode not in MODES:
-        raise FormatError(f"{path}: unknown mode {mode!r} (expected one of {MODES}); {_FIX}")
-    settings = IndexSettings(
-        nlist=_field(meta, "index.nlist", int, path, (0, 1 << 31)),
-        nprobe=_field(meta, "index.nprobe", int, path, (1, 1 << 31)),
-        hnsw_m=_field(meta, "index.hnsw_m", int, path, (1, MAX_HNSW_M)),
-        rerank=_field(
-            meta, "index.rerank", int, path, (1, MAX_HNSW_M), default=IndexSettings.rerank
-        ),
-    )
-    return GalleryData(
-        fingerprint=_field(meta, "model.fingerprint", str, path),
-        embedding_size=_field(meta, "model.embedding_size", int, path, (1, MAX_EMBEDDING_SIZE)),
-        model=_field(meta, "model.description", str, path, default=""),
-        index_type=index_type,
-        settings=settings,
-        mode=mode,
-        embeddings={},
-        ids={},
-        next_id=0,
-        index=None,
-        generation=generation,
-    )
-
-
-def _people(meta: dict[str, Any], path: Path) -> dict[str, int]:
-    people = _field(meta, "people", dict, path)
-    for name, count in people.items():
-        if not name.strip() or not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise FormatError(
-                f"{path}: people entry {name!r}: {count!r} is not a positive image count; {_FIX}"
-            )
-    return people
-
-
-def _checksum(meta: dict[str, Any], version: int, path: Path) -> str | None:
-    if version >= 2:
-        digest = _field(meta, "data_sha256", str, path)
-        if not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise FormatError(f"{path}: data_sha256 is not a SHA-256 hex digest; {_FIX}")
-        return digest
-    warnings.warn(
-        f"{path}: gallery format version {version} has no checksum, so damage to its data "
-        "cannot be detected; the next enroll into it adds one",
-        stacklevel=2,
-    )
-    return None
-
-
-_KINDS = {int: "an integer", str: "a string", dict: "an object"}
-
-
-def _field(
-    meta: dict[str, Any],
-    dotted: str,
-    kind: type,
-    path: Path,
-    bounds: tuple[int, int] | None = None,
-    default: Any = None,
-) -> Any:
-    """``meta[a][b]`` for ``dotted="a.b"``, checked to be a ``kind`` (within ``bounds``)."""
-    value: Any = meta
-    for key in dotted.split("."):
-        value = value.get(key) if isinstance(value, dict) else None
-    if value is None and default is not None:
-        return default
-    wrong = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
-    if not wrong and bounds is not None:
-        wrong = not bounds[0] <= value <= bounds[1]
-    if wrong:
-        expected = _KINDS[kind] + (f" in [{bounds[0]}, {bounds[1]}]" if bounds else "")
-        shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
-        raise FormatError(f"{path}: field {dotted} must be {expected}, got {shown}; {_FIX}")
-    return value
-
-
-def _read_arrays(file: BinaryIO, path: Path, header: _Header) -> dict[str, np.ndarray]:
+def _read_arrays(file: BinaryIO, path: Path, header: Header) -> dict[str, np.ndarray]:
     """The arrays of the data file, after its checksum and every declared size are checked."""
     data = header.data
     images = sum(header.people.values())
@@ -314,19 +165,19 @@ def _read_arrays(file: BinaryIO, path: Path, header: _Header) -> dict[str, np.nd
         raise FormatError(
             f"{path}: {METADATA_FILE} declares {images} embeddings of size "
             f"{data.embedding_size} ({needed} bytes) but the file has {size} bytes "
-            f"(truncated?); {_FIX}"
+            f"(truncated?); {FIX}"
         )
     if header.sha256 is not None and _sha256(file) != header.sha256:
         raise FormatError(
             f"{path}: the gallery data was modified or corrupted (its SHA-256 does not "
-            f"match {METADATA_FILE}); {_FIX}"
+            f"match {METADATA_FILE}); {FIX}"
         )
     file.seek(0)
     try:
         with zipfile.ZipFile(file) as archive:
             return {name: _member(archive, name, size, path) for name in _ARRAYS}
     except _UNREADABLE as exc:
-        raise FormatError(f"{path}: cannot read gallery data ({exc}); {_FIX}") from None
+        raise FormatError(f"{path}: cannot read gallery data ({exc}); {FIX}") from None
 
 
 def _sha256(file: BinaryIO) -> str:
@@ -343,22 +194,22 @@ def _member(archive: zipfile.ZipFile, name: str, size: int, path: Path) -> np.nd
     try:
         info = archive.getinfo(f"{name}.npy")
     except KeyError:
-        raise FormatError(f"{path}: no {name!r} array in the gallery data; {_FIX}") from None
+        raise FormatError(f"{path}: no {name!r} array in the gallery data; {FIX}") from None
     encrypted = info.flag_bits & 0x1
     outside = not 0 <= info.header_offset < size or info.file_size > size
     if encrypted or outside or info.compress_type != zipfile.ZIP_STORED:
-        raise FormatError(f"{path}: array {name!r} is not stored as faceforge writes it; {_FIX}")
+        raise FormatError(f"{path}: array {name!r} is not stored as faceforge writes it; {FIX}")
     readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
     with archive.open(info) as member:
         reader = readers.get(npy.read_magic(member))
         if reader is None:
-            raise FormatError(f"{path}: array {name!r} has an unknown .npy version; {_FIX}")
+            raise FormatError(f"{path}: array {name!r} has an unknown .npy version; {FIX}")
         shape, _, dtype = reader(member)
     declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if dtype.hasobject or declared > info.file_size:
         raise FormatError(
             f"{path}: array {name!r} declares {shape} {dtype} values, more than the "
-            f"{info.file_size} bytes stored (damaged gallery); {_FIX}"
+            f"{info.file_size} bytes stored (damaged gallery); {FIX}"
         )
     with archive.open(info) as member:
         return npy.read_array(member, allow_pickle=False)
@@ -371,7 +222,7 @@ def _fill(
     and with ``gallery.json``."""
     names, counts, embeddings = arrays["names"], arrays["counts"], arrays["embeddings"]
     ids, next_id, index = arrays["ids"], arrays["next_id"], arrays["index"]
-    damaged = f"{path}: the gallery data does not match {METADATA_FILE} (damaged gallery); {_FIX}"
+    damaged = f"{path}: the gallery data does not match {METADATA_FILE} (damaged gallery); {FIX}"
     if names.dtype.kind != "U" or names.ndim != 1 or counts.shape != names.shape:
         raise FormatError(damaged)
     stored = dict(zip(names.tolist(), counts.tolist(), strict=True))
@@ -381,10 +232,10 @@ def _fill(
     if embeddings.dtype != np.float32 or embeddings.shape != (images, dim):
         raise FormatError(
             f"{path}: embeddings are {embeddings.dtype} {embeddings.shape}, expected float32 "
-            f"({images}, {dim}) for the people in {METADATA_FILE}; {_FIX}"
+            f"({images}, {dim}) for the people in {METADATA_FILE}; {FIX}"
         )
     if not np.isfinite(embeddings).all():
-        raise FormatError(f"{path}: embeddings contain NaN or infinite values; {_FIX}")
+        raise FormatError(f"{path}: embeddings contain NaN or infinite values; {FIX}")
     entries = counts.tolist() if data.mode == "all" else [1] * len(names)
     if ids.dtype.kind != "i" or ids.shape != (sum(entries),):
         raise FormatError(damaged)
@@ -394,7 +245,7 @@ def _fill(
         raise FormatError(damaged)
     id_list, next_free = ids.tolist(), int(next_id)
     if len(set(id_list)) < len(id_list) or any(not 0 <= i < next_free for i in id_list):
-        raise FormatError(f"{path}: FAISS ids are negative, repeated or not below next_id; {_FIX}")
+        raise FormatError(f"{path}: FAISS ids are negative, repeated or not below next_id; {FIX}")
     start_e = start_i = 0
     for name, count, entry in zip(names.tolist(), counts.tolist(), entries, strict=True):
         data.embeddings[name] = embeddings[start_e : start_e + count]
@@ -404,4 +255,4 @@ def _fill(
     try:
         data.index = read_index(index, data.index_type, dim, ids)
     except FormatError as exc:
-        raise FormatError(f"{path}: {exc}; {_FIX}") from None
+        raise FormatError(f"{path}: {exc}; {FIX}") from None

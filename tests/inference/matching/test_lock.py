@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -10,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceforge.errors import CheckpointError
+from faceforge.errors import CheckpointError, Interrupted
 from faceforge.inference.matching import lock
 from faceforge.inference.matching.gallery import Gallery, edit_gallery
 from faceforge.inference.matching.lock import LOCK_FILE, gallery_lock
+from faceforge.interrupts import StopRequests
 from tests.inference.matching.flock_probe import ReportingFlock
 
 DIM = 8
@@ -28,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from faceforge.inference.matching import lock
 from faceforge.inference.matching.gallery import edit_gallery
+from faceforge.interrupts import StopRequests
 from tests.inference.matching.flock_probe import ReportingFlock
 
 folder, prefix, other = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -92,3 +97,29 @@ def test_a_failed_edit_saves_nothing(tmp_path: Path) -> None:
         pass
     with gallery_lock(tmp_path):  # the lock was released each time
         pass
+
+
+def test_a_signal_while_waiting_for_the_lock_stops_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while enroll waited for another enroll's lock was only noted: Python resumed
+    the wait, and docker stop or systemd had to kill the process."""
+    holder = os.open(tmp_path / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    stopped = threading.Event()
+
+    def terminate() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        if not stopped.wait(30):  # without the fix the wait goes on: end it, and fail
+            fcntl.flock(holder, fcntl.LOCK_UN)
+
+    waits = ReportingFlock(lambda: threading.Thread(target=terminate).start())
+    monkeypatch.setattr(lock, "fcntl", waits)
+    try:
+        refused = pytest.raises(Interrupted, match="interrupted while waiting; nothing was changed")
+        with refused, StopRequests() as stop, stop.at_once("waiting"), gallery_lock(tmp_path):
+            pass
+        assert waits.waited
+    finally:
+        stopped.set()
+        os.close(holder)

@@ -21,8 +21,9 @@ import pytest
 from faceforge.errors import DataError, FormatError
 from faceforge.inference.matching import storage
 from faceforge.inference.matching.gallery import Gallery
+from faceforge.inference.matching.gallery_json import GALLERY_VERSION, METADATA_FILE
 from faceforge.inference.matching.index import IndexSettings, build_index
-from faceforge.inference.matching.storage import GALLERY_VERSION, METADATA_FILE, read_gallery
+from faceforge.inference.matching.storage import read_gallery
 
 DIM = 16
 
@@ -253,7 +254,7 @@ def test_a_reader_follows_a_save_made_while_it_reads(
     it names (which the save deletes) sends the reader to the new data file."""
     newer = Gallery.load(gallery_dir)
     newer.add("dee", np.ones(DIM))
-    read_header = storage._read_header
+    read_header = storage.read_header
     headers = []
 
     def read_then_save(path: Path):
@@ -262,7 +263,7 @@ def test_a_reader_follows_a_save_made_while_it_reads(
             newer.save(gallery_dir)
         return headers[-1]
 
-    monkeypatch.setattr(storage, "_read_header", read_then_save)
+    monkeypatch.setattr(storage, "read_header", read_then_save)
     assert Gallery.load(gallery_dir).names == ["ann", "bo", "cy", "dee"]
     assert [h.data_file for h in headers] == ["gallery-000001.npz", "gallery-000002.npz"]
 
