@@ -49,6 +49,10 @@ def test_page_enrolls_and_finds_a_person(browser, checkpoint, tmp_path):
         assert "cdn" not in browser.page_source.lower()
         wait = WebDriverWait(browser, 60)
         out = browser.find_element(By.ID, "out")
+        browser.find_element(By.ID, "verify").click()  # sent "undefined": a puzzling 400
+        assert out.text == "choose the two photos to compare"
+        browser.find_element(By.ID, "enroll").click()  # an empty name: a 405
+        assert out.text == "type the person's name"
         browser.find_element(By.ID, "key").send_keys(key)
         browser.find_element(By.ID, "gallery").send_keys(" ")  # "people ": trimmed, as typed
         browser.find_element(By.ID, "create").click()
