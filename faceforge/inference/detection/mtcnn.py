@@ -287,14 +287,16 @@ class MTCNN(nn.Module):
         self, images: list[torch.Tensor], factors: list[float]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 1: P-Net over each image's pyramid; calibrated integer square boxes."""
-        by_shape: dict[tuple[int, int], list[int]] = {}
+        # one pyramid per shape and downscale factor: the smallest face sought scales with the
+        # factor, so a photo must not take the pyramid of a larger one shrunk to its shape
+        by_shape: dict[tuple[int, int, float], list[int]] = {}
         for index, image in enumerate(images):
-            by_shape.setdefault(tuple(image.shape[-2:]), []).append(index)
+            by_shape.setdefault((*image.shape[-2:], factors[index]), []).append(index)
         all_boxes, all_scores, all_offsets, all_ids = [], [], [], []
-        for (height, width), indices in by_shape.items():
+        for (height, width, factor), indices in by_shape.items():
             batch = torch.stack([images[i] for i in indices])
             ids = torch.tensor(indices, device=self.device)
-            min_face = max(self.min_face_size * factors[indices[0]], 12.0)
+            min_face = max(self.min_face_size * factor, 12.0)
             for scale in pyramid_scales(height, width, min_face, self.scale_factor):
                 size = (math.ceil(height * scale), math.ceil(width * scale))
                 resized = F.interpolate(batch, size=size, mode="area")

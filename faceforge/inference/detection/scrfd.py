@@ -48,9 +48,11 @@ def distance_to_points(centers: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 class SCRFD:
     """A :class:`~faceforge.inference.detection.base.Detector` for SCRFD ONNX files with keypoints.
 
-    ``input_size`` (width, height) is used when the graph's input size is dynamic; faces whose
-    box is narrower or shorter than ``min_face_size`` pixels are dropped; ``threads`` bounds
-    ONNX Runtime's intra-op threads (0: its default, one per core).
+    ``input_size`` (width, height) is used when the graph's input size is dynamic, each side
+    rounded up to a multiple of 32 (the largest stride: other sizes give feature maps the
+    anchor grid cannot know); faces whose box is narrower or shorter than ``min_face_size``
+    pixels are dropped; ``threads`` bounds ONNX Runtime's intra-op threads (0: its default,
+    one per core).
     """
 
     def __init__(
@@ -89,7 +91,12 @@ class SCRFD:
         self.input_name = graph_input.name
         height, width = graph_input.shape[2:4]
         fixed = isinstance(width, int) and isinstance(height, int)
-        self.input_size = (width, height) if fixed else tuple(input_size)
+        largest = max(self.strides)
+        self.input_size = (
+            (width, height)
+            if fixed
+            else tuple(-(-side // largest) * largest for side in input_size)
+        )
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.min_face_size = min_face_size

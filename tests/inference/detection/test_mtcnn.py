@@ -82,6 +82,26 @@ def test_batch_equals_single_images(
             np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
 
 
+def test_a_photo_shrunk_to_anothers_shape_keeps_its_own_pyramid(
+    mtcnn: MTCNN, group_photo: Path
+) -> None:
+    """Images were grouped by their shape after downscaling, and the group took the first
+    image's smallest face: a photo's faces depended on what was batched before it (landmarks
+    moved by 20 px on a 4352x2903 photo batched after a 1600x1067 one)."""
+    photo = read_image(group_photo)
+    small = cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2), cv2.INTER_AREA)
+    original, mtcnn.max_image_size = mtcnn.max_image_size, max(small.shape[:2])
+    try:  # the photo is shrunk to the small one's shape
+        for pair in ([photo, small], [small, photo]):
+            for image, found in zip(pair, mtcnn.detect_batch(pair), strict=True):
+                single = mtcnn.detect(image)
+                assert len(single) == len(found)
+                for a, b in zip(single, found, strict=True):
+                    np.testing.assert_allclose(a.box, b.box, atol=1e-3)
+    finally:
+        mtcnn.max_image_size = original
+
+
 def test_a_face_is_found_alike_whatever_is_beside_it(mtcnn: MTCNN, shared_data: Path) -> None:
     """Sixteen LFW photos of one size share every stage of the cascade: each must get the
     boxes and landmarks it gets alone. Suppressing all images' candidates in one pass (groups

@@ -59,3 +59,16 @@ def test_models_without_keypoints_are_refused(tmp_path: Path) -> None:
         SCRFD(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         SCRFD(tmp_path / "missing.onnx")
+
+
+def test_an_input_size_off_the_strides_is_rounded_up(scrfd_model: Path, lfw_images) -> None:
+    """At 600x600 the graph's stride-16 map has 38 cells, the anchor grid assumed 37: an
+    IndexError at the first photo."""
+    from faceforge.data.image_io import read_image
+
+    detector = SCRFD(scrfd_model, input_size=(600, 650))
+    assert detector.input_size == (608, 672)
+    image = read_image(lfw_images[0])
+    expected = SCRFD(scrfd_model, input_size=(608, 672)).detect(image)
+    found = detector.detect(image)
+    assert found and [f.box for f in found] == [f.box for f in expected]
