@@ -84,7 +84,7 @@ def setup(
     ckpt = Checkpoint.load(path) if path is not None else None
     changes = check_resumable(ckpt.config, cfg, path) if ckpt else []
     cfg = dist.from_main(
-        lambda: choose_output_dir(cfg, resume is not None, overwrite),
+        lambda: choose_output_dir(cfg, resume is not None, overwrite, path),
         "rank 0 to claim the output folder",
     )
     torch.manual_seed(cfg.train.seed)

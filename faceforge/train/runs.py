@@ -69,11 +69,24 @@ def _holds_checkpoints(folder: Path) -> bool:
     return any((folder / name).exists() for name in RUN_FILES)
 
 
-def choose_output_dir(cfg: Config, own_folder: bool, overwrite: bool) -> Config:
+def choose_output_dir(
+    cfg: Config, own_folder: bool, overwrite: bool, resumed: Path | None = None
+) -> Config:
     """``cfg`` with the folder this run claimed: a new run never lands on an existing one (it
     goes to the next numbered folder) unless ``overwrite``; a resumed run (``own_folder``)
-    continues in its configured folder."""
+    continues in its configured folder, unless that folder holds another run than the
+    checkpoint ``resumed`` came from (a recipe resumed with ``--config`` names the folder the
+    recipe's first run took, not the numbered one this run went to): refused, unless
+    ``overwrite``."""
     folder = Path(cfg.train.output_dir)
+    elsewhere = resumed is not None and resumed.resolve().parent != folder.resolve()
+    if elsewhere and not overwrite and _holds_checkpoints(folder):
+        raise ConfigError(
+            f"train.output_dir={str(folder)!r} holds another run's checkpoints, which "
+            f"resuming {resumed} there would overwrite: set train.output_dir="
+            f"{str(resumed.parent)!r} (the checkpoint's folder) or a new folder, or pass "
+            "--overwrite"
+        )
     if own_folder or overwrite:
         claim(folder, exclusive=False)
     else:

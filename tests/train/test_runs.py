@@ -50,6 +50,22 @@ def test_claimed_and_legacy_folders_are_skipped_overwrite_and_resume_stay(tmp_pa
         assert (claimed / CLAIM).read_text() != "another run\n"  # claimed again by this run
 
 
+def test_resuming_into_a_folder_of_another_run_is_refused(tmp_path: Path) -> None:
+    """Run 2 of a recipe went to run-2; resumed with the recipe's --config it wrote into
+    run, over run 1's last.pt."""
+    first, second = tmp_path / "run", tmp_path / "run-2"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "last.pt").write_bytes(b"a checkpoint")
+    with pytest.raises(ConfigError, match=r"holds another run's checkpoints, which resuming "):
+        choose_output_dir(tiny_config(first), True, False, second / "last.pt")
+    assert (first / "last.pt").read_bytes() == b"a checkpoint"
+    own = choose_output_dir(tiny_config(second), True, False, second / "last.pt")
+    assert own.train.output_dir == str(second)  # its own folder: resumed there
+    forced = choose_output_dir(tiny_config(first), True, True, second / "last.pt")
+    assert forced.train.output_dir == str(first)  # --overwrite: asked for
+
+
 def test_release_gives_back_only_a_folder_nothing_was_written_to(tmp_path: Path) -> None:
     empty = Path(choose_output_dir(tiny_config(tmp_path / "a"), False, False).train.output_dir)
     release(empty)
