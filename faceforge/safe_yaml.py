@@ -53,6 +53,25 @@ class BoundedLoader(yaml.SafeLoader):
         self._values[id(node)] = size
         return node
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """A mapping; a key written twice is refused (YAML keeps the last one, so a second
+        ``optim:`` section dropped every setting of the first without a word). Keys brought
+        in by a merge (``<<: *base``) may still be overridden."""
+        seen: dict[str, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found the key {key_node.value!r} twice (first at line "
+                    f"{seen[key_node.value].start_mark.line + 1}); merge the two",
+                    key_node.start_mark,
+                )
+            seen[key_node.value] = key_node
+        return super().construct_mapping(node, deep)
+
     def _refuse(self, problem: str) -> None:
         raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)
 

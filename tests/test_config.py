@@ -46,7 +46,9 @@ def test_integer_given_for_float_is_coerced() -> None:
     [
         ("optim.lrr=0.1", "unknown config key 'optim.lrr'"),
         ("optimizer.lr=0.1", "unknown config key 'optimizer'"),
-        ("optim.lr=fast", "optim.lr: expected a number"),
+        ("optim.lr=fast", "optim.lr: expected a finite number"),
+        ("optim.lr=inf", "optim.lr: expected a finite number, got 'inf'"),
+        ("head.scale=.nan", "head.scale: expected a finite number"),
         ("train.batch_size=6.5", "train.batch_size: expected an integer"),
         ("train.channels_last=1", "expected true/false"),
         ("optim.lr", "must look like section.key=value"),
@@ -62,6 +64,30 @@ def test_unknown_key_in_yaml(tmp_path: Path) -> None:
     path = tmp_path / "x.yaml"
     path.write_text("model:\n  backbone: mobilefacenet\n  embeding_size: 128\n")
     with pytest.raises(ConfigError, match="model.embeding_size"):
+        load_config(path)
+
+
+def test_a_section_given_as_a_mapping_changes_only_the_keys_it_names() -> None:
+    """optim={lr: 0.05} replaced the whole section: the recipe's poly schedule and its
+    10,116 warmup steps fell back to the defaults."""
+    recipe = load_config("ms1mv3_iresnet50_arcface_pfc")
+    changed = load_config("ms1mv3_iresnet50_arcface_pfc", ["optim={lr: 0.05}"])
+    assert changed.optim.lr == 0.05 and recipe.optim.schedule == "poly"
+    assert (changed.optim.schedule, changed.optim.warmup_steps) == (
+        recipe.optim.schedule,
+        recipe.optim.warmup_steps,
+    )
+
+
+def test_a_section_written_twice_is_refused_not_half_dropped(tmp_path: Path) -> None:
+    """YAML keeps the last of two keys: the first optim section's lr and schedule were lost."""
+    path = tmp_path / "x.yaml"
+    path.write_text("optim:\n  lr: 0.02\n  scheduler: poly\nmodel:\n  embedding_size: 128\n"
+                    "optim:\n  momentum: 0.8\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"found the key 'optim' twice \(first at line 1\)"):
+        load_config(path)
+    path.write_text("base: &b {lr: 0.02, momentum: 0.8}\noptim:\n  <<: *b\n  lr: 0.05\n")
+    with pytest.raises(ConfigError, match="base"):  # a merge may be overridden: the key is new
         load_config(path)
 
 

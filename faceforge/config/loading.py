@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -51,12 +52,14 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected an integer, got {shorten(value)}")
     if annotation is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        # YAML 1.1 reads exponents without a dot (5e-4, 1e-3) as strings
-        with contextlib.suppress(ValueError, TypeError):
-            return float(value)
-        raise ConfigError(f"{key}: expected a number, got {shorten(value)}")
+            number = float(value)
+        with contextlib.suppress(ValueError, TypeError):  # YAML 1.1 reads 5e-4 as a string
+            number = float(value) if number is None else number
+        if number is None or not math.isfinite(number):  # inf and nan train nothing
+            raise ConfigError(f"{key}: expected a finite number, got {shorten(value)}")
+        return number
     if annotation is str:
         if isinstance(value, str):
             return value
@@ -105,7 +108,12 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {shorten(dotted)}: {shorten(part)} is not a section")
         node = child
-    node[parts[-1]] = value
+    leaf = parts[-1]
+    if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+        for key, item in value.items():  # optim={lr: 0.05} changes lr, not the whole section
+            _set_dotted(node[leaf], str(key), item)
+    else:
+        node[leaf] = value
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -46,6 +46,10 @@ def test_a_typo_in_data_source_fails_before_anything_is_built() -> None:
         ("head.margin=2.0", "head.margin for arcface"),
         ("loss.focal_gamma=-1", "loss.focal_gamma must be >= 0"),
         ("train.collective_timeout_minutes=0", "collective_timeout_minutes=0.0: must be > 0"),
+        ("train.seed=-1", "train.seed=-1: must be >= 0"),  # crashed in numpy after a save
+        ("optim.power=-1", "optim.power=-1.0: must be > 0"),  # ZeroDivisionError at the end
+        ("optim.milestones=[0.9, 0.5]", "must be increasing fractions in"),
+        ("loss.center_lr=-1", "loss.center_lr=-1.0: must be > 0"),
     ],
 )
 def test_out_of_range_values_fail_at_load(override: str, message: str) -> None:
