@@ -82,7 +82,7 @@ def plan_demo(cfg: Config, speeds: Speeds, budget_seconds: float) -> DemoPlan:
     held-out pairs and up to its ``train.max_steps``; half the pairs when the full set would
     leave less than half the steps (a pair count that keeps 10 balanced folds)."""
     wanted = recipe_steps(cfg)
-    step_seconds = cfg.train.batch_size / speeds.train
+    step_seconds = _step_seconds(cfg, speeds)
     plan = None
     for val_pairs in _pair_counts(cfg.data.synthetic.val_pairs):
         left = PLANNED_SHARE * budget_seconds - _fixed_seconds(cfg, speeds, val_pairs)
@@ -97,9 +97,13 @@ def plan_demo(cfg: Config, speeds: Speeds, budget_seconds: float) -> DemoPlan:
 def minutes_for(cfg: Config, speeds: Speeds, steps: int, val_pairs: int) -> float:
     """The budget (``--minutes``) in which :func:`plan_demo` fits ``steps`` training steps
     with ``val_pairs`` held-out pairs at ``speeds``."""
-    step_seconds = cfg.train.batch_size / speeds.train
-    seconds = _fixed_seconds(cfg, speeds, val_pairs) + steps * step_seconds
+    seconds = _fixed_seconds(cfg, speeds, val_pairs) + steps * _step_seconds(cfg, speeds)
     return seconds / PLANNED_SHARE / 60
+
+
+def _step_seconds(cfg: Config, speeds: Speeds) -> float:
+    """One training step: ``train.accumulate`` batches."""
+    return cfg.train.batch_size * cfg.train.accumulate / speeds.train
 
 
 def recipe_steps(cfg: Config) -> int:

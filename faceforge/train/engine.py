@@ -114,6 +114,7 @@ def train_step(run: TrainingRun, state: TrainState, *batches: Batch) -> dict[str
             clip_gradients(run, run.cfg.optim.grad_clip)
         run.scaler.step(run.optimizer)
         run.scaler.update()
+    state.lr = run.optimizer.param_groups[0]["lr"]
     _advance_schedule(run)
     state.step += 1
     return totals or {}

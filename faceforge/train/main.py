@@ -206,7 +206,7 @@ class _Clock:
 
 def _log_step(run: TrainingRun, state: TrainState, parts: dict[str, Tensor], speed: float) -> None:
     values = {name: float(value) for name, value in parts.items()}  # the only host sync
-    lr = run.optimizer.param_groups[0]["lr"]
+    lr = state.lr
     run.report.advance(loss=f"{values['loss']:.3f}", img_s=f"{speed:.1f}")
     extra = {"lr": lr, "images_per_sec": speed, "skipped_steps": state.skipped_steps}
     run.report.scalars("train", {**values, **extra}, state.step)

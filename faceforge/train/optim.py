@@ -36,7 +36,7 @@ def _sgd(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
 
 
 def _adamw(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
 
 
 #: ``optim.name`` -> optimizer over parameter groups

@@ -38,6 +38,8 @@ class TrainState:
     #: fp16 steps skipped for a non-finite loss: in all, and in a row up to now
     skipped_steps: int = 0
     skipped_in_a_row: int = 0
+    #: the learning rate the last step took (the schedule has moved on when it is logged)
+    lr: float = 0.0
 
 
 def weights_are_finite(run: TrainingRun) -> bool:

@@ -53,6 +53,13 @@ def test_an_avx2_cpu_trains_what_fits_in_ten_minutes():
     assert expected_seconds(AVX2, plan.steps + 1, 3000) > PLANNED_SHARE * 600
 
 
+def test_a_step_of_accumulated_batches_takes_as_long_as_its_batches():
+    """The plan counted one batch per step: with accumulate=4 it claimed 248 s for 717."""
+    four = load_recipe("quickstart", ["train.accumulate=4", "train.batch_size=16"])
+    plan = plan_demo(four, AVX2, budget_seconds=600)
+    assert plan.seconds == pytest.approx(expected_seconds(AVX2, plan.steps, plan.val_pairs))
+
+
 def test_a_hopelessly_slow_machine_still_trains_the_minimum():
     plan = plan_demo(QUICKSTART, Speeds(render=10.0, train=1.0, embed=5.0), budget_seconds=600)
     assert (plan.steps, plan.val_pairs) == (MIN_STEPS, 3000)

@@ -210,3 +210,12 @@ def test_the_global_rng_is_seeded_by_setup_not_by_construction(tmp_path: Path) -
     assert all(torch.equal(first[k], second[k]) for k in first)
     other_seed = weights(quiet_setup(tiny_config(tmp_path, "train.seed=1"))[0])
     assert not all(torch.equal(first[k], other_seed[k]) for k in first)
+
+
+def test_the_logged_learning_rate_is_the_one_each_step_took(tmp_path: Path) -> None:
+    """The log showed the next step's rate: 0.0667 at step 1 of a 3-step warmup to 0.1,
+    whose first step took 0.0333."""
+    cfg = tiny_config(tmp_path, "optim.lr=0.1", "optim.warmup_steps=3", "optim.schedule=constant")
+    summary = fit(*setup(cfg, log=lambda _: None))
+    logged = [h["lr"] for h in summary.history if "lr" in h]
+    assert logged == pytest.approx([0.1 / 3, 0.2 / 3, 0.1, 0.1])

@@ -90,3 +90,10 @@ def test_resumed_optimizer_state_is_owned_where_the_optimizer_keeps_it() -> None
     saved["state"] = {0: {"momentum_buffer": momentum}}
     optimizer.load_state_dict(owned_state(saved, param.device))
     assert optimizer.state[param]["momentum_buffer"].device == param.device
+
+
+def test_adamw_takes_optim_momentum_as_its_beta1() -> None:
+    """The documentation said "adamw: beta1"; the betas stayed (0.9, 0.999)."""
+    cfg = OptimConfig(name="adamw", momentum=0.5)
+    optimizer = build_optimizer(cfg, [torch.nn.Linear(2, 2)])
+    assert optimizer.param_groups[0]["betas"] == (0.5, 0.999)
