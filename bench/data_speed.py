@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="passes per figure (best)")
     parser.add_argument("--label-cache-images", type=int, default=200_000)
     args = parser.parse_args()
+    if min(args.measure, args.images) < BATCH:
+        parser.error(f"--measure and --images must be at least one batch ({BATCH} images)")
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory(prefix="faceforge-data-speed-") as tmp:

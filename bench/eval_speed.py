@@ -35,7 +35,7 @@ from faceforge.evaluation.verification import evaluate_embeddings
 from faceforge.models import build_backbone
 
 #: LFW View 2: 7,701 distinct images in 6,000 pairs; here 2,567 people x 3 photos
-PEOPLE, PHOTOS, PAIRS = 2_567, 3, 6_000
+PEOPLE, PHOTOS, PAIRS, FOLDS = 2_567, 3, 6_000, 10
 
 
 def write_view2_sized_set(root: Path) -> Path:
@@ -44,7 +44,8 @@ def write_view2_sized_set(root: Path) -> Path:
     from faceforge.data.synthetic import SyntheticFaces
 
     pairs_file = root / "pairs.txt"
-    if pairs_file.is_file():
+    header = f"{FOLDS}\t{PAIRS // FOLDS // 2}"
+    if pairs_file.is_file() and pairs_file.read_text().startswith(header + "\n"):
         return pairs_file
     faces = SyntheticFaces(seed=11)
     for person in range(PEOPLE):
@@ -58,7 +59,11 @@ def write_view2_sized_set(root: Path) -> Path:
     same += [f"P{i:04d}\t1\t3" for i in range(extra)]
     different = [f"P{i:04d}\t3\tP{(i + 1) % PEOPLE:04d}\t3" for i in range(PEOPLE)]
     different += [f"P{i:04d}\t2\tP{(i + 7) % PEOPLE:04d}\t1" for i in range(extra)]
-    pairs_file.write_text("\n".join(same + different) + "\n")
+    half = PAIRS // FOLDS // 2  # each fold: its same pairs, then its different ones, as View 2
+    lines = [header]
+    for k in range(FOLDS):
+        lines += same[k * half : (k + 1) * half] + different[k * half : (k + 1) * half]
+    pairs_file.write_text("\n".join(lines) + "\n")
     return pairs_file
 
 
