@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from faceforge.config import Config
-from faceforge.core.precision import Precision, resolve_precision
+from faceforge.core.precision import PRECISIONS, Precision
 from faceforge.models import build_backbone
 
 FP32 = 4
@@ -65,8 +65,16 @@ def activation_bytes_per_image(backbone: nn.Module, cfg: Config) -> float:
         backbone.set_grad_checkpointing()
     size = cfg.data.image_size
     images = torch.randn(MEASURED_IMAGES, 3, size, size)
-    precision = resolve_precision(cfg.train.amp, torch.device("cpu"))
-    return _saved_bytes(backbone.train(), images, precision) / MEASURED_IMAGES
+    return _saved_bytes(backbone.train(), images, gpu_like(cfg.train.amp)) / MEASURED_IMAGES
+
+
+def gpu_like(amp: str) -> Precision:
+    """A CPU precision whose activations take the bytes a GPU run at ``amp`` takes: 2 per
+    value for auto, fp16 and bf16 (bf16 stands for fp16 here, natively computed or not:
+    only its speed differs), 4 for fp32. What ``amp`` resolves to on this CPU is beside the
+    point: ``auto`` is fp32 on a CPU without native bf16, but fp16 on every GPU."""
+    PRECISIONS.get(amp, field="train.amp")  # a known name
+    return Precision("cpu", None if amp == "fp32" else torch.bfloat16)
 
 
 def _saved_bytes(model: nn.Module, images: torch.Tensor, precision: Precision) -> int:

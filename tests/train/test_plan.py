@@ -43,6 +43,17 @@ def test_half_precision_and_checkpointing_shrink_the_activations() -> None:
     assert checkpointed.activations < 0.6 * fp32.activations  # the 112x112 stem stays
 
 
+def test_a_cpu_without_native_bf16_plans_a_gpu_runs_half_precision(monkeypatch) -> None:
+    """auto resolved on such a CPU is fp32: the plan doubled the activations of a GPU run,
+    which takes fp16 there."""
+    auto = load_config(None, ["model.embedding_size=128", "train.batch_size=32"])
+    native = plan_memory(auto, 1, 1000).activations
+    monkeypatch.setattr("faceforge.core.precision.native_bf16", lambda device: False)
+    assert plan_memory(auto, 1, 1000).activations == native
+    fp32 = plan_memory(load_config(None, SMALL), 1, 1000).activations
+    assert native < 0.75 * fp32
+
+
 MEASURE = """
 import json, sys
 from pathlib import Path
