@@ -79,6 +79,11 @@ def test_a_section_given_as_a_mapping_changes_only_the_keys_it_names() -> None:
     )
 
 
+def test_an_empty_override_empties_a_list() -> None:
+    """eval.bins= became ('',), which then failed as a missing file."""
+    assert load_config(None, ["eval.bins=[a.bin]", "eval.bins="]).eval.bins == ()
+
+
 def test_a_section_written_twice_is_refused_not_half_dropped(tmp_path: Path) -> None:
     """YAML keeps the last of two keys: the first optim section's lr and schedule were lost."""
     path = tmp_path / "x.yaml"

@@ -37,7 +37,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return build_dataclass(annotation, value, key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            value = [value]
+            value = [] if value == "" else [value]  # eval.bins= empties the list
         (item_type, _) = typing.get_args(annotation)
         return tuple(_coerce(v, item_type, key) for v in value)
     if origin in (typing.Union, types.UnionType):  # X | None: null, or an X
