@@ -168,5 +168,5 @@ def test_margin_overrides_are_numbers_or_null() -> None:
 
     assert load_config(None, ["head.margin=0.3"]).head.margin == 0.3
     assert load_config(None, ["head.margin=null"]).head.margin is None
-    with pytest.raises(ConfigError, match="head.margin: expected a number"):
+    with pytest.raises(ConfigError, match="head.margin: expected a finite number"):
         load_config(None, ["head.margin=wide"])
