@@ -3,6 +3,7 @@ tiny primed models and their checkpoint / ONNX export."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,14 @@ import torch
 from model_helpers import primed_model, write_checkpoint
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject.toml): a worker per core this process may use, at most 8 (each
+    holds its own PyTorch). Each test file runs in one worker (``--dist loadfile``), so its
+    module fixtures are built once."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(cores or 1, 8)
 
 
 @pytest.fixture(scope="session")

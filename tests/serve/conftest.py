@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,14 +16,9 @@ import httpx
 import pytest
 
 from tests.model_helpers import primed_model, write_checkpoint
+from tests.process_helpers import free_port, kill_session
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _as_db_user() -> list[str]:
@@ -162,8 +155,7 @@ class Server:
 
     def kill(self) -> None:
         """``kill -9`` of the server and its worker processes."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        kill_session(self.process)
 
 
 def _wait_briefly(process: subprocess.Popen) -> None:

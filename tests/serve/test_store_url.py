@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from faceforge.serve.store import StoreUnavailable, open_store, redacted
-from tests.serve.conftest import free_port
+from tests.process_helpers import free_port
 
 
 @pytest.mark.parametrize(

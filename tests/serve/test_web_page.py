@@ -6,8 +6,7 @@ import shutil
 
 import pytest
 
-from faceforge.data.image_io import encode_image
-from faceforge.data.synthetic.faces import SyntheticFaces
+from tests.serve.api_client import photo
 from tests.serve.conftest import start_server
 
 CHROME_OPTIONS = (
@@ -43,7 +42,7 @@ def test_page_enrolls_and_finds_a_person(browser, checkpoint, tmp_path):
 
     server, key = start_server(checkpoint, f"sqlite:///{tmp_path / 'faces.db'}")
     image = tmp_path / "dana.png"
-    image.write_bytes(encode_image(SyntheticFaces(seed=0).render(5, 0), ".png"))
+    image.write_bytes(photo(5))
     try:
         browser.get(server.url + "/")
         assert "cdn" not in browser.page_source.lower()

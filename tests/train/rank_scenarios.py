@@ -249,4 +249,12 @@ def _worker(rank: int, scenario: str, out: Path, port: int) -> None:
 
 if __name__ == "__main__":
     scenario, out, port = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-    mp.spawn(_worker, args=(scenario, out, port), nprocs=2)
+    # forked ranks share this process's imports (a spawned one imports PyTorch, the training
+    # stack and torch._dynamo, which optimizers import on first use, again: seconds each);
+    # CUDA cannot be used in a forked child
+    method = "spawn" if scenario.endswith("-cuda") else "fork"
+    if method == "fork":
+        import torch._dynamo
+
+        import faceforge.train.main  # noqa: F401
+    mp.start_processes(_worker, args=(scenario, out, port), nprocs=2, start_method=method)

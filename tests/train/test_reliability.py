@@ -243,9 +243,9 @@ def _backbone(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The uninterrupted reference: 24 steps."""
+    """The uninterrupted reference: 12 steps."""
     out = tmp_path_factory.mktemp("straight")
-    process = _train_cli(out, "train.max_steps=24")
+    process = _train_cli(out, "train.max_steps=12")
     assert process.wait(timeout=120) == 0, process.communicate()
     return out / "last.pt"
 
@@ -253,18 +253,18 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("kill", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_killed_training_resumes_to_the_same_result(tmp_path, straight_run, kill) -> None:
     out = tmp_path / "run"
-    process = _train_cli(out, "train.max_steps=24", "train.save_every=3")
+    process = _train_cli(out, "train.max_steps=12", "train.save_every=3")
     _wait_for_checkpoint(out / "last.pt", process)
     process.send_signal(kill)
     code = process.wait(timeout=60)
     _, err = process.communicate()
     step = Checkpoint.load(out / "last.pt").step
-    assert 3 <= step < 24
+    assert 3 <= step < 12
     if kill == signal.SIGINT:
         assert code == 130 and "stopped by SIGINT" in err and "--resume" in err
     else:
         assert code == -signal.SIGKILL and step % 3 == 0
-    resumed = _train_cli(out, "train.max_steps=24", f"--resume={out / 'last.pt'}")
+    resumed = _train_cli(out, "train.max_steps=12", f"--resume={out / 'last.pt'}")
     assert resumed.wait(timeout=120) == 0, resumed.communicate()
     expected, got = _backbone(straight_run), _backbone(out / "last.pt")
     assert all(torch.equal(got[k], expected[k]) for k in expected)
