@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from faceforge.core.checkpoint import Checkpoint, read_payload
-from faceforge.core.foreign_weights import match_state_dict, read_state_dict
+from faceforge.core.foreign_weights import COUNTER, match_state_dict, read_state_dict
 from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError
 from faceforge.models.registry import BACKBONES, build_backbone
@@ -27,7 +27,7 @@ MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".onnx", ".tar")
 #: the checkpoint fields a report reads and checks (small ones; the rest is only measured)
 _REPORTED = ("metrics", "step", "best_accuracy")
 #: input sizes a weights file is tried at (square, and SphereFace-style crops)
-_TRIED_SIZES = ((112, 112), (112, 96))
+TRIED_SIZES = ((112, 112), (112, 96))
 
 
 def is_model_file(path: str | Path) -> bool:
@@ -150,12 +150,22 @@ def _fitting_backbones(state: dict[str, Tensor]) -> list[tuple[str, tuple[int, i
     size = vectors[-1].numel()
     fits = []
     for name in BACKBONES.names():
-        for input_size in _TRIED_SIZES:
+        for input_size in TRIED_SIZES:
             try:
                 with torch.device("meta"):
                     target = build_backbone(name, embedding_size=size, input_size=input_size)
+            except (ValueError, RuntimeError):  # a size this design does not take
+                continue
+            if _weight_count(target.state_dict()) != _weight_count(state):
+                break  # the input size changes shapes, never how many weights there are
+            try:
                 match_state_dict(state, target.state_dict(), name)
             except (CheckpointError, ValueError, RuntimeError):
                 continue
             fits.append((name, input_size, size))
     return fits
+
+
+def _weight_count(state: dict[str, Tensor]) -> int:
+    """Tensors a match pairs up (BatchNorm counters are optional in a weights file)."""
+    return sum(not key.endswith(COUNTER) for key in state)
