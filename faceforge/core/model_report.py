@@ -156,10 +156,11 @@ def _fitting_backbones(state: dict[str, Tensor]) -> list[tuple[str, tuple[int, i
                     target = build_backbone(name, embedding_size=size, input_size=input_size)
             except (ValueError, RuntimeError):  # a size this design does not take
                 continue
-            if _weight_count(target.state_dict()) != _weight_count(state):
+            wanted = target.state_dict()
+            if _weight_count(wanted) != _weight_count(state):
                 break  # the input size changes shapes, never how many weights there are
             try:
-                match_state_dict(state, target.state_dict(), name)
+                match_state_dict(state, wanted, name)
             except (CheckpointError, ValueError, RuntimeError):
                 continue
             fits.append((name, input_size, size))
