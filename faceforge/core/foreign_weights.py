@@ -194,6 +194,12 @@ def _counted(key: str) -> bool:
     return not key.endswith(COUNTER)
 
 
+def weight_count(state: Mapping[str, Tensor]) -> int:
+    """Tensors :func:`match_state_dict` pairs up (BatchNorm counters are optional in a
+    weights file), so two state dicts whose counts differ cannot match."""
+    return sum(map(_counted, state))
+
+
 def _match_names(wanted: list[str], source: Mapping[str, Tensor], what: str) -> dict[str, str]:
     """target key -> source key: by exact name, else under a wrapper prefix (``model.``,
     ``backbone.``): of the source keys ending in ``.<name>``, the one whose prefix wraps the

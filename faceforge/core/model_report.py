@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from faceforge.core.checkpoint import Checkpoint, read_payload
-from faceforge.core.foreign_weights import COUNTER, match_state_dict, read_state_dict
+from faceforge.core.foreign_weights import match_state_dict, read_state_dict, weight_count
 from faceforge.core.preprocess import Preprocess
 from faceforge.errors import CheckpointError
 from faceforge.models.registry import BACKBONES, build_backbone
@@ -148,6 +148,7 @@ def _fitting_backbones(state: dict[str, Tensor]) -> list[tuple[str, tuple[int, i
     if not vectors:
         return []
     size = vectors[-1].numel()
+    count = weight_count(state)
     fits = []
     for name in BACKBONES.names():
         for input_size in TRIED_SIZES:
@@ -157,7 +158,7 @@ def _fitting_backbones(state: dict[str, Tensor]) -> list[tuple[str, tuple[int, i
             except (ValueError, RuntimeError):  # a size this design does not take
                 continue
             wanted = target.state_dict()
-            if _weight_count(wanted) != _weight_count(state):
+            if weight_count(wanted) != count:
                 break  # the input size changes shapes, never how many weights there are
             try:
                 match_state_dict(state, wanted, name)
@@ -165,8 +166,3 @@ def _fitting_backbones(state: dict[str, Tensor]) -> list[tuple[str, tuple[int, i
                 continue
             fits.append((name, input_size, size))
     return fits
-
-
-def _weight_count(state: dict[str, Tensor]) -> int:
-    """Tensors a match pairs up (BatchNorm counters are optional in a weights file)."""
-    return sum(not key.endswith(COUNTER) for key in state)
