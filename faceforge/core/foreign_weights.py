@@ -15,6 +15,10 @@ its tensors onto a backbone's, in this order:
    shapes and equal leaf names (``weight``, ``bias``, ``running_mean``...): a network
    written with other names but the same layers in the same order.
 
+A linear layer's (out, in) weight and a 1x1 convolution's (out, in, 1, 1) are the same map
+and fit each other (TreB1eN's MobileFaceNet ends in a linear layer where faceforge's has a
+1x1 convolution).
+
 BatchNorm's ``num_batches_tracked`` counters (absent from files saved before PyTorch 0.4.1)
 take no part in matching and default to zero. Anything left unmatched is a
 :class:`~faceforge.errors.CheckpointError` listing the first missing, unexpected and
@@ -162,7 +166,7 @@ def match_state_dict(
     source = {k: v for k, v in kept.items() if _counted(k)}
     wanted = [k for k in target if _counted(k)]
     by_name = _match_names(wanted, source, what)
-    wrong = [(t, s) for t, s in by_name.items() if source[s].shape != target[t].shape]
+    wrong = [(t, s) for t, s in by_name.items() if not _fits(source[s], target[t])]
     used = set(by_name.values())
     missing = [k for k in wanted if k not in by_name]
     unexpected = [k for k in source if k not in used]
@@ -173,14 +177,14 @@ def match_state_dict(
     if wrong or missing or unexpected:
         if not wrong and len(missing) == len(unexpected):
             pairs = zip(missing, unexpected, strict=True)
-            wrong = [(t, s) for t, s in pairs if source[s].shape != target[t].shape]
+            wrong = [(t, s) for t, s in pairs if not _fits(source[s], target[t])]
         raise CheckpointError(
             f"{what}: weights do not fit: "
             + mismatched_keys(missing, unexpected, wrong, source, target)
             + " (check --arch, --embedding-size and --input-size, or rename keys with "
             "--key-map FILE)"
         )
-    matched = {t: source[s] for t, s in by_name.items()}
+    matched = {t: _shaped(source[s], target[t]) for t, s in by_name.items()}
     modules = {t.rpartition(".")[0]: s.rpartition(".")[0] for t, s in by_name.items()}
     for key, tensor in target.items():  # BatchNorm counters: the matched layer's, else zero
         if not _counted(key):
@@ -188,6 +192,19 @@ def match_state_dict(
             counter = kept.get(f"{module}.{COUNTER}") if module is not None else None
             matched[key] = counter if counter is not None else torch.zeros_like(tensor)
     return matched
+
+
+def _fits(tensor: Tensor, like: Tensor) -> bool:
+    """Whether ``tensor`` can stand for ``like``: equal shapes, or a linear weight and a
+    1x1 convolution weight of the same sizes."""
+    if tensor.shape == like.shape:
+        return True
+    short, long = sorted((tuple(tensor.shape), tuple(like.shape)), key=len)
+    return len(short) == 2 and long == (*short, 1, 1)
+
+
+def _shaped(tensor: Tensor, like: Tensor) -> Tensor:
+    return tensor if tensor.shape == like.shape else tensor.reshape(like.shape)
 
 
 def _counted(key: str) -> bool:
@@ -248,7 +265,7 @@ def _pairs_in_order(
     if len(missing) != len(unexpected):
         return False
     return all(
-        source[s].shape == target[t].shape and _leaf(s) == _leaf(t)
+        _fits(source[s], target[t]) and _leaf(s) == _leaf(t)
         for t, s in zip(missing, unexpected, strict=True)
     )
 

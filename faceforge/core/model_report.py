@@ -2,9 +2,10 @@
 another project's weights file, told apart and described without running a network.
 
 A checkpoint's tensors stay mapped (only their sizes are counted) and an ONNX file's weights
-unread; a weights file of another project is matched against every registered backbone built
-on the ``meta`` device (shapes, no memory), so the report names the ``--arch`` that
-``faceforge import`` would accept, or says that none fits as it is.
+unread; a weights file of another project is matched (through the adapter its key layout
+calls for) against every registered backbone built on the ``meta`` device (shapes, no
+memory), so the report names the ``--arch`` that ``faceforge import`` would accept, or says
+that none fits as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor
 from faceforge.core.checkpoint import Checkpoint, read_payload
 from faceforge.core.foreign_weights import match_state_dict, read_state_dict, weight_count
 from faceforge.core.preprocess import Preprocess
+from faceforge.core.weight_adapters import adapted, recognised_adapter
 from faceforge.errors import CheckpointError
 from faceforge.models.registry import BACKBONES, build_backbone
 
@@ -128,6 +130,11 @@ def _weights_lines(path: Path) -> list[str]:
         f"{parameters / 1e6:,.2f} M parameters; no preprocessing recorded (a published "
         "model's is in faceforge models: import it with --pretrained NAME)",
     ]
+    if recognised_adapter(state) == "treb1en_ir":
+        lines.append(
+            "keys in the IR layout of TreB1eN's InsightFace_Pytorch and AdaFace, whose models "
+            "were trained on BGR input (import with --color BGR)"
+        )
     fits = _fitting_backbones(state)
     if not fits:
         return [
@@ -148,7 +155,6 @@ def _fitting_backbones(state: dict[str, Tensor]) -> list[tuple[str, tuple[int, i
     if not vectors:
         return []
     size = vectors[-1].numel()
-    count = weight_count(state)
     fits = []
     for name in BACKBONES.names():
         for input_size in TRIED_SIZES:
@@ -158,10 +164,11 @@ def _fitting_backbones(state: dict[str, Tensor]) -> list[tuple[str, tuple[int, i
             except (ValueError, RuntimeError):  # a size this design does not take
                 continue
             wanted = target.state_dict()
-            if weight_count(wanted) != count:
+            candidate = adapted(state, wanted)
+            if weight_count(wanted) != weight_count(candidate):
                 break  # the input size changes shapes, never how many weights there are
             try:
-                match_state_dict(state, wanted, name)
+                match_state_dict(candidate, wanted, name)
             except (CheckpointError, ValueError, RuntimeError):
                 continue
             fits.append((name, input_size, size))

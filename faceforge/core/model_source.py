@@ -34,7 +34,7 @@ from faceforge.core.foreign_weights import (
 )
 from faceforge.core.preprocess import Preprocess
 from faceforge.core.pretrained import PRETRAINED, pretrained_weights, verify_file
-from faceforge.core.weight_adapters import WEIGHT_ADAPTERS
+from faceforge.core.weight_adapters import adapted
 from faceforge.data.file_kinds import misplaced_hint
 from faceforge.errors import CheckpointError, first_line
 from faceforge.models import build_backbone
@@ -153,8 +153,7 @@ def _loaded(source: ModelSource) -> LoadedModel:
     if source.key_map is not None:
         state = apply_key_map(state, read_key_map(source.key_map))
     target = backbone.state_dict()
-    if adapter is not None:
-        state = WEIGHT_ADAPTERS.get(adapter)(state, target)
+    state = adapted(state, target, adapter)
     size = "x".join(map(str, contract.input_size))
     what = f"{source.path} as {config.model.backbone} at {size} ({config.model.embedding_size}-d)"
     backbone.load_state_dict(match_state_dict(state, target, what, drop=drop), strict=True)

@@ -40,6 +40,14 @@ FACENET_LICENCE = (
 )
 #: facenet-pytorch's ``fixed_image_standardization``: (x - 127.5) / 128 on RGB 160x160 crops
 FACENET_CONTRACT = Preprocess(input_size=(160, 160), std=(128 / 255,) * 3, template="facenet")
+TREB1EN_ZOO = "https://github.com/TreB1eN/InsightFace_Pytorch#2-pretrained-models--performance"
+TREB1EN_LICENCE = (
+    "InsightFace_Pytorch code MIT; weights trained on insightface's MS1M data (a research "
+    "dataset), check its terms before commercial use"
+)
+#: TreB1eN's training images were written from insightface's records as decoded (BGR) and
+#: read back as RGB, and its evaluation turns RGB into BGR: its models take BGR in [-1, 1]
+TREB1EN_CONTRACT = Preprocess(color="BGR")
 #: bytes hashed at a time
 CHUNK = 1 << 20
 
@@ -92,7 +100,7 @@ def _adaface(name: str, arch: str, file: str, lfw: float, ijbc: float) -> Pretra
         {"LFW": lfw, "IJB-C TAR@FAR=1e-4": ijbc},
         ADAFACE_ZOO,
         file,
-        adapter="adaface_ir",
+        adapter="treb1en_ir",
         notes="a PyTorch Lightning checkpoint; the head and optimizer state are left out",
     )
 
@@ -113,6 +121,24 @@ def _facenet(name: str, file: str, lfw: float, sha256: str | None) -> Pretrained
             "facenet-pytorch's port of davidsandberg/facenet; the logits.* classifier is left "
             "out. It was fed MTCNN box crops (margin 14) resized to 160x160, which the facenet "
             "5-point template approximates (faces are not stretched to the box's aspect)"
+        ),
+    )
+
+
+def _treb1en(name: str, arch: str, file: str, accuracy: Mapping[str, float]) -> PretrainedWeights:
+    return PretrainedWeights(
+        name,
+        arch,
+        512,
+        TREB1EN_CONTRACT,
+        TREB1EN_LICENCE,
+        accuracy,
+        TREB1EN_ZOO,
+        file,
+        adapter="treb1en_ir" if arch.startswith("se_iresnet") else None,
+        notes=(
+            "a bare state dict from TreB1eN's InsightFace_Pytorch (the repository trains on "
+            "insightface's faces_emore by default; its README does not name the set)"
         ),
     )
 
@@ -153,6 +179,18 @@ ENTRIES = (
         "281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b",
     ),
     _facenet("inception_resnet_v1.casia_webface", "20180408-102900-casia-webface.pt", 99.05, None),
+    _treb1en(
+        "se_iresnet50.treb1en_ms1m",
+        "se_iresnet50",
+        "model_ir_se50.pth",
+        {"LFW": 99.52, "CFP-FP": 95.04, "AgeDB-30": 96.22, "CALFW": 95.57, "CPLFW": 91.07},
+    ),
+    _treb1en(
+        "mobilefacenet.treb1en_ms1m",
+        "mobilefacenet",
+        "model_mobilefacenet.pth",
+        {"LFW": 99.18, "CFP-FP": 89.86, "AgeDB-30": 93.47, "CALFW": 94.02, "CPLFW": 86.60},
+    ),
     PretrainedWeights(
         "mobilefacenet.casia_112x96",
         "mobilefacenet",

@@ -7,8 +7,10 @@ BN-conv3x3-BN-PReLU-conv3x3(stride)-BN with the stride on the second convolution
 inputs, 7x6x512 for 112x96 crops.
 
 Parameter and buffer names match insightface's ``arcface_torch`` ``backbones/iresnet.py``,
-so its released ``backbone.pth`` files load with ``strict=True`` (``se_iresnet50`` adds
-``se`` submodules of its own; no such insightface release exists for PyTorch).
+so its released ``backbone.pth`` files load with ``strict=True``. ``se_iresnet50`` adds
+biasless squeeze-excitation after each block's last BatchNorm, the IR-SE-50 of TreB1eN's
+InsightFace_Pytorch and of AdaFace, whose weights load through
+:mod:`faceforge.core.weight_adapters` (insightface released no SE network for PyTorch).
 """
 
 from __future__ import annotations
@@ -55,14 +57,15 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 class SqueezeExcitation(nn.Module):
     """Channel gating from globally pooled features.
 
-    Hu et al., "Squeeze-and-Excitation Networks", https://arxiv.org/abs/1709.01507.
+    Hu et al., "Squeeze-and-Excitation Networks", https://arxiv.org/abs/1709.01507. The two
+    1x1 convolutions have no bias, as in the published IR-SE face networks.
     """
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(channels, channels // reduction, 1)
+        self.reduce = nn.Conv2d(channels, channels // reduction, 1, bias=False)
         self.act = nn.ReLU(inplace=True)
-        self.expand = nn.Conv2d(channels // reduction, channels, 1)
+        self.expand = nn.Conv2d(channels // reduction, channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True))))
@@ -186,5 +189,6 @@ def iresnet200(
 def se_iresnet50(
     embedding_size: int = 512, dropout: float = 0.0, input_size: tuple[int, int] = INPUT_SIZE
 ) -> IResNet:
-    """IResNet-50 with squeeze-excitation (reduction 16) in every block."""
+    """IResNet-50 with squeeze-excitation (reduction 16) in every block: IR-SE-50
+    (https://arxiv.org/abs/1709.01507, https://arxiv.org/abs/1801.07698)."""
     return IResNet((3, 4, 14, 3), embedding_size, dropout, use_se=True, input_size=input_size)

@@ -53,8 +53,7 @@ BACKBONES: Registry[nn.Module] = Registry.of(
         "mbf": "arcface_torch's mbf is mobilefacenet",
         **{f"ir_{d}": f"AdaFace's ir_{d} is iresnet{d}" for d in (18, 34, 50)},
         "ir_101": "AdaFace's ir_101 is iresnet100",
-        "ir_se_50": "AdaFace's ir_se_50 has no twin here: its squeeze-excitation layers have "
-        "no bias, se_iresnet50's have",
+        "ir_se_50": "AdaFace's and TreB1eN's ir_se_50 is se_iresnet50",
         "vit_l_dp005_mask_005": "arcface_torch's vit_l_dp005_mask_005 is vit_l",
         **{
             f"vit_{size}_dp005_{mask}": f"arcface_torch's vit_{size}_dp005_{mask} is vit_{size}, "

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 from foreign_layouts import (
-    AdaFaceIR,
+    IRNetwork,
+    assert_embeds_like,
     lightning_checkpoint,
     randomised_statistics,
     sphereface_mobilefacenet_keys,
@@ -227,7 +228,7 @@ def test_adaface_ir_layout_imports_with_its_bgr_contract(tmp_path: Path, capsys)
     without scale and shift) imported by name gives the AdaFace network's own embeddings on
     BGR input; its hash is not published, which import says."""
     torch.manual_seed(2)
-    adaface = randomised_statistics(AdaFaceIR())
+    adaface = randomised_statistics(IRNetwork())
     torch.save(lightning_checkpoint(adaface), tmp_path / "adaface_ir18_webface4m.ckpt")
     argv = ["import", "--pretrained", "iresnet18.adaface_webface4m"]
     assert main([*argv, str(tmp_path / "adaface_ir18_webface4m.ckpt"), str(tmp_path / "a.pt")]) == 0
@@ -235,14 +236,7 @@ def test_adaface_ir_layout_imports_with_its_bgr_contract(tmp_path: Path, capsys)
     assert "hash could not be verified" in err and "112x112 BGR" in out
     ckpt = Checkpoint.load(tmp_path / "a.pt")
     assert ckpt.preprocess.color == "BGR" and ckpt.config.model.backbone == "iresnet18"
-    from faceforge.core.embedder import load_embedder
-
-    faces = np.random.default_rng(0).integers(0, 256, (3, 112, 112, 3), np.uint8)
-    bgr = torch.from_numpy(faces[..., ::-1].astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
-    with torch.no_grad():
-        expected = adaface(bgr.contiguous()).numpy()
-    got = load_embedder(tmp_path / "a.pt", device="cpu", precision="fp32").embed_raw(faces)
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert_embeds_like(adaface, tmp_path / "a.pt")
 
 
 def test_pretrained_files_are_checked_against_the_published_hash(tmp_path: Path) -> None:

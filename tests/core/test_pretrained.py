@@ -32,9 +32,11 @@ def test_every_entry_is_complete_and_loadable(name: str) -> None:
     assert entry.accuracy and all(50 < value <= 100 for value in entry.accuracy.values())
 
 
-def test_adaface_models_record_their_bgr_input() -> None:
-    adaface = [n for n in PRETRAINED.names() if ".adaface_" in n]
-    assert adaface and all(pretrained_weights(n).preprocess.color == "BGR" for n in adaface)
+@pytest.mark.parametrize("project", [".adaface_", ".treb1en_"])
+def test_models_trained_on_bgr_record_their_bgr_input(project: str) -> None:
+    """AdaFace's and TreB1eN's pipelines fed their networks BGR images."""
+    names = [n for n in PRETRAINED.names() if project in n]
+    assert names and all(pretrained_weights(n).preprocess.color == "BGR" for n in names)
     assert pretrained_weights("iresnet50.ms1mv3_arcface").preprocess.color == "RGB"
 
 
