@@ -6,6 +6,7 @@ callers report it like a syntax error, with its line and column.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -14,6 +15,8 @@ import yaml
 #: nest: a full faceforge recipe holds about 150 values, three levels deep
 MAX_VALUES = 10_000
 MAX_DEPTH = 16
+#: what YAML 1.1 reads as an octal integer and YAML 1.2 as a decimal one
+_LEADING_ZERO = re.compile(r"[-+]?0[0-7]+")
 
 
 class BoundedLoader(yaml.SafeLoader):
@@ -72,8 +75,19 @@ class BoundedLoader(yaml.SafeLoader):
             seen[key_node.value] = key_node
         return super().construct_mapping(node, deep)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """An integer; one written with a leading zero is decimal, as in YAML 1.2 (YAML 1.1,
+        PyYAML's, reads ``010`` as octal 8)."""
+        text = self.construct_scalar(node).replace("_", "")
+        if _LEADING_ZERO.fullmatch(text):
+            return int(text, 10)
+        return super().construct_yaml_int(node)
+
     def _refuse(self, problem: str) -> None:
         raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)
+
+
+BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -217,3 +217,25 @@ def test_a_file_larger_than_any_config_is_refused_unread(tmp_path: Path) -> None
     path.write_text("# padding\n" * 110_000)  # 1.1 MB
     with pytest.raises(ConfigError, match="over 1 MiB, not a config file"):
         load_config(path)
+
+
+def test_text_fields_take_overrides_that_look_like_numbers_as_written() -> None:
+    """``output_dir=2024`` names a folder; YAML alone would read an integer."""
+    cfg = load_config(None, ["train.output_dir=2024", "model.backbone= 1e3 ", "head.type=yes"])
+    assert (cfg.train.output_dir, cfg.model.backbone, cfg.head.type) == ("2024", "1e3", "yes")
+    assert load_config(None, ["train.seed=7"]).train.seed == 7
+
+
+def test_a_number_where_a_file_wants_text_asks_for_quotes(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  output_dir: 2024\n")
+    with pytest.raises(ConfigError, match=r"train.output_dir: expected a string, got 2024 \(put"):
+        load_config(path)
+    path.write_text("train:\n  output_dir: '2024'\n")
+    assert load_config(path).train.output_dir == "2024"
+
+
+@pytest.mark.parametrize(("text", "value"), [("010", 10), ("-007", -7), ("0", 0), ("0x10", 16)])
+def test_integers_with_a_leading_zero_are_decimal(text: str, value: int) -> None:
+    """YAML 1.1 (PyYAML) reads ``010`` as octal 8; YAML 1.2 and every user read ten."""
+    assert load_config(None, [f"train.seed={text}"]).train.seed == value

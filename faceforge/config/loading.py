@@ -63,8 +63,32 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {shorten(value)}")
+        quote = " (put it in quotes to keep it as text)" if _scalar(value) else ""
+        raise ConfigError(f"{key}: expected a string, got {shorten(value)}{quote}")
     return value
+
+
+def _scalar(value: Any) -> bool:
+    """Whether YAML read ``value`` as a number or a boolean (text that looks like one)."""
+    return isinstance(value, (bool, int, float))
+
+
+def _field_type(schema: type, dotted: str) -> Any:
+    """The declared type of the field of dataclass ``schema`` that ``dotted`` names; None
+    for none."""
+    annotation: Any = schema
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(annotation):
+            return None
+        annotation = typing.get_type_hints(annotation).get(part)
+    return annotation
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a field of this type holds text (``str``, or ``str | None``)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [t for t in typing.get_args(annotation) if t is not type(None)] == [str]
+    return annotation is str
 
 
 def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
@@ -116,12 +140,16 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
         node[leaf] = value
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split ``a.b=value`` and parse the value as YAML (so ``0.1``, ``true``, ``[1, 2]`` work)."""
+def parse_override(text: str, schema: type = Config) -> tuple[str, Any]:
+    """Split ``a.b=value`` and parse the value as YAML (so ``0.1``, ``true``, ``[1, 2]``
+    work), except where the field of ``schema`` it names holds text: ``output_dir=2024``
+    keeps the text as written."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {shorten(text)} must look like section.key=value")
     value = parse_yaml(raw, f"override {shorten(text)}") if raw.strip() else ""
+    if _scalar(value) and _takes_text(_field_type(schema, key.strip())):
+        value = raw.strip()
     return key.strip(), value
 
 

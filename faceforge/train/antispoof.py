@@ -74,7 +74,7 @@ def load_antispoof_config(
     values = parse_yaml(file.read_text(), str(file)) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{file}: expected a mapping of recipe keys")
-    values.update(parse_override(text) for text in overrides)
+    values.update(parse_override(text, AntiSpoofConfig) for text in overrides)
     return build_dataclass(AntiSpoofConfig, values)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from faceforge.data.spoof import ATTACKS
+from faceforge.errors import ConfigError
 from faceforge.evaluation.pad import pad_report
 from faceforge.inference.detection.base import Detection
 from faceforge.inference.liveness import face_cropper, liveness_crop
@@ -134,3 +135,12 @@ def test_training_without_both_live_and_spoof_images_is_one_line() -> None:
     cfg = replace(load_antispoof_config("minifasnet_v2"), input_size=SIZE, steps=1)
     with pytest.raises(DataError, match="training needs live and spoof images: found 1 live and 0"):
         train_antispoof(one, cfg)
+
+
+def test_recipe_overrides_follow_the_config_rules() -> None:
+    """The recipe reads overrides as the training config does: numbers where numbers go,
+    text as written where text goes, unknown keys refused."""
+    cfg = load_antispoof_config("minifasnet_v2", ["lr=0.01", "arch=2024"])
+    assert (cfg.lr, cfg.arch) == (0.01, "2024")
+    with pytest.raises(ConfigError, match="unknown config key 'lrr'"):
+        load_antispoof_config("minifasnet_v2", ["lrr=0.01"])
