@@ -120,7 +120,8 @@ class AlignReport:
     fallback: int = 0
     #: (relative path, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    #: quality total (:func:`~faceforge.data.quality.face_quality`) of each detected face
+    #: quality total (:func:`~faceforge.data.quality.face_quality`) of each face detected in
+    #: this run (kept crops have no detection to score)
     qualities: list[float] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -132,8 +133,9 @@ class AlignReport:
         if not self.qualities:
             return text
         low = sum(q < LOW_QUALITY for q in self.qualities)
+        scope = " (new crops only)" if self.existing else ""
         return (
-            f"{text}; face quality median {float(np.median(self.qualities)):.2f}, "
+            f"{text}; face quality{scope} median {float(np.median(self.qualities)):.2f}, "
             f"{low} below {LOW_QUALITY}"
         )
 

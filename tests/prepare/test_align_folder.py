@@ -47,7 +47,7 @@ def test_default_policies(dataset: Path, tmp_path: Path) -> None:
     report = align_dataset(dataset, dst, progress=False)
     assert (report.aligned, report.chose_among_several, report.fallback) == (3, 1, 0)
     assert len(report.qualities) == 3 and all(0 <= q <= 1 for q in report.qualities)
-    assert "face quality median" in report.summary()
+    assert "face quality median" in report.summary()  # every crop is new
     skipped = read_report(dst)
     assert set(skipped) == {"person_b/blank.png", "person_b/corrupt.jpg"}
     assert skipped["person_b/blank.png"] == "no face found"
@@ -64,6 +64,10 @@ def test_default_policies(dataset: Path, tmp_path: Path) -> None:
 
     again = align_dataset(dataset, dst, progress=False)  # resumes: nothing left to align
     assert (again.aligned, again.existing, len(again.skipped)) == (0, 3, 2)
+    (dst / "person_b" / "group.jpg").unlink()
+    partial = align_dataset(dataset, dst, progress=False)
+    assert (partial.aligned, partial.existing, len(partial.qualities)) == (1, 2, 1)
+    assert "face quality (new crops only) median" in partial.summary()
 
 
 def test_skip_ambiguous_and_fallback_for_no_face(dataset: Path, tmp_path: Path) -> None:
