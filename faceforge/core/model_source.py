@@ -28,6 +28,7 @@ from faceforge.config import Config, DataConfig, ModelConfig
 from faceforge.core.checkpoint import DEPLOY_PARTS, Checkpoint, content_hash
 from faceforge.core.foreign_weights import (
     apply_key_map,
+    load_exactly,
     match_state_dict,
     read_key_map,
     read_state_dict,
@@ -36,7 +37,7 @@ from faceforge.core.preprocess import Preprocess
 from faceforge.core.pretrained import PRETRAINED, pretrained_weights, verify_file
 from faceforge.core.weight_adapters import adapted
 from faceforge.data.file_kinds import misplaced_hint
-from faceforge.errors import CheckpointError, first_line
+from faceforge.errors import CheckpointError
 from faceforge.models import build_backbone
 
 
@@ -178,14 +179,7 @@ def _from_checkpoint(path: Path) -> LoadedModel:
     arch = ckpt.config.model.backbone
     backbone = _build(ckpt.config.model, ckpt.preprocess.input_size)
     size = "x".join(map(str, ckpt.preprocess.input_size))
-    try:
-        backbone.load_state_dict(ckpt.backbone, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{str(path)!r}: backbone weights do not fit {arch} at its declared input size "
-            f"{size} (the model does not accept that input size, or the weights are another "
-            f"model's): {first_line(exc)}"
-        ) from None
+    load_exactly(backbone, ckpt.backbone, f"{str(path)!r}: {arch} at its declared size {size}")
     name = f"{arch} from {path.name}"
     metrics, size = dict(ckpt.metrics), ckpt.config.model.embedding_size
     return LoadedModel(backbone.eval(), ckpt.preprocess, ckpt.config, name, metrics, size)

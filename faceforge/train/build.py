@@ -17,6 +17,7 @@ from torch.utils.data import Sampler
 
 from faceforge.config import Config, DataConfig
 from faceforge.core.checkpoint import Checkpoint
+from faceforge.core.foreign_weights import load_exactly
 from faceforge.core.precision import Precision, resolve_precision
 from faceforge.core.preprocess import Preprocess
 from faceforge.data.dataset import Batch, FaceDataset
@@ -274,7 +275,7 @@ def _load_initial_backbone(backbone: nn.Module, cfg: Config) -> None:
                 f"model.init_from={cfg.model.init_from!r} holds model.{name}="
                 f"{getattr(saved, name)!r}, the config says {getattr(cfg.model, name)!r}"
             )
-    backbone.load_state_dict(ckpt.backbone, strict=True)
+    load_exactly(backbone, ckpt.backbone, f"model.init_from={cfg.model.init_from!r}")
 
 
 def build_criterion(cfg: Config, num_classes: int, dist: Distributed) -> Criterion:

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from faceforge.config import Config, config_to_dict
 from faceforge.core.checkpoint import Checkpoint
+from faceforge.core.foreign_weights import load_exactly
 from faceforge.errors import CheckpointError, first_line
 from faceforge.train.build import TrainingRun
 from faceforge.train.sharding import full_head_state, load_head_state
@@ -132,8 +133,8 @@ def restore(run: TrainingRun, ckpt: Checkpoint, path: str | Path) -> TrainState:
     decay, schedule length), so settings changed for the resumed run take effect."""
     model = run.model_without_ddp
     hyper = [{k: v for k, v in g.items() if k != "params"} for g in run.optimizer.param_groups]
+    load_exactly(model.backbone, ckpt.backbone, f"{path}: its backbone")
     try:
-        model.backbone.load_state_dict(ckpt.backbone)
         model.loss.load_state_dict(ckpt.loss)
         load_head_state(run, ckpt.head, ckpt.optimizer)
     except (RuntimeError, ValueError, KeyError) as exc:

@@ -320,6 +320,22 @@ def test_checkpoint_alone_rebuilds_the_backbone(tmp_path: Path) -> None:
     assert loaded.metrics["synthetic"]["accuracy"] == 0.9
 
 
+def test_a_checkpoint_whose_backbone_keys_differ_names_them(tmp_path: Path) -> None:
+    """Say a se_iresnet50 checkpoint from before its squeeze-excitation lost its biases:
+    the error names the keys, where PyTorch's first line named none."""
+    state = _model().state_dict()
+    state["features.0.0.bias"] = torch.zeros(64)
+    del state["features.0.1.running_var"]
+    cfg = load_config(None, ["model.embedding_size=128"])
+    Checkpoint(config=cfg, backbone=state).save(tmp_path / "m.pt")
+    with pytest.raises(CheckpointError) as error:
+        load_model(tmp_path / "m.pt")
+    message = str(error.value)
+    assert message.startswith(f"{str(tmp_path / 'm.pt')!r}: mobilefacenet at its declared size")
+    assert "1 missing (features.0.1.running_var)" in message
+    assert "1 unexpected (features.0.0.bias)" in message
+
+
 def test_wrong_weights_are_reported(tmp_path: Path) -> None:
     cfg = load_config(None, ["model.embedding_size=128"])
     Checkpoint(config=cfg, backbone=_model(512).state_dict()).save(tmp_path / "m.pt")
