@@ -6,7 +6,8 @@ Published face models come as state dicts in many wrappings and namings: insight
 names of their own. :func:`read_state_dict` unwraps the file; :func:`match_state_dict` maps
 its tensors onto a backbone's, in this order:
 
-1. a key map the user wrote (:func:`read_key_map`), applied first when given;
+1. a key map the user wrote (:func:`read_key_map`), applied first when given, then the
+   renaming of a published layout (:mod:`~faceforge.core.weight_adapters`);
 2. by name: exact, or under a wrapper prefix such as ``model.`` or ``backbone.`` (the
    prefix that wraps the most names wins, so ``conv1.weight`` is ``model.conv1.weight``
    rather than ``model.layer1.0.conv1.weight``); a name found under prefixes that wrap as

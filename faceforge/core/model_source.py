@@ -213,9 +213,9 @@ def create_model(
     Without ``weights`` an architecture is randomly initialised (as
     :func:`~faceforge.models.build_backbone`). With ``weights``, the file is read safely and
     its keys matched to the architecture (any usual container, foreign key names in the same
-    order, ``key_map`` for the rest); a pretrained name needs the entry's published file,
-    whose hash is checked, and fixes the sizes itself (``dropout`` applies to a fresh
-    model). The model maps float (N, 3, H, W)
+    order, the IR layout of TreB1eN and AdaFace, ``key_map`` for the rest); a pretrained name
+    needs the entry's published file, whose hash is checked, and fixes the sizes itself
+    (``dropout`` applies to a fresh model). The model maps float (N, 3, H, W)
     input prepared as its contract says (:meth:`~faceforge.core.preprocess.Preprocess.apply`;
     :func:`load_model` returns the contract too) to raw (N, D) embeddings; it is returned in
     eval mode when weights were loaded.
