@@ -179,7 +179,11 @@ def _from_checkpoint(path: Path) -> LoadedModel:
     arch = ckpt.config.model.backbone
     backbone = _build(ckpt.config.model, ckpt.preprocess.input_size)
     size = "x".join(map(str, ckpt.preprocess.input_size))
-    load_exactly(backbone, ckpt.backbone, f"{str(path)!r}: {arch} at its declared size {size}")
+    where = (
+        f"{str(path)!r}: {arch} at its declared input size {size} (if only shapes differ, the "
+        "model does not accept that input size)"
+    )
+    load_exactly(backbone, ckpt.backbone, where)
     name = f"{arch} from {path.name}"
     metrics, size = dict(ckpt.metrics), ckpt.config.model.embedding_size
     return LoadedModel(backbone.eval(), ckpt.preprocess, ckpt.config, name, metrics, size)

@@ -331,7 +331,8 @@ def test_a_checkpoint_whose_backbone_keys_differ_names_them(tmp_path: Path) -> N
     with pytest.raises(CheckpointError) as error:
         load_model(tmp_path / "m.pt")
     message = str(error.value)
-    assert message.startswith(f"{str(tmp_path / 'm.pt')!r}: mobilefacenet at its declared size")
+    where = f"{str(tmp_path / 'm.pt')!r}: mobilefacenet at its declared input size 112x112"
+    assert message.startswith(where)
     assert "1 missing (features.0.1.running_var)" in message
     assert "1 unexpected (features.0.0.bias)" in message
 
