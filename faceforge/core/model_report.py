@@ -20,7 +20,7 @@ from torch import Tensor
 from faceforge.core.checkpoint import Checkpoint, read_payload
 from faceforge.core.foreign_weights import match_state_dict, read_state_dict, weight_count
 from faceforge.core.preprocess import Preprocess
-from faceforge.core.weight_adapters import adapted, recognised_adapter
+from faceforge.core.weight_adapters import adapted, layout_note
 from faceforge.errors import CheckpointError
 from faceforge.models.registry import BACKBONES, build_backbone
 
@@ -130,11 +130,9 @@ def _weights_lines(path: Path) -> list[str]:
         f"{parameters / 1e6:,.2f} M parameters; no preprocessing recorded (a published "
         "model's is in faceforge models: import it with --pretrained NAME)",
     ]
-    if recognised_adapter(state) == "treb1en_ir":
-        lines.append(
-            "keys in the IR layout of TreB1eN's InsightFace_Pytorch and AdaFace, whose models "
-            "were trained on BGR input (import with --color BGR)"
-        )
+    note = layout_note(state)
+    if note is not None:
+        lines.append(f"keys in {note}")
     fits = _fitting_backbones(state)
     if not fits:
         return [

@@ -125,7 +125,9 @@ def _facenet(name: str, file: str, lfw: float, sha256: str | None) -> Pretrained
     )
 
 
-def _treb1en(name: str, arch: str, file: str, accuracy: Mapping[str, float]) -> PretrainedWeights:
+def _treb1en(
+    name: str, arch: str, file: str, accuracy: Mapping[str, float], adapter: str | None = None
+) -> PretrainedWeights:
     return PretrainedWeights(
         name,
         arch,
@@ -135,7 +137,7 @@ def _treb1en(name: str, arch: str, file: str, accuracy: Mapping[str, float]) -> 
         accuracy,
         TREB1EN_ZOO,
         file,
-        adapter="treb1en_ir" if arch.startswith("se_iresnet") else None,
+        adapter=adapter,
         notes=(
             "a bare state dict from TreB1eN's InsightFace_Pytorch (the repository trains on "
             "insightface's faces_emore by default; its README does not name the set)"
@@ -184,6 +186,7 @@ ENTRIES = (
         "se_iresnet50",
         "model_ir_se50.pth",
         {"LFW": 99.52, "CFP-FP": 95.04, "AgeDB-30": 96.22, "CALFW": 95.57, "CPLFW": 91.07},
+        adapter="treb1en_ir",
     ),
     _treb1en(
         "mobilefacenet.treb1en_ms1m",

@@ -177,11 +177,22 @@ WEIGHT_ADAPTERS: Registry[dict[str, Tensor]] = Registry.of(
 )
 #: adapter name -> whether a file's keys are in its layout (for weights given with --arch)
 _RECOGNISERS = {"treb1en_ir": _shows_ir_layout}
+#: adapter name -> what a user importing a file in its layout should know
+_LAYOUT_NOTES = {
+    "treb1en_ir": "the IR layout of TreB1eN's InsightFace_Pytorch and AdaFace, whose models "
+    "were trained on BGR input (import with --color BGR)"
+}
 
 
 def recognised_adapter(state: Mapping[str, Tensor]) -> str | None:
     """The adapter whose layout ``state``'s keys show, if any."""
     return next((name for name, shows in _RECOGNISERS.items() if shows(state)), None)
+
+
+def layout_note(state: Mapping[str, Tensor]) -> str | None:
+    """What the layout ``state``'s keys show means for importing it (None: no known one)."""
+    adapter = recognised_adapter(state)
+    return None if adapter is None else _LAYOUT_NOTES[adapter]
 
 
 def adapted(
