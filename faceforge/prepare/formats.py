@@ -16,6 +16,7 @@ folder      any other folder                             ``<identity>/<image>``
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,15 +196,32 @@ def dataset_paths(path: Path) -> list[Path]:
     return [path, path.with_suffix("")] if kind == "list" else [path]
 
 
+#: hex digits of the random tag in the name of a dataset set aside during an overwrite
+ASIDE_TAG = 8
+
+
+def _set_aside(target: Path) -> Path:
+    """Where ``target`` waits while its replacement is written: a hidden sibling."""
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:ASIDE_TAG]}.old")
+
+
+def _left_aside(target: Path) -> list[Path]:
+    """Every copy of ``target`` set aside by :func:`replacing`, this run's and those of runs
+    killed before they could remove theirs."""
+    name = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{{ASIDE_TAG}}}\.old")
+    return [p for p in target.parent.glob(".*.old") if name.fullmatch(p.name)]
+
+
 @contextlib.contextmanager
 def replacing(path: Path) -> Iterator[None]:
     """Set the dataset at ``path`` aside while the block writes a new one there: deleted
-    when the block succeeds, put back (and the new one's parts removed) when it fails, so an
+    when the block succeeds, with any copy an ``--overwrite`` killed mid-write left beside
+    it, and put back (the new one's parts removed) when the block fails, so an
     ``--overwrite`` never leaves neither."""
     targets, moved = dataset_paths(path), []
     for target in targets:
         if target.exists():
-            aside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+            aside = _set_aside(target)
             target.rename(aside)
             moved.append((target, aside))
     try:
@@ -214,5 +232,6 @@ def replacing(path: Path) -> Iterator[None]:
         for target, aside in moved:
             aside.rename(target)
         raise
-    for _, aside in moved:
-        remove_path(aside)
+    for target in targets:
+        for aside in _left_aside(target):
+            remove_path(aside)

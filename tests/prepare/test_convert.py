@@ -221,6 +221,25 @@ def test_an_overwrite_that_fails_keeps_the_old_dataset(
     assert sorted(p.name for p in target.parent.iterdir()) == ["train", "train.txt"]
 
 
+def test_an_overwrite_removes_what_a_killed_overwrite_set_aside(
+    folder: Path, tmp_path: Path
+) -> None:
+    """A run killed mid-write leaves the dataset it replaced hidden beside the target; the
+    next overwrite that completes removes it (a RecordIO can be hundreds of gigabytes)."""
+    target = tmp_path / "out" / "train.txt"
+    with pytest.warns(UserWarning):
+        convert(folder, target, QUIET)
+    stale = [tmp_path / "out" / ".train.txt.0123abcd.old", tmp_path / "out" / ".train.0123abcd.old"]
+    stale[0].write_text("a/0.jpg 0\n")
+    stale[1].mkdir()
+    mine = tmp_path / "out" / ".train.txt.notmine.old"
+    mine.write_text("kept")
+    with pytest.warns(UserWarning):
+        convert(folder, target, ConvertOptions(overwrite=True, progress=False))
+    left = sorted(p.name for p in target.parent.iterdir())
+    assert left == [mine.name, "train", "train.txt"] and len(ListFileReader(target)) == 10
+
+
 def test_names_a_list_file_cannot_hold_are_refused_others_round_trip(tmp_path: Path) -> None:
     for name in ("Ann\u2028Lee", "Zoë"):  # splitlines() split at U+2028
         (tmp_path / "src" / name).mkdir(parents=True)
