@@ -113,6 +113,36 @@ def _remove_if_unheld(path: Path) -> bool:
         os.close(fd)
 
 
+#: hex digits of the random tag in the name of a copy set aside while its replacement is written
+ASIDE_TAG = 8
+
+
+def aside_path(target: Path) -> Path:
+    """Where ``target`` waits while its replacement is written: a hidden sibling."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(ASIDE_TAG // 2)}.old")
+
+
+def copies_set_aside(target: Path) -> list[Path]:
+    """Every copy of ``target`` that :func:`aside_path` named and that is still there: this
+    run's, and those of runs killed before they could remove or restore theirs."""
+    name = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{{ASIDE_TAG}}}\.old")
+    return sorted(p for p in target.parent.glob(".*.old") if name.fullmatch(p.name))
+
+
+def set_aside_note(*missing: str | Path) -> str:
+    """What to add to the error that the ``missing`` paths (one dataset's) do not exist when
+    an interrupted overwrite, killed between setting the old copies aside and writing the new
+    ones, hid them; else ''."""
+    renames = [
+        f"{copies[-1]} to {Path(path).name}"
+        for path in missing
+        if (copies := copies_set_aside(Path(path)))
+    ]
+    if not renames:
+        return ""
+    return f"; an interrupted overwrite set the old one aside: rename {', '.join(renames)}"
+
+
 def remove_path(path: Path, *, ignore_errors: bool = False) -> None:
     """Delete a file, link or folder tree at ``path`` (nothing there is fine)."""
     if path.is_dir() and not path.is_symlink():

@@ -21,6 +21,7 @@ from faceforge.data.image_header import declared_size
 from faceforge.data.limits import MAX_DATASET_PIXELS as MAX_DATASET_PIXELS  # re-exported
 from faceforge.data.limits import MAX_PHOTO_PIXELS
 from faceforge.errors import DataError
+from faceforge.files import set_aside_note
 
 #: the most bytes one stored dataset image (a RecordIO record, an LMDB value) may take: 20x
 #: an uncompressed image of MAX_DATASET_PIXELS, and far below the gigabytes a damaged length
@@ -65,7 +66,8 @@ def identity_folders(root: str | Path) -> list[tuple[str, list[Path]]]:
         )
     if not root.is_dir():
         raise DataError(
-            f"image folder {str(root)!r} does not exist; expected {root}/<identity>/<image> files"
+            f"image folder {str(root)!r} does not exist; expected {root}/<identity>/<image> "
+            f"files{set_aside_note(root)}"
         )
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     return [(folder.name, list_images(folder)) for folder in folders]

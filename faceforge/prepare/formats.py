@@ -16,8 +16,6 @@ folder      any other folder                             ``<identity>/<image>``
 from __future__ import annotations
 
 import contextlib
-import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -35,7 +33,13 @@ from faceforge.data.readers import (
 )
 from faceforge.data.recordio.writer import RecordIOWriter
 from faceforge.errors import DataError
-from faceforge.files import Temporary, atomic_write_bytes, remove_path
+from faceforge.files import (
+    Temporary,
+    aside_path,
+    atomic_write_bytes,
+    copies_set_aside,
+    remove_path,
+)
 from faceforge.registry import Registry
 
 
@@ -196,22 +200,6 @@ def dataset_paths(path: Path) -> list[Path]:
     return [path, path.with_suffix("")] if kind == "list" else [path]
 
 
-#: hex digits of the random tag in the name of a dataset set aside during an overwrite
-ASIDE_TAG = 8
-
-
-def _set_aside(target: Path) -> Path:
-    """Where ``target`` waits while its replacement is written: a hidden sibling."""
-    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:ASIDE_TAG]}.old")
-
-
-def _left_aside(target: Path) -> list[Path]:
-    """Every copy of ``target`` set aside by :func:`replacing`, this run's and those of runs
-    killed before they could remove theirs."""
-    name = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{{ASIDE_TAG}}}\.old")
-    return [p for p in target.parent.glob(".*.old") if name.fullmatch(p.name)]
-
-
 @contextlib.contextmanager
 def replacing(path: Path) -> Iterator[None]:
     """Set the dataset at ``path`` aside while the block writes a new one there: deleted
@@ -221,7 +209,7 @@ def replacing(path: Path) -> Iterator[None]:
     targets, moved = dataset_paths(path), []
     for target in targets:
         if target.exists():
-            aside = _set_aside(target)
+            aside = aside_path(target)
             target.rename(aside)
             moved.append((target, aside))
     try:
@@ -233,5 +221,5 @@ def replacing(path: Path) -> Iterator[None]:
             aside.rename(target)
         raise
     for target in targets:
-        for aside in _left_aside(target):
+        for aside in copies_set_aside(target):
             remove_path(aside)

@@ -12,6 +12,7 @@ import numpy as np
 from faceforge.data.image_io import MAX_DATASET_PIXELS, decode_image, walk_files
 from faceforge.data.readers import list_files_in
 from faceforge.errors import DataError
+from faceforge.files import set_aside_note
 from faceforge.prepare.formats import dataset_format, dataset_paths, open_source
 
 
@@ -82,7 +83,7 @@ def inspect_dataset(
     declaring more than ``max_pixels`` are listed as unreadable, undecoded)."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such dataset")
+        raise DataError(f"{path}: no such dataset{set_aside_note(*dataset_paths(path))}")
     source = open_source(path)
     counts = np.unique(source.labels, return_counts=True)[1] if len(source) else np.zeros(1, int)
     report = Inspection(

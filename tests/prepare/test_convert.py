@@ -21,8 +21,9 @@ from faceforge.data.readers import ImageFolderReader, ListFileReader, LmdbReader
 from faceforge.errors import DataError
 from faceforge.evaluation.bin_format import load_bin
 from faceforge.evaluation.pairs import read_lfw_pairs
+from faceforge.files import aside_path
 from faceforge.prepare.convert import ConvertOptions, convert
-from faceforge.prepare.formats import dataset_format, numbered_name, open_source
+from faceforge.prepare.formats import dataset_format, dataset_paths, numbered_name, open_source
 from faceforge.prepare.inspect import inspect_dataset
 
 QUIET = ConvertOptions(progress=False)
@@ -238,6 +239,29 @@ def test_an_overwrite_removes_what_a_killed_overwrite_set_aside(
         convert(folder, target, ConvertOptions(overwrite=True, progress=False))
     left = sorted(p.name for p in target.parent.iterdir())
     assert left == [mine.name, "train", "train.txt"] and len(ListFileReader(target)) == 10
+
+
+@pytest.mark.parametrize("name", ["train.rec", "data.lmdb", "train.txt", "faces"])
+def test_a_dataset_a_killed_overwrite_hid_is_found_by_the_error(
+    folder: Path, tmp_path: Path, name: str
+) -> None:
+    """Killed after setting the old dataset aside and before writing the new one, an
+    overwrite leaves nothing at the target: reading it names each hidden part and where it
+    goes back, and doing what the line says restores the dataset."""
+    target = tmp_path / "out" / name
+    with pytest.warns(UserWarning, match="not contiguous"):  # "dave" has no images
+        convert(folder, target, QUIET)
+    before = by_label(open_source(target))
+    for part in dataset_paths(target):
+        if part.exists():
+            part.rename(aside_path(part))
+    for read in (open_source, inspect_dataset):
+        with pytest.raises(DataError, match="interrupted overwrite") as caught:
+            read(target)
+    hint = str(caught.value).split("rename ", 1)[1]
+    for aside, back in (move.split(" to ") for move in hint.split(", ")):
+        Path(aside).rename(Path(aside).with_name(back))
+    assert by_label(open_source(target)) == before
 
 
 def test_names_a_list_file_cannot_hold_are_refused_others_round_trip(tmp_path: Path) -> None:

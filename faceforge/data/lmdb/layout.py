@@ -24,6 +24,7 @@ from pathlib import Path
 
 from faceforge.data.lmdb.pages import LmdbFile
 from faceforge.errors import DataError, FormatError
+from faceforge.files import set_aside_note
 
 META_KEY = b"__meta__"
 LABELS_KEY = b"__labels__"
@@ -70,5 +71,5 @@ def open_database(path: Path) -> LmdbFile:
     checked reading; DataError when there is none, FormatError when it is damaged."""
     data = path / "data.mdb" if path.is_dir() else path
     if not data.is_file():
-        raise DataError(f"{path}: no such LMDB database")
+        raise DataError(f"{path}: no such LMDB database{set_aside_note(path)}")
     return LmdbFile(data, source=path)

@@ -10,6 +10,7 @@ import numpy as np
 from faceforge.data.image_io import MAX_DATASET_PIXELS
 from faceforge.data.readers.file_list import FileListReader
 from faceforge.errors import DataError
+from faceforge.files import set_aside_note
 
 #: file endings of list files (``faceforge convert`` writes ``.txt``)
 LIST_SUFFIXES = (".txt", ".lst")
@@ -27,7 +28,8 @@ class ListFileReader(FileListReader):
     ) -> None:
         list_file = Path(list_file)
         if not list_file.is_file():
-            raise DataError(f"list file {str(list_file)!r} does not exist")
+            missing = f"list file {str(list_file)!r} does not exist"
+            raise DataError(missing + set_aside_note(list_file))
         base = Path(root) if root else list_file.parent
         paths: list[Path] = []
         labels: list[int] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.errors import DataError, FormatError
-from faceforge.files import atomic_write_bytes
+from faceforge.files import atomic_write_bytes, set_aside_note
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class RecordFiles:
             if not path.is_file():
                 raise DataError(
                     f"{path}: no such file (a RecordIO dataset is train.rec + train.idx, "
-                    "and optionally property, in one folder)"
+                    f"and optionally property, in one folder){set_aside_note(self.rec, self.idx)}"
                 )
 
 
