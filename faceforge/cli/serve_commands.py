@@ -15,6 +15,8 @@ from faceforge.cli.liveness_commands import add_anti_spoof_options, add_min_qual
 from faceforge.cli.model_commands import add_model_options, build_pipeline
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from faceforge.serve.service import Service
 
 
@@ -42,7 +44,7 @@ def _make_service(args: argparse.Namespace) -> Service:
 OPTIONS_VARIABLE = "FACEFORGE_SERVE_OPTIONS"
 
 
-def app_from_environment():
+def app_from_environment() -> FastAPI:
     """One worker's app (uvicorn's factory, run in each process of ``--workers``), built
     from the options ``serve`` left in :data:`OPTIONS_VARIABLE`."""
     from faceforge.serve.app import create_app

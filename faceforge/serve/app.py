@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 
 from fastapi import FastAPI, Request
@@ -110,7 +110,9 @@ def _add_status_routes(app: FastAPI) -> None:
     requests = Counter("faceforge_requests", "HTTP requests", ["path", "status"], registry=registry)
 
     @app.middleware("http")
-    async def count(request: Request, call_next):
+    async def count(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         response = await call_next(request)
         route = request.scope.get("route")
         requests.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
