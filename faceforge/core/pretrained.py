@@ -15,8 +15,9 @@ value exists; where none does, loading says the file could not be verified. Name
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,13 +86,15 @@ class PretrainedWeights:
     notes: str = field(default="", compare=False)
 
 
-def _insightface(name: str, folder: str, figures: tuple[float, ...]) -> PretrainedWeights:
-    """An arcface_torch model-zoo file, with the figures of the README table whose rows link
-    each training log by this folder's name: IJB-C TAR@FAR=1e-4, LFW, CFP-FP, AgeDB-30 and
+def _insightface(folder: str, figures: Sequence[float]) -> PretrainedWeights:
+    """The arcface_torch model-zoo file ``folder/backbone.pth`` (``{set}_r{depth}_fp16...``) as
+    ``iresnet{depth}.{set}``, with the figures of the README table whose rows link each
+    training log by this folder's name: IJB-C TAR@FAR=1e-4, LFW, CFP-FP, AgeDB-30 and
     ICCV2021-MFR-ALL TAR@FAR=1e-6 (later tables list other runs, under other names)."""
+    training_set, depth = re.fullmatch(r"(\w+?)_r(\d+)_fp16.*", folder).groups()
     return PretrainedWeights(
-        name,
-        name.partition(".")[0],
+        f"iresnet{depth}.{training_set}",
+        f"iresnet{depth}",
         512,
         Preprocess(),
         INSIGHTFACE_LICENCE,
@@ -156,39 +159,21 @@ def _treb1en(
     )
 
 
+#: arcface_torch's released folders and their figures, in the order of INSIGHTFACE_FIGURES
+INSIGHTFACE_FILES = {
+    "ms1mv3_arcface_r18_fp16": (94.66, 99.77, 97.73, 97.77, 68.33),
+    "ms1mv3_arcface_r34_fp16": (95.90, 99.80, 98.67, 98.10, 77.36),
+    "ms1mv3_arcface_r50_fp16": (96.46, 99.83, 98.96, 98.35, 80.53),
+    "ms1mv3_arcface_r100_fp16": (96.81, 99.85, 99.06, 98.48, 84.31),
+    "glint360k_cosface_r18_fp16_0.1": (95.33, 99.77, 97.73, 97.72, 72.07),
+    "glint360k_cosface_r34_fp16_0.1": (96.56, 99.82, 98.78, 98.33, 83.02),
+    "glint360k_cosface_r50_fp16_0.1": (96.97, 99.83, 99.20, 98.38, 87.08),
+    "glint360k_cosface_r100_fp16_0.1": (97.32, 99.82, 99.29, 98.48, 90.66),
+}
+
+
 ENTRIES = (
-    _insightface(
-        "iresnet18.ms1mv3_arcface", "ms1mv3_arcface_r18_fp16", (94.66, 99.77, 97.73, 97.77, 68.33)
-    ),
-    _insightface(
-        "iresnet34.ms1mv3_arcface", "ms1mv3_arcface_r34_fp16", (95.90, 99.80, 98.67, 98.10, 77.36)
-    ),
-    _insightface(
-        "iresnet50.ms1mv3_arcface", "ms1mv3_arcface_r50_fp16", (96.46, 99.83, 98.96, 98.35, 80.53)
-    ),
-    _insightface(
-        "iresnet100.ms1mv3_arcface", "ms1mv3_arcface_r100_fp16", (96.81, 99.85, 99.06, 98.48, 84.31)
-    ),
-    _insightface(
-        "iresnet18.glint360k_cosface",
-        "glint360k_cosface_r18_fp16_0.1",
-        (95.33, 99.77, 97.73, 97.72, 72.07),
-    ),
-    _insightface(
-        "iresnet34.glint360k_cosface",
-        "glint360k_cosface_r34_fp16_0.1",
-        (96.56, 99.82, 98.78, 98.33, 83.02),
-    ),
-    _insightface(
-        "iresnet50.glint360k_cosface",
-        "glint360k_cosface_r50_fp16_0.1",
-        (96.97, 99.83, 99.20, 98.38, 87.08),
-    ),
-    _insightface(
-        "iresnet100.glint360k_cosface",
-        "glint360k_cosface_r100_fp16_0.1",
-        (97.32, 99.82, 99.29, 98.48, 90.66),
-    ),
+    *(_insightface(folder, figures) for folder, figures in INSIGHTFACE_FILES.items()),
     _adaface(
         "iresnet18.adaface_webface4m", "iresnet18", "adaface_ir18_webface4m.ckpt", 99.53, 94.99
     ),
