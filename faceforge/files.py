@@ -123,16 +123,18 @@ def aside_path(target: Path) -> Path:
 
 
 def copies_set_aside(target: Path) -> list[Path]:
-    """Every copy of ``target`` that :func:`aside_path` named and that is still there: this
-    run's, and those of runs killed before they could remove or restore theirs."""
+    """Every copy of ``target`` that :func:`aside_path` named and that is still there (this
+    run's, and those of runs killed before they could remove or restore theirs), the most
+    recently written last."""
     name = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{{ASIDE_TAG}}}\.old")
-    return sorted(p for p in target.parent.glob(".*.old") if name.fullmatch(p.name))
+    copies = [p for p in target.parent.glob(".*.old") if name.fullmatch(p.name)]
+    return sorted(copies, key=lambda path: (path.stat().st_mtime_ns, path.name))
 
 
 def set_aside_note(*missing: str | Path) -> str:
     """What to add to the error that the ``missing`` paths (one dataset's) do not exist when
     an interrupted overwrite, killed between setting the old copies aside and writing the new
-    ones, hid them; else ''."""
+    ones, hid them (the most recently written copy of each); else ''."""
     renames = [
         f"{copies[-1]} to {Path(path).name}"
         for path in missing

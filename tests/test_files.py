@@ -1,5 +1,6 @@
 """Temporaries: a live writer's is never touched, a dead writer's is deleted by the next
-write of the same target (and only of that target), commits and discards leave nothing."""
+write of the same target (and only of that target), commits and discards leave nothing; what
+a killed overwrite set aside is found again."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from faceforge.files import Temporary, atomic_open, remove_stale_temporaries
+from faceforge.files import (
+    Temporary,
+    aside_path,
+    atomic_open,
+    copies_set_aside,
+    remove_stale_temporaries,
+    set_aside_note,
+)
 
 #: a writer in another process: creates a temporary of argv[1], reports it, waits for its
 #: stdin to close, then dies without cleaning up (as a kill -9 would)
@@ -77,3 +85,20 @@ def test_atomic_open_commits_or_discards(tmp_path: Path) -> None:
         f.write(b"half")
         raise RuntimeError("interrupted")
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_the_restore_hint_names_the_newest_copy_a_killed_overwrite_hid(tmp_path: Path) -> None:
+    """Two killed overwrites of one dataset leave two copies: the hint names the one written
+    last (what the user had before the second run), whatever their random names."""
+    target = tmp_path / "train.rec"
+    assert set_aside_note(target) == ""
+    older, newer = aside_path(target), aside_path(target)
+    for copy, written in ((newer, 2_000_000), (older, 1_000_000)):
+        copy.write_bytes(b"")
+        os.utime(copy, (written, written))
+    (tmp_path / ".train.rec.notatag.old").write_bytes(b"")  # not one of ours
+    assert copies_set_aside(target) == [older, newer]
+    assert (
+        set_aside_note(target)
+        == f"; an interrupted overwrite set the old one aside: rename {newer} to train.rec"
+    )
