@@ -127,8 +127,12 @@ def copies_set_aside(target: Path) -> list[Path]:
     run's, and those of runs killed before they could remove or restore theirs), the most
     recently written last."""
     name = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{{ASIDE_TAG}}}\.old")
-    copies = [p for p in target.parent.glob(".*.old") if name.fullmatch(p.name)]
-    return sorted(copies, key=lambda path: (path.stat().st_mtime_ns, path.name))
+    written = {}
+    for path in target.parent.glob(".*.old"):
+        if name.fullmatch(path.name):
+            with contextlib.suppress(FileNotFoundError):  # another run's cleanup was faster
+                written[path] = path.stat().st_mtime_ns
+    return sorted(written, key=lambda path: (written[path], path.name))
 
 
 def set_aside_note(*missing: str | Path) -> str:
