@@ -29,7 +29,8 @@ class ListFileReader(FileListReader):
         list_file = Path(list_file)
         if not list_file.is_file():
             missing = f"list file {str(list_file)!r} does not exist"
-            raise DataError(missing + set_aside_note(list_file))
+            # a list faceforge wrote keeps its images in the folder of the same stem
+            raise DataError(missing + set_aside_note(list_file, list_file.with_suffix("")))
         base = Path(root) if root else list_file.parent
         paths: list[Path] = []
         labels: list[int] = []
